@@ -1,0 +1,162 @@
+"""The HTTP API: publish, history, channels, ticket, healthz, metrics."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from pulseboard.protocol import (
+    FORBIDDEN,
+    HTTP_STATUS,
+    NOT_FOUND,
+    TOO_LARGE,
+    Grants,
+    PulseboardError,
+    bad_request,
+    check_channel,
+)
+
+from .auth import origin_allowed, token_from_request, unauthorized
+from .node import Node
+
+
+def node_of(request: Request) -> Node:
+    node: Node = request.app.state.node
+    return node
+
+
+def error_response(err: PulseboardError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if err.code == "unauthorized" else None
+    return JSONResponse(err.to_dict(), status_code=HTTP_STATUS.get(err.code, 400), headers=headers)
+
+
+async def authenticate(request: Request, allow_ticket: bool = False) -> Grants:
+    """The caller's grants, from a bearer token or (where allowed) a one-time ticket."""
+    node = node_of(request)
+    if not origin_allowed(request.headers.get("origin"), request.headers.get("host"), node.settings):
+        raise PulseboardError(FORBIDDEN, "origin not allowed: see --allowed-origin")
+    ticket = request.query_params.get("ticket")
+    if ticket and allow_ticket:
+        grants, jti, exp = node.verifier.check_ticket(ticket)
+        if not await node.broker.claim_once("ticket:" + jti, node.settings.ticket_ttl + 10):
+            raise unauthorized("ticket already used: ask for a new one")
+        return grants
+    token, _ = token_from_request(request.headers, request.query_params)
+    if token is None:
+        raise unauthorized("a token is required (Authorization: Bearer or ?token=)")
+    return await node.verifier.verify_async(token)
+
+
+async def read_json(request: Request) -> Any:
+    limit = node_of(request).settings.max_message_size
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PulseboardError(TOO_LARGE, f"body over the {limit}-byte limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PulseboardError(TOO_LARGE, f"body over the {limit}-byte limit")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise bad_request("body is not valid JSON") from None
+
+
+def int_param(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"{name!r} must be an integer") from None
+    if not lo <= value <= hi:
+        raise bad_request(f"{name!r} must be between {lo} and {hi}")
+    return value
+
+
+async def publish(request: Request) -> Response:
+    grants = await authenticate(request)
+    body = await read_json(request)
+    items = body if isinstance(body, list) else [body]
+    if not items or not all(isinstance(i, dict) for i in items):
+        raise bad_request('body is {"ch": ..., "data": {...}} or a non-empty list of them')
+    node = node_of(request)
+    for item in items:  # check everything before publishing anything
+        grants.check_publish(check_channel(item.get("ch")))
+    seqs = []
+    for item in items:
+        env = await node.publish(grants, item.get("ch"), item.get("data"), item.get("ts"))
+        seqs.append(env.seq)
+    return JSONResponse({"seqs": seqs})
+
+
+async def history(request: Request) -> Response:
+    grants = await authenticate(request, allow_ticket=True)
+    ch = check_channel(request.query_params.get("ch"))
+    grants.check_read(ch)
+    node = node_of(request)
+    since = int_param(request, "since", None, 0, 1 << 62)
+    limit = int_param(request, "limit", 100, 1, max(1, node.settings.history)) or 100
+    info, msgs = await node.broker.history(ch, since, limit)
+    if not info.epoch:
+        raise PulseboardError(NOT_FOUND, f"no channel {ch!r} yet")
+    return JSONResponse(
+        {"ch": ch, "epoch": info.epoch, "seq": info.seq, "first": info.first, "msgs": [
+            {"ch": e.ch, "seq": e.seq, "ts": e.ts, "data": e.data} for e in msgs
+        ]}
+    )
+
+
+async def channels(request: Request) -> Response:
+    grants = await authenticate(request, allow_ticket=True)
+    infos = await node_of(request).broker.channels()
+    return JSONResponse(
+        {"channels": [
+            {"ch": i.ch, "epoch": i.epoch, "seq": i.seq} for i in infos if grants.can_read(i.ch)
+        ]}
+    )
+
+
+async def ticket(request: Request) -> Response:
+    grants = await authenticate(request)
+    node = node_of(request)
+    chs: list[str] | None = None
+    if request.headers.get("content-length", "0") not in ("", "0"):
+        body = await read_json(request)
+        raw = body.get("ch") if isinstance(body, dict) else None
+        if raw is not None:
+            if isinstance(raw, str):
+                raw = [raw]
+            if not isinstance(raw, list):
+                raise bad_request("'ch' is a list of channels")
+            chs = [check_channel(c) for c in raw]
+            for c in chs:
+                grants.check_read(c)
+    ttl = node.settings.ticket_ttl
+    return JSONResponse({"ticket": node.verifier.mint_ticket(grants, chs, ttl), "ttl": ttl})
+
+
+async def healthz(request: Request) -> Response:
+    node = node_of(request)
+    status = node.broker.status()
+    return JSONResponse(
+        {
+            "status": "ok" if status == "ok" else "degraded",
+            "broker": status,
+            "connections": len(node.clients),
+            "node": node.id,
+        },
+        status_code=200,
+    )
+
+
+async def metrics(request: Request) -> Response:
+    node = node_of(request)
+    node.metrics.broker_up.set(1 if node.broker.status() == "ok" else 0)
+    return Response(node.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,119 @@
+"""The ASGI app: every route under the base path, on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+import pulseboard
+from pulseboard.protocol import PulseboardError
+
+from . import api
+from .auth import redact
+from .brokers import open_broker
+from .config import Settings
+from .node import Node
+from .transports.ws import websocket_endpoint
+
+STATIC = Path(pulseboard.__file__).parent / "static"
+log = logging.getLogger("pulseboard")
+
+
+class RedactFilter(logging.Filter):
+    """Tokens and tickets never reach a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        clean = redact(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True
+
+
+def install_log_redaction() -> None:
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "pulseboard"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactFilter) for f in logger.filters):
+            logger.addFilter(RedactFilter())
+
+
+async def dashboard(request: Request) -> Response:
+    page = STATIC / "dashboard.html"
+    if not page.exists():
+        return Response("dashboard bundle not built: run `npm run build` in js/", status_code=503)
+    return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+
+async def on_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PulseboardError)
+    return api.error_response(exc)
+
+
+def routes(node: Node) -> list[BaseRoute]:
+    from .transports import poll, sse
+
+    inner: list[BaseRoute] = [
+        Route("/", dashboard),
+        WebSocketRoute("/ws", websocket_endpoint),
+        Route("/sse", sse.sse_endpoint),
+        Route("/poll", poll.poll_endpoint),
+        Route("/publish", api.publish, methods=["POST"]),
+        Route("/ticket", api.ticket, methods=["POST"]),
+        Route("/history", api.history),
+        Route("/channels", api.channels),
+        Route("/healthz", api.healthz),
+        Route("/metrics", api.metrics),
+        Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
+    ]
+    if node.settings.hub:
+        from . import hub
+
+        inner.append(Route("/token", hub.exchange_token, methods=["POST"]))
+    prefix = node.settings.prefix
+    if not prefix:
+        return inner
+    return [
+        Route(prefix, lambda r: RedirectResponse(prefix + "/")),
+        Mount(prefix, routes=inner),
+    ]
+
+
+def build_app(settings: Settings, node: Node | None = None) -> Starlette:
+    """The app for `settings`; the broker starts with the app's lifespan."""
+    install_log_redaction()
+    if node is None:
+        broker = open_broker(settings.broker, settings.history, max_channels=settings.max_channels)
+        node = Node(settings, broker)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await node.start()
+        collector_task = None
+        if settings.collect_interval > 0:
+            from .collector import run_collector
+
+            collector_task = asyncio.create_task(run_collector(node, settings.collect_interval))
+        try:
+            yield
+        finally:
+            if collector_task is not None:
+                collector_task.cancel()
+            await node.close_clients(1001, "server going away")
+            await node.stop()
+
+    app = Starlette(
+        routes=routes(node),
+        lifespan=lifespan,
+        exception_handlers={PulseboardError: on_error},
+    )
+    app.state.node = node
+    return app

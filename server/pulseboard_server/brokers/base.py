@@ -1,0 +1,93 @@
+"""The broker interface every backend implements, and the URL-scheme picker."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from pulseboard.protocol import UNAVAILABLE, Envelope, PulseboardError, Start
+
+OnMessage = Callable[[Envelope], None]
+OnReset = Callable[[str, str, int], None]  # channel, new epoch, top seq
+
+
+class BrokerUnavailable(PulseboardError):
+    """The broker can't be reached right now; publishes get 503, clients stay."""
+
+    def __init__(self, detail: str = "broker unavailable: try again shortly") -> None:
+        super().__init__(UNAVAILABLE, detail)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    ch: str
+    epoch: str
+    seq: int  # top seq, 0 when nothing was published yet
+    first: int  # oldest seq still in history (seq + 1 when history is empty)
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """The answer to a (re)subscription: where the channel is and what to send."""
+
+    info: ChannelInfo
+    recovered: bool
+    msgs: list[Envelope]
+
+
+class Broker(Protocol):
+    """Numbers, keeps and fans out messages.
+
+    `start` gets the callbacks the broker calls with every message of a
+    subscribed channel (in seq order, no gaps, once each) and with a reset when
+    a channel's numbering restarted.
+    """
+
+    url: str
+
+    async def start(self, on_message: OnMessage, on_reset: OnReset) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def status(self) -> str:
+        """'ok' or 'degraded'."""
+        ...
+
+    async def publish(self, ch: str, data: dict[str, Any], ts: float) -> Envelope: ...
+
+    async def subscribe(self, ch: str) -> None: ...
+
+    async def unsubscribe(self, ch: str) -> None: ...
+
+    async def replay(self, ch: str, start: Start) -> Replay: ...
+
+    async def history(self, ch: str, since: int | None, limit: int) -> tuple[ChannelInfo, list[Envelope]]: ...
+
+    async def channels(self) -> list[ChannelInfo]: ...
+
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        """True the first time `key` is claimed within `ttl` seconds (one-time tickets)."""
+        ...
+
+
+BACKENDS = {
+    "memory": "pulseboard_server.brokers.memory:MemoryBroker",
+    "redis": "pulseboard_server.brokers.redis:RedisBroker",
+    "rediss": "pulseboard_server.brokers.redis:RedisBroker",
+    "redis+cluster": "pulseboard_server.brokers.redis:RedisBroker",
+}
+
+
+def open_broker(url: str, history: int, **options: Any) -> Broker:
+    """Make (not start) the broker for `url`; the backend module is imported lazily."""
+    scheme = urlsplit(url).scheme
+    target = BACKENDS.get(scheme)
+    if target is None:
+        raise ValueError(f"unknown broker {url!r}: use memory:// or redis://host:port/db")
+    module, _, name = target.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    broker: Broker = cls(url, history=history, **options)
+    return broker

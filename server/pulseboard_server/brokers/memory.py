@@ -1,0 +1,88 @@
+"""The embedded broker: one process, history in memory, a new epoch per run."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from pulseboard.protocol import (
+    TOO_LARGE,
+    Envelope,
+    HistoryWindow,
+    PulseboardError,
+    Start,
+    plan_replay,
+)
+
+from .base import ChannelInfo, OnMessage, OnReset, Replay
+
+
+class MemoryBroker:
+    def __init__(self, url: str = "memory://", history: int = 1000, max_channels: int = 100_000) -> None:
+        self.url = url
+        self._history = history
+        self._max_channels = max_channels
+        self._windows: dict[str, HistoryWindow] = {}
+        self._subscribed: set[str] = set()
+        self._claims: dict[str, float] = {}
+        self._on_message: OnMessage | None = None
+
+    async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
+        self._on_message = on_message
+
+    async def close(self) -> None:
+        self._on_message = None
+
+    def status(self) -> str:
+        return "ok"
+
+    def _window(self, ch: str) -> HistoryWindow:
+        w = self._windows.get(ch)
+        if w is None:
+            if len(self._windows) >= self._max_channels:
+                raise PulseboardError(TOO_LARGE, f"channel limit ({self._max_channels}) reached")
+            w = self._windows[ch] = HistoryWindow(uuid.uuid4().hex[:12], self._history)
+        return w
+
+    def _info(self, ch: str, w: HistoryWindow) -> ChannelInfo:
+        return ChannelInfo(ch, w.epoch, w.top, w.first)
+
+    async def publish(self, ch: str, data: dict[str, Any], ts: float) -> Envelope:
+        w = self._window(ch)
+        env = Envelope.make(ch, w.next_seq(), ts, data)
+        w.append(env)
+        if ch in self._subscribed and self._on_message is not None:
+            self._on_message(env)
+        return env
+
+    async def subscribe(self, ch: str) -> None:
+        self._window(ch)
+        self._subscribed.add(ch)
+
+    async def unsubscribe(self, ch: str) -> None:
+        self._subscribed.discard(ch)
+
+    async def replay(self, ch: str, start: Start) -> Replay:
+        w = self._window(ch)
+        plan = plan_replay(start, w.epoch, w.first, w.top)
+        return Replay(self._info(ch, w), plan.recovered, w.replay(plan))
+
+    async def history(self, ch: str, since: int | None, limit: int) -> tuple[ChannelInfo, list[Envelope]]:
+        w = self._windows.get(ch)
+        if w is None:
+            return ChannelInfo(ch, "", 0, 1), []
+        msgs = w.last(limit) if since is None else w.after(since, limit)
+        return self._info(ch, w), msgs
+
+    async def channels(self) -> list[ChannelInfo]:
+        return [self._info(ch, w) for ch, w in sorted(self._windows.items())]
+
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        now = time.monotonic()
+        if len(self._claims) > 10_000:
+            self._claims = {k: t for k, t in self._claims.items() if t > now}
+        if self._claims.get(key, 0.0) > now:
+            return False
+        self._claims[key] = now + ttl
+        return True

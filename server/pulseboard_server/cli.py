@@ -1,0 +1,336 @@
+"""The `pulseboard` command: serve, token, publish, agent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any, NoReturn
+
+from .config import Settings
+
+log = logging.getLogger("pulseboard")
+
+
+class CliError(Exception):
+    """A one-line error for the user; the command exits non-zero."""
+
+
+def fail(msg: str, code: int = 2) -> NoReturn:
+    print(f"pulseboard: error: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return v
+
+
+def port_number(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError("a port is 0-65535")
+    return v
+
+
+def count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return v
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pulseboard", description="Live, authenticated metric streams for Jupyter."
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the server", description="Run the pulseboard server.")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    s.add_argument("--port", type=port_number, default=8765, help="port (8765; 0 picks a free one)")
+    s.add_argument("--broker", default="memory://", help="memory:// (default) or redis://host:port/db")
+    s.add_argument("--base-path", default="/", help="serve every path under this prefix (/)")
+    s.add_argument("--history", type=count, default=1000, help="messages kept per channel (1000)")
+    s.add_argument(
+        "--collect-interval", type=positive_float, default=1.0,
+        help="host collector period in seconds; 0 turns it off (1.0)",
+    )
+    s.add_argument(
+        "--allowed-origin", action="append", default=[], metavar="ORIGIN",
+        help="allow browser pages from ORIGIN (repeatable; * allows all)",
+    )
+    s.add_argument("--public-key", metavar="FILE", help="PEM public key: accept RS256/ES256 tokens")
+    s.add_argument("--jwks-url", metavar="URL", help="JWKS endpoint: accept RS256/ES256 tokens")
+    s.add_argument("--audience", help="require this 'aud' claim")
+    s.add_argument("--issuer", help="require this 'iss' claim")
+    s.add_argument("--hub", action="store_true", help="JupyterHub service mode (POST token)")
+    s.add_argument(
+        "--max-message-size", type=count, default=1 << 20, help="bytes per message or body (1 MiB)"
+    )
+    s.add_argument(
+        "--max-buffer", type=count, default=8 << 20,
+        help="bytes queued for one client before it is closed with 4429 (8 MiB)",
+    )
+    s.add_argument("--tick", type=positive_float, default=0.005, help="batching window in seconds (0.005)")
+    s.add_argument("--node", default="", help="node name shown to clients (random)")
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    t = sub.add_parser("token", help="print a signed token", description="Print a JWT signed with PULSEBOARD_SECRET.")
+    t.add_argument("--sub", required=True, help="who the token is for")
+    t.add_argument("--read", action="append", metavar="GLOB", help="channels it may read (default *)")
+    t.add_argument("--publish", action="append", default=[], metavar="GLOB", help="channels it may publish to")
+    t.add_argument("--ttl", type=count, default=3600, help="seconds until it expires (3600)")
+
+    u = sub.add_parser("publish", help="publish one message", description="Publish one message over HTTP.")
+    u.add_argument("channel")
+    u.add_argument("json", help="the message's data, a JSON object")
+    u.add_argument("--url", default=None, help="server URL (PULSEBOARD_URL)")
+    u.add_argument("--token", default=None, help="token (PULSEBOARD_TOKEN)")
+
+    a = sub.add_parser("agent", help="run the host collector elsewhere",
+                       description="Publish this host's metrics to a broker or a server.")
+    where = a.add_mutually_exclusive_group(required=True)
+    where.add_argument("--broker", help="publish straight into redis://...")
+    where.add_argument("--url", help="publish through a server's HTTP API (token from PULSEBOARD_TOKEN)")
+    a.add_argument("--interval", type=positive_float, default=1.0, help="seconds between samples (1.0)")
+    a.add_argument("--channel", default=None, help="channel (sys.<hostname>)")
+    a.add_argument("--history", type=count, default=1000, help="messages kept per channel (1000)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            serve_command(args)
+        elif args.command == "token":
+            token_command(args)
+        elif args.command == "publish":
+            publish_command(args)
+        elif args.command == "agent":
+            agent_command(args)
+    except CliError as e:
+        fail(str(e))
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+# --- token / publish ----------------------------------------------------------------
+
+
+def token_command(args: argparse.Namespace) -> None:
+    from .auth import mint_token
+
+    secret = os.environ.get("PULSEBOARD_SECRET")
+    if not secret:
+        raise CliError("set PULSEBOARD_SECRET to the server's secret first")
+    print(mint_token(secret, args.sub, args.read or ["*"], args.publish, args.ttl))
+
+
+def publish_command(args: argparse.Namespace) -> None:
+    from pulseboard.publish import PublishError, publish
+
+    try:
+        data = json.loads(args.json)
+    except ValueError:
+        raise CliError("JSON argument is not valid JSON") from None
+    try:
+        seq = publish(args.channel, data, url=args.url, token=args.token)
+    except PublishError as e:
+        raise CliError(str(e)) from None
+    print(seq)
+
+
+# --- agent -------------------------------------------------------------------------
+
+
+def agent_command(args: argparse.Namespace) -> None:
+    from .collector import collect, host_channel
+
+    channel = args.channel or host_channel()
+    interval = args.interval or 1.0
+
+    async def run() -> None:
+        if args.broker:
+            from .brokers import open_broker
+
+            try:
+                broker = open_broker(args.broker, args.history)
+                await broker.start(lambda e: None, lambda c, e, s: None)
+            except (ValueError, OSError) as e:
+                raise CliError(f"cannot reach broker {args.broker}: {e}") from None
+
+            async def pub(ch: str, data: dict[str, Any]) -> object:
+                return await broker.publish(ch, data, __import__("time").time())
+        else:
+            from pulseboard.publish import Publisher
+
+            publisher = Publisher(url=args.url)
+
+            async def pub(ch: str, data: dict[str, Any]) -> object:
+                return await asyncio.to_thread(publisher.publish, ch, data)
+
+        print(f"pulseboard agent: publishing {channel} every {interval}s", file=sys.stderr)
+        await collect(pub, interval, channel)
+
+    asyncio.run(run())
+
+
+# --- serve -------------------------------------------------------------------------
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = Settings(
+        host=args.host,
+        port=args.port,
+        broker=args.broker,
+        base_path=args.base_path if args.base_path.startswith("/") else "/" + args.base_path,
+        history=args.history,
+        collect_interval=args.collect_interval,
+        allowed_origins=args.allowed_origin,
+        secret=os.environ.get("PULSEBOARD_SECRET") or None,
+        jwks_url=args.jwks_url,
+        audience=args.audience,
+        issuer=args.issuer,
+        hub=args.hub,
+        max_message_size=args.max_message_size,
+        max_buffer=args.max_buffer,
+        tick=args.tick,
+        node=args.node,
+    )
+    if args.public_key:
+        try:
+            with open(args.public_key) as f:
+                settings.public_key = f.read()
+        except OSError as e:
+            raise CliError(f"cannot read --public-key {args.public_key}: {e.strerror}") from None
+    return settings
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise CliError(f"port {port} on {host} is in use: pick another with --port") from None
+        raise CliError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve_command(args: argparse.Namespace) -> None:
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = settings_from(args)
+    printed_token = None
+    if not (settings.secret or settings.public_key or settings.jwks_url):
+        from .auth import ephemeral_secret, mint_token
+
+        settings.secret = ephemeral_secret()
+        printed_token = mint_token(settings.secret, "dashboard", ["*"], [], ttl=12 * 3600)
+    try:
+        asyncio.run(serve(settings, args.log_level, printed_token))
+    except CliError:
+        raise
+    except SystemExit:
+        raise
+
+
+async def serve(settings: Settings, log_level: str = "info", printed_token: str | None = None) -> None:
+    import uvicorn
+
+    from .app import build_app, install_log_redaction
+    from .brokers import open_broker
+    from .node import Node
+
+    install_log_redaction()
+    sock = bind(settings.host, settings.port)
+    settings.port = sock.getsockname()[1]
+    try:
+        broker = open_broker(settings.broker, settings.history, max_channels=settings.max_channels)
+    except (ValueError, ImportError) as e:
+        raise CliError(str(e)) from None
+    node = Node(settings, broker)
+    try:
+        await node.start()
+    except Exception as e:
+        raise CliError(f"cannot reach broker {settings.broker}: {e}") from None
+    app = build_app(settings, node)
+    config = uvicorn.Config(
+        app,
+        ws="websockets-sansio",
+        ws_max_size=max(4 * settings.max_message_size, 1 << 16),
+        ws_ping_interval=settings.ping_interval,
+        ws_ping_timeout=settings.ping_interval,
+        log_level=log_level,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    server = GracefulServer(config, node)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    base = f"http://{host}:{settings.port}{settings.prefix}/"
+    if printed_token:
+        print(f"pulseboard: dashboard at {base}#token={printed_token}", flush=True)
+    else:
+        print(f"pulseboard: serving on {base}", flush=True)
+    await server.serve(sockets=[sock])
+
+
+class GracefulServer:
+    """uvicorn's server, but SIGTERM/SIGINT close every client with 1001, then exit 0."""
+
+    def __init__(self, config: Any, node: Any) -> None:
+        import uvicorn
+
+        node_ref = node
+
+        class _Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                if self.should_exit or getattr(self, "_closing_clients", False):
+                    self.force_exit = sig == signal.SIGINT and self.should_exit
+                    self.should_exit = True
+                    return
+                self._closing_clients = True
+                loop = self._pb_loop
+
+                def begin() -> None:
+                    task = loop.create_task(node_ref.close_clients(1001, "server going away"))
+                    task.add_done_callback(lambda _: setattr(self, "should_exit", True))
+                    self._pb_task = task
+
+                loop.call_soon_threadsafe(begin)
+
+        self._server = _Server(config)
+
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        self._server._pb_loop = asyncio.get_running_loop()  # type: ignore[attr-defined]
+        await self._server.serve(sockets=sockets)
+        if self._server.started is False:
+            raise CliError("server failed to start")

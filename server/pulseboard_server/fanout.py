@@ -1,0 +1,161 @@
+"""The send path: batch what the broker delivers per tick and hand it to subscribers.
+
+Within one tick every channel's envelopes are gathered; each subscriber gets
+one frame holding its channels' share. Frames with the same content are built
+once and shared (see `FrameCache`), so a frame going to many clients is
+serialised once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from pulseboard.protocol import ChannelSync, Envelope, batch_frame
+
+from .brokers.base import Broker
+from .metrics import Metrics
+
+log = logging.getLogger("pulseboard.fanout")
+
+Part = tuple[str, Sequence[Envelope]]  # one channel's envelopes in this tick, seq order
+
+
+class FrameCache:
+    """Frames built this tick, keyed by what they hold."""
+
+    def __init__(self) -> None:
+        self._frames: dict[tuple[tuple[str, int], ...], str] = {}
+
+    def frame(self, parts: Sequence[tuple[str, int, Sequence[Envelope]]]) -> str:
+        """A JSON array of `envs[skip:]` for each (ch, skip, envs), built once per content."""
+        key = tuple((ch, skip) for ch, skip, _ in parts)
+        text = self._frames.get(key)
+        if text is None:
+            text = self._frames[key] = batch_frame(
+                e.raw for _, skip, envs in parts for e in envs[skip:]
+            )
+        return text
+
+
+class Subscriber(Protocol):
+    """A connected client of any transport."""
+
+    syncs: dict[str, ChannelSync]
+
+    def deliver(self, parts: Sequence[Part], cache: FrameCache) -> None: ...
+
+    def reset(self, ch: str, epoch: str, seq: int) -> None: ...
+
+
+def live_parts(
+    syncs: dict[str, ChannelSync], parts: Sequence[Part]
+) -> list[tuple[str, int, Sequence[Envelope]]]:
+    """The part of a tick a subscriber should get now; holds envelopes of syncing channels.
+
+    Each envelope is passed once and in order: those at or below the client's
+    position are skipped (they were already replayed).
+    """
+    out: list[tuple[str, int, Sequence[Envelope]]] = []
+    for ch, envs in parts:
+        sync = syncs.get(ch)
+        if sync is None:
+            continue
+        if sync.syncing:
+            for e in envs:
+                sync.hold(e)
+            continue
+        skip = 0
+        while skip < len(envs) and envs[skip].seq <= sync.seq:
+            skip += 1
+        if skip < len(envs):
+            sync.seq = envs[-1].seq
+            out.append((ch, skip, envs))
+    return out
+
+
+class Fanout:
+    """Node-level fan-out: which local subscribers want which channel."""
+
+    def __init__(self, broker: Broker, metrics: Metrics, tick: float) -> None:
+        self.broker = broker
+        self.metrics = metrics
+        self.tick = tick
+        self._subs: dict[str, set[Subscriber]] = {}
+        self._pending: dict[str, list[Envelope]] = {}
+        self._flush_handle: asyncio.Handle | None = None
+        self._interest_lock = asyncio.Lock()
+
+    # --- called by the broker --------------------------------------------------
+
+    def on_message(self, env: Envelope) -> None:
+        if env.ch not in self._subs:
+            return
+        self._pending.setdefault(env.ch, []).append(env)
+        if self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            if self.tick > 0:
+                self._flush_handle = loop.call_later(self.tick, self.flush)
+            else:
+                self._flush_handle = loop.call_soon(self.flush)
+
+    def on_reset(self, ch: str, epoch: str, seq: int) -> None:
+        self.metrics.resets.inc()
+        for sub in list(self._subs.get(ch, ())):
+            sub.reset(ch, epoch, seq)
+
+    def flush(self) -> None:
+        """Deliver this tick's envelopes: one frame per subscriber."""
+        self._flush_handle = None
+        pending, self._pending = self._pending, {}
+        targets: dict[Subscriber, list[Part]] = {}
+        for ch, envs in pending.items():
+            for sub in self._subs.get(ch, ()):
+                targets.setdefault(sub, []).append((ch, envs))
+        cache = FrameCache()
+        for sub, parts in targets.items():
+            try:
+                sub.deliver(parts, cache)
+            except Exception:  # one bad subscriber must not stop the others
+                log.exception("delivery to a subscriber failed")
+
+    # --- called by transports --------------------------------------------------
+
+    async def add(self, sub: Subscriber, ch: str) -> None:
+        """Register interest; the broker is subscribed on the node's first."""
+        subs = self._subs.get(ch)
+        if subs is None:
+            subs = self._subs[ch] = set()
+            subs.add(sub)
+            try:
+                async with self._interest_lock:
+                    await self.broker.subscribe(ch)
+            except BaseException:
+                self.discard(sub, ch)
+                raise
+        else:
+            subs.add(sub)
+
+    def discard(self, sub: Subscriber, ch: str) -> None:
+        subs = self._subs.get(ch)
+        if subs is None:
+            return
+        subs.discard(sub)
+        if not subs:
+            del self._subs[ch]
+            self._pending.pop(ch, None)
+            asyncio.get_running_loop().create_task(self._unsubscribe(ch))
+
+    async def _unsubscribe(self, ch: str) -> None:
+        async with self._interest_lock:
+            if ch in self._subs:
+                return
+            try:
+                await self.broker.unsubscribe(ch)
+            except Exception as e:
+                log.warning("broker unsubscribe from %s failed: %s", ch, e)
+
+    def subscriber_count(self) -> int:
+        return len({s for subs in self._subs.values() for s in subs})

@@ -1,0 +1,1 @@
+"""Transports: WebSocket, Server-Sent Events, long-poll. Each is thin glue over the node."""

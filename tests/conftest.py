@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from support import RedisProcess, ServerProcess
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., ServerProcess]]:
+    """Start `pulseboard serve` processes; every one is stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def make(*args: str, start: bool = True, **kwargs: object) -> ServerProcess:
+        proc = ServerProcess(*args, **kwargs)  # type: ignore[arg-type]
+        started.append(proc)
+        return proc.start() if start else proc
+
+    yield make
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
+    """One server on the memory broker, collector off."""
+    return server_factory()
+
+
+@pytest.fixture
+def redis_factory() -> Iterator[Callable[..., RedisProcess]]:
+    started: list[RedisProcess] = []
+
+    def make(**kwargs: object) -> RedisProcess:
+        proc = RedisProcess(**kwargs)  # type: ignore[arg-type]
+        started.append(proc)
+        return proc.start()
+
+    yield make
+    for proc in started:
+        proc.cleanup()
+
+
+@pytest.fixture
+def redis_server(redis_factory: Callable[..., RedisProcess]) -> RedisProcess:
+    return redis_factory()
