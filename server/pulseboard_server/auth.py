@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import secrets
 import time
@@ -112,6 +113,7 @@ class TokenVerifier:
             "jti": uuid.uuid4().hex,
             "read": read,
             "publish": [],
+            "token_exp": grants.exp,  # a stream opened with the ticket lives as long as the token
         }
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
@@ -129,7 +131,11 @@ class TokenVerifier:
             raise unauthorized("ticket is malformed or its signature is bad") from None
         if claims.get("typ") != TICKET_TYPE:
             raise unauthorized("not a ticket")
-        return grants_from_claims(claims), str(claims["jti"]), float(claims["exp"])
+        grants = grants_from_claims(claims)
+        token_exp = claims.get("token_exp")
+        if isinstance(token_exp, (int, float)) and not isinstance(token_exp, bool):
+            grants = dataclasses.replace(grants, exp=float(token_exp))
+        return grants, str(claims["jti"]), float(claims["exp"])
 
 
 def mint_token(

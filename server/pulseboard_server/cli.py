@@ -94,6 +94,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--tick", type=positive_float, default=0.005, help="batching window in seconds (0.005)")
     s.add_argument("--node", default="", help="node name shown to clients (random)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    # hidden knobs for tests and benchmarks
+    s.add_argument("--heartbeat", type=positive_float, default=15.0, help=argparse.SUPPRESS)
+    s.add_argument("--ticket-ttl", type=positive_float, default=60.0, help=argparse.SUPPRESS)
+    s.add_argument("--poll-timeout", type=positive_float, default=25.0, help=argparse.SUPPRESS)
 
     t = sub.add_parser("token", help="print a signed token", description="Print a JWT signed with PULSEBOARD_SECRET.")
     t.add_argument("--sub", required=True, help="who the token is for")
@@ -217,6 +221,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_buffer=args.max_buffer,
         tick=args.tick,
         node=args.node,
+        heartbeat=args.heartbeat or 15.0,
+        ticket_ttl=args.ticket_ttl or 60.0,
+        poll_timeout=args.poll_timeout,
     )
     if args.public_key:
         try:
