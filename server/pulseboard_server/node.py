@@ -47,6 +47,9 @@ class Node:
         self.shutting_down = False
 
     async def start(self) -> None:
+        attach = getattr(self.broker, "attach_metrics", None)
+        if attach is not None:  # brokers that can count outages and repaired gaps
+            attach(self.metrics)
         await self.broker.start(self._on_message, self.fanout.on_reset)
 
     def _on_message(self, env: Envelope) -> None:

@@ -1,0 +1,118 @@
+"""Key layout and the Lua scripts of the Redis broker.
+
+Every key of one channel carries the hash tag `{<channel>}` so that, on a
+Redis Cluster, all of them (and the channel's shard pub/sub channel) live in
+one slot and a script can touch them atomically:
+
+    <prefix>:{<ch>}:meta   hash: epoch (random string), seq (the top seq)
+    <prefix>:{<ch>}:log    stream: entry id 0-<seq>, field m = the envelope JSON,
+                           trimmed to the last --history entries
+    <prefix>:{<ch>}:live   pub/sub channel (SPUBLISH on a cluster):
+                           "<epoch> <envelope JSON>"
+    <prefix>:channels      set of channel names (not slot-bound; a hint for `channels`)
+    <prefix>:claim:<key>   one-time claims (SET NX PX)
+
+Channel names can't contain braces (see protocol.CHANNEL_RE), so the hash
+tag is always the whole name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Publish one message: numbering, epoch, history and fan-out in one atomic step.
+# KEYS: meta, log. ARGV: candidate epoch, history, envelope prefix, envelope
+# suffix, pub/sub channel, "1" for SPUBLISH.
+# Returns {epoch, seq, created}.
+PUBLISH = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local created = 0
+if not epoch then
+  epoch = ARGV[1]
+  created = 1
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local raw = ARGV[3] .. seq .. ARGV[4]
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '0-' .. seq, 'm', raw)
+local payload = epoch .. ' ' .. raw
+if ARGV[6] == '1' then
+  redis.call('SPUBLISH', ARGV[5], payload)
+else
+  redis.call('PUBLISH', ARGV[5], payload)
+end
+return {epoch, seq, created}
+"""
+
+# Read a channel's position and (part of) its history in one consistent step.
+# KEYS: meta, log. ARGV: candidate epoch ('' = don't create the channel),
+# mode ('none' | 'after' | 'last' | 'range'), a, b.
+#   after: entries with seq > a, at most b of them (b = 0: all)
+#   last:  the last a entries
+#   range: entries with a <= seq <= b
+# Returns {epoch or '', top, first, created, id1, raw1, id2, raw2, ...}.
+READ = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local created = 0
+if not epoch then
+  if ARGV[1] == '' then
+    return {'', 0, 1, 0}
+  end
+  epoch = ARGV[1]
+  created = 1
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+end
+local top = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+local first = top + 1
+local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+if #head > 0 then
+  first = tonumber(string.match(head[1][1], '%-(%d+)$'))
+end
+local out = {epoch, top, first, created}
+local entries = {}
+local mode = ARGV[2]
+if mode == 'after' then
+  if ARGV[4] ~= '0' then
+    entries = redis.call('XRANGE', KEYS[2], '0-' .. (tonumber(ARGV[3]) + 1), '+', 'COUNT', ARGV[4])
+  else
+    entries = redis.call('XRANGE', KEYS[2], '0-' .. (tonumber(ARGV[3]) + 1), '+')
+  end
+elseif mode == 'last' then
+  if tonumber(ARGV[3]) > 0 then
+    local rev = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[3])
+    for i = #rev, 1, -1 do
+      entries[#entries + 1] = rev[i]
+    end
+  end
+elseif mode == 'range' then
+  entries = redis.call('XRANGE', KEYS[2], '0-' .. ARGV[3], '0-' .. ARGV[4])
+end
+for _, e in ipairs(entries) do
+  out[#out + 1] = e[2][2]
+end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The names of one channel's keys under `prefix`."""
+
+    meta: str
+    log: str
+    live: str
+
+    @classmethod
+    def of(cls, prefix: str, ch: str) -> Keys:
+        base = f"{prefix}:{{{ch}}}"
+        return cls(base + ":meta", base + ":log", base + ":live")
+
+
+def channel_of_live(prefix: str, name: str) -> str | None:
+    """The channel name inside a `:live` pub/sub channel name, or None."""
+    head = prefix + ":{"
+    if name.startswith(head) and name.endswith("}:live"):
+        return name[len(head) : -len("}:live")]
+    return None

@@ -1,0 +1,207 @@
+"""The broker contract: one suite, every backend passes it unchanged.
+
+The Redis backend runs against a real redis-server started for this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+
+from pulseboard.protocol import Backfill, Envelope, Live, Since
+from pulseboard_server.brokers import open_broker
+from pulseboard_server.brokers.base import Broker
+from support import RedisProcess
+
+BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+
+
+@pytest.fixture(scope="module")
+def redis_proc() -> Iterator[RedisProcess]:
+    proc = RedisProcess().start()
+    yield proc
+    proc.cleanup()
+
+
+class Feed:
+    """What the broker delivered to a node."""
+
+    def __init__(self) -> None:
+        self.msgs: list[Envelope] = []
+        self.resets: list[tuple[str, str, int]] = []
+        self.changed = asyncio.Event()
+
+    def on_message(self, env: Envelope) -> None:
+        self.msgs.append(env)
+        self.changed.set()
+
+    def on_reset(self, ch: str, epoch: str, seq: int) -> None:
+        self.resets.append((ch, epoch, seq))
+        self.changed.set()
+
+    def seqs(self, ch: str) -> list[int]:
+        return [e.seq for e in self.msgs if e.ch == ch]
+
+    async def wait_for(self, pred: Callable[[], bool], timeout: float = 10.0) -> None:
+        async def loop() -> None:
+            while not pred():
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(loop(), timeout)
+
+
+Factory = Callable[..., Awaitable[tuple[Broker, Feed]]]
+
+
+@pytest.fixture(params=BACKENDS)
+async def make_broker(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
+    made: list[Broker] = []
+    prefix = "t" + uuid.uuid4().hex[:8]  # every test gets its own key space
+
+    async def make(history: int = 1000) -> tuple[Broker, Feed]:
+        if request.param == "memory":
+            url = "memory://"
+        else:
+            url = request.getfixturevalue("redis_proc").url + f"?prefix={prefix}"
+        broker = open_broker(url, history)
+        feed = Feed()
+        await broker.start(feed.on_message, feed.on_reset)
+        made.append(broker)
+        return broker, feed
+
+    yield make
+    for b in made:
+        await b.close()
+
+
+async def publish_n(broker: Broker, ch: str, n: int, start: int = 0) -> list[Envelope]:
+    return [await broker.publish(ch, {"i": start + i}, 1000.0 + i) for i in range(n)]
+
+
+async def test_numbering_starts_at_one_and_grows_by_one(make_broker: Factory) -> None:
+    broker, _ = await make_broker()
+    envs = await publish_n(broker, "a", 5)
+    assert [e.seq for e in envs] == [1, 2, 3, 4, 5]
+    assert [e.data["i"] for e in envs] == [0, 1, 2, 3, 4]
+    other = await broker.publish("b", {"x": 1}, 5.0)
+    assert other.seq == 1  # numbering is per channel
+    assert envs[0] == Envelope.from_raw(envs[0].raw)
+    assert envs[0].raw == Envelope.make("a", 1, 1000.0, {"i": 0}).raw
+
+
+async def test_two_handles_on_one_backend_share_the_numbering(make_broker: Factory) -> None:
+    broker, _ = await make_broker()
+    if broker.url.startswith("memory"):
+        pytest.skip("the memory broker is one process by design")
+    second, _ = await make_broker()
+    seqs = []
+    for i in range(6):
+        env = await (broker if i % 2 else second).publish("shared", {"i": i}, 1.0)
+        seqs.append(env.seq)
+    assert seqs == [1, 2, 3, 4, 5, 6]
+
+
+async def test_history_window_keeps_the_last_n(make_broker: Factory) -> None:
+    broker, _ = await make_broker(history=5)
+    await publish_n(broker, "w", 12)
+    info, msgs = await broker.history("w", None, 100)
+    assert (info.seq, info.first) == (12, 8)
+    assert [m.seq for m in msgs] == [8, 9, 10, 11, 12]
+    _, msgs = await broker.history("w", None, 2)
+    assert [m.seq for m in msgs] == [11, 12]
+    _, msgs = await broker.history("w", 9, 2)
+    assert [m.seq for m in msgs] == [10, 11]
+    _, msgs = await broker.history("w", 1, 100)  # asks for more than is kept
+    assert [m.seq for m in msgs] == [8, 9, 10, 11, 12]
+    info, msgs = await broker.history("never-published", None, 10)
+    assert (info.epoch, info.seq, msgs) == ("", 0, [])
+
+
+async def test_replay_live_and_backfill(make_broker: Factory) -> None:
+    broker, _ = await make_broker(history=10)
+    await publish_n(broker, "r", 15)
+    live = await broker.replay("r", Live())
+    assert (live.recovered, live.msgs, live.info.seq) == (True, [], 15)
+    back = await broker.replay("r", Backfill(3))
+    assert back.recovered and [m.seq for m in back.msgs] == [13, 14, 15]
+    clamped = await broker.replay("r", Backfill(100))
+    assert clamped.recovered and [m.seq for m in clamped.msgs] == list(range(6, 16))
+    none = await broker.replay("r", Backfill(0))
+    assert none.msgs == []
+
+
+async def test_replay_since(make_broker: Factory) -> None:
+    broker, _ = await make_broker(history=10)
+    await publish_n(broker, "s", 15)
+    epoch = (await broker.replay("s", Live())).info.epoch
+    assert epoch
+    exact = await broker.replay("s", Since(9, epoch))
+    assert exact.recovered and [m.seq for m in exact.msgs] == list(range(10, 16))
+    edge = await broker.replay("s", Since(5, epoch))  # 6 is the oldest kept: nothing missing
+    assert edge.recovered and [m.seq for m in edge.msgs] == list(range(6, 16))
+    lost = await broker.replay("s", Since(2, epoch))  # 3..5 are gone
+    assert not lost.recovered and [m.seq for m in lost.msgs] == list(range(6, 16))
+    current = await broker.replay("s", Since(15, epoch))
+    assert current.recovered and current.msgs == []
+    ahead = await broker.replay("s", Since(99, epoch))  # a seq we never issued
+    assert not ahead.recovered and ahead.msgs == []
+    other = await broker.replay("s", Since(9, "another-epoch"))
+    assert not other.recovered and other.msgs == [] and other.info.epoch == epoch
+
+
+async def test_replay_of_a_new_channel_fixes_its_epoch(make_broker: Factory) -> None:
+    broker, _ = await make_broker()
+    first = await broker.replay("fresh", Live())
+    assert first.info.epoch and first.info.seq == 0 and first.recovered
+    await publish_n(broker, "fresh", 2)
+    again = await broker.replay("fresh", Since(0, first.info.epoch))
+    assert again.recovered and [m.seq for m in again.msgs] == [1, 2]
+    assert again.info.epoch == first.info.epoch
+
+
+async def test_subscribe_delivers_in_order_once_and_unsubscribe_stops(make_broker: Factory) -> None:
+    broker, feed = await make_broker()
+    await publish_n(broker, "d", 2)  # before the subscription: not delivered
+    await broker.subscribe("d")
+    await broker.publish("other", {"x": 1}, 1.0)  # not subscribed: not delivered
+    await publish_n(broker, "d", 20)
+    await feed.wait_for(lambda: len(feed.seqs("d")) >= 20)
+    assert feed.seqs("d") == list(range(3, 23))
+    assert feed.seqs("other") == []
+    assert feed.resets == []
+    await broker.unsubscribe("d")
+    await publish_n(broker, "d", 3)
+    await broker.subscribe("marker")  # a later delivery proves the earlier ones were not coming
+    await broker.publish("marker", {"x": 1}, 1.0)
+    await feed.wait_for(lambda: bool(feed.seqs("marker")))
+    assert feed.seqs("d") == list(range(3, 23))
+
+
+async def test_channels_lists_epoch_and_top(make_broker: Factory) -> None:
+    broker, _ = await make_broker()
+    await publish_n(broker, "c1", 3)
+    await publish_n(broker, "c2", 1)
+    infos = {i.ch: i for i in await broker.channels()}
+    assert infos["c1"].seq == 3 and infos["c2"].seq == 1
+    assert infos["c1"].epoch and infos["c1"].epoch != ""
+
+
+async def test_claim_once(make_broker: Factory) -> None:
+    broker, _ = await make_broker()
+    assert await broker.claim_once("ticket:abc", 30)
+    assert not await broker.claim_once("ticket:abc", 30)
+    assert await broker.claim_once("ticket:def", 30)
+    assert await broker.claim_once("ticket:short", 0.05)
+    deadline = asyncio.get_running_loop().time() + 5
+    while not await broker.claim_once("ticket:short", 0.05):  # expired claims can be made again
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+
+
+async def test_status_ok_when_running(make_broker: Factory) -> None:
+    broker, _ = await make_broker()
+    assert broker.status() == "ok"
