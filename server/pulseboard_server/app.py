@@ -49,7 +49,8 @@ def install_log_redaction() -> None:
 async def dashboard(request: Request) -> Response:
     page = STATIC / "dashboard.html"
     if not page.exists():
-        return Response("dashboard bundle not built: run `npm run build` in js/", status_code=503)
+        # 404, not 5xx: JupyterHub waits for a managed service until it answers non-5xx.
+        return Response("dashboard bundle not built: run `npm run build` in js/", status_code=404)
     return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
 

@@ -1,0 +1,168 @@
+"""JupyterHub service mode: `POST token` swaps a JupyterHub token for a pulseboard JWT.
+
+The caller sends `Authorization: token <jupyterhub token>` (a user's API token, or the
+`JUPYTERHUB_API_TOKEN` a single-user server gives its kernels). The server asks the Hub
+who owns it (`GET {JUPYTERHUB_API_URL}/user` with that token, the call JupyterHub's own
+`HubAuth` makes), then mints an HS256 JWT signed with the server's secret:
+
+- `sub`: the Hub user name;
+- `read`: `PULSEBOARD_HUB_READ` (comma-separated globs, default `*`);
+- `publish`: `PULSEBOARD_HUB_PUBLISH` (default `user.{user}.*`), where `{user}` is the
+  user name made channel-safe by `channel_safe` (letters, digits and `-` kept, every
+  other character written `_xx` in hex, so no two users share a prefix);
+- `exp`: now + `PULSEBOARD_HUB_TTL` seconds (default 3600).
+
+`PULSEBOARD_HUB_SCOPE`, when set, is a JupyterHub scope the token must carry (for example
+`access:services!service=pulseboard`); `PULSEBOARD_HUB_GROUPS`, when set, is a comma list
+of Hub groups one of which the user must be in.
+
+Errors use the contract's shape: 401 for a token the Hub does not accept, 403 when the
+token's owner may not use pulseboard, 503 when the Hub cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulseboard.protocol import FORBIDDEN, UNAVAILABLE, PulseboardError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .auth import mint_token, unauthorized
+
+log = logging.getLogger("pulseboard.hub")
+
+DEFAULT_PUBLISH = "user.{user}.*"
+HUB_TIMEOUT = 10.0
+_SAFE = re.compile(r"[A-Za-z0-9-]")
+
+
+def channel_safe(name: str) -> str:
+    """`name` as a channel-name fragment: one-to-one, and with no `.`, `*`, `?` or `[`."""
+    return "".join(c if _SAFE.fullmatch(c) else "".join(f"_{b:02x}" for b in c.encode()) for c in name)
+
+
+def _globs(text: str | None, default: list[str]) -> list[str]:
+    if text is None:
+        return default
+    return [g.strip() for g in text.split(",") if g.strip()]
+
+
+@dataclass
+class HubConfig:
+    """Where the Hub is and what an exchanged token may do; read from the environment."""
+
+    api_url: str
+    read: list[str] = field(default_factory=lambda: ["*"])
+    publish: list[str] = field(default_factory=lambda: [DEFAULT_PUBLISH])
+    ttl: int = 3600
+    scope: str | None = None
+    groups: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> HubConfig:
+        env = os.environ if env is None else env
+        api_url = env.get("JUPYTERHUB_API_URL", "").rstrip("/")
+        if not api_url:
+            raise PulseboardError(UNAVAILABLE, "hub mode: JUPYTERHUB_API_URL is not set")
+        ttl_text = env.get("PULSEBOARD_HUB_TTL", "3600")
+        try:
+            ttl = int(ttl_text)
+        except ValueError:
+            raise PulseboardError(UNAVAILABLE, "hub mode: PULSEBOARD_HUB_TTL is not an integer") from None
+        return cls(
+            api_url=api_url,
+            read=_globs(env.get("PULSEBOARD_HUB_READ"), ["*"]),
+            publish=_globs(env.get("PULSEBOARD_HUB_PUBLISH"), [DEFAULT_PUBLISH]),
+            ttl=max(60, ttl),
+            scope=env.get("PULSEBOARD_HUB_SCOPE") or None,
+            groups=_globs(env.get("PULSEBOARD_HUB_GROUPS"), []),
+        )
+
+    def grants_for(self, user: str) -> tuple[list[str], list[str]]:
+        """The `read` and `publish` globs of `user`'s token."""
+        safe = channel_safe(user)
+        return (
+            [g.replace("{user}", safe) for g in self.read],
+            [g.replace("{user}", safe) for g in self.publish],
+        )
+
+
+def hub_token_from(headers: Mapping[str, str]) -> str:
+    """The JupyterHub token in `Authorization: token ...` (or `Bearer ...`)."""
+    auth = headers.get("authorization", "").strip()
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() not in ("token", "bearer") or not value.strip():
+        raise unauthorized("send your JupyterHub token as 'Authorization: token <token>'")
+    return value.strip()
+
+
+def ask_hub(api_url: str, hub_token: str, timeout: float = HUB_TIMEOUT) -> dict[str, Any]:
+    """The model of the token's owner from the Hub (blocking; run it in a thread)."""
+    req = urllib.request.Request(
+        api_url + "/user",
+        headers={"Authorization": f"token {hub_token}", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            model = json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403, 404):
+            raise unauthorized("JupyterHub does not accept this token") from None
+        raise PulseboardError(UNAVAILABLE, f"JupyterHub answered {e.code}: try again later") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        log.warning("cannot reach JupyterHub at %s: %s", api_url, reason)
+        raise PulseboardError(UNAVAILABLE, "cannot reach JupyterHub: try again later") from None
+    if not isinstance(model, dict):
+        raise PulseboardError(UNAVAILABLE, "JupyterHub sent an unexpected answer")
+    return model
+
+
+def check_owner(model: Mapping[str, Any], config: HubConfig) -> str:
+    """The Hub user name behind the token, or `forbidden` when they may not use pulseboard."""
+    name = model.get("name")
+    if model.get("kind", "user") != "user" or not isinstance(name, str) or not name:
+        raise PulseboardError(FORBIDDEN, "only a JupyterHub user's token can be exchanged")
+    if config.scope is not None:
+        scopes = model.get("scopes") or []
+        if config.scope not in scopes:
+            raise PulseboardError(FORBIDDEN, f"the token lacks the JupyterHub scope {config.scope!r}")
+    if config.groups and not set(config.groups) & set(model.get("groups") or []):
+        raise PulseboardError(FORBIDDEN, "the user is in none of the groups allowed to use pulseboard")
+    return name
+
+
+async def exchange_token(request: Request) -> Response:
+    """`POST token`: a JupyterHub token in, `{"token", "sub", "exp", "read", "publish"}` out."""
+    node = request.app.state.node
+    hub_token = hub_token_from(request.headers)
+    config = HubConfig.from_env()
+    secret: str | None = node.settings.secret
+    if not secret:
+        raise PulseboardError(UNAVAILABLE, "hub mode needs PULSEBOARD_SECRET to sign tokens")
+    model = await asyncio.to_thread(ask_hub, config.api_url, hub_token)
+    user = check_owner(model, config)
+    read, publish = config.grants_for(user)
+    now = int(time.time())
+    extra: dict[str, Any] = {}
+    if node.settings.issuer:
+        extra["iss"] = node.settings.issuer
+    if node.settings.audience:
+        extra["aud"] = node.settings.audience
+    token = mint_token(secret, user, read, publish, config.ttl, **extra)
+    log.info("hub: issued a token for %s", user)
+    return JSONResponse(
+        {"token": token, "sub": user, "exp": now + config.ttl, "read": read, "publish": publish},
+        headers={"Cache-Control": "no-store"},
+    )

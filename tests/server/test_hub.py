@@ -1,0 +1,312 @@
+"""Hub mode against a real JupyterHub.
+
+A JupyterHub (DummyAuthenticator, its configurable-http-proxy from npm) runs pulseboard as
+a managed service (`pulseboard serve --hub` under /services/pulseboard/). A second service,
+`tester`, holds an admin API token and makes users and their API tokens through the Hub's
+REST API. Those real Hub tokens are then exchanged at `POST /services/pulseboard/token`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from pulseboard.discovery import DiscoveryError, discover
+from pulseboard_server.hub import HubConfig, channel_safe, check_owner
+from support import ROOT, SECRET, ServerProcess, free_port, wait_until
+
+pytest.importorskip("jupyterhub", reason="hub tests need jupyterhub (pip install jupyterhub)")
+
+CHP_DIR = ROOT / ".work" / "chp"
+TESTER_TOKEN = "tester-service-token-0123456789abcdef"
+
+
+def configurable_http_proxy() -> str:
+    """The `configurable-http-proxy` command: on PATH, or npm-installed under .work/chp."""
+    found = shutil.which("configurable-http-proxy")
+    if found:
+        return found
+    local = CHP_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
+    if not local.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("hub tests need configurable-http-proxy (npm install configurable-http-proxy)")
+        CHP_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [npm, "install", "--prefix", str(CHP_DIR), "--no-audit", "--no-fund", "configurable-http-proxy"],
+            check=True, capture_output=True, timeout=300,
+        )
+    return str(local)
+
+
+def http(method: str, url: str, token: str | None = None, scheme: str = "token",
+         body: Any = None) -> tuple[int, Any]:
+    headers = {"Accept": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"{scheme} {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    elif method == "POST":
+        data = b""
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, raw.decode(errors="replace")
+    except (urllib.error.URLError, OSError):
+        return 0, None  # nothing listening (yet)
+
+
+@dataclass
+class Hub:
+    proc: subprocess.Popen[bytes]
+    dir: Path
+    public_url: str  # the proxy, as a browser sees it
+    api_url: str  # the Hub's REST API, as services see it
+    pulseboard_port: int
+
+    @property
+    def service_url(self) -> str:
+        return self.public_url + "/services/pulseboard"
+
+    def log(self) -> str:
+        return (self.dir / "hub.log").read_text(errors="replace")
+
+    def user_token(self, name: str, **body: Any) -> str:
+        status, _ = http("POST", f"{self.api_url}/users/{name}", TESTER_TOKEN)
+        assert status in (201, 409), f"creating user {name}: {status}"
+        status, answer = http("POST", f"{self.api_url}/users/{name}/tokens", TESTER_TOKEN, body=body or {})
+        assert status == 201, f"creating a token for {name}: {status} {answer}"
+        token: str = answer["token"]
+        return token
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[Hub]:
+    chp = configurable_http_proxy()
+    work = Path(tempfile.mkdtemp(prefix="pb-hub-"))
+    public_port, api_port, hub_port, pb_port = (free_port() for _ in range(4))
+    pb_cmd = [sys.executable, "-m", "pulseboard_server", "serve", "--hub", "--port", str(pb_port),
+              "--collect-interval", "0", "--base-path", "/services/pulseboard/"]
+    config = textwrap.dedent(f"""
+        c.JupyterHub.ip = "127.0.0.1"
+        c.JupyterHub.port = {public_port}
+        c.JupyterHub.hub_ip = "127.0.0.1"
+        c.JupyterHub.hub_port = {hub_port}
+        c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+        c.ConfigurableHTTPProxy.command = [{chp!r}]
+        c.ConfigurableHTTPProxy.auth_token = "proxy-token-0123456789abcdef"
+        c.JupyterHub.authenticator_class = "dummy"
+        c.Authenticator.allow_all = True
+        c.JupyterHub.db_url = "sqlite:///{work}/jupyterhub.sqlite"
+        c.JupyterHub.cookie_secret = bytes.fromhex("{os.urandom(32).hex()}")
+        c.JupyterHub.services = [
+            {{
+                "name": "pulseboard",
+                "url": "http://127.0.0.1:{pb_port}",
+                "command": {pb_cmd!r},
+                "environment": {{"PULSEBOARD_SECRET": {SECRET!r}, "PYTHONUNBUFFERED": "1"}},
+            }},
+            {{"name": "tester", "api_token": {TESTER_TOKEN!r}}},
+        ]
+        c.JupyterHub.load_roles = [
+            {{"name": "tester", "scopes": ["admin:users", "tokens"], "services": ["tester"]}},
+        ]
+    """)
+    (work / "jupyterhub_config.py").write_text(config)
+    log = (work / "hub.log").open("wb")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(work / "jupyterhub_config.py")],
+        cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )
+    hub = Hub(proc, work, f"http://127.0.0.1:{public_port}", f"http://127.0.0.1:{hub_port}/hub/api",
+              pb_port)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jupyterhub exited with {proc.returncode}:\n{hub.log()}")
+        status, _ = http("GET", hub.service_url + "/healthz")
+        return status == 200
+
+    try:
+        wait_until(up, timeout=60, interval=0.1, what="JupyterHub and the pulseboard service")
+        yield hub
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = jwt.decode(token, SECRET, algorithms=["HS256"])
+    return claims
+
+
+# --- against the real Hub ---------------------------------------------------------
+
+
+def test_exchange_gives_a_token_for_the_hub_user(hub: Hub) -> None:
+    hub_token = hub.user_token("alice")
+    before = time.time()
+    status, answer = http("POST", hub.service_url + "/token", hub_token)
+    assert status == 200, answer
+    claims = claims_of(answer["token"])
+    assert claims["sub"] == "alice" == answer["sub"]
+    assert claims["read"] == ["*"]
+    assert claims["publish"] == ["user.alice.*"]
+    assert before + 3600 - 5 <= claims["exp"] <= time.time() + 3600 + 5
+
+
+def test_exchanged_token_works_on_the_server_with_its_grants(hub: Hub) -> None:
+    status, answer = http("POST", hub.service_url + "/token", hub.user_token("bob"))
+    assert status == 200, answer
+    jwt_token = answer["token"]
+    status, answer = http("POST", hub.service_url + "/publish", jwt_token, scheme="Bearer",
+                          body={"ch": "user.bob.loss", "data": {"loss": 0.5, "step": 1}})
+    assert status == 200, answer
+    status, answer = http("POST", hub.service_url + "/publish", jwt_token, scheme="Bearer",
+                          body={"ch": "user.alice.loss", "data": {"loss": 0.5}})
+    assert status == 403 and answer["error"] == "forbidden"
+    status, answer = http("GET", hub.service_url + "/history?ch=user.bob.loss", jwt_token, scheme="Bearer")
+    assert status == 200 and [m["data"]["step"] for m in answer["msgs"]] == [1]
+
+
+def test_token_with_narrow_hub_scopes_still_identifies_its_user(hub: Hub) -> None:
+    # A single-user server's JUPYTERHUB_API_TOKEN carries only a few scopes; the Hub
+    # still tells its owner to `GET /user`.
+    narrow = hub.user_token("carol", scopes=["read:users:activity!user"])
+    status, answer = http("POST", hub.service_url + "/token", narrow)
+    assert status == 200, answer
+    assert claims_of(answer["token"])["sub"] == "carol"
+
+
+def test_bad_hub_token_is_401(hub: Hub) -> None:
+    status, answer = http("POST", hub.service_url + "/token", "not-a-real-hub-token")
+    assert status == 401
+    assert answer["error"] == "unauthorized" and "JupyterHub" in answer["detail"]
+
+
+def test_missing_hub_token_is_401(hub: Hub) -> None:
+    status, answer = http("POST", hub.service_url + "/token")
+    assert status == 401 and answer["error"] == "unauthorized"
+
+
+def test_revoked_hub_token_is_401(hub: Hub) -> None:
+    hub_token = hub.user_token("dave")
+    assert http("POST", hub.service_url + "/token", hub_token)[0] == 200
+    status, tokens = http("GET", f"{hub.api_url}/users/dave/tokens", TESTER_TOKEN)
+    assert status == 200
+    for t in tokens["api_tokens"]:
+        assert http("DELETE", f"{hub.api_url}/users/dave/tokens/{t['id']}", TESTER_TOKEN)[0] == 204
+    status, answer = http("POST", hub.service_url + "/token", hub_token)
+    assert status == 401 and answer["error"] == "unauthorized"
+
+
+def test_service_token_cannot_be_exchanged(hub: Hub) -> None:
+    status, answer = http("POST", hub.service_url + "/token", TESTER_TOKEN)
+    assert status == 403 and answer["error"] == "forbidden"
+
+
+def test_discovery_exchanges_the_kernels_hub_token(hub: Hub) -> None:
+    env = {"JUPYTERHUB_API_TOKEN": hub.user_token("erin"), "PULSEBOARD_HUB_URL": hub.service_url}
+    url, token = discover(env=env)
+    assert url == hub.service_url
+    assert claims_of(token)["sub"] == "erin"
+    assert discover(env=env) == (url, token)  # reused, not exchanged again per chart
+    # An explicit browser URL wins, the exchange still happens at PULSEBOARD_HUB_URL.
+    assert discover(env={**env, "PULSEBOARD_URL": "/services/pulseboard/"})[0] == "/services/pulseboard/"
+
+
+def test_discovery_reports_a_refused_hub_token(hub: Hub) -> None:
+    env = {"JUPYTERHUB_API_TOKEN": "not-a-real-hub-token", "PULSEBOARD_HUB_URL": hub.service_url}
+    with pytest.raises(DiscoveryError) as err:
+        discover(env=env)
+    assert err.value.code == "unauthorized"
+    assert "refused the JupyterHub token (401)" in err.value.detail
+
+
+# --- without a Hub -----------------------------------------------------------------
+
+
+def test_unreachable_hub_is_503(server_factory: Any) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/hub/api"
+    server: ServerProcess = server_factory("--hub", env={"JUPYTERHUB_API_URL": dead})
+    status, answer = http("POST", server.url + "/token", "some-hub-token")
+    assert status == 503
+    assert answer == {"error": "unavailable", "detail": "cannot reach JupyterHub: try again later"}
+    assert "some-hub-token" not in server.output()
+
+
+def test_token_route_exists_only_in_hub_mode(server: ServerProcess) -> None:
+    status, _ = http("POST", server.url + "/token", "some-hub-token")
+    assert status in (404, 405)
+
+
+def test_discovery_order_and_messages() -> None:
+    assert discover("http://a", "t1", env={"PULSEBOARD_URL": "http://b", "PULSEBOARD_TOKEN": "t2"}) == (
+        "http://a", "t1")
+    assert discover(env={"PULSEBOARD_URL": "http://b", "PULSEBOARD_TOKEN": "t2"}) == ("http://b", "t2")
+    with pytest.raises(DiscoveryError, match="set PULSEBOARD_URL and PULSEBOARD_TOKEN"):
+        discover(env={})
+    with pytest.raises(DiscoveryError, match="no pulseboard token"):
+        discover(env={"PULSEBOARD_URL": "http://b"})
+    with pytest.raises(DiscoveryError, match="no pulseboard server URL"):
+        discover(env={"PULSEBOARD_TOKEN": "t2"})
+
+
+def test_discovery_reports_an_unreachable_server() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(DiscoveryError, match="cannot reach the pulseboard server") as err:
+        discover(env={"JUPYTERHUB_API_TOKEN": "x", "PULSEBOARD_HUB_URL": dead})
+    assert err.value.code == "unavailable"
+
+
+def test_channel_safe_names_are_distinct_and_glob_free() -> None:
+    names = ["alice", "a.b", "a_2eb", "a@b.com", "a_b.com", "x*", "x?", "x[1]", "émile"]
+    safe = [channel_safe(n) for n in names]
+    assert len(set(safe)) == len(names)
+    assert all(c.isalnum() or c in "_-" for s in safe for c in s)
+    assert channel_safe("alice") == "alice"
+
+
+def test_hub_config_from_env_and_owner_checks() -> None:
+    config = HubConfig.from_env({
+        "JUPYTERHUB_API_URL": "http://hub/api/", "PULSEBOARD_HUB_READ": "sys.*, user.{user}.*",
+        "PULSEBOARD_HUB_PUBLISH": "team.x.*", "PULSEBOARD_HUB_TTL": "600",
+        "PULSEBOARD_HUB_GROUPS": "ml",
+    })
+    assert config.api_url == "http://hub/api" and config.ttl == 600
+    assert config.grants_for("a.b") == (["sys.*", "user.a_2eb.*"], ["team.x.*"])
+    assert check_owner({"kind": "user", "name": "a.b", "groups": ["ml"]}, config) == "a.b"
+    with pytest.raises(Exception, match="none of the groups"):
+        check_owner({"kind": "user", "name": "z", "groups": []}, config)

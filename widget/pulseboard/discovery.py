@@ -1,0 +1,131 @@
+"""How the kernel finds the server's URL and a token for the browser to use.
+
+Order (`discover`):
+
+1. the `url` / `token` arguments;
+2. the `PULSEBOARD_URL` / `PULSEBOARD_TOKEN` environment variables;
+3. JupyterHub: when the kernel runs under a Hub (`JUPYTERHUB_API_TOKEN` is set) and the
+   pulseboard service's address is known (`PULSEBOARD_HUB_URL`, else the URL from steps
+   1-2), `POST <server>/token` with `Authorization: token <hub token>` returns a JWT for
+   the Hub user. The browser then connects to `url` (or `PULSEBOARD_HUB_URL` when no other
+   URL is set).
+
+When none of these gives both a URL and a token, `DiscoveryError` says what to set; its
+`detail` is written for a person and is what the widget shows instead of a chart.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+
+from .protocol import UNAUTHORIZED, UNAVAILABLE, PulseboardError
+
+EXCHANGE_TIMEOUT = 10.0
+REUSE_MARGIN = 300.0  # an exchanged token is reused until this many seconds before it expires
+
+
+class DiscoveryError(PulseboardError):
+    """No usable server URL or token; `detail` says what to do about it."""
+
+
+_cache: dict[tuple[str, str], tuple[str, float]] = {}
+_cache_lock = threading.Lock()
+
+
+def token_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT (not verified: for scheduling a refresh only)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims.get("exp")
+        return float(exp) if isinstance(exp, (int, float)) else None
+    except (IndexError, ValueError, AttributeError):
+        return None
+
+
+def exchange_hub_token(server_url: str, hub_token: str, timeout: float = EXCHANGE_TIMEOUT) -> str:
+    """Swap a JupyterHub token for a pulseboard JWT at `server_url` (`POST token`)."""
+    req = urllib.request.Request(
+        server_url.rstrip("/") + "/token",
+        data=b"",
+        method="POST",
+        headers={"Authorization": f"token {hub_token}", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            answer = json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        try:
+            detail = json.loads(e.read()).get("detail", e.reason)
+        except (ValueError, AttributeError):
+            detail = str(e.reason)
+        if e.code == 404:
+            detail = "no token exchange here: is the server running with --hub?"
+        code = UNAUTHORIZED if e.code in (401, 403) else UNAVAILABLE
+        raise DiscoveryError(
+            code, f"the pulseboard server at {server_url} refused the JupyterHub token ({e.code}): {detail}"
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise DiscoveryError(
+            UNAVAILABLE, f"cannot reach the pulseboard server at {server_url} for a token: {reason}"
+        ) from None
+    token = answer.get("token") if isinstance(answer, dict) else None
+    if not isinstance(token, str) or not token:
+        raise DiscoveryError(UNAVAILABLE, f"the pulseboard server at {server_url} sent no token")
+    return token
+
+
+def hub_token(server_url: str, hub_api_token: str, refresh: bool = False) -> str:
+    """A JWT from the Hub exchange, reused across charts until close to its expiry."""
+    key = (server_url.rstrip("/"), hub_api_token)
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None and not refresh and cached[1] - REUSE_MARGIN > time.time():
+        return cached[0]
+    token = exchange_hub_token(server_url, hub_api_token)
+    with _cache_lock:
+        _cache[key] = (token, token_expiry(token) or time.time() + 3600)
+    return token
+
+
+def discover(
+    url: str | None = None,
+    token: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    refresh: bool = False,
+) -> tuple[str, str]:
+    """The server URL the browser should use and a token for it; see the module's docstring.
+
+    `refresh=True` skips the cached Hub exchange (to get a fresh token before expiry).
+    """
+    env = os.environ if env is None else env
+    url = url or env.get("PULSEBOARD_URL") or None
+    token = token or env.get("PULSEBOARD_TOKEN") or None
+    if url and token:
+        return url, token
+    hub_api_token = env.get("JUPYTERHUB_API_TOKEN")
+    exchange_url = env.get("PULSEBOARD_HUB_URL") or url
+    if token is None and hub_api_token and exchange_url:
+        return url or exchange_url, hub_token(exchange_url, hub_api_token, refresh=refresh)
+    if url is None and token is None:
+        raise DiscoveryError(
+            UNAVAILABLE,
+            "no pulseboard server configured: pass url= and token=, set PULSEBOARD_URL and "
+            "PULSEBOARD_TOKEN, or under JupyterHub set PULSEBOARD_HUB_URL",
+        )
+    if url is None:
+        raise DiscoveryError(UNAVAILABLE, "no pulseboard server URL: pass url= or set PULSEBOARD_URL")
+    raise DiscoveryError(
+        UNAUTHORIZED,
+        "no pulseboard token: pass token=, set PULSEBOARD_TOKEN (`pulseboard token --sub NAME`), "
+        "or run under JupyterHub with the server in --hub mode",
+    )
