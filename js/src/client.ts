@@ -1,0 +1,595 @@
+// The browser client: WebSocket, then SSE, then long-poll, with exact resume.
+// Independent of the chart: the widget and the dashboard both use it. The pure
+// bookkeeping (positions, dedupe, gaps, cursors, backoff) lives in sync.ts.
+
+import { ChannelPositions, backoffDelay, jwtExp } from "./sync";
+import type { Envelope, Gap, Start } from "./sync";
+
+export type Status = "connecting" | "live" | "reconnecting" | "offline";
+export type TransportKind = "ws" | "sse" | "poll";
+export type TokenSource = string | (() => string | Promise<string>);
+
+export interface ClientOptions {
+  /** The server's base URL (http, https, or relative to the page like "./"). */
+  url: string;
+  token: TokenSource;
+  /** Channels and their starting points, e.g. {"sys.a": {backfill: 300}}. */
+  channels: Record<string, Start>;
+  onEnvelopes?: (envs: Envelope[]) => void;
+  onGap?: (gap: Gap) => void;
+  onState?: (client: Client) => void;
+  /** Transports to try, best first. */
+  transports?: TransportKind[];
+  /** Failures to open (or cuts before a first message) in a row before moving on. */
+  fallbackAfter?: number;
+  /** Milliseconds between tries of a better transport while on a fallback. */
+  upgradeInterval?: number;
+  /** Heartbeat: ping after this many idle ms, give up `pongTimeout` ms later. */
+  pingInterval?: number;
+  pongTimeout?: number;
+}
+
+type Frame = Record<string, unknown> | unknown[];
+
+/** One open attempt over one transport; reports frames and its end to the client. */
+interface Connection {
+  kind: TransportKind;
+  /** A frame (control op or data array) arrived. */
+  gotFirst: boolean;
+  close(): void;
+  send?(op: Record<string, unknown>): boolean;
+}
+
+interface ConnectionHooks {
+  onFrame(frame: Frame): void;
+  onEnd(info: { code?: number; reason?: string; fatal?: string; authExpired?: boolean }): void;
+}
+
+class FatalError extends Error {}
+
+const FATAL_CLOSE = new Set([4003, 4400]);
+
+export function baseUrl(url: string): URL {
+  const base = typeof location !== "undefined" ? location.href : "http://localhost/";
+  const u = new URL(url || "./", base);
+  if (!u.pathname.endsWith("/")) u.pathname += "/";
+  u.hash = "";
+  u.search = "";
+  return u;
+}
+
+export class Client {
+  status: Status = "connecting";
+  transport: TransportKind;
+  /** Seconds between a message's `ts` and its arrival, for the latest message. */
+  lag: number | null = null;
+  /** Messages per second, smoothed. */
+  rate = 0;
+  error: string | null = null;
+  readonly sync: ChannelPositions;
+  /** Counters, for tests and the status line. */
+  connects = 0;
+  switches = 0;
+
+  private opts: Required<Omit<ClientOptions, "onEnvelopes" | "onGap" | "onState">> & ClientOptions;
+  private base: URL;
+  private order: TransportKind[];
+  private level = 0;
+  private gen = 0;
+  private probes = 0;
+  private failures = 0;
+  private attempt = 0;
+  private conn: Connection | null = null;
+  private candidate: Connection | null = null;
+  private timers = new Set<ReturnType<typeof setTimeout>>();
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private upgradeTimer: ReturnType<typeof setInterval> | null = null;
+  private rateTimer: ReturnType<typeof setInterval> | null = null;
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  private counted = 0;
+  private disposed = false;
+  private everLive = false;
+  private onlineHandler = () => this.reconnectNow();
+  private offlineHandler = () => this.setStatus("offline");
+
+  constructor(opts: ClientOptions) {
+    this.opts = {
+      transports: ["ws", "sse", "poll"],
+      fallbackAfter: 3,
+      upgradeInterval: 60_000,
+      pingInterval: 10_000,
+      pongTimeout: 5_000,
+      ...opts,
+    };
+    this.base = baseUrl(opts.url);
+    this.order = this.opts.transports;
+    this.transport = this.order[0];
+    this.sync = new ChannelPositions({ ...opts.channels });
+    this.sync.onGap = (gap) => this.opts.onGap?.(gap);
+    if (typeof window !== "undefined") {
+      window.addEventListener("online", this.onlineHandler);
+      window.addEventListener("offline", this.offlineHandler);
+    }
+    this.rateTimer = setInterval(() => {
+      this.rate = this.rate * 0.5 + this.counted * 0.5;
+      this.counted = 0;
+      this.emit();
+    }, 1000);
+    this.connect();
+  }
+
+  /** Close every socket and timer; the client does nothing afterwards. */
+  dispose(): void {
+    this.disposed = true;
+    this.conn?.close();
+    this.candidate?.close();
+    this.conn = this.candidate = null;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.upgradeTimer) clearInterval(this.upgradeTimer);
+    if (this.rateTimer) clearInterval(this.rateTimer);
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    if (typeof window !== "undefined") {
+      window.removeEventListener("online", this.onlineHandler);
+      window.removeEventListener("offline", this.offlineHandler);
+    }
+  }
+
+  /** Publish one message: over the WebSocket when on it, else `POST publish`. */
+  async publish(ch: string, data: Record<string, unknown>): Promise<void> {
+    if (this.conn?.kind === "ws" && this.conn.send?.({ op: "publish", ch, data })) return;
+    const res = await fetch(this.endpoint("publish"), {
+      method: "POST",
+      headers: { Authorization: `Bearer ${await this.token()}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ ch, data }),
+    });
+    if (!res.ok) throw new Error(`publish refused: HTTP ${res.status}`);
+  }
+
+  /** Drop the current connection and connect again at once (e.g. the browser is back online). */
+  reconnectNow(): void {
+    if (this.disposed || this.error) return;
+    this.attempt = 0;
+    const old = this.conn;
+    this.conn = null;
+    old?.close();
+    this.connect();
+  }
+
+  // --- internals --------------------------------------------------------------------
+
+  endpoint(path: string, params?: URLSearchParams): string {
+    const u = new URL(path, this.base);
+    if (params) u.search = params.toString();
+    return u.toString();
+  }
+
+  async token(): Promise<string> {
+    const t = this.opts.token;
+    return typeof t === "function" ? await t() : t;
+  }
+
+  private emit(): void {
+    this.opts.onState?.(this);
+  }
+
+  private setStatus(status: Status): void {
+    if (this.status !== status) {
+      this.status = status;
+      this.emit();
+    }
+  }
+
+  private later(ms: number, fn: () => void): ReturnType<typeof setTimeout> {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, ms);
+    this.timers.add(t);
+    return t;
+  }
+
+  private fail(message: string): void {
+    this.error = message;
+    this.conn?.close();
+    this.candidate?.close();
+    this.conn = this.candidate = null;
+    this.setStatus("offline");
+    this.emit();
+  }
+
+  private connect(): void {
+    if (this.disposed || this.error) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const kind = this.order[this.level];
+    this.transport = kind;
+    this.gen += 1;
+    this.emit();
+    void this.open(kind, false);
+  }
+
+  private async open(kind: TransportKind, probe: boolean): Promise<void> {
+    const gen = this.gen;
+    const stale = () => this.disposed || (probe ? this.candidate !== null : gen !== this.gen);
+    let token: string;
+    try {
+      token = await this.token();
+    } catch (e) {
+      this.fail(`no token: ${(e as Error).message}`);
+      return;
+    }
+    const exp = jwtExp(token);
+    if (exp !== null && exp < Date.now() / 1000 - 5) {
+      this.fail("the token has expired: get a new one and reload");
+      return;
+    }
+    if (stale()) return;
+    let conn: Connection;
+    const hooks: ConnectionHooks = {
+      onFrame: (frame) => this.onFrame(conn, frame),
+      onEnd: (info) => this.onEnd(conn, info),
+    };
+    try {
+      if (kind === "ws") conn = openWs(this, token, hooks, this.opts.pingInterval, this.opts.pongTimeout);
+      else if (kind === "sse") conn = await openSse(this, token, hooks);
+      else conn = openPoll(this, hooks);
+    } catch (e) {
+      if (stale()) return;
+      if (e instanceof FatalError) {
+        this.fail(e.message);
+        return;
+      }
+      if (probe) return;
+      // Could not even start (the ticket request failed): a failure to open.
+      conn = { kind, gotFirst: false, close() {} };
+      this.conn = conn;
+      this.onEnd(conn, { reason: String(e) });
+      return;
+    }
+    if (stale()) {
+      conn.close();
+      return;
+    }
+    if (probe) this.candidate = conn;
+    else this.conn = conn;
+  }
+
+  private onFrame(conn: Connection, frame: Frame): void {
+    if (this.disposed) return;
+    if (conn === this.candidate) {
+      // A better transport works again: switch over; dedupe covers the overlap.
+      this.candidate = null;
+      const old = this.conn;
+      this.conn = conn;
+      old?.close();
+      this.level = this.order.indexOf(conn.kind);
+      this.transport = conn.kind;
+      this.failures = 0;
+      this.switches += 1;
+      if (this.level === 0) this.stopUpgrades();
+    } else if (conn !== this.conn) {
+      return;
+    }
+    if (!conn.gotFirst) {
+      conn.gotFirst = true;
+      this.connects += 1;
+      this.attempt = 0;
+      this.failures = 0;
+      this.everLive = true;
+      this.setStatus("live");
+      this.emit();
+    }
+    if (Array.isArray(frame)) {
+      const fresh: Envelope[] = [];
+      for (const env of frame as Envelope[]) {
+        if (this.sync.accept(env)) fresh.push(env);
+      }
+      if (fresh.length) {
+        this.counted += fresh.length;
+        this.lag = Math.max(0, Date.now() / 1000 - fresh[fresh.length - 1].ts);
+        this.opts.onEnvelopes?.(fresh);
+      }
+      return;
+    }
+    const op = frame.op;
+    this.sync.handleControl(frame);
+    if (op === "welcome" || op === "refreshed") this.scheduleRefresh(Number(frame.exp));
+    else if (op === "error") {
+      const detail = `${String(frame.code)}: ${String(frame.detail)}`;
+      if (frame.code === "forbidden" && typeof frame.ch === "string") this.fail(detail);
+      else console.warn("pulseboard:", detail);
+    }
+  }
+
+  private onEnd(conn: Connection, info: { code?: number; reason?: string; fatal?: string; authExpired?: boolean }): void {
+    if (this.disposed || this.error) return;
+    if (conn === this.candidate) {
+      this.candidate = null;
+      return;
+    }
+    if (conn !== this.conn) return;
+    this.conn = null;
+    if (info.fatal) return this.fail(info.fatal);
+    if (info.code !== undefined && FATAL_CLOSE.has(info.code)) {
+      return this.fail(`server closed the connection: ${info.code} ${info.reason ?? ""}`.trim());
+    }
+    this.setStatus(this.everLive ? "reconnecting" : "connecting");
+    if (info.authExpired) {
+      // 4001: the token expired; resume at once with `since` and whatever token we get now.
+      this.connect();
+      return;
+    }
+    const cutEarly = !conn.gotFirst;
+    const gen = this.gen;
+    void this.reachable().then((up) => {
+      if (this.disposed || this.error || this.conn || gen !== this.gen) return;
+      if (cutEarly && up) {
+        this.failures += 1;
+        if (this.failures >= this.opts.fallbackAfter && this.level < this.order.length - 1) {
+          this.level += 1;
+          this.failures = 0;
+          this.attempt = 0;
+          this.switches += 1;
+          this.startUpgrades();
+          this.connect();
+          return;
+        }
+      }
+      if (!up && !cutEarly) this.attempt = 0;
+      const delay = backoffDelay(this.attempt) * 1000;
+      this.attempt += 1;
+      this.retryTimer = setTimeout(() => this.connect(), delay);
+    });
+  }
+
+  /** Is the server there at all? (If not, a failure says nothing about the transport.) */
+  private async reachable(): Promise<boolean> {
+    if (typeof navigator !== "undefined" && navigator.onLine === false) return false;
+    try {
+      const ctl = new AbortController();
+      const t = setTimeout(() => ctl.abort(), 3000);
+      await fetch(this.endpoint("healthz"), { mode: "no-cors", cache: "no-store", signal: ctl.signal });
+      clearTimeout(t);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private startUpgrades(): void {
+    if (this.upgradeTimer) return;
+    this.upgradeTimer = setInterval(() => this.tryUpgrade(), this.opts.upgradeInterval);
+  }
+
+  private stopUpgrades(): void {
+    if (this.upgradeTimer) clearInterval(this.upgradeTimer);
+    this.upgradeTimer = null;
+  }
+
+  private tryUpgrade(): void {
+    if (this.disposed || this.error || this.level === 0 || this.candidate || !this.conn?.gotFirst) return;
+    // Try the better transports in turn, best first.
+    const kind = this.order[this.probes % this.level];
+    this.probes += 1;
+    void this.open(kind, true);
+  }
+
+  private scheduleRefresh(exp: number): void {
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    if (typeof this.opts.token !== "function" || !Number.isFinite(exp)) return;
+    const wait = Math.max(1000, (exp - Date.now() / 1000) * 800);
+    this.refreshTimer = setTimeout(async () => {
+      const conn = this.conn;
+      if (this.disposed || !conn?.send) return;
+      try {
+        conn.send({ op: "refresh", token: await this.token() });
+      } catch (e) {
+        console.warn("pulseboard: token refresh failed", e);
+      }
+    }, Math.min(wait, 2 ** 31 - 1));
+  }
+}
+
+// --- transports -------------------------------------------------------------------------
+
+function openWs(client: Client, token: string, hooks: ConnectionHooks, pingMs: number, pongMs: number): Connection {
+  const url = new URL(client.endpoint("ws"));
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(url.toString(), ["pulseboard.v1", `bearer.${token}`]);
+  let lastRx = Date.now();
+  let pinged = false;
+  let ended = false;
+  const conn: Connection = {
+    kind: "ws",
+    gotFirst: false,
+    close() {
+      end({});
+      ws.close(1000);
+    },
+    send(op) {
+      if (ws.readyState !== WebSocket.OPEN) return false;
+      ws.send(JSON.stringify(op));
+      return true;
+    },
+  };
+  const beat = setInterval(() => {
+    const idle = Date.now() - lastRx;
+    if (ws.readyState !== WebSocket.OPEN) return;
+    if (pinged && idle > pingMs + pongMs) {
+      end({ reason: "no pong: connection is dead" });
+      ws.close();
+    } else if (!pinged && idle > pingMs) {
+      pinged = true;
+      ws.send('{"op":"ping"}');
+    }
+  }, Math.max(250, Math.min(pingMs, pongMs) / 2));
+  const end = (info: Parameters<ConnectionHooks["onEnd"]>[0]) => {
+    if (ended) return;
+    ended = true;
+    clearInterval(beat);
+    hooks.onEnd(info);
+  };
+  ws.onopen = () => {
+    lastRx = Date.now();
+    ws.send(JSON.stringify(client.sync.subscribeOp()));
+  };
+  ws.onmessage = (ev: MessageEvent) => {
+    lastRx = Date.now();
+    pinged = false;
+    if (ended) return;
+    let frame: Frame;
+    try {
+      frame = JSON.parse(String(ev.data)) as Frame;
+    } catch {
+      return;
+    }
+    hooks.onFrame(frame);
+  };
+  ws.onclose = (ev: CloseEvent) => {
+    end({ code: ev.code, reason: ev.reason, authExpired: ev.code === 4001 });
+  };
+  ws.onerror = () => {
+    /* onclose follows */
+  };
+  return conn;
+}
+
+function channelParams(client: Client): URLSearchParams {
+  const params = new URLSearchParams();
+  const backfills: number[] = [];
+  for (const [ch, start] of Object.entries(client.sync.initial)) {
+    params.append("ch", ch);
+    if (start && "backfill" in start && !(ch in client.sync.positions)) backfills.push(start.backfill);
+  }
+  if (Object.keys(client.sync.positions).length) params.set("last_event_id", client.sync.cursor());
+  if (backfills.length) params.set("backfill", String(Math.max(...backfills)));
+  return params;
+}
+
+async function authFailure(res: Response, what: string): Promise<never> {
+  let detail = `HTTP ${res.status}`;
+  try {
+    const body = (await res.json()) as { detail?: string };
+    if (body.detail) detail = body.detail;
+  } catch {
+    /* not JSON */
+  }
+  if (res.status === 401 || res.status === 403) throw new FatalError(`the server refused the token: ${detail}`);
+  throw new Error(`${what} failed: ${detail}`);
+}
+
+async function openSse(client: Client, token: string, hooks: ConnectionHooks): Promise<Connection> {
+  const channels = Object.keys(client.sync.initial);
+  const res = await fetch(client.endpoint("ticket"), {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ ch: channels }),
+  });
+  if (!res.ok) await authFailure(res, "ticket");
+  const { ticket } = (await res.json()) as { ticket: string };
+  const params = channelParams(client);
+  params.set("ticket", ticket);
+  const es = new EventSource(client.endpoint("sse", params));
+  let ended = false;
+  let idle: ReturnType<typeof setTimeout> | null = null;
+  const end = (info: Parameters<ConnectionHooks["onEnd"]>[0]) => {
+    if (ended) return;
+    ended = true;
+    if (idle) clearTimeout(idle);
+    es.close();
+    hooks.onEnd(info);
+  };
+  // The server sends a `: ping` comment at least every 15 s, which EventSource hides;
+  // a quiet stream is still resumed exactly, so reopening after a long silence is safe.
+  const touch = () => {
+    if (idle) clearTimeout(idle);
+    idle = setTimeout(() => end({ reason: "sse stream silent" }), 60_000);
+  };
+  touch();
+  const deliver = (data: string, op?: string) => {
+    if (ended) return;
+    touch();
+    let obj: unknown;
+    try {
+      obj = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (op) {
+      const ctl: Record<string, unknown> = { ...(obj as Record<string, unknown>), op };
+      if (op === "close") {
+        end({ code: Number(ctl.code), reason: String(ctl.detail ?? ""), authExpired: Number(ctl.code) === 4001 });
+        return;
+      }
+      hooks.onFrame(ctl);
+    } else {
+      hooks.onFrame(obj as Frame);
+    }
+  };
+  es.onmessage = (ev) => deliver(ev.data as string);
+  for (const name of ["subscribed", "reset", "error", "close"]) {
+    es.addEventListener(name, (ev) => deliver((ev as MessageEvent).data as string, name));
+  }
+  es.onerror = () => end({ reason: "sse stream ended" });
+  return {
+    kind: "sse",
+    gotFirst: false,
+    close() {
+      end({});
+    },
+  };
+}
+
+function openPoll(client: Client, hooks: ConnectionHooks): Connection {
+  const ctl = new AbortController();
+  let ended = false;
+  const end = (info: Parameters<ConnectionHooks["onEnd"]>[0]) => {
+    if (ended) return;
+    ended = true;
+    ctl.abort();
+    hooks.onEnd(info);
+  };
+  const loop = async () => {
+    let cursor: string | null = null;
+    while (!ended) {
+      const params = channelParams(client);
+      params.delete("last_event_id");
+      const resume = cursor ?? (Object.keys(client.sync.positions).length ? client.sync.cursor() : null);
+      if (resume) {
+        params.set("cursor", resume);
+        params.delete("backfill");
+      }
+      const timer = setTimeout(() => ctl.abort(), 40_000);
+      let body: { cursor: string; msgs: Envelope[]; ops?: Record<string, unknown>[] };
+      try {
+        const res = await fetch(client.endpoint("poll", params), {
+          headers: { Authorization: `Bearer ${await client.token()}` },
+          cache: "no-store",
+          signal: ctl.signal,
+        });
+        if (!res.ok) await authFailure(res, "poll");
+        body = (await res.json()) as typeof body;
+      } catch (e) {
+        end(e instanceof FatalError ? { fatal: e.message } : { reason: String(e) });
+        return;
+      } finally {
+        clearTimeout(timer);
+      }
+      if (ended) return;
+      for (const op of body.ops ?? []) hooks.onFrame(op);
+      if (body.msgs.length || !conn.gotFirst) hooks.onFrame(body.msgs);
+      cursor = body.cursor;
+    }
+  };
+  const conn: Connection = {
+    kind: "poll",
+    gotFirst: false,
+    close() {
+      end({});
+    },
+  };
+  void loop();
+  return conn;
+}

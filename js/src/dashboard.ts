@@ -1,0 +1,116 @@
+// The standalone dashboard at the server's base path: token from `#token=...`,
+// channels from `&ch=...` (default: every `sys.*` channel the token may read).
+
+import { LiveChart, injectStyles } from "./live";
+
+interface ChannelInfo {
+  ch: string;
+  epoch: string;
+  seq: number;
+}
+
+function fragment(): { token: string; chs: string[]; params: URLSearchParams } {
+  const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+  return { token: params.get("token") ?? "", chs: params.getAll("ch"), params };
+}
+
+function note(root: HTMLElement, text: string): void {
+  const p = document.createElement("p");
+  p.className = "pb-note";
+  p.textContent = text;
+  root.replaceChildren(p);
+}
+
+/** Options for tests and embedders: `window.PULSEBOARD_OPTIONS = {client: {upgradeInterval: 2000}}`. */
+function extraOptions(): Record<string, any> {
+  return ((window as any).PULSEBOARD_OPTIONS as Record<string, any>) ?? {};
+}
+
+async function main(): Promise<void> {
+  injectStyles();
+  const root = document.getElementById("charts")!;
+  const picker = document.getElementById("picker")!;
+  const { token, chs } = fragment();
+  if (!token) {
+    note(root, "no token: open this page as …/#token=<jwt> (the server prints a ready link; `pulseboard token` makes one)");
+    return;
+  }
+  let channels: ChannelInfo[] = [];
+  try {
+    const res = await fetch("channels", { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
+    const body = await res.json();
+    if (!res.ok) {
+      note(root, `the server refused the token: ${body.detail ?? res.status}`);
+      return;
+    }
+    channels = body.channels as ChannelInfo[];
+  } catch (e) {
+    note(root, `cannot reach the server: ${String(e)}`);
+    return;
+  }
+  const names = [...new Set([...channels.map((c) => c.ch), ...chs])].sort();
+  const chosen = new Set(chs.length ? chs : names.filter((n) => n.startsWith("sys.")));
+  const charts = new Map<string, LiveChart>();
+  const extra = extraOptions();
+
+  const sync = () => {
+    for (const [ch, chart] of charts) {
+      if (!chosen.has(ch)) {
+        chart.dispose();
+        charts.delete(ch);
+      }
+    }
+    for (const ch of names.filter((n) => chosen.has(n))) {
+      if (charts.has(ch)) continue;
+      const slot = document.createElement("section");
+      slot.className = "pb-slot";
+      slot.dataset.channel = ch;
+      root.appendChild(slot);
+      const chart = new LiveChart(slot, {
+        channels: [ch],
+        title: ch,
+        height: 260,
+        window: 300,
+        url: "./",
+        token,
+        hidden: (_c, field) => /\.\d+$/.test(field),
+        ...extra,
+      });
+      const dispose = chart.dispose.bind(chart);
+      chart.dispose = () => {
+        dispose();
+        slot.remove();
+      };
+      charts.set(ch, chart);
+    }
+    if (!chosen.size) note(root, "no channel chosen: pick one above");
+    else root.querySelector(".pb-note")?.remove();
+    const params = new URLSearchParams({ token });
+    for (const ch of chosen) params.append("ch", ch);
+    history.replaceState(null, "", "#" + params.toString());
+  };
+
+  picker.replaceChildren();
+  if (!names.length) picker.textContent = "no channels yet";
+  for (const ch of names) {
+    const label = document.createElement("label");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.value = ch;
+    box.checked = chosen.has(ch);
+    box.addEventListener("change", () => {
+      if (box.checked) chosen.add(ch);
+      else chosen.delete(ch);
+      sync();
+    });
+    label.append(box, " " + ch);
+    picker.appendChild(label);
+  }
+  sync();
+  (window as any).__pulseboard = {
+    charts: () => [...charts.keys()],
+    chart: (ch: string) => charts.get(ch),
+  };
+}
+
+void main();

@@ -1,0 +1,107 @@
+// The anywidget glue: read the model's traits, mount a live chart, write a throttled,
+// bounded snapshot back so saved widget state (and exported notebooks) hold the data.
+
+import { Chart } from "./chart";
+import type { Snapshot } from "./chart";
+import { LiveChart, injectStyles } from "./live";
+
+interface Model {
+  get(name: string): any;
+  set(name: string, value: unknown): void;
+  save_changes(): void;
+  on(event: string, cb: () => void): void;
+  off(event?: string | null, cb?: (() => void) | null): void;
+}
+
+const SNAPSHOT_EVERY_MS = 2000;
+const SNAPSHOT_ROWS = 1000;
+
+function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
+  injectStyles(el.ownerDocument);
+  let live: LiveChart | null = null;
+  let still: Chart | null = null;
+  let timer: ReturnType<typeof setInterval> | null = null;
+
+  const options = () => ({
+    channels: (model.get("channels") as string[]) ?? [],
+    fields: (model.get("fields") as string[] | null) ?? null,
+    window: Number(model.get("window") ?? 300),
+    maxPoints: Number(model.get("max_points") ?? 20_000),
+    title: (model.get("title") as string | null) ?? null,
+    height: Number(model.get("height") ?? 300),
+    x: (model.get("x") as string | null) || null,
+    units: (model.get("units") as string | Record<string, string> | null) ?? null,
+    theme: (model.get("theme") as "auto" | "light" | "dark") ?? "auto",
+  });
+
+  const stop = () => {
+    if (timer) clearInterval(timer);
+    timer = null;
+    live?.dispose();
+    still?.destroy();
+    live = still = null;
+  };
+
+  const start = () => {
+    stop();
+    const opts = options();
+    const url = (model.get("url") as string) || "";
+    const problem = (model.get("problem") as string) || "";
+    const saved = model.get("snapshot") as Snapshot | null;
+    if (problem || !url) {
+      // No server to talk to: say so, and show what was saved, if anything.
+      still = new Chart(el, opts);
+      still.setStatus({
+        status: "offline", transport: "ws", lag: null, rate: 0,
+        error: problem || "no server configured: pass url= and token= to LiveChart or set PULSEBOARD_URL and PULSEBOARD_TOKEN",
+      });
+      if (saved) still.loadSnapshot(saved);
+      return;
+    }
+    let showingSnapshot = false;
+    live = new LiveChart(el, {
+      ...opts,
+      url,
+      // Read the token at each (re)connect so Python can hand out a fresh one.
+      token: () => String(model.get("token") ?? ""),
+      onLive: () => {
+        if (showingSnapshot) live?.chart.clear();
+        showingSnapshot = false;
+      },
+    });
+    if (saved && saved.x?.length) {
+      live.chart.loadSnapshot(saved);
+      showingSnapshot = true;
+    }
+    let lastStatus = "";
+    let lastPoints = -1;
+    timer = setInterval(() => {
+      if (!live) return;
+      const c = live.client;
+      if (c.status !== lastStatus) {
+        lastStatus = c.status;
+        model.set("status", c.status);
+        model.set("error", c.error ?? "");
+        model.save_changes();
+      }
+      const hook = (live.chart.root as any).__pulseboard;
+      const points = hook.points() + hook.frames();
+      if (!showingSnapshot && points !== lastPoints) {
+        lastPoints = points;
+        model.set("snapshot", live.chart.snapshot(SNAPSHOT_ROWS));
+        model.save_changes();
+      }
+    }, SNAPSHOT_EVERY_MS);
+  };
+
+  const names = ["channels", "fields", "window", "max_points", "title", "height", "x", "units", "theme", "url", "problem"];
+  const restart = () => start();
+  for (const n of names) model.on(`change:${n}`, restart);
+  start();
+  return () => {
+    for (const n of names) model.off(`change:${n}`, restart);
+    stop();
+  };
+}
+
+export default { render };
