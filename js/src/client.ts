@@ -380,15 +380,23 @@ export class Client {
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     if (typeof this.opts.token !== "function" || !Number.isFinite(exp)) return;
     const wait = Math.max(1000, (exp - Date.now() / 1000) * 800);
-    this.refreshTimer = setTimeout(async () => {
+    const check = async () => {
       const conn = this.conn;
       if (this.disposed || !conn?.send) return;
       try {
-        conn.send({ op: "refresh", token: await this.token() });
+        const token = await this.token();
+        const newExp = jwtExp(token);
+        if (newExp !== null && newExp <= exp) {
+          // The provider has nothing newer yet: ask again soon.
+          this.refreshTimer = setTimeout(check, 15_000);
+          return;
+        }
+        conn.send({ op: "refresh", token });
       } catch (e) {
         console.warn("pulseboard: token refresh failed", e);
       }
-    }, Math.min(wait, 2 ** 31 - 1));
+    };
+    this.refreshTimer = setTimeout(check, Math.min(wait, 2 ** 31 - 1));
   }
 }
 

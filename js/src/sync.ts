@@ -125,7 +125,9 @@ export class ChannelPositions {
         this.positions[ch] = [epoch, top];
         this.onGap({ ch, epoch, seq: top, reason: "epoch changed" });
       } else if (op.recovered === false) {
-        this.onGap({ ch, epoch, seq: pos[1], reason: "history no longer holds what was missed" });
+        // Ahead of the server's top means its numbering went back: follow it from there.
+        if (pos[1] > top) this.positions[ch] = [epoch, top];
+        this.onGap({ ch, epoch, seq: Math.min(pos[1], top), reason: "history no longer holds what was missed" });
       }
     } else if (kind === "reset") {
       const ch = String(op.ch);

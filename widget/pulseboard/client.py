@@ -109,7 +109,9 @@ class Client:
                 self.positions[ch] = (epoch, top)
                 self._gap(Gap(ch, epoch, top, "epoch changed"))
             elif not op.get("recovered", True):
-                self._gap(Gap(ch, epoch, pos[1], "history no longer holds what was missed"))
+                if pos[1] > top:  # the server's numbering went back: follow it from its top
+                    self.positions[ch] = (epoch, top)
+                self._gap(Gap(ch, epoch, min(pos[1], top), "history no longer holds what was missed"))
         elif kind == "reset":
             ch, epoch, top = op["ch"], op["epoch"], int(op["seq"])
             self.positions[ch] = (epoch, top)
