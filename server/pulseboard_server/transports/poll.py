@@ -118,7 +118,8 @@ class Poll:
     ) -> None:
         self.positions[ch] = (epoch, msgs[0].seq - 1 if msgs else top)
         if announce:
-            self.ops.append({"op": "subscribed", "ch": ch, "epoch": epoch, "seq": top, "recovered": recovered})
+            op = {"op": "subscribed", "ch": ch, "epoch": epoch, "seq": top, "recovered": recovered}
+            self.ops.append(op)
         self.add(ch, msgs)
         last = msgs[-1].seq if msgs else top
         held = sync.finish(epoch, last)

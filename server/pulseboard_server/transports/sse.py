@@ -45,6 +45,7 @@ from ..node import Node
 
 log = logging.getLogger("pulseboard.sse")
 RETRY_MS = 1000  # the reconnect delay the browser is told to use
+END_GRACE = 2.0  # seconds an ending stream gets to write its last events before the connection is cut
 REPLAY_CHUNK = 500  # envelopes per replayed event
 HEADERS = {
     "Cache-Control": "no-cache, no-transform",
@@ -122,6 +123,7 @@ class SseStream:
         self._ready = asyncio.Event()
         self._ending = False  # no more events: the writer flushes what is queued and stops
         self._ended = asyncio.Event()
+        self.ending = asyncio.Event()
         self._expiry: asyncio.TimerHandle | None = None
         self._cleaned = False
 
@@ -186,6 +188,7 @@ class SseStream:
         if self._ending:
             return
         self._ending = True
+        self.ending.set()
         self._out.append((sse_event(dumps({"code": code, "detail": detail}), encode_cursor(self.positions),
                                     "close"), 0))
         self._ready.set()
@@ -208,7 +211,7 @@ class SseStream:
         """Write queued events as they come, a heartbeat comment when idle, until the stream ends."""
         heartbeat = self.node.settings.heartbeat
         counter = self.node.metrics.messages_out.labels(transport="sse")
-        await body(send, f"retry: {RETRY_MS}\n\n".encode())
+        await body(send, f"retry: {RETRY_MS}\n".encode())  # the first event's block goes on from here
         while True:
             if not self._out and not self._ending:
                 try:
@@ -230,6 +233,15 @@ class SseStream:
             if self._ending and not self._out:
                 await body(send, b"", more=False)
                 return
+
+    async def stuck(self) -> None:
+        """Return when the stream ended but the client has not taken its last events in time.
+
+        The response is then left unfinished, which makes the server cut the connection.
+        """
+        await self.ending.wait()
+        await asyncio.sleep(END_GRACE)
+        log.info("cutting the sse connection of %s: not reading", self.grants.sub)
 
     def cleanup(self) -> None:
         if self._cleaned:
@@ -263,10 +275,11 @@ class EventStreamResponse(Response):
             stream.arm_expiry()
             writer = asyncio.ensure_future(stream.write(send))
             gone = asyncio.ensure_future(wait_disconnect(receive))
+            stuck = asyncio.ensure_future(stream.stuck())
             try:
-                await asyncio.wait({writer, gone}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({writer, gone, stuck}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (writer, gone):
+                for task in (writer, gone, stuck):
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task

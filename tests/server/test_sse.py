@@ -1,0 +1,327 @@
+"""GET sse against a real server, read with httpx-sse (a standard client library, not ours)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse
+from pulseboard.protocol import decode_cursor, encode_cursor
+from support import ServerProcess, token, wait_until
+
+Headers = dict[str, str]
+
+
+def auth(tok: str | None = None) -> Headers:
+    return {"Authorization": f"Bearer {tok or token()}"}
+
+
+async def post(client: httpx.AsyncClient, server: ServerProcess, body: Any) -> list[int]:
+    r = await client.post(server.url + "/publish", json=body, headers=auth())
+    r.raise_for_status()
+    seqs: list[int] = r.json()["seqs"]
+    return seqs
+
+
+def metric(server: ServerProcess, name: str, labels: str = "") -> float:
+    """One sample of the server's Prometheus metrics (0 when absent)."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    m = re.search(rf"^{re.escape(name + labels)} ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+async def read_events(
+    client: httpx.AsyncClient, url: str, headers: Headers, until: Callable[[list[ServerSentEvent]], bool],
+    timeout: float = 15.0, opened: asyncio.Event | None = None,
+) -> list[ServerSentEvent]:
+    """Events of one connection until `until(events)` holds (or the stream ends).
+
+    `opened` is set once every channel's `subscribed` event has arrived.
+    """
+    out: list[ServerSentEvent] = []
+    channels = url.count("ch=")
+
+    async def run() -> None:
+        async with aconnect_sse(client, "GET", url, headers=headers) as source:
+            source.response.raise_for_status()
+            async for ev in source.aiter_sse():
+                out.append(ev)
+                if opened is not None and len(named(out, "subscribed")) == channels:
+                    opened.set()
+                if until(out):
+                    return
+
+    await asyncio.wait_for(run(), timeout)
+    return out
+
+
+def envelopes(events: list[ServerSentEvent]) -> list[dict[str, Any]]:
+    return [e for ev in events if ev.event == "message" for e in json.loads(ev.data)]
+
+
+def named(events: list[ServerSentEvent], name: str) -> list[dict[str, Any]]:
+    return [json.loads(ev.data) for ev in events if ev.event == name]
+
+
+# --- exactly once across cuts ------------------------------------------------------------------
+
+
+async def test_sse_resume_is_exact_across_20_random_cuts(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """2,000 messages on two channels; the stream is cut at 20 random points and resumed
+    with Last-Event-ID each time; the combined stream has every message once, in order."""
+    server = server_factory("--history", "5000")
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    total, channels = 2000, ("t.a", "t.b")
+    cuts = sorted(rng.sample(range(1, total), 20))
+    received: list[dict[str, Any]] = []
+    progress = asyncio.Condition()
+    connections, recovered, ids = 0, [], []
+    url = server.url + "/sse?" + "&".join(f"ch={c}" for c in channels)
+    published: dict[str, list[int]] = {ch: [] for ch in channels}
+
+    async def publisher(client: httpx.AsyncClient) -> None:
+        sent = [0]
+        while sent[0] < total:
+            async with progress:  # keep at most ~150 messages ahead of the reader
+                await progress.wait_for(lambda: sent[0] - len(received) < 150)
+            n = min(rng.randint(1, 12), total - sent[0])
+            batch = [{"ch": rng.choice(channels), "data": {"i": i}} for i in range(sent[0], sent[0] + n)]
+            await post(client, server, batch)
+            for item in batch:
+                published[item["ch"]].append(item["data"]["i"])
+            sent[0] += n
+
+    async def reader(client: httpx.AsyncClient, started: asyncio.Event) -> None:
+        nonlocal connections
+        last_id: str | None = None
+        while len(received) < total or cuts:
+            headers = auth()
+            if last_id is not None:
+                headers["Last-Event-ID"] = last_id
+            connections += 1
+            subscribed = 0
+            async with aconnect_sse(client, "GET", url, headers=headers) as source:
+                assert source.response.status_code == 200
+                async for ev in source.aiter_sse():
+                    assert ev.id, f"event without an id: {ev}"
+                    ids.append(ev.id)
+                    if ev.event == "subscribed":
+                        recovered.append(json.loads(ev.data)["recovered"])
+                        subscribed += 1
+                        started.set()
+                    elif ev.event == "message":
+                        batch = json.loads(ev.data)
+                        async with progress:
+                            received.extend(batch)
+                            progress.notify_all()
+                        pos = decode_cursor(ev.id)
+                        for env in batch:  # the id holds the position after this event
+                            assert pos[env["ch"]][1] >= env["seq"]
+                    else:
+                        raise AssertionError(f"unexpected event {ev.event}: {ev.data}")
+                    last_id = ev.id
+                    if subscribed < len(channels):
+                        continue
+                    if cuts and len(received) >= cuts[0]:
+                        cuts.pop(0)
+                        break  # leaving the block closes the connection: a cut
+                    if not cuts and len(received) >= total:
+                        break
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        started = asyncio.Event()
+        read = asyncio.create_task(reader(client, started))
+        await asyncio.wait_for(started.wait(), 15)
+        await asyncio.wait_for(asyncio.gather(publisher(client), read), 120)
+
+    assert connections == 21, f"seed {seed}"
+    assert recovered == [True] * (2 * connections), f"seed {seed}"
+    assert len(received) == total, f"seed {seed}"
+    for ch in channels:  # within a channel: every message once, in publishing order
+        mine = [e for e in received if e["ch"] == ch]
+        assert [e["data"]["i"] for e in mine] == published[ch], f"seed {seed}"
+        assert [e["seq"] for e in mine] == list(range(1, len(mine) + 1)), f"seed {seed}"
+    final = decode_cursor(ids[-1])
+    assert {ch: final[ch][1] for ch in channels} == {
+        ch: sum(1 for e in received if e["ch"] == ch) for ch in channels
+    }
+    assert metric(server, "pulseboard_messages_out_total", '{transport="sse"}') >= total
+
+
+# --- the stream's shape ----------------------------------------------------------------------
+
+
+async def test_sse_headers_retry_and_subscribed(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(timeout=15) as client:
+        async with client.stream("GET", server.url + "/sse?ch=h.a", headers=auth()) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            assert r.headers["cache-control"] == "no-cache, no-transform"
+            assert r.headers["x-accel-buffering"] == "no"
+            lines = []
+            async for line in r.aiter_lines():
+                lines.append(line)
+                if line.startswith("data:"):
+                    break
+    assert lines[0] == "retry: 1000"
+    assert lines[1] == "event: subscribed"
+    assert lines[2].startswith("id: ")
+    sub = json.loads(lines[3][len("data: "):])
+    assert sub["ch"] == "h.a" and sub["recovered"] is True and sub["seq"] == 0
+    assert decode_cursor(lines[2][4:]) == {"h.a": (sub["epoch"], 0)}
+
+
+async def test_sse_backfill_then_live(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(timeout=15) as client:
+        await post(client, server, [{"ch": "b.a", "data": {"i": i}} for i in range(10)])
+        url = server.url + "/sse?ch=b.a&backfill=3"
+        opened = asyncio.Event()
+        task = asyncio.create_task(
+            read_events(client, url, auth(), lambda evs: len(envelopes(evs)) >= 4, opened=opened)
+        )
+        await asyncio.wait_for(opened.wait(), 15)
+        await post(client, server, {"ch": "b.a", "data": {"i": 10}})
+        events = await task
+    assert [e["seq"] for e in envelopes(events)] == [8, 9, 10, 11]
+    assert named(events, "subscribed")[0]["seq"] == 10
+
+
+async def test_sse_resume_after_lost_history_or_epoch_says_recovered_false(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory("--history", "5")
+    async with httpx.AsyncClient(timeout=15) as client:
+        await post(client, server, [{"ch": "r.a", "data": {"i": i}} for i in range(20)])
+        r = await client.get(server.url + "/channels", headers=auth())
+        epoch = next(c["epoch"] for c in r.json()["channels"] if c["ch"] == "r.a")
+
+        def two_subscribed_or_data(evs: list[ServerSentEvent]) -> bool:
+            return bool(named(evs, "subscribed")) and len(envelopes(evs)) >= 5
+
+        # history lost what the cursor needs: recovered false, then what history still holds
+        gone = encode_cursor({"r.a": (epoch, 2)})
+        evs = await read_events(client, server.url + "/sse?ch=r.a", {**auth(), "Last-Event-ID": gone},
+                                two_subscribed_or_data)
+        assert named(evs, "subscribed")[0]["recovered"] is False
+        assert [e["seq"] for e in envelopes(evs)] == [16, 17, 18, 19, 20]
+
+        # another epoch (e.g. the server restarted): recovered false, nothing replayed, live from top
+        other = encode_cursor({"r.a": ("another-epoch", 3)})
+        evs = await read_events(client, server.url + f"/sse?ch=r.a&last_event_id={other}", auth(),
+                                lambda evs: bool(evs))
+        sub = named(evs, "subscribed")[0]
+        assert sub["recovered"] is False and sub["epoch"] == epoch and sub["seq"] == 20
+        assert decode_cursor(evs[0].id or "") == {"r.a": (epoch, 20)}
+
+        # a cursor inside history: recovered true and exactly the rest
+        inside = encode_cursor({"r.a": (epoch, 17)})
+        evs = await read_events(client, server.url + "/sse?ch=r.a", {**auth(), "Last-Event-ID": inside},
+                                lambda evs: len(envelopes(evs)) >= 3)
+        assert named(evs, "subscribed")[0]["recovered"] is True
+        assert [e["seq"] for e in envelopes(evs)] == [18, 19, 20]
+
+
+async def test_sse_refuses_before_streaming(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(timeout=15) as client:
+        base = server.url + "/sse"
+        r = await client.get(base + "?ch=a")
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+        r = await client.get(base + "?ch=secret.x", headers=auth(token(read=["public.*"])))
+        assert r.status_code == 403 and r.json()["error"] == "forbidden"
+        r = await client.get(base + "?ch=bad%20name", headers=auth())
+        assert r.status_code == 400 and r.json()["error"] == "bad_request"
+        r = await client.get(base + "?ch=a", headers={**auth(), "Last-Event-ID": "not-a-cursor"})
+        assert r.status_code == 400 and r.json()["error"] == "bad_request"
+        r = await client.get(base, headers=auth())
+        assert r.status_code == 400
+        r = await client.get(base + "?ch=a&backfill=-1", headers=auth())
+        assert r.status_code == 400
+
+
+# --- heartbeat, expiry, shutdown, slow clients -------------------------------------------------
+
+
+async def test_sse_heartbeat_comments(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory("--heartbeat", "0.2")
+    pings = 0
+    async with httpx.AsyncClient(timeout=15) as client:
+        async with client.stream("GET", server.url + "/sse?ch=hb", headers=auth()) as r:
+
+            async def count() -> None:
+                nonlocal pings
+                async for line in r.aiter_lines():
+                    if line == ": ping":
+                        pings += 1
+                        if pings == 3:
+                            return
+
+            await asyncio.wait_for(count(), 15)
+    assert pings == 3
+
+
+async def test_sse_token_expiry_sends_close_4001(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(timeout=15) as client:
+        evs = await read_events(client, server.url + "/sse?ch=x", auth(token(ttl=2)),
+                                lambda evs: evs[-1].event == "close", timeout=20)
+    close = named(evs, "close")[0]
+    assert close["code"] == 4001
+    assert evs[-1].id  # even the close event carries the cursor
+
+
+async def test_sse_server_shutdown_ends_stream(server: ServerProcess) -> None:
+    seen = asyncio.Event()
+    events: list[ServerSentEvent] = []
+
+    async def go(client: httpx.AsyncClient) -> None:
+        async with aconnect_sse(client, "GET", server.url + "/sse?ch=x", headers=auth()) as source:
+            async for ev in source.aiter_sse():
+                events.append(ev)
+                seen.set()
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        task = asyncio.create_task(go(client))
+        await asyncio.wait_for(seen.wait(), 15)
+        code = await asyncio.to_thread(server.terminate, 15)
+        await asyncio.wait_for(task, 15)  # the stream ended (the loop finished by itself)
+    assert code == 0
+    assert named(events, "close") == [{"code": 1001, "detail": "server going away"}]
+
+
+async def test_sse_disconnect_releases_the_client(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(timeout=15) as client:
+        await read_events(client, server.url + "/sse?ch=d", auth(), lambda evs: bool(evs))
+    await asyncio.to_thread(
+        wait_until, lambda: metric(server, "pulseboard_connections", '{transport="sse"}') == 0, 15
+    )
+
+
+async def test_sse_slow_client_is_dropped(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory("--max-buffer", "65536")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(f"GET /sse?ch=slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token()}\r\n\r\n".encode())
+    try:
+        assert sock.recv(12) == b"HTTP/1.1 200"  # then never read again
+        big = "x" * 50_000
+        async with httpx.AsyncClient(timeout=30) as client:
+            for _ in range(400):
+                await post(client, server, [{"ch": "slow", "data": {"pad": big}}] * 4)
+                if metric(server, "pulseboard_slow_client_drops_total") >= 1:
+                    break
+        assert metric(server, "pulseboard_slow_client_drops_total") == 1
+        await asyncio.to_thread(
+            wait_until, lambda: metric(server, "pulseboard_connections", '{transport="sse"}') == 0, 15
+        )
+    finally:
+        sock.close()
