@@ -181,7 +181,7 @@ def agent_command(args: argparse.Namespace) -> None:
             try:
                 broker = open_broker(args.broker, args.history)
                 await broker.start(lambda e: None, lambda c, e, s: None)
-            except (ValueError, OSError) as e:
+            except Exception as e:  # redis errors are not OSErrors: any failure here is one line
                 raise CliError(f"cannot reach broker {args.broker}: {e}") from None
 
             async def pub(ch: str, data: dict[str, Any]) -> object:

@@ -1,0 +1,279 @@
+"""Several `pulseboard serve` processes on one Redis (or a Redis Cluster), real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from pulseboard.client import Client
+from pulseboard.protocol import Envelope, dumps
+from pulseboard_server.brokers.redis_scripts import PUBLISH, Keys
+from redis.asyncio import Redis
+from support import RedisProcess, ServerProcess, token, wait_until
+from wsutil import open_ws, recv_envelopes, subscribe
+
+Servers = Callable[..., ServerProcess]
+_http = threading.local()
+
+
+def publish(node: ServerProcess, ch: str, n: int, start: int = 0) -> list[int]:
+    """POST `n` messages {i: start..} through `node` (one kept-alive HTTP client per thread)."""
+    client = getattr(_http, "client", None)
+    if client is None:
+        client = _http.client = httpx.Client(headers={"Authorization": f"Bearer {token()}"}, timeout=30)
+    body = [{"ch": ch, "data": {"i": i}} for i in range(start, start + n)]
+    r = client.post(node.url + "/publish", json=body)
+    r.raise_for_status()
+    seqs: list[int] = r.json()["seqs"]
+    return seqs
+
+
+class Recording(Client):
+    """The reference client, also recording every envelope before its dedupe."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: dict[str, list[int]] = {}
+        self.data: dict[str, list[Any]] = {}
+        self._consumer: asyncio.Task[None] | None = None
+
+    def accept(self, env: Envelope) -> bool:
+        self.seen.setdefault(env.ch, []).append(env.seq)
+        self.data.setdefault(env.ch, []).append(env.data)
+        return super().accept(env)
+
+    def run(self) -> None:
+        async def consume() -> None:
+            async for _ in self:
+                pass
+
+        self._consumer = asyncio.create_task(consume())
+
+    def subscribed(self, ch: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("op") == "subscribed" and e.get("ch") == ch]
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            self._consumer.cancel()
+            await asyncio.gather(self._consumer, return_exceptions=True)
+        await self.close()
+
+
+async def until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def health(server: ServerProcess) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(server.url + "/healthz", timeout=5).json()
+    return body
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    text = httpx.get(server.url + "/metrics", timeout=5).text
+    m = re.search(rf"^{name}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def redis_nodes(servers: Servers, url: str, n: int, *extra: str) -> list[ServerProcess]:
+    procs = [servers("--broker", url, "--node", f"n{i}", *extra, start=False) for i in range(n)]
+    for p in procs:
+        p.start(wait=False)
+    for p in procs:
+        p.wait_ready()
+    return procs
+
+
+async def test_three_nodes_one_numbering(server_factory: Servers, redis_server: RedisProcess) -> None:
+    nodes = redis_nodes(server_factory, redis_server.url, 3)
+    channels = ["x.a", "x.b"]
+    clients = [await open_ws(nodes[i % 3]) for i in range(6)]
+    for ws in clients:
+        await subscribe(ws, {ch: None for ch in channels})
+    per_node = 40
+
+    def pump(node: ServerProcess, k: int) -> None:
+        for j in range(0, per_node, 4):
+            for ch in channels:
+                publish(node, ch, 4, start=k * 1000 + j)
+
+    threads = [threading.Thread(target=pump, args=(node, k)) for k, node in enumerate(nodes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = 3 * per_node
+    streams = []
+    for ws in clients:
+        got = await recv_envelopes(ws, total * len(channels))
+        per_ch = {ch: [(e["seq"], e["data"]["i"]) for e in got if e["ch"] == ch] for ch in channels}
+        for ch in channels:
+            assert [s for s, _ in per_ch[ch]] == list(range(1, total + 1)), ch
+        streams.append(per_ch)
+        await ws.close()
+    assert all(s == streams[0] for s in streams)  # the identical sequence on every node
+    sent = sorted(k * 1000 + j for k in range(3) for j in range(per_node))
+    assert sorted(i for _, i in streams[0]["x.a"]) == sent
+
+
+async def test_kill_9_node_clients_resume_on_another(
+    server_factory: Servers, redis_server: RedisProcess
+) -> None:
+    a, b = redis_nodes(server_factory, redis_server.url, 2)
+    channels = ["k.1", "k.2"]
+    clients = [Recording(channels, url=a.url, token=token()) for _ in range(3)]
+    for c in clients:
+        c.run()
+    await until(lambda: all(c.subscribed(ch) for c in clients for ch in channels), what="subscriptions")
+    total = 300
+    done = threading.Event()
+
+    def pump() -> None:
+        for j in range(0, total, 3):
+            for ch in channels:
+                publish(b, ch, 3, start=j)
+        done.set()
+
+    t = threading.Thread(target=pump)
+    t.start()
+    await until(lambda: all(len(c.seen.get("k.1", [])) >= 30 for c in clients), what="the stream to flow")
+    a.proc.kill()  # type: ignore[union-attr]  # kill -9, mid-stream
+    a.proc.wait()  # type: ignore[union-attr]
+    for c in clients:
+        c.url = b.url  # the load balancer now sends them to b
+    await until(lambda: done.is_set(), 60, what="the publisher")
+    t.join()
+    await until(lambda: all(len(c.seen.get(ch, [])) >= total for c in clients for ch in channels),
+                what="every message on every client")
+    for c in clients:
+        assert c.node == "n1" and c.connects == 2
+        for ch in channels:
+            assert c.seen[ch] == list(range(1, total + 1))  # nothing lost, nothing doubled
+            assert c.data[ch] == [{"i": i} for i in range(total)]
+            assert all(op["recovered"] for op in c.subscribed(ch))
+        assert not c.gaps
+        await c.stop()
+
+
+async def run_restart(server_factory: Servers, redis: RedisProcess, aof: bool) -> None:
+    (node,) = redis_nodes(server_factory, redis.url, 1)
+    client = Recording(["r"], url=node.url, token=token())
+    client.run()
+    await until(lambda: client.subscribed("r"), what="subscription")
+    publish(node, "r", 10)
+    await until(lambda: len(client.seen.get("r", [])) == 10)
+    old_epoch = client.positions["r"][0]
+    redis.stop()
+    await asyncio.to_thread(wait_until, lambda: health(node)["status"] == "degraded", 15)
+    r = httpx.post(node.url + "/publish", json={"ch": "r", "data": {"i": -1}},
+                   headers={"Authorization": f"Bearer {token()}"}, timeout=10)
+    assert r.status_code == 503 and r.json()["error"] == "unavailable"  # not silence
+    async with await open_ws(node) as ws:  # a publish over the WebSocket is refused the same way
+        await ws.send(json.dumps({"op": "publish", "ch": "r", "data": {"i": -2}, "id": 1}))
+        while True:
+            op = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if op.get("op") == "error":
+                break
+        assert op["code"] == "unavailable" and op["id"] == 1
+    assert metric(node, "pulseboard_broker_up") == 0
+    assert metric(node, "pulseboard_broker_errors_total") >= 1
+    redis.start()  # same port (and, with AOF, same data directory)
+    await asyncio.to_thread(wait_until, lambda: health(node)["status"] == "ok", 15)
+    if not aof:
+        await until(lambda: client.gaps, what="the client to be told")
+        gap = client.gaps[0]
+        assert gap.epoch != old_epoch and gap.reason == "numbering restarted"
+    publish(node, "r", 5, start=10)
+    await until(lambda: len(client.seen["r"]) == 15)
+    await client.stop()
+    async with await open_ws(node) as ws:
+        (sub,) = await subscribe(ws, {"r": {"since": 5, "epoch": old_epoch}})
+        if aof:
+            assert sub["recovered"] is True and sub["epoch"] == old_epoch
+            assert [e["seq"] for e in await recv_envelopes(ws, 10)] == list(range(6, 16))
+        else:
+            assert sub["recovered"] is False and sub["epoch"] != old_epoch and sub["seq"] == 5
+    if aof:
+        assert client.seen["r"] == list(range(1, 16)) and not client.gaps
+        assert client.positions["r"] == (old_epoch, 15)
+    else:
+        assert client.seen["r"] == [*range(1, 11), *range(1, 6)]
+        assert client.positions["r"][0] != old_epoch
+    assert [d["i"] for d in client.data["r"]] == list(range(15))  # the refused publishes never appear
+
+
+async def test_redis_restart_without_persistence_tells_clients(
+    server_factory: Servers, redis_factory: Any
+) -> None:
+    await run_restart(server_factory, redis_factory(), aof=False)
+
+
+async def test_redis_restart_with_aof_resumes_exactly(server_factory: Servers, redis_factory: Any) -> None:
+    await run_restart(server_factory, redis_factory(aof=True), aof=True)
+
+
+async def test_node_repairs_a_cut_pubsub_connection(
+    server_factory: Servers, redis_server: RedisProcess
+) -> None:
+    (node,) = redis_nodes(server_factory, redis_server.url, 1)
+    async with await open_ws(node) as ws:
+        await subscribe(ws, {"cut": None})
+        publish(node, "cut", 1)
+        assert [e["seq"] for e in await recv_envelopes(ws, 1)] == [1]
+        r = Redis.from_url(redis_server.url)
+        keys = Keys.of("pb", "cut")
+        async with r.pipeline(transaction=True) as tx:  # cut it, then publish what it can't hear
+            tx.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+            for i in range(1, 21):
+                tail = ',"ts":1.0,"data":' + dumps({"i": i}) + "}"
+                head = '{"ch":"cut","seq":'
+                tx.eval(PUBLISH, 2, keys.meta, keys.log, "e", 1000, head, tail, keys.live, "0")
+            await tx.execute()
+        await r.aclose()
+        got = await recv_envelopes(ws, 20)
+        publish(node, "cut", 1, start=21)
+        got += await recv_envelopes(ws, 1)
+        assert [e["seq"] for e in got] == list(range(2, 23))
+        assert [e["data"]["i"] for e in got] == list(range(1, 22))
+    assert metric(node, "pulseboard_gaps_repaired_total") >= 1
+    assert health(node)["status"] == "ok"
+
+
+async def test_cluster_exact_resume(server_factory: Servers, redis_cluster: Any) -> None:
+    a, b = redis_nodes(server_factory, redis_cluster.url, 2)
+    channels = [f"cl.{i}" for i in range(6)]
+    owners = {ch: redis_cluster.owner(Keys.of("pb", ch).meta) for ch in channels}
+    assert len(set(owners.values())) >= 2  # the channels really are spread over shards
+    first = Recording(channels, url=a.url, token=token())
+    first.run()
+    await until(lambda: all(first.subscribed(ch) for ch in channels), what="subscriptions")
+    for ch in channels:  # sharded pub/sub: the subscription sits on the channel's own shard
+        live = Keys.of("pb", ch).live
+        out = redis_cluster.cli(owners[ch], "pubsub", "shardnumsub", live).split()
+        assert out == [live, "1"]
+    for ch in channels:
+        publish(b, ch, 10)
+    await until(lambda: all(len(first.seen.get(ch, [])) == 10 for ch in channels))
+    await first.stop()
+    positions = dict(first.positions)
+    for ch in channels:
+        publish(a, ch, 10, start=10)
+    second = Recording(channels, url=b.url, token=token())
+    second.positions.update(positions)  # resume: subscribe with since/epoch per channel
+    second.run()
+    await until(lambda: all(len(second.seen.get(ch, [])) == 10 for ch in channels))
+    for ch in channels:
+        assert first.seen[ch] == list(range(1, 11))
+        assert second.seen[ch] == list(range(11, 21))
+        assert [d["i"] for d in second.data[ch]] == list(range(10, 20))
+        assert second.subscribed(ch)[0]["recovered"] is True
+    assert not second.gaps
+    await second.stop()
