@@ -8,6 +8,7 @@ REST API. Those real Hub tokens are then exchanged at `POST /services/pulseboard
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import psutil
 import pytest
 from pulseboard.discovery import DiscoveryError, discover
 from pulseboard_server.hub import HubConfig, channel_safe, check_owner
@@ -164,7 +166,25 @@ def hub() -> Iterator[Hub]:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
         log.close()
+        reap_leftovers(work, pb_port)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def reap_leftovers(work: Path, pb_port: int) -> None:
+    """A Hub that died early leaves its proxy and managed service running: end those two."""
+    pids = []
+    pid_file = work / "jupyterhub-proxy.pid"
+    if pid_file.exists():
+        pids.append(int(pid_file.read_text().strip() or 0))
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if "pulseboard_server" in cmd and "--hub" in cmd and str(pb_port) in cmd:
+            pids.append(p.info["pid"])
+    for pid in pids:
+        with contextlib.suppress(psutil.Error, ValueError):
+            proc = psutil.Process(pid)
+            proc.terminate()
+            proc.wait(10)
 
 
 def claims_of(token: str) -> dict[str, Any]:
