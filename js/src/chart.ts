@@ -57,7 +57,7 @@ function fmt(v: number): string {
   if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
   if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";
   if (a >= 100 || Number.isInteger(v)) return v.toFixed(0);
-  return v.toPrecision(3);
+  return String(parseFloat(v.toPrecision(3)));
 }
 
 export class Chart {
@@ -227,8 +227,15 @@ export class Chart {
     this.pending = false;
     if (this.rebuild || !this.u) this.build();
     else this.u.setData(this.data());
+    // Without a cursor on the plot, the legend shows the latest values.
+    const u = this.u;
+    if (u && this.xs.length && (u.cursor.left ?? -1) < 0) u.setLegend({ idx: this.lastIndex() });
     this.frames += 1;
     this.drawnPoints = this.xs.length;
+  }
+
+  private lastIndex(): number {
+    return this.xs.length - 1;
   }
 
   private data(): uPlot.AlignedData {

@@ -90,7 +90,7 @@ export class Client {
   private disposed = false;
   private everLive = false;
   private onlineHandler = () => this.reconnectNow();
-  private offlineHandler = () => this.setStatus("offline");
+  private offlineHandler = () => this.goOffline();
 
   constructor(opts: ClientOptions) {
     this.opts = {
@@ -157,6 +157,19 @@ export class Client {
     this.connect();
   }
 
+  /** The browser lost its network: drop the (dead) connection and wait for `online`. */
+  private goOffline(): void {
+    if (this.disposed || this.error) return;
+    const old = this.conn;
+    this.conn = null;
+    this.gen += 1;
+    old?.close();
+    this.candidate?.close();
+    this.candidate = null;
+    this.setStatus("offline");
+    this.retryTimer = setTimeout(() => this.connect(), 5000);
+  }
+
   // --- internals --------------------------------------------------------------------
 
   endpoint(path: string, params?: URLSearchParams): string {
@@ -203,6 +216,12 @@ export class Client {
     if (this.disposed || this.error) return;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    if (typeof navigator !== "undefined" && navigator.onLine === false) {
+      // No network: try again later; the `online` event reconnects at once.
+      this.setStatus("offline");
+      this.retryTimer = setTimeout(() => this.connect(), 5000);
+      return;
+    }
     const kind = this.order[this.level];
     this.transport = kind;
     this.gen += 1;
@@ -565,10 +584,7 @@ function openPoll(client: Client, hooks: ConnectionHooks): Connection {
       const params = channelParams(client);
       params.delete("last_event_id");
       const resume = cursor ?? (Object.keys(client.sync.positions).length ? client.sync.cursor() : null);
-      if (resume) {
-        params.set("cursor", resume);
-        params.delete("backfill");
-      }
+      if (resume) params.set("cursor", resume);
       const timer = setTimeout(() => ctl.abort(), 40_000);
       let body: { cursor: string; msgs: Envelope[]; ops?: Record<string, unknown>[] };
       try {
