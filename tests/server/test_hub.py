@@ -28,7 +28,7 @@ from typing import Any
 import jwt
 import psutil
 import pytest
-from pulseboard.discovery import DiscoveryError, discover
+from pulseboard.discovery import DiscoveryError, discover, discover_for_kernel
 from pulseboard_server.hub import HubConfig, channel_safe, check_owner
 from support import ROOT, SECRET, ServerProcess, free_port, wait_until
 
@@ -36,6 +36,7 @@ pytest.importorskip("jupyterhub", reason="hub tests need jupyterhub (pip install
 
 CHP_DIR = ROOT / ".work" / "chp"
 TESTER_TOKEN = "tester-service-token-0123456789abcdef"
+ACCESS = "access:services!service=pulseboard"  # PULSEBOARD_HUB_SCOPE of the service under test
 
 
 def configurable_http_proxy() -> str:
@@ -130,12 +131,17 @@ def hub() -> Iterator[Hub]:
                 "name": "pulseboard",
                 "url": "http://127.0.0.1:{pb_port}",
                 "command": {pb_cmd!r},
-                "environment": {{"PULSEBOARD_SECRET": {SECRET!r}, "PYTHONUNBUFFERED": "1"}},
+                "environment": {{
+                    "PULSEBOARD_SECRET": {SECRET!r},
+                    "PULSEBOARD_HUB_SCOPE": {ACCESS!r},
+                    "PYTHONUNBUFFERED": "1",
+                }},
             }},
             {{"name": "tester", "api_token": {TESTER_TOKEN!r}}},
         ]
         c.JupyterHub.load_roles = [
             {{"name": "tester", "scopes": ["admin:users", "tokens"], "services": ["tester"]}},
+            {{"name": "user", "scopes": ["self", {ACCESS!r}]}},
         ]
     """)
     (work / "jupyterhub_config.py").write_text(config)
@@ -221,13 +227,22 @@ def test_exchanged_token_works_on_the_server_with_its_grants(hub: Hub) -> None:
     assert status == 200 and [m["data"]["step"] for m in answer["msgs"]] == [1]
 
 
-def test_token_with_narrow_hub_scopes_still_identifies_its_user(hub: Hub) -> None:
-    # A single-user server's JUPYTERHUB_API_TOKEN carries only a few scopes; the Hub
-    # still tells its owner to `GET /user`.
-    narrow = hub.user_token("carol", scopes=["read:users:activity!user"])
+def test_token_with_only_the_access_scope_identifies_its_user(hub: Hub) -> None:
+    # A token with no other scope (like a single-user server's JUPYTERHUB_API_TOKEN, with
+    # `access:services!service=pulseboard` added to server_token_scopes) still tells the
+    # Hub's `GET /user` whose it is.
+    narrow = hub.user_token("carol", scopes=[ACCESS])
     status, answer = http("POST", hub.service_url + "/token", narrow)
     assert status == 200, answer
     assert claims_of(answer["token"])["sub"] == "carol"
+
+
+def test_token_without_the_required_scope_is_403(hub: Hub) -> None:
+    # The service runs with PULSEBOARD_HUB_SCOPE: a valid Hub token lacking it is refused.
+    other = hub.user_token("frank", scopes=["read:users:activity!user"])
+    status, answer = http("POST", hub.service_url + "/token", other)
+    assert status == 403 and answer["error"] == "forbidden"
+    assert ACCESS in answer["detail"]
 
 
 def test_bad_hub_token_is_401(hub: Hub) -> None:
@@ -263,8 +278,11 @@ def test_discovery_exchanges_the_kernels_hub_token(hub: Hub) -> None:
     assert url == hub.service_url
     assert claims_of(token)["sub"] == "erin"
     assert discover(env=env) == (url, token)  # reused, not exchanged again per chart
-    # An explicit browser URL wins, the exchange still happens at PULSEBOARD_HUB_URL.
-    assert discover(env={**env, "PULSEBOARD_URL": "/services/pulseboard/"})[0] == "/services/pulseboard/"
+    # A browser-relative PULSEBOARD_URL goes to the browser; the exchange, and the
+    # kernel's own publishing, use PULSEBOARD_HUB_URL.
+    relative = {**env, "PULSEBOARD_URL": "/services/pulseboard/"}
+    assert discover(env=relative) == ("/services/pulseboard/", token)
+    assert discover_for_kernel(env=relative) == (hub.service_url, token)
 
 
 def test_discovery_reports_a_refused_hub_token(hub: Hub) -> None:
@@ -302,6 +320,10 @@ def test_discovery_order_and_messages() -> None:
         discover(env={"PULSEBOARD_URL": "http://b"})
     with pytest.raises(DiscoveryError, match="no pulseboard server URL"):
         discover(env={"PULSEBOARD_TOKEN": "t2"})
+    with pytest.raises(DiscoveryError, match="set PULSEBOARD_HUB_URL"):
+        discover_for_kernel(env={"PULSEBOARD_URL": "/services/pulseboard/", "PULSEBOARD_TOKEN": "t2"})
+    assert discover_for_kernel(env={"PULSEBOARD_URL": "http://b", "PULSEBOARD_TOKEN": "t2"}) == (
+        "http://b", "t2")
 
 
 def test_discovery_reports_an_unreachable_server() -> None:

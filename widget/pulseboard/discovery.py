@@ -10,6 +10,10 @@ Order (`discover`):
    the Hub user. The browser then connects to `url` (or `PULSEBOARD_HUB_URL` when no other
    URL is set).
 
+`discover_for_kernel` is the same for code that runs in the kernel (`pulseboard.publish`):
+it prefers `PULSEBOARD_HUB_URL` when `PULSEBOARD_URL` is a browser-relative path such as
+`/services/pulseboard/`, which only a browser can resolve.
+
 When none of these gives both a URL and a token, `DiscoveryError` says what to set; its
 `detail` is written for a person and is what the widget shows instead of a chart.
 """
@@ -129,3 +133,28 @@ def discover(
         "no pulseboard token: pass token=, set PULSEBOARD_TOKEN (`pulseboard token --sub NAME`), "
         "or run under JupyterHub with the server in --hub mode",
     )
+
+
+def is_absolute(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
+def discover_for_kernel(
+    url: str | None = None,
+    token: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> tuple[str, str]:
+    """Like `discover`, but the URL is one the kernel itself can reach (for publishing)."""
+    env = os.environ if env is None else env
+    url, token = discover(url, token, env=env)
+    if not is_absolute(url):
+        hub_url = env.get("PULSEBOARD_HUB_URL")
+        if not hub_url:
+            raise DiscoveryError(
+                UNAVAILABLE,
+                f"PULSEBOARD_URL {url!r} is a browser-relative path: set PULSEBOARD_HUB_URL to the "
+                "server's address as the kernel reaches it",
+            )
+        url = hub_url
+    return url, token
