@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -21,6 +22,7 @@ from . import api
 from .auth import redact
 from .brokers import open_broker
 from .config import Settings
+from .cors import CorsMiddleware
 from .node import Node
 from .transports.ws import websocket_endpoint
 
@@ -115,6 +117,7 @@ def build_app(settings: Settings, node: Node | None = None) -> Starlette:
         routes=routes(node),
         lifespan=lifespan,
         exception_handlers={PulseboardError: on_error},
+        middleware=[Middleware(CorsMiddleware, settings=settings)],
     )
     app.state.node = node
     return app

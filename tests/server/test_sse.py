@@ -325,3 +325,39 @@ async def test_sse_slow_client_is_dropped(server_factory: Callable[..., ServerPr
         )
     finally:
         sock.close()
+
+
+# --- browsers on another origin (a local JupyterLab) -------------------------------------------
+
+
+async def test_cross_origin_pages_can_use_the_fallbacks(server: ServerProcess) -> None:
+    """EventSource and fetch need CORS headers; the WebSocket's origin rule decides who gets them."""
+    lab = "http://localhost:8888"  # allowed while the server listens on loopback
+    async with httpx.AsyncClient(timeout=15) as client:
+        for path, method in (("/ticket", "POST"), ("/poll?ch=c", "GET"), ("/publish", "POST")):
+            r = await client.options(server.url + path, headers={
+                "Origin": lab, "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": "authorization, content-type",
+            })
+            assert r.status_code == 204
+            assert r.headers["access-control-allow-origin"] == lab
+            assert "Authorization" in r.headers["access-control-allow-headers"]
+            assert method in r.headers["access-control-allow-methods"]
+        r = await client.post(server.url + "/ticket", json={"ch": ["c"]}, headers={**auth(), "Origin": lab})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == lab
+        ticket = r.json()["ticket"]
+        async with client.stream("GET", f"{server.url}/sse?ch=c&ticket={ticket}", headers={
+            "Origin": lab, "Accept": "text/event-stream",
+        }) as resp:
+            assert resp.status_code == 200
+            assert resp.headers["access-control-allow-origin"] == lab
+        r = await client.get(server.url + "/poll?ch=c", headers={"Origin": lab})
+        assert r.status_code == 401 and r.headers["access-control-allow-origin"] == lab  # errors readable
+
+        evil = "https://evil.example"
+        r = await client.get(server.url + "/poll?ch=c", headers={**auth(), "Origin": evil})
+        assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
+        r = await client.options(server.url + "/ticket", headers={
+            "Origin": evil, "Access-Control-Request-Method": "POST",
+        })
+        assert "access-control-allow-origin" not in r.headers
