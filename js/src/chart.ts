@@ -227,15 +227,19 @@ export class Chart {
     this.pending = false;
     if (this.rebuild || !this.u) this.build();
     else this.u.setData(this.data());
-    // Without a cursor on the plot, the legend shows the latest values.
-    const u = this.u;
-    if (u && this.xs.length && (u.cursor.left ?? -1) < 0) u.setLegend({ idx: this.lastIndex() });
     this.frames += 1;
     this.drawnPoints = this.xs.length;
   }
 
-  private lastIndex(): number {
-    return this.xs.length - 1;
+  /** The latest value of series `si` (1-based, as uPlot counts), or null. */
+  private latest(si: number): number | null {
+    const col = this.ys[si - 1];
+    if (!col) return null;
+    for (let i = col.length - 1; i >= 0; i--) {
+      const v = col[i];
+      if (typeof v === "number") return v;
+    }
+    return null;
   }
 
   private data(): uPlot.AlignedData {
@@ -270,7 +274,8 @@ export class Chart {
       values: scale === "x" && !this.opts.x ? undefined : (_u, vals) => vals.map((v) => (v == null ? "" : fmt(v))),
       size: scale === "x" ? 50 : 56,
     });
-    const yUnit = typeof this.opts.units === "string" ? this.opts.units : undefined;
+    const allPercent = this.series.length > 0 && this.series.every((s) => s.field.includes("percent"));
+    const yUnit = typeof this.opts.units === "string" ? this.opts.units : usesV || allPercent ? "%" : undefined;
     const axes: uPlot.Axis[] = [axis("x", 2, this.opts.x ?? undefined), axis("y", 3, yUnit)];
     if (usesV) axes.push(axis("v", 1));
     const opts: uPlot.Options = {
@@ -291,7 +296,11 @@ export class Chart {
             width: 1.5,
             points: { show: false },
             show: shown[i] ?? !(this.opts.hidden?.(s.ch, s.field) ?? false),
-            value: (_u, v) => (v == null ? "–" : fmt(v) + (unit ? ` ${unit}` : "")),
+            value: (_u, v, si, idx) => {
+              // Off the plot the legend shows each series' latest value.
+              const shown = idx == null ? this.latest(si) : v;
+              return shown == null ? "–" : fmt(shown) + (unit ? ` ${unit}` : "");
+            },
             gaps: (u, si, i0, i1) => this.gapsOf(u, si, i0, i1),
           };
         }),

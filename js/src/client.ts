@@ -87,6 +87,7 @@ export class Client {
   private rateTimer: ReturnType<typeof setInterval> | null = null;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private counted = 0;
+  private lastEmit = 0;
   private disposed = false;
   private everLive = false;
   private onlineHandler = () => this.reconnectNow();
@@ -184,6 +185,7 @@ export class Client {
   }
 
   private emit(): void {
+    this.lastEmit = Date.now();
     this.opts.onState?.(this);
   }
 
@@ -306,9 +308,12 @@ export class Client {
         if (this.sync.accept(env)) fresh.push(env);
       }
       if (fresh.length) {
-        this.counted += fresh.length;
-        this.lag = Math.max(0, Date.now() / 1000 - fresh[fresh.length - 1].ts);
+        const now = Date.now() / 1000;
+        // The rate counts live messages, not a replay of old ones.
+        for (const env of fresh) if (now - env.ts < 10) this.counted += 1;
+        this.lag = Math.max(0, now - fresh[fresh.length - 1].ts);
         this.opts.onEnvelopes?.(fresh);
+        if (Date.now() - this.lastEmit > 250) this.emit();
       }
       return;
     }
@@ -344,6 +349,10 @@ export class Client {
     const gen = this.gen;
     void this.reachable().then((up) => {
       if (this.disposed || this.error || this.conn || gen !== this.gen) return;
+      if (cutEarly && up && conn.kind === "ws" && this.failures === 0 && !this.everLive) {
+        // A WebSocket refused before the upgrade looks like any other failure: ask over HTTP why.
+        void this.checkToken();
+      }
       if (cutEarly && up) {
         this.failures += 1;
         if (this.failures >= this.opts.fallbackAfter && this.level < this.order.length - 1) {
@@ -361,6 +370,19 @@ export class Client {
       this.attempt += 1;
       this.retryTimer = setTimeout(() => this.connect(), delay);
     });
+  }
+
+  private async checkToken(): Promise<void> {
+    try {
+      const res = await fetch(this.endpoint("channels"), {
+        headers: { Authorization: `Bearer ${await this.token()}` },
+        cache: "no-store",
+      });
+      if (res.status === 401 || res.status === 403) await authFailure(res, "token check");
+    } catch (e) {
+      if (e instanceof FatalError) this.fail(e.message);
+      // Anything else (CORS, network) tells us nothing: carry on.
+    }
   }
 
   /** Is the server there at all? (If not, a failure says nothing about the transport.) */

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, Feeder, bundle_built
+from browser_support import CHROMIUM, CHROMIUM_ARGS, Feeder, PageServer, bundle_built
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +46,21 @@ def page(context: Any) -> Any:
 def feeder() -> Iterator[Callable[..., Feeder]]:
     started: list[Feeder] = []
 
-    def make(url: str, channels: list[str], hz: float = 20.0) -> Feeder:
-        f = Feeder(url, channels, hz).start()
+    def make(url: str, channels: list[str], hz: float = 20.0, **kwargs: Any) -> Feeder:
+        f = Feeder(url, channels, hz, **kwargs).start()
         started.append(f)
         return f
 
     yield make
     for f in started:
         f.stop()
+
+
+@pytest.fixture(scope="module")
+def page_server() -> Iterator[PageServer]:
+    """A second origin for widget pages, like a JupyterLab next to the pulseboard server."""
+    srv = PageServer()
+    try:
+        yield srv
+    finally:
+        srv.close()

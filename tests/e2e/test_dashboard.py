@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import math
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import Feeder, assert_contiguous, chart_state
+from browser_support import (
+    DARK_VARS,
+    Feeder,
+    PageServer,
+    assert_contiguous,
+    chart_state,
+    open_widget,
+    widget_state,
+)
 from support import ROOT, RedisProcess, ServerProcess, token, wait_until
 
 pytestmark = pytest.mark.browser
@@ -152,11 +162,114 @@ def test_a_burst_while_offline_is_filled_in(
     assert_contiguous(state["seqs"])
 
 
-def test_screenshot(page: Any, server: ServerProcess, feeder: Callable[..., Feeder]) -> None:
-    feeder(server.url, ["sys.demo"], hz=10)
-    open_dashboard(page, server, "sys.demo")
-    wait_live(page, "sys.demo", 40)
+def connections(server: ServerProcess) -> int:
+    with urllib.request.urlopen(server.url + "/healthz", timeout=2) as r:
+        n: int = json.loads(r.read())["connections"]
+        return n
+
+
+def test_widget_goes_live_saves_a_snapshot_and_cleans_up(
+    page_server: PageServer, page: Any, server: ServerProcess, feeder: Callable[..., Feeder]
+) -> None:
+    feeder(server.url, [CH, "app.b"], hz=10)
+    state = widget_state(channels=[CH, "app.b"], fields=["v"], url=server.url, token=token(publish=[]),
+                         title="two channels")
+    open_widget(page, page_server.url, state)
+    wait_live(page, CH, 10)
+    assert sorted(chart_state(page, CH)["segments"][0]["seqs"]) == chart_state(page, CH)["seqs"]
+    wait_until(lambda: page.evaluate("model.get('status')") == "live", what="status written back")
+    snap = wait_until(lambda: page.evaluate("model.get('snapshot')"), what="a snapshot in the model")
+    assert [s["ch"] for s in snap["series"]] == [CH, "app.b"]
+    assert len(snap["x"]) > 5 and len(snap["y"]) == 2
+    assert connections(server) == 1
+    page.evaluate("window.cleanup()")
+    assert page.locator(".pulseboard-chart").count() == 0
+    wait_until(lambda: connections(server) == 0, what="the socket to close on cleanup")
+
+
+def test_widget_without_a_server_shows_why_and_the_saved_snapshot(
+    page_server: PageServer, page: Any, server: ServerProcess
+) -> None:
+    snap = {"v": 1, "series": [{"ch": CH, "field": "v"}], "x": [1_700_000_000 + i for i in range(50)],
+            "y": [[float(i % 7) for i in range(50)]]}
+    problem = "no pulseboard server configured: pass url= and token=, set PULSEBOARD_URL and PULSEBOARD_TOKEN"
+    open_widget(page, page_server.url, widget_state(channels=[CH], problem=problem, snapshot=snap))
+    message = page.locator(".pulseboard-message")
+    message.wait_for()
+    assert "PULSEBOARD_URL" in message.inner_text()
+    assert page.locator(".pulseboard-chart").get_attribute("data-status") == "offline"
+    wait_until(lambda: chart_state(page, CH)["points"] == 50, what="the snapshot drawn")
+
+
+def test_widget_with_a_refused_token_says_so(
+    page_server: PageServer, page: Any, server: ServerProcess
+) -> None:
+    open_widget(page, page_server.url, widget_state(channels=[CH], url=server.url, token="not-a-jwt"))
+    message = page.locator(".pulseboard-message")
+    message.wait_for(timeout=20_000)
+    assert "refused the token" in message.inner_text()
+    assert page.locator(".pulseboard-chart").get_attribute("data-status") == "offline"
+
+
+def sys_metrics(ch: str, i: int, t: float) -> dict[str, float]:
+    """Plausible host metrics for screenshots."""
+    phase = 0.0 if ch.endswith("a") else 1.7
+    cpu = 35 + 25 * math.sin(t / 23 + phase) + 8 * math.sin(t / 3.1) + 4 * math.sin(t * 1.7)
+    return {
+        "cpu_percent": round(max(0.0, min(100.0, cpu)), 1),
+        "mem_percent": round(52 + 6 * math.sin(t / 90 + phase), 1),
+        "swap_percent": 3.0,
+        "load1": round(max(0.0, cpu / 25 + 0.3 * math.sin(t / 7)), 2),
+        "net_rx_bps": round(max(0.0, 2.5e6 + 2e6 * math.sin(t / 11 + phase)), 0),
+        "cpu_percent.0": round(max(0.0, min(100.0, cpu + 10 * math.sin(t / 2))), 1),
+    }
+
+
+def training(ch: str, i: int, t: float) -> dict[str, float]:
+    step = i * 10
+    return {
+        "step": step,
+        "loss": round(2.4 * math.exp(-step / 900) + 0.25 + 0.05 * math.sin(step / 13), 4),
+        "val_loss": round(2.5 * math.exp(-step / 1000) + 0.32 + 0.02 * math.sin(step / 40), 4),
+    }
+
+
+def test_screenshots(
+    page_server: PageServer, page: Any, server: ServerProcess, feeder: Callable[..., Feeder]
+) -> None:
+    chs = ["sys.node-a", "sys.node-b"]
+    history = Feeder(server.url, chs, make=sys_metrics)
+    for ch in chs:
+        history.publish(ch, 300, spread=299)
+    feeder(server.url, chs, hz=2, make=sys_metrics)
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto(f"{server.url}/#token={token(publish=[])}")
+    for ch in chs:
+        wait_live(page, ch, 300)
+    wait_until(lambda: " 0.0 msg/s" not in page.locator(".pulseboard-status").first.inner_text(),
+               what="a message rate on the status line")
     out = ROOT / "docs" / "img"
     out.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out / "dashboard.png"))
-    assert Path(out / "dashboard.png").stat().st_size > 5000
+
+    train = Feeder(server.url, ["train.run1"], make=training)
+    train.publish("train.run1", 400)
+    code = 'LiveChart("train.run1", fields=["loss", "val_loss"], x="step", title="training loss")'
+    state = widget_state(channels=["train.run1"], fields=["loss", "val_loss"], x="step",
+                         title="training loss", url=server.url, token=token(publish=[]), height=280)
+    page2 = page.context.new_page()
+    page2.set_viewport_size({"width": 1040, "height": 470})
+    open_widget(page2, page_server.url, state, code=code)
+    wait_live(page2, "train.run1", 400)
+    page2.screenshot(path=str(out / "widget.png"))
+    # The same widget in JupyterLab's dark theme (not kept; looked at by hand).
+    page3 = page.context.new_page()
+    page3.set_viewport_size({"width": 1040, "height": 470})
+    open_widget(page3, page_server.url, state, code=code, css_vars=DARK_VARS)
+    wait_live(page3, "train.run1", 400)
+    assert page3.locator(".pulseboard-chart").get_attribute("data-theme") == "dark"
+    assert page2.locator(".pulseboard-chart").get_attribute("data-theme") == "light"
+    page3.screenshot(path=str(Path(server.log.name).with_suffix(".dark.png")))
+    print("dark screenshot:", Path(server.log.name).with_suffix(".dark.png"))
+    for name in ("dashboard.png", "widget.png"):
+        assert (out / name).stat().st_size > 10_000
