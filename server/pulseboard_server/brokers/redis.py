@@ -145,8 +145,10 @@ class RedisBroker:
         }
 
     async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
-        """Connect, or raise at once when Redis can't be reached."""
+        """Connect, or raise at once when Redis can't be reached. Starting again is a no-op."""
         self._on_message, self._on_reset = on_message, on_reset
+        if self._client is not None:
+            return
         opts = self._client_options()
         if self.cluster:
             self._client = RedisCluster.from_url(self._redis_url, **opts)
