@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) is free too."""
     while True:
-        port = free_port()
+        port: int = free_port()
         if port + 10000 > 65535:
             continue
         with socket.socket() as s:
@@ -73,7 +73,8 @@ class RedisClusterProcess:
         slot = int(self.cli(self.nodes[0].port, "cluster", "keyslot", key))
         for node in self.nodes:
             if self._serves(node.port, slot):
-                return node.port
+                port: int = node.port
+                return port
         raise AssertionError(f"no master serves slot {slot}")
 
     def _serves(self, port: int, slot: int) -> bool:

@@ -216,5 +216,5 @@ async def test_wire_payload_is_the_envelope(started: Any, redis_server: RedisPro
     epoch, _, raw = msg["data"].partition(" ")
     assert raw == env.raw and json.loads(raw) == {"ch": "x", "seq": 1, "ts": 7.0, "data": {"v": 1.5}}
     assert epoch == (await broker.replay("x", Live())).info.epoch
-    await ps.aclose()
+    await ps.aclose()  # type: ignore[no-untyped-call]
     await r.aclose()
