@@ -88,6 +88,7 @@ export class Client {
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private counted = 0;
   private lastEmit = 0;
+  private tokenWaits = 0;
   private disposed = false;
   private everLive = false;
   private onlineHandler = () => this.reconnectNow();
@@ -242,10 +243,18 @@ export class Client {
       return;
     }
     const exp = jwtExp(token);
-    if (exp !== null && exp < Date.now() / 1000 - 5) {
-      this.fail("the token has expired: get a new one and reload");
+    if (!probe && exp !== null && exp <= Date.now() / 1000 + 1) {
+      // Expired (e.g. after a 4001 close): wait a while for the provider to hand out a new one.
+      if (typeof this.opts.token === "function" && this.tokenWaits < 30) {
+        this.tokenWaits += 1;
+        this.setStatus(this.everLive ? "reconnecting" : "connecting");
+        this.retryTimer = setTimeout(() => this.connect(), 2000);
+        return;
+      }
+      this.fail("the token has expired: get a new one (and reload the page)");
       return;
     }
+    this.tokenWaits = 0;
     if (stale()) return;
     let conn: Connection;
     const hooks: ConnectionHooks = {

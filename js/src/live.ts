@@ -50,6 +50,12 @@ export class LiveChart {
         this.chart.setStatus(c);
       },
     });
+    this.expose();
+  }
+
+  /** Read-only, for tests: the client behind the chart. */
+  private expose(): void {
+    Object.defineProperty(this.chart.root, "__pulseboardClient", { value: this.client, configurable: true });
   }
 
   private goneLive(opts: LiveOptions): void {

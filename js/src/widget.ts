@@ -96,10 +96,16 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
 
   const names = ["channels", "fields", "window", "max_points", "title", "height", "x", "units", "theme", "url", "problem"];
   const restart = () => start();
+  // A new token is read at the next (re)connect; a client that gave up on the old one starts over.
+  const retoken = () => {
+    if (live?.client.error) start();
+  };
   for (const n of names) model.on(`change:${n}`, restart);
+  model.on("change:token", retoken);
   start();
   return () => {
     for (const n of names) model.off(`change:${n}`, restart);
+    model.off("change:token", retoken);
     stop();
   };
 }

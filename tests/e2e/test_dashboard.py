@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -209,6 +210,47 @@ def test_widget_with_a_refused_token_says_so(
     message.wait_for(timeout=20_000)
     assert "refused the token" in message.inner_text()
     assert page.locator(".pulseboard-chart").get_attribute("data-status") == "offline"
+
+
+CLIENT = "document.querySelector('.pulseboard-chart').__pulseboardClient"
+
+
+def test_widget_refreshes_its_token_before_expiry(
+    page_server: PageServer, page: Any, server: ServerProcess, feeder: Callable[..., Feeder]
+) -> None:
+    feeder(server.url, [CH])
+    short = token(publish=[], ttl=4)
+    open_widget(page, page_server.url, widget_state(channels=[CH], url=server.url, token=short))
+    wait_live(page, CH, 5)
+    # Python hands out a fresh token; the browser sends `refresh` before the old one expires.
+    page.evaluate("(t) => model.set('token', t)", token(publish=[], ttl=3600))
+    expiry = time.time() + 4
+    wait_until(lambda: time.time() > expiry + 2 and chart_state(page, CH)["status"] == "live", 15,
+               what="the first token's expiry to pass")
+    before = chart_state(page, CH)["points"]
+    wait_until(lambda: chart_state(page, CH)["points"] > before + 10, what="data after the expiry")
+    assert page.evaluate(f"{CLIENT}.connects") == 1  # refreshed in place: never closed
+    check = chart_state(page, CH)
+    assert check["gaps"] == 0
+    assert_contiguous(check["seqs"])
+
+
+def test_widget_resumes_after_a_4001_close_without_losing_data(
+    page_server: PageServer, page: Any, server: ServerProcess, feeder: Callable[..., Feeder]
+) -> None:
+    feeder(server.url, [CH])
+    open_widget(page, page_server.url, widget_state(channels=[CH], url=server.url, token=token(ttl=3)))
+    wait_live(page, CH, 5)
+    # No fresh token before expiry: the server closes with 4001 and the chart waits for one.
+    wait_until(lambda: chart_state(page, CH)["status"] == "reconnecting", 15, what="the 4001 close")
+    held = chart_state(page, CH)["seqs"][-1]
+    page.evaluate("(t) => model.set('token', t)", token(publish=[], ttl=3600))
+    wait_until(lambda: (s := chart_state(page, CH))["status"] == "live" and s["seqs"][-1] > held + 20,
+               20, what="the chart to resume with the new token")
+    assert page.evaluate(f"{CLIENT}.connects") == 2
+    state = chart_state(page, CH)
+    assert state["gaps"] == 0
+    assert_contiguous(state["seqs"])  # what was published during the wait was replayed
 
 
 def sys_metrics(ch: str, i: int, t: float) -> dict[str, float]:
