@@ -218,3 +218,50 @@ async def test_wire_payload_is_the_envelope(started: Any, redis_server: RedisPro
     assert epoch == (await broker.replay("x", Live())).info.epoch
     await ps.aclose()  # type: ignore[no-untyped-call]
     await r.aclose()
+
+
+async def test_a_listener_crash_surfaces_at_once_and_loses_nothing(
+    started: Any, redis_server: RedisProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker, feed, metrics = await started(redis_server.url)
+    states: list[str] = []
+    crash = {"armed": True}
+    deliver = feed.on_message
+
+    def flaky(env: Envelope) -> None:
+        if env.seq == 2 and crash["armed"]:
+            crash["armed"] = False
+            raise RuntimeError("bug in a callback")
+        deliver(env)
+
+    broker._on_message = flaky
+    real_state = broker._link_state
+
+    def spy(link: Any, up: bool, error: BaseException | None) -> None:
+        real_state(link, up, error)
+        states.append(broker.status())
+
+    for link in broker._links.values():
+        link.on_state = spy
+    await broker.subscribe("crash")
+    for i in range(3):
+        await broker.publish("crash", {"i": i}, 1.0)
+    await feed.wait_for(lambda: len(feed.seqs("crash")) >= 3)
+    assert feed.seqs("crash") == [1, 2, 3]  # the message whose delivery crashed came again, once
+    assert "degraded" in states  # said at once, not at shutdown
+    assert any("crashed" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+    assert metrics.broker_errors._value.get() >= 1  # type: ignore[attr-defined]
+    await until(lambda: broker.status() == "ok")
+
+
+async def test_a_foreign_message_on_a_live_channel_is_ignored(
+    started: Any, redis_server: RedisProcess
+) -> None:
+    broker, feed, _ = await started(redis_server.url)
+    await broker.subscribe("f")
+    r = Redis.from_url(redis_server.url)
+    await r.publish(Keys.of("pb", "f").live, "not an envelope")
+    await r.aclose()
+    await broker.publish("f", {"i": 0}, 1.0)
+    await feed.wait_for(lambda: feed.seqs("f") == [1])
+    assert broker.status() == "ok" and feed.resets == []

@@ -209,9 +209,10 @@ class RedisBroker:
             await asyncio.sleep(self._health_interval / (4 if self.status() != "ok" else 1))
             try:
                 await self._client.ping()
-            except OUTAGE:
+            except (RedisError, OSError):
                 self._set_cmd_ok(False)
-            except RedisError:
+            except Exception:  # never let the health check die quietly
+                log.exception("redis health check failed")
                 self._set_cmd_ok(False)
             else:
                 self._set_cmd_ok(True)
@@ -391,13 +392,17 @@ class RedisBroker:
         if ch is None or st is None:
             return
         epoch, _, raw = payload.partition(" ")
-        env = Envelope.from_raw(raw)
+        try:
+            env = Envelope.from_raw(raw)
+        except (ValueError, KeyError, TypeError):  # not ours: someone else published on our channel
+            log.warning("ignoring a malformed message on %s: %.80r", name, payload)
+            return
         if epoch == st.epoch:
             if env.seq <= st.last:
                 return
             if env.seq == st.last + 1:
+                self._emit(env)  # if this raises, the message is delivered again after the restart
                 st.last = env.seq
-                self._emit(env)
                 return
         await self._resync(ch, st)
 
@@ -433,8 +438,8 @@ class RedisBroker:
                 self._metrics.gaps_repaired.inc()
         for env in msgs:
             if env.seq == st.last + 1:
-                st.last = env.seq
                 self._emit(env)
+                st.last = env.seq
 
 
 __all__ = ["RedisBroker", "split_url"]
