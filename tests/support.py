@@ -60,12 +60,24 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
-    def url(self) -> str:
+    def base(self) -> str:
+        """The --base-path, without trailing slash ('' for /)."""
+        if "--base-path" in self.args:
+            return "/" + self.args[self.args.index("--base-path") + 1].strip("/")
+        return ""
+
+    @property
+    def root(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def url(self) -> str:
+        """The server's URL including its base path (no trailing slash)."""
+        return self.root + self.base
+
+    @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"ws://127.0.0.1:{self.port}{self.base}/ws"
 
     def start(self, wait: bool = True) -> ServerProcess:
         cmd = [*PULSEBOARD, "serve", "--port", str(self.port), "--collect-interval", "0", *self.args]

@@ -59,11 +59,19 @@ def count(text: str) -> int:
     return v
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad options end with one line on stderr, not the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="pulseboard", description="Live, authenticated metric streams for Jupyter."
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
     s = sub.add_parser("serve", help="run the server", description="Run the pulseboard server.")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")

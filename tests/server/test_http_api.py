@@ -1,0 +1,112 @@
+"""The HTTP API with clear JSON errors: publish, history, channels, healthz, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from support import ServerProcess, token
+
+
+def auth(tok: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok or token()}"}
+
+
+def test_publish_single_and_list(server: ServerProcess) -> None:
+    r = httpx.post(server.url + "/publish", json={"ch": "a", "data": {"v": 1}}, headers=auth())
+    assert r.status_code == 200 and r.json() == {"seqs": [1]}
+    r = httpx.post(server.url + "/publish", json=[{"ch": "a", "data": {"v": 2}, "ts": 12.5},
+                                                  {"ch": "b", "data": {}}], headers=auth())
+    assert r.json() == {"seqs": [2, 1]}
+    h = httpx.get(server.url + "/history?ch=a", headers=auth()).json()
+    assert h["seq"] == 2 and [m["data"]["v"] for m in h["msgs"]] == [1, 2]
+    assert h["msgs"][1]["ts"] == 12.5
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "bad_request"),
+        (b'{"ch": "bad name", "data": {}}', 400, "bad_request"),
+        (b'{"ch": "a", "data": 5}', 400, "bad_request"),
+        (b'{"ch": "a", "data": {}, "ts": "yesterday"}', 400, "bad_request"),
+        (b"[]", 400, "bad_request"),
+        (b'{"ch": "secret.x", "data": {}}', 403, "forbidden"),
+    ],
+)
+def test_publish_errors(server: ServerProcess, body: bytes, status: int, code: str) -> None:
+    tok = token(publish=["a", "b"])
+    r = httpx.post(server.url + "/publish", content=body, headers=auth(tok))
+    assert r.status_code == status
+    assert r.json()["error"] == code and r.json()["detail"]
+
+
+def test_publish_all_or_nothing_on_forbidden(server: ServerProcess) -> None:
+    tok = token(publish=["a"])
+    r = httpx.post(server.url + "/publish", json=[{"ch": "a", "data": {}}, {"ch": "z", "data": {}}], headers=auth(tok))
+    assert r.status_code == 403
+    assert httpx.get(server.url + "/history?ch=a", headers=auth()).status_code == 404
+
+
+def test_publish_without_grant_or_token(server: ServerProcess) -> None:
+    r = httpx.post(server.url + "/publish", json={"ch": "a", "data": {}}, headers=auth(token(publish=[])))
+    assert r.status_code == 403
+    r = httpx.post(server.url + "/publish", json={"ch": "a", "data": {}})
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+    r = httpx.post(server.url + "/publish", json={"ch": "a", "data": {}}, headers=auth("x.y.z"))
+    assert r.status_code == 401
+
+
+def test_oversize_body_gets_413(server_factory: Callable[..., ServerProcess]) -> None:
+    srv = server_factory("--max-message-size", "2048")
+    r = httpx.post(srv.url + "/publish", json={"ch": "a", "data": {"x": "y" * 5000}}, headers=auth())
+    assert r.status_code == 413 and r.json()["error"] == "too_large"
+
+
+def test_history_paging_and_errors(server: ServerProcess) -> None:
+    httpx.post(server.url + "/publish", json=[{"ch": "h", "data": {"i": i}} for i in range(20)], headers=auth())
+    h = httpx.get(server.url + "/history?ch=h&since=5&limit=3", headers=auth()).json()
+    assert [m["seq"] for m in h["msgs"]] == [6, 7, 8] and h["seq"] == 20 and h["epoch"]
+    h = httpx.get(server.url + "/history?ch=h&limit=2", headers=auth()).json()
+    assert [m["seq"] for m in h["msgs"]] == [19, 20]
+    assert httpx.get(server.url + "/history?ch=nope", headers=auth()).status_code == 404
+    assert httpx.get(server.url + "/history?ch=h&since=x", headers=auth()).status_code == 400
+    assert httpx.get(server.url + "/history?ch=h", headers=auth(token(read=["other"]))).status_code == 403
+    assert httpx.get(server.url + "/history", headers=auth()).status_code == 400
+
+
+def test_channels_filtered_by_grant(server: ServerProcess) -> None:
+    for ch in ("sys.a", "sys.b", "train"):
+        httpx.post(server.url + "/publish", json={"ch": ch, "data": {}}, headers=auth())
+    chans = httpx.get(server.url + "/channels", headers=auth(token(read=["sys.*"]))).json()["channels"]
+    assert [c["ch"] for c in chans] == ["sys.a", "sys.b"]
+    assert all(c["epoch"] and c["seq"] == 1 for c in chans)
+
+
+def test_healthz_needs_no_auth(server: ServerProcess) -> None:
+    body = httpx.get(server.url + "/healthz").json()
+    assert body["status"] == "ok" and body["broker"] == "ok" and body["connections"] == 0
+
+
+def test_metrics_prometheus_text(server: ServerProcess) -> None:
+    httpx.post(server.url + "/publish", json={"ch": "a", "data": {}}, headers=auth())
+    text = httpx.get(server.url + "/metrics").text
+    assert "pulseboard_messages_in_total 1.0" in text
+    for name in ("pulseboard_connections", "pulseboard_replays_total", "pulseboard_slow_client_drops_total",
+                 "pulseboard_broker_lag_seconds", "pulseboard_messages_out_total"):
+        assert name in text
+
+
+def test_base_path(server_factory: Callable[..., ServerProcess]) -> None:
+    srv = server_factory("--base-path", "/pulse")
+    assert srv.url == srv.root + "/pulse"
+    assert httpx.get(srv.root + "/pulse/healthz").status_code == 200
+    assert httpx.get(srv.root + "/healthz").status_code == 404
+    r = httpx.post(srv.root + "/pulse/publish", json={"ch": "a", "data": {}}, headers=auth())
+    assert r.json() == {"seqs": [1]}
+
+
+def test_unknown_path_is_404(server: ServerProcess) -> None:
+    assert httpx.get(server.url + "/nope").status_code == 404
