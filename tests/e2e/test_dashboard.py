@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import urllib.request
 from collections.abc import Callable
@@ -251,6 +252,45 @@ def test_widget_resumes_after_a_4001_close_without_losing_data(
     state = chart_state(page, CH)
     assert state["gaps"] == 0
     assert_contiguous(state["seqs"])  # what was published during the wait was replayed
+
+def test_a_silent_connection_is_detected_by_heartbeats(
+    page: Any, server: ServerProcess, feeder: Callable[..., Feeder]
+) -> None:
+    """The first WebSocket goes quiet both ways (a dead NAT entry, say): no close, no data.
+    The client's ping gets no pong, so it drops the socket and resumes on a new one."""
+    feeder(server.url, [CH])
+    silent = {"first": True}
+
+    def handler(ws: Any) -> None:
+        upstream = ws.connect_to_server()
+        mute = silent["first"]
+        silent["first"] = False
+        frames = {"n": 0}
+
+        def down(msg: Any) -> None:
+            frames["n"] += 1
+            if not mute or frames["n"] <= 30:
+                ws.send(msg)
+
+        def up(msg: Any) -> None:
+            if not mute or frames["n"] <= 30:
+                upstream.send(msg)
+
+        upstream.on_message(down)
+        ws.on_message(up)
+
+    page.route_web_socket(re.compile(r".*/ws$"), handler)
+    page.add_init_script("window.PULSEBOARD_OPTIONS = {client: {pingInterval: 1000, pongTimeout: 1000}}")
+    open_dashboard(page, server, CH)
+    wait_live(page, CH, 5)
+    wait_until(lambda: page.evaluate(f"window.__pulseboard.chart({CH!r}).client.connects") == 2, 20,
+               what="a reconnect after the missing pong")
+    held = chart_state(page, CH)["seqs"][-1]
+    wait_until(lambda: chart_state(page, CH)["seqs"][-1] > held + 10, what="data on the new socket")
+    state = chart_state(page, CH)
+    assert state["gaps"] == 0 and state["transport"] == "ws"
+    assert_contiguous(state["seqs"])
+
 
 
 def sys_metrics(ch: str, i: int, t: float) -> dict[str, float]:

@@ -3,7 +3,9 @@ block lifted → back to WebSocket; no gap and no duplicate across any switch.""
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +45,14 @@ class Blocker:
 
 def open_dashboard(page: Any, server: ServerProcess) -> None:
     page.add_init_script(f"window.PULSEBOARD_OPTIONS = {{client: {{upgradeInterval: {UPGRADE_MS}}}}}")
-    page.goto(f"{server.url}/#token={token(sub='viewer', publish=[])}&ch={CH}")
+    page.goto(f"{server.url}/#token={token(sub='viewer', publish=['app.*'])}&ch={CH}")
+
+
+def history(server: ServerProcess, ch: str) -> list[dict[str, Any]]:
+    req = urllib.request.Request(f"{server.url}/history?ch={ch}",
+                                 headers={"Authorization": f"Bearer {token()}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return [m["data"] for m in json.loads(r.read())["msgs"]]
 
 
 def wait_transport(page: Any, kind: str, more_than: int) -> dict[str, Any]:
@@ -72,6 +81,9 @@ def test_websocket_blocked_falls_back_to_sse_then_climbs_back(
     assert blocker.blocked["ws"] >= 3
     assert on_sse["seqs"][0] == 1  # the backfill came over SSE
     check_exact(page)
+    # Publishing from a fallback goes over `POST publish`.
+    page.evaluate(f"window.__pulseboard.chart({CH!r}).client.publish('app.from-page', {{x: 1}})")
+    assert history(server, "app.from-page") == [{"x": 1}]
     blocker.ws = False
     wait_transport(page, "ws", on_sse["points"])
     check_exact(page)
