@@ -6,9 +6,6 @@ import json
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
 from pulseboard.protocol import (
     FORBIDDEN,
     HTTP_STATUS,
@@ -19,6 +16,8 @@ from pulseboard.protocol import (
     bad_request,
     check_channel,
 )
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from .auth import origin_allowed, token_from_request, unauthorized
 from .node import Node
@@ -41,7 +40,7 @@ async def authenticate(request: Request, allow_ticket: bool = False) -> Grants:
         raise PulseboardError(FORBIDDEN, "origin not allowed: see --allowed-origin")
     ticket = request.query_params.get("ticket")
     if ticket and allow_ticket:
-        grants, jti, exp = node.verifier.check_ticket(ticket)
+        grants, jti, _exp = node.verifier.check_ticket(ticket)
         if not await node.broker.claim_once("ticket:" + jti, node.settings.ticket_ttl + 10):
             raise unauthorized("ticket already used: ask for a new one")
         return grants

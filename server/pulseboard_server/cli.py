@@ -333,7 +333,7 @@ class GracefulServer:
                     self.should_exit = True
                     return
                 self._closing_clients = True
-                loop = self._pb_loop
+                loop: asyncio.AbstractEventLoop = getattr(self, "_pb_loop")  # noqa: B009
 
                 def begin() -> None:
                     task = loop.create_task(node_ref.close_clients(1001, "server going away"))

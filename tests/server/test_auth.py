@@ -18,10 +18,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from support import SECRET, ServerProcess, token
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-from support import SECRET, ServerProcess, token
 from wsutil import open_ws, recv_json, recv_op, subscribe
 
 
@@ -36,7 +35,7 @@ def now() -> int:
 BAD_TOKENS: dict[str, Callable[[], str]] = {
     "malformed": lambda: "not-a-jwt",
     "expired": lambda: jwt.encode({"sub": "a", "exp": now() - 60}, SECRET, "HS256"),
-    "bad_signature": lambda: jwt.encode({"sub": "a", "exp": now() + 60}, "another-secret-0123456789abcdef-xyz", "HS256"),
+    "bad_signature": lambda: jwt.encode({"sub": "a", "exp": now() + 60}, SECRET + "-other", "HS256"),
     "alg_none": lambda: b64({"alg": "none", "typ": "JWT"}) + "." + b64({"sub": "a", "exp": now() + 60}) + ".",
     "missing_sub": lambda: jwt.encode({"exp": now() + 60}, SECRET, "HS256"),
     "missing_exp": lambda: jwt.encode({"sub": "a"}, SECRET, "HS256"),

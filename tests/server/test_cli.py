@@ -11,7 +11,6 @@ from collections.abc import Callable
 import httpx
 import jwt
 import pytest
-
 from support import PULSEBOARD, SECRET, ServerProcess, free_port, token, wait_until
 
 
@@ -130,8 +129,9 @@ def test_agent_over_http(server: ServerProcess) -> None:
     proc = subprocess.Popen([*PULSEBOARD, "agent", "--url", server.url, "--interval", "0.1", "--channel", "sys.remote"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_until(lambda: httpx.get(server.url + "/history?ch=sys.remote", headers={"Authorization": f"Bearer {token()}"})
-                   .status_code == 200, what="agent samples")
+        hdrs = {"Authorization": f"Bearer {token()}"}
+        wait_until(lambda: httpx.get(server.url + "/history?ch=sys.remote", headers=hdrs).status_code == 200,
+                   what="agent samples")
     finally:
         proc.terminate()
         proc.wait(10)

@@ -10,11 +10,10 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+from support import ServerProcess, token, wait_until
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.uri import parse_uri
-
-from support import ServerProcess, token, wait_until
 from wsutil import open_ws, publish, recv_envelopes, recv_json, recv_op, subscribe
 
 
@@ -107,7 +106,8 @@ async def test_batches_keep_per_channel_order(server: ServerProcess) -> None:
     async with await open_ws(server) as ws:
         await subscribe(ws, {"a": None, "b": None})
         body = [{"ch": "ab"[i % 2], "data": {"i": i}} for i in range(200)]
-        httpx.post(server.url + "/publish", json=body, headers={"Authorization": f"Bearer {token()}"}).raise_for_status()
+        hdrs = {"Authorization": f"Bearer {token()}"}
+        httpx.post(server.url + "/publish", json=body, headers=hdrs).raise_for_status()
         frames = 0
         got: list[dict[str, object]] = []
         while len(got) < 200:

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any, Union
+from typing import Any
 
 SUBPROTOCOL = "pulseboard.v1"
 BEARER_PREFIX = "bearer."
@@ -220,7 +220,7 @@ class Since:
     epoch: str
 
 
-Start = Union[Live, Backfill, Since]
+Start = Live | Backfill | Since
 
 
 def parse_start(spec: object) -> Start:
@@ -233,12 +233,12 @@ def parse_start(spec: object) -> Start:
         seq, epoch = spec.get("since"), spec.get("epoch")
         if not _is_count(seq) or not isinstance(epoch, str):
             raise bad_request("'since' needs a non-negative int and an 'epoch' string")
-        return Since(seq, epoch)
+        return Since(int(seq), epoch)  # type: ignore[arg-type]
     if "backfill" in spec:
         n = spec.get("backfill")
         if not _is_count(n):
             raise bad_request("'backfill' must be a non-negative int")
-        return Backfill(n)
+        return Backfill(int(n))  # type: ignore[arg-type]
     if not spec:
         return Live()
     raise bad_request(f"unknown starting point keys {sorted(spec)}")
@@ -350,7 +350,7 @@ class Ping:
     pass
 
 
-ClientOp = Union[Subscribe, Unsubscribe, Publish, Refresh, Ping]
+ClientOp = Subscribe | Unsubscribe | Publish | Refresh | Ping
 
 
 def decode_client_frame(text: str) -> ClientOp:

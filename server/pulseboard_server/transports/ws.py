@@ -7,10 +7,8 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
-
-from starlette.responses import JSONResponse
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from pulseboard.protocol import (
     CLOSE_FORBIDDEN,
@@ -35,6 +33,8 @@ from pulseboard.protocol import (
     decode_client_frame,
     error_frame,
 )
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..auth import origin_allowed, token_from_request, unauthorized
 from ..fanout import FrameCache, Part, live_parts
@@ -142,8 +142,8 @@ class WsConnection:
         with contextlib.suppress(Exception):
             await self.ws.close(code, reason)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -273,4 +273,4 @@ class WsConnection:
         self.send(control("refreshed", exp=grants.exp))
 
 
-__all__ = ["websocket_endpoint", "CLOSE_FORBIDDEN"]
+__all__ = ["CLOSE_FORBIDDEN", "websocket_endpoint"]
