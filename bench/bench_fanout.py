@@ -21,8 +21,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from support import ServerProcess, token  # noqa: E402
-from wsutil import open_ws, subscribe  # noqa: E402
+from support import ServerProcess, token
+from wsutil import open_ws, subscribe
 
 
 async def count_until(ws: object, n: int, counts: list[int], i: int, deadline: float) -> None:

@@ -6,6 +6,9 @@ import json
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
 from pulseboard.protocol import (
     FORBIDDEN,
     HTTP_STATUS,
@@ -16,8 +19,6 @@ from pulseboard.protocol import (
     bad_request,
     check_channel,
 )
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
 from .auth import origin_allowed, token_from_request, unauthorized
 from .node import Node

@@ -10,7 +10,6 @@ from pulseboard.protocol import (
     Backfill,
     ChannelSync,
     Envelope,
-    Grants,
     HistoryWindow,
     Live,
     Ping,

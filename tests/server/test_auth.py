@@ -18,9 +18,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from support import SECRET, ServerProcess, token
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from support import SECRET, ServerProcess, token
 from wsutil import open_ws, recv_json, recv_op, subscribe
 
 

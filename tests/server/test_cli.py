@@ -11,6 +11,7 @@ from collections.abc import Callable
 import httpx
 import jwt
 import pytest
+
 from support import PULSEBOARD, SECRET, ServerProcess, free_port, token, wait_until
 
 

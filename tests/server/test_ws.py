@@ -10,10 +10,11 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from support import ServerProcess, token, wait_until
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.uri import parse_uri
+
+from support import ServerProcess, token, wait_until
 from wsutil import open_ws, publish, recv_envelopes, recv_json, recv_op, subscribe
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .publish import PublishError, Publisher, publish
+from .publish import Publisher, PublishError, publish
 
 __version__ = "0.1.0"
-__all__ = ["LiveChart", "PublishError", "Publisher", "publish", "subscribe", "Client"]
+__all__ = ["Client", "LiveChart", "PublishError", "Publisher", "publish", "subscribe"]
 
 if TYPE_CHECKING:
     from .client import Client, subscribe

@@ -10,6 +10,9 @@ from collections import deque
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
 from pulseboard.protocol import (
     CLOSE_FORBIDDEN,
     CLOSE_PROTOCOL,
@@ -33,8 +36,6 @@ from pulseboard.protocol import (
     decode_client_frame,
     error_frame,
 )
-from starlette.responses import JSONResponse
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..auth import origin_allowed, token_from_request, unauthorized
 from ..fanout import FrameCache, Part, live_parts
