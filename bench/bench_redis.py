@@ -24,13 +24,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from redis.asyncio import Redis  # noqa: E402
+from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+
 from pulseboard.protocol import Live, Since, dumps  # noqa: E402
 from pulseboard_server.brokers import open_broker  # noqa: E402
 from pulseboard_server.brokers.redis import RedisBroker  # noqa: E402
 from pulseboard_server.brokers.redis_scripts import PUBLISH, Keys  # noqa: E402
-from redis.asyncio import Redis  # noqa: E402
 from support import RedisProcess, ServerProcess, token  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
 PHASE_TIMEOUT = 40.0
 HISTORY = 12_000

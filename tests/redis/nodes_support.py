@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+
 from pulseboard.client import Client
 from pulseboard.protocol import Envelope
 from support import ServerProcess, token

@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
+
 from pulseboard.protocol import Envelope, Live, Since, dumps
 from pulseboard_server.brokers import BrokerUnavailable, open_broker
 from pulseboard_server.brokers.redis import RedisBroker, split_url
 from pulseboard_server.brokers.redis_scripts import PUBLISH, Keys
 from pulseboard_server.metrics import Metrics
-from redis.asyncio import Redis
 from support import RedisProcess, free_port
 
 

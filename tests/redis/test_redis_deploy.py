@@ -14,6 +14,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 from nodes_support import Recording, Servers, redis_nodes, until
+
 from support import ROOT, RedisProcess, ServerProcess, free_port, token, wait_until
 
 NGINX = Path("/usr/sbin/nginx")

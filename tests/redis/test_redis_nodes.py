@@ -9,9 +9,10 @@ from typing import Any
 
 import httpx
 from nodes_support import Recording, Servers, health, metric, publish, redis_nodes, until
+from redis.asyncio import Redis
+
 from pulseboard.protocol import dumps
 from pulseboard_server.brokers.redis_scripts import PUBLISH, Keys
-from redis.asyncio import Redis
 from support import RedisProcess, ServerProcess, token, wait_until
 from wsutil import open_ws, recv_envelopes, subscribe
 
@@ -201,3 +202,41 @@ async def test_cluster_exact_resume(server_factory: Servers, redis_cluster: Any)
         assert second.subscribed(ch)[0]["recovered"] is True
     assert not second.gaps
     await second.stop()
+
+
+async def test_cluster_slot_moving_to_another_shard_keeps_the_stream(
+    server_factory: Servers, redis_cluster: Any
+) -> None:
+    """Resharding moves a channel's slot: Redis drops the node's shard subscription; the node follows."""
+    (node,) = redis_nodes(server_factory, redis_cluster.url, 1)
+    keys = Keys.of("pb", "mv")
+    client = Recording(["mv"], url=node.url, token=token())
+    client.run()
+    await until(lambda: client.subscribed("mv"), what="subscription")
+    publish(node, "mv", 5)
+    await until(lambda: len(client.seen.get("mv", [])) == 5)
+    src = redis_cluster.owner(keys.meta)
+    dst = next(n.port for n in redis_cluster.nodes if n.port != src)
+    slot = redis_cluster.cli(src, "cluster", "keyslot", keys.meta).strip()
+    src_id = redis_cluster.cli(src, "cluster", "myid").strip()
+    dst_id = redis_cluster.cli(dst, "cluster", "myid").strip()
+    redis_cluster.cli(dst, "cluster", "setslot", slot, "importing", src_id)
+    redis_cluster.cli(src, "cluster", "setslot", slot, "migrating", dst_id)
+    moving = redis_cluster.cli(src, "cluster", "getkeysinslot", slot, "100").split()
+    assert keys.meta in moving and keys.log in moving
+    redis_cluster.cli(src, "migrate", "127.0.0.1", str(dst), "", "0", "5000", "keys", *moving)
+    for n in redis_cluster.nodes:
+        redis_cluster.cli(n.port, "cluster", "setslot", slot, "node", dst_id)
+    assert redis_cluster.owner(keys.meta) == dst
+
+    def listening_on(port: int) -> bool:
+        out = redis_cluster.cli(port, "pubsub", "shardnumsub", keys.live).split()
+        return out == [keys.live, "1"]
+
+    await until(lambda: listening_on(dst), what="the node to follow the slot")
+    publish(node, "mv", 5, start=5)
+    await until(lambda: len(client.seen["mv"]) == 10)
+    assert client.seen["mv"] == list(range(1, 11)) and not client.gaps
+    assert not listening_on(src)
+    assert health(node)["status"] == "ok"
+    await client.stop()

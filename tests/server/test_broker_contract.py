@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+
 from pulseboard.protocol import Backfill, Envelope, Live, Since
 from pulseboard_server.brokers import open_broker
 from pulseboard_server.brokers.base import Broker

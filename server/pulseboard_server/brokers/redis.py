@@ -22,26 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pulseboard.protocol import Envelope, Live, Since, Start, dumps, plan_replay
+import redis.exceptions as rx
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    ClusterError,
-    MasterDownError,
-    ReadOnlyError,
-    RedisError,
-    TryAgainError,
-)
-from redis.exceptions import (
-    ConnectionError as RedisConnectionError,
-)
-from redis.exceptions import (
-    TimeoutError as RedisTimeoutError,
-)
+from redis.exceptions import RedisError
 from redis.retry import Retry
+
+from pulseboard.protocol import Envelope, Live, Since, Start, dumps, plan_replay
 
 from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, Replay
 from .redis_link import Link
@@ -51,14 +39,14 @@ log = logging.getLogger("pulseboard.redis")
 
 # Errors that mean "Redis is not there right now" (as opposed to a bug).
 OUTAGE = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    BusyLoadingError,
-    ClusterDownError,
-    ClusterError,
-    MasterDownError,
-    ReadOnlyError,
-    TryAgainError,
+    rx.ConnectionError,
+    rx.TimeoutError,
+    rx.BusyLoadingError,
+    rx.ClusterDownError,
+    rx.ClusterError,
+    rx.MasterDownError,
+    rx.ReadOnlyError,
+    rx.TryAgainError,
     OSError,
 )
 OWN_PARAMS = {"cluster", "prefix"}
@@ -125,6 +113,8 @@ class RedisBroker:
         self._up_event = asyncio.Event()
         self._health_task: asyncio.Task[None] | None = None
         self._metrics: Any = None
+        self._rehome_pending: set[str] = set()
+        self._rehome_task: asyncio.Task[None] | None = None
         self.gaps_repaired = 0
         self.resets = 0
 
@@ -186,9 +176,10 @@ class RedisBroker:
                 pass
 
     async def close(self) -> None:
-        if self._health_task is not None:
-            self._health_task.cancel()
-            self._health_task = None
+        for task in (self._health_task, self._rehome_task):
+            if task is not None:
+                task.cancel()
+        self._health_task = self._rehome_task = None
         links, self._links = list(self._links.values()), {}
         for link in links:
             await link.close()
@@ -199,7 +190,7 @@ class RedisBroker:
     def status(self) -> str:
         if self._client is None:
             return "degraded"
-        if not self._cmd_ok or any(not link.up for link in self._links.values()):
+        if not self._cmd_ok or any(not link.up for link in self._links.values() if link.channels or link.control):
             return "degraded"
         return "ok"
 
@@ -233,8 +224,11 @@ class RedisBroker:
     def _link_state(self, link: Link, up: bool, error: BaseException | None) -> None:
         if up:
             self._up_event.set()
-        elif self._metrics is not None:
-            self._metrics.broker_errors.inc()
+        else:
+            if self._metrics is not None:
+                self._metrics.broker_errors.inc()
+            if self.cluster and link.channels:  # the shard may have moved: look again
+                self._rehome(set(link.channels))
         self._gauge()
 
     # --- commands --------------------------------------------------------------------
@@ -346,6 +340,7 @@ class RedisBroker:
             on_state=self._link_state,
             catch_up=self._catch_up,
             control=control,
+            on_moved=lambda _link, name: self._rehome({name}),
         )
         self._links[name] = link
         return link
@@ -386,10 +381,10 @@ class RedisBroker:
         if self._on_reset is not None:
             self._on_reset(ch, epoch, seq)
 
-    async def _on_payload(self, name: str, payload: str) -> None:
+    async def _on_payload(self, link: Link, name: str, payload: str) -> None:
         ch = channel_of_live(self.prefix, name)
         st = self._chans.get(ch) if ch is not None else None
-        if ch is None or st is None:
+        if ch is None or st is None or st.link is not link:
             return
         epoch, _, raw = payload.partition(" ")
         try:
@@ -406,14 +401,52 @@ class RedisBroker:
                 return
         await self._resync(ch, st)
 
-    async def _catch_up(self, names: set[str]) -> None:
+    async def _catch_up(self, link: Link, names: set[str], fresh: bool) -> None:
+        """Runs in `link`'s task, so a channel's deliveries never interleave.
+
+        `fresh`: the channels were only just subscribed; what is read then closes the
+        window between reading the top and the subscription, not a gap.
+        """
         for name in sorted(names):
             ch = channel_of_live(self.prefix, name)
             st = self._chans.get(ch) if ch is not None else None
-            if ch is not None and st is not None:
-                await self._resync(ch, st)
+            if ch is not None and st is not None and st.link is link:
+                await self._resync(ch, st, count=not fresh)
 
-    async def _resync(self, ch: str, st: _Chan) -> None:
+    def _rehome(self, names: set[str]) -> None:
+        """Cluster: move these channels' subscriptions to the shards that own them now."""
+        self._rehome_pending |= names
+        if self._rehome_task is None or self._rehome_task.done():
+            self._rehome_task = asyncio.get_running_loop().create_task(self._rehoming())
+
+    async def _rehoming(self) -> None:
+        while self._rehome_pending:
+            await asyncio.sleep(0.05)  # gather the notices of one move
+            names, self._rehome_pending = self._rehome_pending, set()
+            try:
+                await self._client.nodes_manager.initialize()
+            except (RedisError, OSError) as e:
+                log.warning("redis cluster topology refresh failed (%s); retrying", e)
+                self._rehome_pending |= names
+                await asyncio.sleep(0.5)
+                continue
+            for name in sorted(names):
+                ch = channel_of_live(self.prefix, name)
+                st = self._chans.get(ch) if ch is not None else None
+                if ch is None or st is None:
+                    continue
+                old, new = st.link, self._link_for(Keys.of(self.prefix, ch))
+                if new is not old:
+                    log.info("channel %s moved from shard %s to %s", ch, old.name, new.name)
+                    await old.remove(name)
+                    st.link = new
+                await new.add(name)  # subscribes (again); the confirmation triggers the catch-up
+            for key, link in list(self._links.items()):
+                if not link.channels and not link.up:  # a shard we no longer need, gone
+                    del self._links[key]
+                    await link.close()
+
+    async def _resync(self, ch: str, st: _Chan, count: bool = True) -> None:
         """Deliver what Redis holds after `st.last`; reset where that is impossible."""
         info, msgs = await self._read(ch, True, "after", st.last)
         if self._chans.get(ch) is not st:
@@ -432,7 +465,7 @@ class RedisBroker:
             st.last, reset = info.seq, True
         if reset:
             self._reset(ch, st.epoch, st.last)
-        elif msgs:
+        elif msgs and count:
             self.gaps_repaired += 1
             if self._metrics is not None:
                 self._metrics.gaps_repaired.inc()

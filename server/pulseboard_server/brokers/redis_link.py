@@ -22,9 +22,11 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger("pulseboard.redis")
 
-OnPayload = Callable[[str, str], Awaitable[None]]  # pub/sub channel name, payload
+OnPayload = Callable[["Link", str, str], Awaitable[None]]  # link, pub/sub channel name, payload
 OnState = Callable[["Link", bool, BaseException | None], None]  # link, up, error
-CatchUp = Callable[[set[str]], Awaitable[None]]  # live channel names to catch up
+# link, live channel names to catch up, whether they were only just subscribed (not a gap)
+CatchUp = Callable[["Link", set[str], bool], Awaitable[None]]
+OnMoved = Callable[["Link", str], None]  # link, live channel Redis unsubscribed us from
 
 
 def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:
@@ -49,6 +51,7 @@ class Link:
         on_state: OnState,
         catch_up: CatchUp,
         control: str | None = None,
+        on_moved: OnMoved | None = None,
     ) -> None:
         self.name = name
         self.make_conn = make_conn
@@ -58,6 +61,7 @@ class Link:
         self.on_payload = on_payload
         self.on_state = on_state
         self.catch_up = catch_up
+        self.on_moved = on_moved
         self.control = control  # a channel always subscribed, so the connection is always watched
         self.channels: set[str] = set()
         self.up = False
@@ -145,21 +149,19 @@ class Link:
                 early = await self._connect()
                 self.connects += 1
                 if self.channels:
-                    await self.catch_up(set(self.channels))
+                    await self.catch_up(self, set(self.channels), self.connects == 1)
                 attempt = 0
                 self.on_state(self, True, None)
                 for name, payload in early:
-                    await self.on_payload(name, payload)
+                    await self.on_payload(self, name, payload)
                 conn = self._conn
                 while True:
-                    reply = await conn.read_response(timeout=math.inf)
-                    if isinstance(reply, list) and len(reply) >= 3 and _text(reply[0]) == self.msg_type:
-                        await self.on_payload(_text(reply[1]), _text(reply[2]))
+                    await self._handle(await conn.read_response(timeout=math.inf))
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as e:
                 self.up = False
-                log.warning("redis pub/sub %s lost (%s); reconnecting", self.name, e.__class__.__name__)
+                log.warning("redis pub/sub %s lost (%s: %s); reconnecting", self.name, e.__class__.__name__, e)
                 self.on_state(self, False, e)
             except Exception as e:  # a bug: surface it now, then start over
                 self.up = False
@@ -168,3 +170,16 @@ class Link:
             await self._drop()
             await asyncio.sleep(backoff(attempt))
             attempt += 1
+
+    async def _handle(self, reply: Any) -> None:
+        if not isinstance(reply, list) or len(reply) < 2:
+            return
+        kind, name = _text(reply[0]).lower(), _text(reply[1])
+        if kind == self.msg_type and len(reply) >= 3:
+            await self.on_payload(self, name, _text(reply[2]))
+        elif kind == self.sub_cmd.lower() and name in self.channels:
+            # Subscribed from now on: read what was published before, then go on in order.
+            await self.catch_up(self, {name}, True)
+        elif kind == self.unsub_cmd.lower() and name in self.channels and self.on_moved is not None:
+            # Not asked for: the slot moved to another shard (cluster resharding or failover).
+            self.on_moved(self, name)
