@@ -80,6 +80,7 @@ export class Chart {
   private pending = false;
   private rebuild = false;
   private resize: ResizeObserver | null = null;
+  private themeWatch: MutationObserver | null = null;
   private raf = 0;
   private dark = false;
   /** Frames drawn and points drawn in the last one (for the bench). */
@@ -109,6 +110,18 @@ export class Chart {
     this.root.append(title, this.messageEl, this.plotEl, this.statusEl);
     parent.appendChild(this.root);
     this.applyTheme();
+    if (typeof MutationObserver !== "undefined" && this.opts.theme === "auto") {
+      // JupyterLab marks its theme on <body>; follow a switch between light and dark.
+      this.themeWatch = new MutationObserver(() => {
+        const was = this.dark;
+        this.applyTheme();
+        if (was !== this.dark) {
+          this.rebuild = true;
+          this.schedule();
+        }
+      });
+      this.themeWatch.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name"] });
+    }
     if (typeof ResizeObserver !== "undefined") {
       this.resize = new ResizeObserver(() => this.fit());
       this.resize.observe(this.root);
@@ -338,8 +351,10 @@ export class Chart {
   private applyTheme(): void {
     const t = this.opts.theme;
     const bg = getComputedStyle(this.root).getPropertyValue("--jp-layout-color0").trim();
+    const jpLight = typeof document !== "undefined" ? document.body?.dataset.jpThemeLight : undefined;
     if (t === "dark") this.dark = true;
     else if (t === "light") this.dark = false;
+    else if (jpLight === "true" || jpLight === "false") this.dark = jpLight === "false";
     else if (bg) this.dark = luminance(bg) < 0.4;
     else this.dark = typeof matchMedia !== "undefined" && matchMedia("(prefers-color-scheme: dark)").matches;
     this.root.dataset.theme = this.dark ? "dark" : "light";
@@ -399,6 +414,7 @@ export class Chart {
   destroy(): void {
     cancelAnimationFrame(this.raf);
     this.resize?.disconnect();
+    this.themeWatch?.disconnect();
     this.u?.destroy();
     this.u = null;
     this.root.remove();

@@ -83,16 +83,17 @@ async function main(): Promise<void> {
       };
       charts.set(ch, chart);
     }
-    if (!chosen.size) note(root, "no channel chosen: pick one above");
+    if (!chosen.size) {
+      note(root, names.length ? "no channel chosen: pick one above"
+        : "no channels yet: publish to one (`pulseboard publish CH '{\"v\": 1}'`) or run the host collector");
+    }
     else root.querySelector(".pb-note")?.remove();
     const params = new URLSearchParams({ token });
     for (const ch of chosen) params.append("ch", ch);
     history.replaceState(null, "", "#" + params.toString());
   };
 
-  picker.replaceChildren();
-  if (!names.length) picker.textContent = "no channels yet";
-  for (const ch of names) {
+  const addBox = (ch: string) => {
     const label = document.createElement("label");
     const box = document.createElement("input");
     box.type = "checkbox";
@@ -105,8 +106,29 @@ async function main(): Promise<void> {
     });
     label.append(box, " " + ch);
     picker.appendChild(label);
-  }
+  };
+  picker.replaceChildren();
+  for (const ch of names) addBox(ch);
   sync();
+  // Channels that appear later join the picker (and the charts, when on the default sys.* view).
+  const refresh = setInterval(async () => {
+    try {
+      const res = await fetch("channels", { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
+      if (!res.ok) return;
+      const fresh = ((await res.json()).channels as ChannelInfo[]).map((c) => c.ch).filter((c) => !names.includes(c));
+      if (!fresh.length) return;
+      for (const ch of fresh.sort()) {
+        names.push(ch);
+        if (!chs.length && ch.startsWith("sys.")) chosen.add(ch);
+        addBox(ch);
+      }
+      names.sort();
+      sync();
+    } catch {
+      /* the server is away; the charts say so */
+    }
+  }, 10_000);
+  window.addEventListener("pagehide", () => clearInterval(refresh));
   (window as any).__pulseboard = {
     charts: () => [...charts.keys()],
     chart: (ch: string) => charts.get(ch),
