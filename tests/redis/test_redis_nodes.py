@@ -180,10 +180,12 @@ async def test_cluster_exact_resume(server_factory: Servers, redis_cluster: Any)
     first = Recording(channels, url=a.url, token=token())
     first.run()
     await until(lambda: all(first.subscribed(ch) for ch in channels), what="subscriptions")
-    for ch in channels:  # sharded pub/sub: the subscription sits on the channel's own shard
+
+    def on_own_shard(ch: str) -> bool:  # sharded pub/sub: the subscription sits on the channel's shard
         live = Keys.of("pb", ch).live
-        out = redis_cluster.cli(owners[ch], "pubsub", "shardnumsub", live).split()
-        assert out == [live, "1"]
+        return bool(redis_cluster.cli(owners[ch], "pubsub", "shardnumsub", live).split() == [live, "1"])
+
+    await until(lambda: all(on_own_shard(ch) for ch in channels), what="shard subscriptions")
     for ch in channels:
         publish(b, ch, 10)
     await until(lambda: all(len(first.seen.get(ch, [])) == 10 for ch in channels))
