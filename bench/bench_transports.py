@@ -29,8 +29,9 @@ from typing import Any
 
 import httpx
 from httpx_sse import aconnect_sse
-from pulseboard_server.auth import mint_token
 from websockets.asyncio.client import connect
+
+from pulseboard_server.auth import mint_token
 
 PHASE_LIMIT = 35.0  # seconds per transport before it is reported as incomplete
 BATCH = 50  # messages per POST publish

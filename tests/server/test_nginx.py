@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
+
 from support import ServerProcess, free_port, token, wait_until
 
 NGINX = Path("/usr/sbin/nginx")

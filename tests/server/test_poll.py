@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+
 from pulseboard.protocol import decode_cursor, encode_cursor
 from support import ServerProcess, token, wait_until
 

@@ -11,9 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
+
 from pulseboard.protocol import decode_cursor, encode_cursor
-from support import ServerProcess, token, wait_until
+from support import RedisProcess, ServerProcess, token, wait_until
 
 Headers = dict[str, str]
 
@@ -61,12 +63,17 @@ async def read_events(
     return out
 
 
+def data_of(ev: ServerSentEvent) -> Any:
+    assert ev.data, f"event without data: {ev!r}"
+    return json.loads(ev.data)
+
+
 def envelopes(events: list[ServerSentEvent]) -> list[dict[str, Any]]:
-    return [e for ev in events if ev.event == "message" for e in json.loads(ev.data)]
+    return [e for ev in events if ev.event == "message" for e in data_of(ev)]
 
 
 def named(events: list[ServerSentEvent], name: str) -> list[dict[str, Any]]:
-    return [json.loads(ev.data) for ev in events if ev.event == name]
+    return [data_of(ev) for ev in events if ev.event == name]
 
 
 # --- exactly once across cuts ------------------------------------------------------------------
@@ -361,3 +368,62 @@ async def test_cross_origin_pages_can_use_the_fallbacks(server: ServerProcess) -
             "Origin": evil, "Access-Control-Request-Method": "POST",
         })
         assert "access-control-allow-origin" not in r.headers
+
+
+# --- continuity lost: a Redis restarted without persistence -------------------------------------
+
+
+@pytest.mark.redis
+async def test_sse_reset_event_when_numbering_restarts(
+    server_factory: Callable[..., ServerProcess], redis_factory: Callable[..., RedisProcess],
+) -> None:
+    redis = redis_factory()
+    server = server_factory("--broker", redis.url)
+    events: list[ServerSentEvent] = []
+    arrived = asyncio.Condition()
+
+    async def listen(client: httpx.AsyncClient) -> None:
+        async with aconnect_sse(client, "GET", server.url + "/sse?ch=rs", headers=auth()) as source:
+            async for ev in source.aiter_sse():
+                async with arrived:
+                    events.append(ev)
+                    arrived.notify_all()
+
+    async def until(pred: Callable[[], bool]) -> None:
+        async with arrived:
+            await asyncio.wait_for(arrived.wait_for(pred), 30)
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        task = asyncio.create_task(listen(client))
+        try:
+            await until(lambda: bool(named(events, "subscribed")))
+            old = named(events, "subscribed")[0]["epoch"]
+            await post(client, server, [{"ch": "rs", "data": {"i": i}} for i in range(3)])
+            await until(lambda: len(envelopes(events)) == 3)
+            before = events[-1].id or ""
+            redis.stop()
+            redis.start()  # same port, no data: the channel's numbering starts again
+            await until(lambda: bool(named(events, "reset")))
+            reset = named(events, "reset")[0]
+            assert reset["ch"] == "rs" and reset["epoch"] != old and reset["seq"] == 0
+            assert decode_cursor(events[-1].id or "") == {"rs": (reset["epoch"], 0)}
+
+            async def publish_again() -> bool:
+                try:
+                    await post(client, server, {"ch": "rs", "data": {"i": 3}})
+                    return True
+                except httpx.HTTPStatusError:  # 503 until the server sees Redis again
+                    return False
+
+            while not await publish_again():
+                await asyncio.sleep(0.1)
+            await until(lambda: len(envelopes(events)) == 4)
+            assert envelopes(events)[-1]["seq"] == 1
+            assert decode_cursor(events[-1].id or "") == {"rs": (reset["epoch"], 1)}
+        finally:
+            task.cancel()
+        # resuming from before the restart: recovered false, nothing replayed
+        evs = await read_events(client, server.url + "/sse?ch=rs", {**auth(), "Last-Event-ID": before},
+                                lambda evs: bool(evs))
+        sub = named(evs, "subscribed")[0]
+        assert sub["recovered"] is False and sub["epoch"] == reset["epoch"] and sub["seq"] == 1

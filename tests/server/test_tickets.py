@@ -12,6 +12,7 @@ import httpx
 import jwt
 import pytest
 from httpx_sse import aconnect_sse
+
 from support import ServerProcess, token, wait_until
 
 TRANSPORTS = ["sse", "poll"]

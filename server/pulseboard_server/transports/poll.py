@@ -11,6 +11,9 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
+from starlette.requests import Request
+from starlette.responses import Response
+
 from pulseboard.protocol import (
     UNAVAILABLE,
     ChannelSync,
@@ -22,8 +25,6 @@ from pulseboard.protocol import (
     dumps,
     encode_cursor,
 )
-from starlette.requests import Request
-from starlette.responses import Response
 
 from ..api import authenticate, node_of
 from ..fanout import FrameCache, Part, live_parts

@@ -14,6 +14,10 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
 from pulseboard.protocol import (
     CLOSE_TOKEN_EXPIRED,
     CLOSE_TOO_SLOW,
@@ -35,9 +39,6 @@ from pulseboard.protocol import (
     dumps,
     encode_cursor,
 )
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from ..api import authenticate, int_param, node_of
 from ..fanout import FrameCache, Part, live_parts
