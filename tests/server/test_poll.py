@@ -9,9 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from pulseboard.protocol import decode_cursor, encode_cursor
-from support import ServerProcess, token, wait_until
+from support import RedisProcess, ServerProcess, token, wait_until
 
 
 def auth(tok: str | None = None) -> dict[str, str]:
@@ -202,3 +203,27 @@ async def test_poll_answers_on_shutdown(server: ServerProcess) -> None:
         answer = await waiting
     assert code == 0
     assert answer == {"cursor": first["cursor"], "msgs": [], "ops": []}
+
+
+@pytest.mark.redis
+async def test_poll_reset_op_when_numbering_restarts(
+    server_factory: Callable[..., ServerProcess], redis_factory: Callable[..., RedisProcess],
+) -> None:
+    redis = redis_factory()
+    server = server_factory("--broker", redis.url)
+    async with httpx.AsyncClient(timeout=40) as client:
+        await post(client, server, [{"ch": "rp", "data": {"i": i}} for i in range(3)])
+        first = await poll(client, server, "ch=rp")
+        old = first["ops"][0]["epoch"]
+        waiting = asyncio.create_task(poll(client, server, "ch=rp", cursor=first["cursor"]))
+        await asyncio.to_thread(wait_until, lambda: polls_open(server) == 1, 15)
+        redis.stop()
+        redis.start()  # same port, no data: the channel's numbering starts again
+        answer = await waiting
+        (op,) = answer["ops"]
+        assert op["op"] == "reset" and op["ch"] == "rp" and op["epoch"] != old and op["seq"] == 0
+        assert answer["msgs"] == []
+        assert decode_cursor(answer["cursor"]) == {"rp": (op["epoch"], 0)}
+        # the old cursor is from another numbering now
+        again = await poll(client, server, "ch=rp", cursor=first["cursor"], timeout=0)
+        assert again["ops"][0]["recovered"] is False and again["ops"][0]["epoch"] == op["epoch"]
