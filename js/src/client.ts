@@ -46,6 +46,13 @@ interface ConnectionHooks {
 }
 
 class FatalError extends Error {}
+/** The server refused a token that has expired: get a new one and resume. */
+class ExpiredError extends Error {}
+
+function expired(token: string): boolean {
+  const exp = jwtExp(token);
+  return exp !== null && exp <= Date.now() / 1000 + 1;
+}
 
 const FATAL_CLOSE = new Set([4003, 4400]);
 
@@ -81,7 +88,6 @@ export class Client {
   private attempt = 0;
   private conn: Connection | null = null;
   private candidate: Connection | null = null;
-  private timers = new Set<ReturnType<typeof setTimeout>>();
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private upgradeTimer: ReturnType<typeof setInterval> | null = null;
   private rateTimer: ReturnType<typeof setInterval> | null = null;
@@ -126,8 +132,6 @@ export class Client {
     this.conn?.close();
     this.candidate?.close();
     this.conn = this.candidate = null;
-    for (const t of this.timers) clearTimeout(t);
-    this.timers.clear();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.upgradeTimer) clearInterval(this.upgradeTimer);
     if (this.rateTimer) clearInterval(this.rateTimer);
@@ -169,6 +173,7 @@ export class Client {
     this.candidate?.close();
     this.candidate = null;
     this.setStatus("offline");
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => this.connect(), 5000);
   }
 
@@ -195,15 +200,6 @@ export class Client {
       this.status = status;
       this.emit();
     }
-  }
-
-  private later(ms: number, fn: () => void): ReturnType<typeof setTimeout> {
-    const t = setTimeout(() => {
-      this.timers.delete(t);
-      fn();
-    }, ms);
-    this.timers.add(t);
-    return t;
   }
 
   private fail(message: string): void {
@@ -242,8 +238,7 @@ export class Client {
       this.fail(`no token: ${(e as Error).message}`);
       return;
     }
-    const exp = jwtExp(token);
-    if (!probe && exp !== null && exp <= Date.now() / 1000 + 1) {
+    if (!probe && expired(token)) {
       // Expired (e.g. after a 4001 close): wait a while for the provider to hand out a new one.
       if (typeof this.opts.token === "function" && this.tokenWaits < 30) {
         this.tokenWaits += 1;
@@ -275,7 +270,7 @@ export class Client {
       // Could not even start (the ticket request failed): a failure to open.
       conn = { kind, gotFirst: false, close() {} };
       this.conn = conn;
-      this.onEnd(conn, { reason: String(e) });
+      this.onEnd(conn, e instanceof ExpiredError ? { authExpired: true } : { reason: String(e) });
       return;
     }
     if (stale()) {
@@ -526,7 +521,7 @@ function channelParams(client: Client): URLSearchParams {
   return params;
 }
 
-async function authFailure(res: Response, what: string): Promise<never> {
+async function authFailure(res: Response, what: string, token?: string): Promise<never> {
   let detail = `HTTP ${res.status}`;
   try {
     const body = (await res.json()) as { detail?: string };
@@ -534,6 +529,7 @@ async function authFailure(res: Response, what: string): Promise<never> {
   } catch {
     /* not JSON */
   }
+  if (res.status === 401 && token !== undefined && expired(token)) throw new ExpiredError(detail);
   if (res.status === 401 || res.status === 403) throw new FatalError(`the server refused the token: ${detail}`);
   throw new Error(`${what} failed: ${detail}`);
 }
@@ -545,7 +541,7 @@ async function openSse(client: Client, token: string, hooks: ConnectionHooks): P
     headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
     body: JSON.stringify({ ch: channels }),
   });
-  if (!res.ok) await authFailure(res, "ticket");
+  if (!res.ok) await authFailure(res, "ticket", token);
   const { ticket } = (await res.json()) as { ticket: string };
   const params = channelParams(client);
   params.set("ticket", ticket);
@@ -619,15 +615,17 @@ function openPoll(client: Client, hooks: ConnectionHooks): Connection {
       const timer = setTimeout(() => ctl.abort(), 40_000);
       let body: { cursor: string; msgs: Envelope[]; ops?: Record<string, unknown>[] };
       try {
+        const token = await client.token();
         const res = await fetch(client.endpoint("poll", params), {
-          headers: { Authorization: `Bearer ${await client.token()}` },
+          headers: { Authorization: `Bearer ${token}` },
           cache: "no-store",
           signal: ctl.signal,
         });
-        if (!res.ok) await authFailure(res, "poll");
+        if (!res.ok) await authFailure(res, "poll", token);
         body = (await res.json()) as typeof body;
       } catch (e) {
-        end(e instanceof FatalError ? { fatal: e.message } : { reason: String(e) });
+        if (e instanceof ExpiredError) end({ authExpired: true });
+        else end(e instanceof FatalError ? { fatal: e.message } : { reason: String(e) });
         return;
       } finally {
         clearTimeout(timer);
