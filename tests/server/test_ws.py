@@ -38,6 +38,18 @@ async def test_backfill_clamped_to_history(server_factory: Callable[..., ServerP
         assert [e["seq"] for e in await recv_envelopes(ws, 5)] == [8, 9, 10, 11, 12]
 
 
+async def test_long_replay_is_paced_not_dropped(server_factory: Callable[..., ServerProcess]) -> None:
+    """A replay ten times the client buffer arrives whole: it waits for room instead of tripping 4429."""
+    srv = server_factory("--max-buffer", "100000")
+    body = [{"ch": "big", "data": {"i": i, "pad": "p" * 1000}} for i in range(1000)]
+    httpx.post(srv.url + "/publish", json=body, headers={"Authorization": f"Bearer {token()}"}).raise_for_status()
+    async with await open_ws(srv) as ws:
+        await subscribe(ws, {"big": {"backfill": 1000}})
+        got = await recv_envelopes(ws, 1000)
+        assert [e["data"]["i"] for e in got] == list(range(1000))
+    assert "pulseboard_slow_client_drops_total 0.0" in httpx.get(srv.url + "/metrics").text
+
+
 async def test_exact_resume(server: ServerProcess) -> None:
     """Publish N, drop, publish M, resume with since: exactly the M, in order, recovered."""
     async with await open_ws(server) as ws:

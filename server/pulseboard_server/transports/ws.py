@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -23,6 +23,7 @@ from pulseboard.protocol import (
     SUBPROTOCOL,
     TOO_LARGE,
     ChannelSync,
+    Envelope,
     Grants,
     Ping,
     Publish,
@@ -43,6 +44,18 @@ from ..node import Node
 
 log = logging.getLogger("pulseboard.ws")
 REPLAY_CHUNK = 500  # envelopes per replayed frame
+
+
+def replay_chunks(msgs: Sequence[Envelope], max_bytes: int) -> Iterator[Sequence[Envelope]]:
+    """Split a replay into frames of at most REPLAY_CHUNK envelopes and about `max_bytes`."""
+    start, size = 0, 0
+    for i, env in enumerate(msgs):
+        if i > start and (i - start >= REPLAY_CHUNK or size + len(env.raw) > max_bytes):
+            yield msgs[start:i]
+            start, size = i, 0
+        size += len(env.raw) + 1
+    if start < len(msgs):
+        yield msgs[start:]
 
 
 async def deny(ws: WebSocket, err: PulseboardError) -> None:
@@ -89,6 +102,8 @@ class WsConnection:
         self._out: deque[tuple[str, int]] = deque()
         self._out_bytes = 0
         self._ready = asyncio.Event()
+        self._room = asyncio.Event()  # set while the buffer is under half full
+        self._room.set()
         self._closing = False
         self._violations = 0
         self._expiry: asyncio.TimerHandle | None = None
@@ -105,11 +120,19 @@ class WsConnection:
             log.info("closing %s: lagging past %d bytes", self.grants.sub, self.node.settings.max_buffer)
             self._out.clear()
             self._out_bytes = 0
+            self._room.set()
             self._spawn(self.close(CLOSE_TOO_SLOW, "too slow: lag over the limit"))
             return
         self._out.append((text, envelopes))
         self._out_bytes += len(text)
         self._ready.set()
+        if self._out_bytes > self.node.settings.max_buffer // 2:
+            self._room.clear()
+
+    async def send_paced(self, text: str, envelopes: int) -> None:
+        """Queue a replay frame once the buffer has room, so a long replay never trips 4429."""
+        await self._room.wait()
+        self.send(text, envelopes)
 
     def deliver(self, parts: Sequence[Part], cache: FrameCache) -> None:
         live = live_parts(self.syncs, parts)
@@ -130,6 +153,8 @@ class WsConnection:
             while self._out:
                 text, n = self._out.popleft()
                 self._out_bytes -= len(text)
+                if self._out_bytes <= self.node.settings.max_buffer // 2:
+                    self._room.set()
                 await self.ws.send_text(text)
                 if n:
                     metrics.messages_out.labels(transport="ws").inc(n)
@@ -166,6 +191,7 @@ class WsConnection:
 
     def cleanup(self) -> None:
         self._closing = True
+        self._room.set()
         if self._expiry is not None:
             self._expiry.cancel()
         for ch in list(self.syncs):
@@ -249,9 +275,8 @@ class WsConnection:
                 control("subscribed", ch=ch, epoch=info.epoch, seq=info.seq, recovered=replay.recovered)
             )
             msgs = replay.msgs
-            for i in range(0, len(msgs), REPLAY_CHUNK):
-                chunk = msgs[i : i + REPLAY_CHUNK]
-                self.send(batch_frame(e.raw for e in chunk), len(chunk))
+            for chunk in replay_chunks(msgs, self.node.settings.max_buffer // 4):
+                await self.send_paced(batch_frame(e.raw for e in chunk), len(chunk))
             last = msgs[-1].seq if msgs else info.seq
             held = sync.finish(info.epoch, last)
             if held:
