@@ -5,7 +5,7 @@ series. Its buffer is pre-filled to N points (and bounded at N, so it stays full
 timer adds one message per tick at 20 Hz for a few seconds, like a live 20 Hz channel.
 For each N we measure the time of each redraw (uPlot setData and paint) plus the
 insert/trim work, and count frames drawn against ticks sent. A size keeps up when it draws
-at least 19 frames a second (of the 20 ticks) and its 95th-percentile work per tick fits in the 50 ms between
+a frame for at least 95% of the ticks it gets and its 95th-percentile work per tick fits in the 50 ms between
 ticks; the figure printed is the largest N that keeps up (and the largest whose p95 also
 fits one 60 fps frame, 16.7 ms).
 
@@ -28,7 +28,7 @@ JS = ROOT / "js"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-SIZES = [1_000, 2_000, 5_000, 10_000, 15_000, 20_000, 30_000, 50_000, 100_000]
+SIZES = [1_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000]
 
 ENTRY = """
 import { Chart } from "./src/chart";
@@ -64,6 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     code = bundle()
     keeps_up = last_ok = smooth = misses = 0
+    starved = False
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1100, "height": 500})
@@ -74,7 +75,8 @@ def main() -> None:
         print(" ".join(f"{c:>9}" for c in cols))
         for n in (int(s) for s in args.sizes.split(",")):
             r = page.evaluate(RUN, [n, args.series, args.seconds])
-            ok = r["fps"] >= 19 and r["work_p95"] < 50
+            ok = r["fps"] >= 0.95 * r["tick_rate"] and r["work_p95"] < 50
+            starved = starved or r["tick_rate"] < 19
             ms = [f"{r[k]:>7.1f}ms" for k in ("draw_p50", "draw_p95", "add_p95", "work_p95")]
             rates = f"{r['points']:>9} {r['tick_rate']:>9.1f} {r['fps']:>9.1f}"
             print(rates, *ms, "ok" if ok else "falls behind")
@@ -89,6 +91,8 @@ def main() -> None:
         browser.close()
     print(json.dumps({"series": args.series, "max_points_at_20hz": keeps_up,
                       "max_points_within_60fps_frame": smooth, "load_average": os.getloadavg()}))
+    if starved:
+        print("note: the page's own 20 Hz timer ran late (ticks/s < 19): the machine is busy, figures are low")
     print(f"the chart redraws up to {keeps_up:,} points ({args.series} series) per frame at 20 Hz without "
           f"falling behind; up to {smooth:,} within a 16.7 ms frame")
 
