@@ -56,6 +56,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
         error: problem || "no server configured: pass url= and token= to LiveChart or set PULSEBOARD_URL and PULSEBOARD_TOKEN",
       });
       if (saved) still.loadSnapshot(saved);
+      else (still.root.querySelector(".pulseboard-plot") as HTMLElement).style.minHeight = "0";
       return;
     }
     let showingSnapshot = false;
