@@ -15,6 +15,7 @@ interface Model {
 
 const SNAPSHOT_EVERY_MS = 2000;
 const SNAPSHOT_ROWS = 1000;
+const SNAPSHOT_CELLS = 20_000; // rows x series: keeps the saved state small
 
 function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   injectStyles(el.ownerDocument);
@@ -89,7 +90,8 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
       const points = hook.points() + hook.frames();
       if (!showingSnapshot && points !== lastPoints) {
         lastPoints = points;
-        model.set("snapshot", live.chart.snapshot(SNAPSHOT_ROWS));
+        const series = Math.max(1, hook.series().length);
+        model.set("snapshot", live.chart.snapshot(Math.min(SNAPSHOT_ROWS, Math.floor(SNAPSHOT_CELLS / series))));
         model.save_changes();
       }
     }, SNAPSHOT_EVERY_MS);
