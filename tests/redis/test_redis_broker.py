@@ -235,14 +235,14 @@ async def test_a_listener_crash_surfaces_at_once_and_loses_nothing(
             raise RuntimeError("bug in a callback")
         deliver(env)
 
-    broker._on_message = flaky
-    real_state = broker._link_state
+    broker.delivery.on_message = flaky
+    real_state = broker.delivery.on_state
 
     def spy(link: Any, up: bool, error: BaseException | None) -> None:
         real_state(link, up, error)
         states.append(broker.status())
 
-    for link in broker._links.values():
+    for link in broker.delivery.links.values():
         link.on_state = spy
     await broker.subscribe("crash")
     for i in range(3):

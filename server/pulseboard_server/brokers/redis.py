@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -32,8 +31,9 @@ from redis.retry import Retry
 from pulseboard.protocol import Envelope, Live, Since, Start, dumps, plan_replay
 
 from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, Replay
+from .redis_fanout import Delivery
 from .redis_link import Link
-from .redis_scripts import PUBLISH, READ, Keys, channel_of_live
+from .redis_scripts import PUBLISH, READ, Keys
 
 log = logging.getLogger("pulseboard.redis")
 
@@ -50,15 +50,6 @@ OUTAGE = (
     OSError,
 )
 OWN_PARAMS = {"cluster", "prefix"}
-
-
-@dataclass(slots=True)
-class _Chan:
-    """What this node delivered of one subscribed channel."""
-
-    epoch: str
-    last: int
-    link: Link
 
 
 def _new_epoch() -> str:
@@ -105,22 +96,15 @@ class RedisBroker:
         self._client: Any = None
         self._publish: Any = None
         self._read_script: Any = None
-        self._chans: dict[str, _Chan] = {}
-        self._links: dict[str, Link] = {}
-        self._on_message: OnMessage | None = None
-        self._on_reset: OnReset | None = None
+        self.delivery = Delivery(self.prefix, self.cluster, self._read, self._link_state)
         self._cmd_ok = False
         self._up_event = asyncio.Event()
         self._health_task: asyncio.Task[None] | None = None
         self._metrics: Any = None
-        self._rehome_pending: set[str] = set()
-        self._rehome_task: asyncio.Task[None] | None = None
-        self.gaps_repaired = 0
-        self.resets = 0
 
     def attach_metrics(self, metrics: Any) -> None:
         """Count outages and repaired gaps in the node's `Metrics`."""
-        self._metrics = metrics
+        self._metrics = self.delivery.metrics = metrics
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -136,7 +120,7 @@ class RedisBroker:
 
     async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
         """Connect, or raise at once when Redis can't be reached. Starting again is a no-op."""
-        self._on_message, self._on_reset = on_message, on_reset
+        self.delivery.on_message, self.delivery.on_reset = on_message, on_reset
         if self._client is not None:
             return
         opts = self._client_options()
@@ -152,8 +136,9 @@ class RedisBroker:
         self._publish = self._client.register_script(PUBLISH)
         self._read_script = self._client.register_script(READ)
         self._cmd_ok = True
+        self.delivery.client = self._client
         if not self.cluster:
-            link = self._make_link("main", None, control=f"{self.prefix}:node:{uuid.uuid4().hex}")
+            link = self.delivery.make_link("main", None, control=f"{self.prefix}:node:{uuid.uuid4().hex}")
             link.start()
             try:
                 await asyncio.wait_for(self._up_event.wait(), self._connect_timeout + 1)
@@ -176,21 +161,16 @@ class RedisBroker:
                 pass
 
     async def close(self) -> None:
-        for task in (self._health_task, self._rehome_task):
-            if task is not None:
-                task.cancel()
-        self._health_task = self._rehome_task = None
-        links, self._links = list(self._links.values()), {}
-        for link in links:
-            await link.close()
-        self._chans.clear()
+        if self._health_task is not None:
+            self._health_task.cancel()
+            self._health_task = None
+        await self.delivery.close()
         await self._aclose_client()
-        self._on_message = None
 
     def status(self) -> str:
         if self._client is None:
             return "degraded"
-        if not self._cmd_ok or any(not link.up for link in self._links.values() if link.channels or link.control):
+        if not self._cmd_ok or not self.delivery.links_up():
             return "degraded"
         return "ok"
 
@@ -228,7 +208,7 @@ class RedisBroker:
             if self._metrics is not None:
                 self._metrics.broker_errors.inc()
             if self.cluster and link.channels:  # the shard may have moved: look again
-                self._rehome(set(link.channels))
+                self.delivery.rehome(set(link.channels))
         self._gauge()
 
     # --- commands --------------------------------------------------------------------
@@ -315,164 +295,21 @@ class RedisBroker:
             raise self._unavailable(e) from None
         return bool(ok)
 
-    # --- fan-out -------------------------------------------------------------------------
-
-    def _make_link(self, name: str, node: Any, control: str | None = None) -> Link:
-        if node is None:
-            pool = self._client.connection_pool
-            cls, kwargs = pool.connection_class, pool.connection_kwargs
-        else:
-            cls, kwargs = node.connection_class, node.connection_kwargs
-        conn_kwargs = {
-            **kwargs,
-            "retry": Retry(NoBackoff(), 0),  # the link reconnects itself, visibly
-            "socket_timeout": None,
-            "protocol": 2,  # pub/sub messages as plain replies, not RESP3 pushes
-            "maint_notifications_config": None,
-            "maint_notifications_pool_handler": None,
-        }
-
-        link = Link(
-            name,
-            lambda: cls(**conn_kwargs),
-            sharded=self.cluster,
-            on_payload=self._on_payload,
-            on_state=self._link_state,
-            catch_up=self._catch_up,
-            control=control,
-            on_moved=lambda _link, name: self._rehome({name}),
-        )
-        self._links[name] = link
-        return link
-
-    def _link_for(self, keys: Keys) -> Link:
-        if not self.cluster:
-            return self._links["main"]
-        node = self._client.get_node_from_key(keys.meta)
-        link = self._links.get(node.name)
-        if link is None:
-            link = self._make_link(node.name, node)
-            link.start()
-        return link
+    # --- fan-out: see redis_fanout ------------------------------------------------------
 
     async def subscribe(self, ch: str) -> None:
-        if ch in self._chans:
-            return
-        keys = Keys.of(self.prefix, ch)
-        info, _ = await self._read(ch, True)
-        if ch in self._chans:
-            return
-        link = self._link_for(keys)
-        self._chans[ch] = _Chan(info.epoch, info.seq, link)
-        await link.add(keys.live)
+        await self.delivery.subscribe(ch)
 
     async def unsubscribe(self, ch: str) -> None:
-        st = self._chans.pop(ch, None)
-        if st is not None:
-            await st.link.remove(Keys.of(self.prefix, ch).live)
+        await self.delivery.unsubscribe(ch)
 
-    def _emit(self, env: Envelope) -> None:
-        if self._on_message is not None:
-            self._on_message(env)
+    @property
+    def gaps_repaired(self) -> int:
+        return self.delivery.gaps_repaired
 
-    def _reset(self, ch: str, epoch: str, seq: int) -> None:
-        self.resets += 1
-        log.info("channel %s continues from %s/%d: the gap before can't be repaired", ch, epoch, seq)
-        if self._on_reset is not None:
-            self._on_reset(ch, epoch, seq)
-
-    async def _on_payload(self, link: Link, name: str, payload: str) -> None:
-        ch = channel_of_live(self.prefix, name)
-        st = self._chans.get(ch) if ch is not None else None
-        if ch is None or st is None or st.link is not link:
-            return
-        epoch, _, raw = payload.partition(" ")
-        try:
-            env = Envelope.from_raw(raw)
-        except (ValueError, KeyError, TypeError):  # not ours: someone else published on our channel
-            log.warning("ignoring a malformed message on %s: %.80r", name, payload)
-            return
-        if epoch == st.epoch:
-            if env.seq <= st.last:
-                return
-            if env.seq == st.last + 1:
-                self._emit(env)  # if this raises, the message is delivered again after the restart
-                st.last = env.seq
-                return
-        await self._resync(ch, st)
-
-    async def _catch_up(self, link: Link, names: set[str], fresh: bool) -> None:
-        """Runs in `link`'s task, so a channel's deliveries never interleave.
-
-        `fresh`: the channels were only just subscribed; what is read then closes the
-        window between reading the top and the subscription, not a gap.
-        """
-        for name in sorted(names):
-            ch = channel_of_live(self.prefix, name)
-            st = self._chans.get(ch) if ch is not None else None
-            if ch is not None and st is not None and st.link is link:
-                await self._resync(ch, st, count=not fresh)
-
-    def _rehome(self, names: set[str]) -> None:
-        """Cluster: move these channels' subscriptions to the shards that own them now."""
-        self._rehome_pending |= names
-        if self._rehome_task is None or self._rehome_task.done():
-            self._rehome_task = asyncio.get_running_loop().create_task(self._rehoming())
-
-    async def _rehoming(self) -> None:
-        while self._rehome_pending:
-            await asyncio.sleep(0.05)  # gather the notices of one move
-            names, self._rehome_pending = self._rehome_pending, set()
-            try:
-                await self._client.nodes_manager.initialize()
-            except (RedisError, OSError) as e:
-                log.warning("redis cluster topology refresh failed (%s); retrying", e)
-                self._rehome_pending |= names
-                await asyncio.sleep(0.5)
-                continue
-            for name in sorted(names):
-                ch = channel_of_live(self.prefix, name)
-                st = self._chans.get(ch) if ch is not None else None
-                if ch is None or st is None:
-                    continue
-                old, new = st.link, self._link_for(Keys.of(self.prefix, ch))
-                if new is not old:
-                    log.info("channel %s moved from shard %s to %s", ch, old.name, new.name)
-                    await old.remove(name)
-                    st.link = new
-                await new.add(name)  # subscribes (again); the confirmation triggers the catch-up
-            for key, link in list(self._links.items()):
-                if not link.channels and not link.up:  # a shard we no longer need, gone
-                    del self._links[key]
-                    await link.close()
-
-    async def _resync(self, ch: str, st: _Chan, count: bool = True) -> None:
-        """Deliver what Redis holds after `st.last`; reset where that is impossible."""
-        info, msgs = await self._read(ch, True, "after", st.last)
-        if self._chans.get(ch) is not st:
-            return
-        reset = False
-        if info.epoch != st.epoch:
-            info, msgs = await self._read(ch, True, "after", 0)
-            if self._chans.get(ch) is not st:
-                return
-            st.epoch, st.last, reset = info.epoch, (msgs[0].seq - 1 if msgs else info.seq), True
-        elif info.seq < st.last:  # the same epoch went back: writes were lost
-            st.last, reset = info.seq, True
-        elif msgs and msgs[0].seq > st.last + 1:  # trimmed past what we had
-            st.last, reset = msgs[0].seq - 1, True
-        elif not msgs and info.seq > st.last:
-            st.last, reset = info.seq, True
-        if reset:
-            self._reset(ch, st.epoch, st.last)
-        elif msgs and count:
-            self.gaps_repaired += 1
-            if self._metrics is not None:
-                self._metrics.gaps_repaired.inc()
-        for env in msgs:
-            if env.seq == st.last + 1:
-                self._emit(env)
-                st.last = env.seq
+    @property
+    def resets(self) -> int:
+        return self.delivery.resets
 
 
 __all__ = ["RedisBroker", "split_url"]
