@@ -90,16 +90,32 @@ def proxied(server: ServerProcess) -> Iterator[tuple[ServerProcess, Nginx]]:
     nginx.stop()
 
 
+# Compressing text/event-stream holds every event in gzip's buffer unless nginx's
+# buffering is off for the response: with the header ignored
+# (`proxy_ignore_headers X-Accel-Buffering`) no event, not even the response head,
+# gets through this config.
+GZIP_EVENT_STREAM = "gzip on; gzip_types text/event-stream;"
+
+
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {token()}"}
 
 
-async def test_sse_events_pass_nginx_unbuffered(proxied: tuple[ServerProcess, Nginx]) -> None:
+@pytest.mark.parametrize("extra", ["", GZIP_EVENT_STREAM], ids=["stock", "gzip"])
+async def test_sse_events_pass_nginx_unbuffered(server: ServerProcess, extra: str) -> None:
     """Each event arrives before the next one is published (a buffering proxy would hold it)."""
-    server, nginx = proxied
+    nginx = Nginx(server.port, extra)
+    try:
+        await check_unbuffered(server, nginx, "gzip" if extra else None)
+    finally:
+        nginx.stop()
+
+
+async def check_unbuffered(server: ServerProcess, nginx: Nginx, encoding: str | None) -> None:
     async with httpx.AsyncClient(timeout=30) as client:
         async with aconnect_sse(client, "GET", nginx.url + "/sse?ch=px", headers=auth()) as source:
             assert source.response.headers["content-type"].startswith("text/event-stream")
+            assert source.response.headers.get("content-encoding") == encoding
             events = source.aiter_sse()
             first = await asyncio.wait_for(anext(events), 15)
             assert first.event == "subscribed"
