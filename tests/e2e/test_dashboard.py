@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 import urllib.request
@@ -311,7 +312,7 @@ def training(ch: str, i: int, t: float) -> dict[str, float]:
 
 
 def test_screenshots(
-    page_server: PageServer, page: Any, server: ServerProcess, feeder: Callable[..., Feeder]
+    page_server: PageServer, page: Any, server: ServerProcess, feeder: Callable[..., Feeder], tmp_path: Path
 ) -> None:
     chs = ["sys.node-a", "sys.node-b"]
     history = Feeder(server.url, chs, make=sys_metrics)
@@ -324,7 +325,8 @@ def test_screenshots(
         wait_live(page, ch, 300)
     wait_until(lambda: " 0.0 msg/s" not in page.locator(".pulseboard-status").first.inner_text(),
                what="a message rate on the status line")
-    out = ROOT / "docs" / "img"
+    # The README's pictures are refreshed with PULSEBOARD_SCREENSHOTS=1; otherwise they go to a temp dir.
+    out = ROOT / "docs" / "img" if os.environ.get("PULSEBOARD_SCREENSHOTS") else tmp_path
     out.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(out / "dashboard.png"))
 
@@ -345,7 +347,7 @@ def test_screenshots(
     wait_live(page3, "train.run1", 400)
     assert page3.locator(".pulseboard-chart").get_attribute("data-theme") == "dark"
     assert page2.locator(".pulseboard-chart").get_attribute("data-theme") == "light"
-    page3.screenshot(path=str(Path(server.log.name).with_suffix(".dark.png")))
-    print("dark screenshot:", Path(server.log.name).with_suffix(".dark.png"))
+    page3.screenshot(path=str(tmp_path / "widget-dark.png"))
+    print("screenshots in", out, "and", tmp_path)
     for name in ("dashboard.png", "widget.png"):
         assert (out / name).stat().st_size > 10_000
