@@ -34,9 +34,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pulseboard.protocol import FORBIDDEN, UNAVAILABLE, PulseboardError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from pulseboard.protocol import FORBIDDEN, UNAVAILABLE, PulseboardError
 
 from .auth import mint_token, unauthorized
 

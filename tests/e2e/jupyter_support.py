@@ -1,7 +1,10 @@
-"""A real JupyterLab for browser tests: own port, token auth, isolated config and settings."""
+"""Real Jupyter processes for tests: a JupyterLab (own port, token auth, isolated config and
+settings) and a JupyterHub (DummyAuthenticator, configurable-http-proxy from npm) running
+`pulseboard serve --hub` as a managed service at /services/pulseboard/."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -10,12 +13,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from support import free_port, wait_until
+import psutil
+import pytest
+
+from support import ROOT, SECRET, free_port, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -107,3 +114,186 @@ class JupyterLabProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+# --- JupyterHub -----------------------------------------------------------------------
+
+CHP_DIR = ROOT / ".work" / "chp"
+TESTER_TOKEN = "tester-service-token-0123456789abcdef"
+ACCESS = "access:services!service=pulseboard"  # PULSEBOARD_HUB_SCOPE of the service under test
+
+
+def configurable_http_proxy() -> str:
+    """The `configurable-http-proxy` command: on PATH, or npm-installed under .work/chp."""
+    found = shutil.which("configurable-http-proxy")
+    if found:
+        return found
+    local = CHP_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
+    if not local.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("hub tests need configurable-http-proxy (npm install configurable-http-proxy)")
+        CHP_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [npm, "install", "--prefix", str(CHP_DIR), "--no-audit", "--no-fund", "configurable-http-proxy"],
+            check=True, capture_output=True, timeout=300,
+        )
+    return str(local)
+
+
+def http(method: str, url: str, token: str | None = None, scheme: str = "token",
+         body: Any = None) -> tuple[int, Any]:
+    """(status, parsed JSON body); status 0 when nothing answers."""
+    headers = {"Accept": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"{scheme} {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    elif method == "POST":
+        data = b""
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, raw.decode(errors="replace")
+    except (urllib.error.URLError, OSError):
+        return 0, None
+
+
+class HubProcess:
+    """A JupyterHub with pulseboard as a managed service and a `tester` admin service.
+
+    `extra_config` is appended to jupyterhub_config.py (spawner settings and the like).
+    """
+
+    def __init__(self, pulseboard_args: list[str] | None = None, extra_config: str = "") -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="pb-hub-"))
+        self.public_port, self.api_port, self.hub_port, self.pulseboard_port = (
+            free_port() for _ in range(4)
+        )
+        self.pulseboard_args = pulseboard_args or ["--collect-interval", "0"]
+        self.extra_config = extra_config
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def public_url(self) -> str:
+        """The proxy, as a browser sees it."""
+        return f"http://127.0.0.1:{self.public_port}"
+
+    @property
+    def api_url(self) -> str:
+        """The Hub's REST API, as services see it."""
+        return f"http://127.0.0.1:{self.hub_port}/hub/api"
+
+    @property
+    def service_url(self) -> str:
+        """The pulseboard service through the proxy."""
+        return self.public_url + "/services/pulseboard"
+
+    @property
+    def direct_service_url(self) -> str:
+        """The pulseboard service itself (as a kernel on the same machine reaches it)."""
+        return f"http://127.0.0.1:{self.pulseboard_port}/services/pulseboard"
+
+    def config(self) -> str:
+        pb_cmd = [sys.executable, "-m", "pulseboard_server", "serve", "--hub",
+                  "--port", str(self.pulseboard_port), "--base-path", "/services/pulseboard/",
+                  *self.pulseboard_args]
+        return textwrap.dedent(f"""
+            c.JupyterHub.ip = "127.0.0.1"
+            c.JupyterHub.port = {self.public_port}
+            c.JupyterHub.hub_ip = "127.0.0.1"
+            c.JupyterHub.hub_port = {self.hub_port}
+            c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{self.api_port}"
+            c.ConfigurableHTTPProxy.command = [{configurable_http_proxy()!r}]
+            c.ConfigurableHTTPProxy.auth_token = "{secrets.token_hex(16)}"
+            c.JupyterHub.authenticator_class = "dummy"
+            c.Authenticator.allow_all = True
+            c.JupyterHub.db_url = "sqlite:///{self.dir}/jupyterhub.sqlite"
+            c.JupyterHub.cookie_secret = bytes.fromhex("{secrets.token_hex(32)}")
+            c.JupyterHub.services = [
+                {{
+                    "name": "pulseboard",
+                    "url": "http://127.0.0.1:{self.pulseboard_port}",
+                    "command": {pb_cmd!r},
+                    "environment": {{
+                        "PULSEBOARD_SECRET": {SECRET!r},
+                        "PULSEBOARD_HUB_SCOPE": {ACCESS!r},
+                        "PYTHONUNBUFFERED": "1",
+                    }},
+                }},
+                {{"name": "tester", "api_token": {TESTER_TOKEN!r}}},
+            ]
+            c.JupyterHub.load_roles = [
+                {{"name": "tester", "scopes": ["admin:users", "tokens"], "services": ["tester"]}},
+                {{"name": "user", "scopes": ["self", {ACCESS!r}]}},
+            ]
+        """) + textwrap.dedent(self.extra_config)
+
+    def log(self) -> str:
+        path = self.dir / "hub.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self, timeout: float = 60.0) -> HubProcess:
+        (self.dir / "jupyterhub_config.py").write_text(self.config())
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+        with (self.dir / "hub.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jupyterhub", "-f", str(self.dir / "jupyterhub_config.py")],
+                cwd=self.dir, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            )
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyterhub exited with {self.proc.returncode}:\n{self.log()}")
+            status, _ = http("GET", self.service_url + "/healthz")
+            return status == 200
+
+        wait_until(up, timeout=timeout, interval=0.1, what="JupyterHub and the pulseboard service")
+        return self
+
+    def user_token(self, name: str, **body: Any) -> str:
+        """Make Hub user `name` (if new) and a Hub API token of theirs, through the REST API."""
+        status, _ = http("POST", f"{self.api_url}/users/{name}", TESTER_TOKEN)
+        assert status in (201, 409), f"creating user {name}: {status}"
+        status, answer = http("POST", f"{self.api_url}/users/{name}/tokens", TESTER_TOKEN, body=body or {})
+        assert status == 201, f"creating a token for {name}: {status} {answer}"
+        token: str = answer["token"]
+        return token
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.reap_leftovers()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def reap_leftovers(self) -> None:
+        """A Hub that died early leaves its proxy and managed service running: end those."""
+        pids = []
+        pid_file = self.dir / "jupyterhub-proxy.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ValueError):
+                pids.append(int(pid_file.read_text().strip()))
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            cmd = p.info["cmdline"] or []
+            if "pulseboard_server" in cmd and "--hub" in cmd and str(self.pulseboard_port) in cmd:
+                pids.append(p.info["pid"])
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                proc.terminate()
+                proc.wait(10)

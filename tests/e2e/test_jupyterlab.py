@@ -9,15 +9,21 @@ host chart's point count keeps growing.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
+import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
-from jupyter_support import CHROMIUM, CHROMIUM_ARGS, JupyterLabProcess
+from jupyter_support import ACCESS, CHROMIUM, CHROMIUM_ARGS, LAB_SETTINGS, HubProcess, JupyterLabProcess
+
 from support import ROOT, ServerProcess, token, wait_until
 
 pytest.importorskip("jupyterlab", reason="needs JupyterLab (pip install jupyterlab)")
@@ -81,6 +87,14 @@ def chart_seqs(page, channel: str) -> list[int]:  # type: ignore[no-untyped-def]
     return seqs
 
 
+def kernel_ready(page, kernels_idle: str) -> bool:  # type: ignore[no-untyped-def]
+    """The kernel is idle; a kernel-picker dialog, if JupyterLab shows one, is accepted."""
+    select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+    if select.count():
+        select.click()
+    return bool(page.evaluate(kernels_idle))
+
+
 def busy_cell_running(page) -> bool:  # type: ignore[no-untyped-def]
     """The `time.sleep(10)` cell is executing (its prompt shows [*])."""
     prompt = page.locator(".jp-CodeCell", has_text="time.sleep(10)").locator(".jp-InputPrompt")
@@ -93,7 +107,7 @@ def busy_cell_done(page) -> bool:  # type: ignore[no-untyped-def]
 
 
 def test_quickstart_notebook_stays_live_while_the_kernel_sleeps(
-    lab: JupyterLabProcess,
+    lab: JupyterLabProcess, tmp_path: Path,
 ) -> None:
     jlab = lab
     started = time.monotonic()
@@ -134,8 +148,10 @@ def test_quickstart_notebook_stays_live_while_the_kernel_sleeps(
             # The screenshot for the docs: the live host chart in the notebook, sidebar closed.
             page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab.lm-mod-current").click(timeout=5000)
             page.locator(".jp-CodeCell", has_text="host_chart = LiveChart").scroll_into_view_if_needed()
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT))
+            # docs/img is refreshed with PULSEBOARD_SCREENSHOTS=1; otherwise it goes to a temp dir.
+            shot = SCREENSHOT if os.environ.get("PULSEBOARD_SCREENSHOTS") else tmp_path / SCREENSHOT.name
+            page.screenshot(path=str(shot))
+            assert shot.stat().st_size > 10_000
 
             wait_until(lambda: busy_cell_done(page), timeout=30, what="the busy cell to finish")
             assert chart_points(page, HOST_CHANNEL) > second
@@ -143,3 +159,101 @@ def test_quickstart_notebook_stays_live_while_the_kernel_sleeps(
         finally:
             browser.close()
     print(f"\nJupyterLab notebook test: {time.monotonic() - started:.1f} s in the browser")
+
+
+# --- the same widget under JupyterHub ---------------------------------------------------
+
+HUB_NOTEBOOK_CELLS = [
+    "import socket\nfrom pulseboard import LiveChart\n"
+    'chart = LiveChart(f"sys.{socket.gethostname()}", fields=["cpu_percent", "mem_percent"], window=60)\n'
+    "chart",
+    'print("problem:", chart.problem or "none", "| url:", chart.url)',
+]
+
+
+@pytest.fixture
+def hub_lab() -> Iterator[tuple[HubProcess, Path]]:
+    pytest.importorskip("jupyterhub", reason="needs JupyterHub (pip install jupyterhub)")
+    if WIDGET_JS.stat().st_size < 1000:
+        pytest.fail("the widget bundle is not built: run `cd js && npm ci && npm run build`")
+    root = Path(tempfile.mkdtemp(prefix="pb-hubnb-"))
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(src) for src in HUB_NOTEBOOK_CELLS],
+        metadata={"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                 "name": "python3"}},
+    )
+    nbformat.write(nb, str(root / "hub.ipynb"))
+    settings = root / ".settings"
+    for name, value in LAB_SETTINGS.items():
+        (settings / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings / name).write_text(json.dumps(value))
+    hub = HubProcess(["--collect-interval", "0.5"])
+    # What docs/jupyterhub.md tells admins to set: the browser reaches the service through
+    # the proxy (same origin), the kernel reaches it directly for the token exchange.
+    hub.extra_config = f"""
+        c.JupyterHub.spawner_class = "simple"
+        c.Spawner.cmd = [{sys.executable!r}, "-m", "jupyterhub.singleuser"]
+        c.Spawner.args = [
+            "--allow-root", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+        ]
+        c.Spawner.default_url = "/lab"
+        c.Spawner.notebook_dir = {str(root)!r}
+        c.Spawner.start_timeout = 60
+        c.Spawner.http_timeout = 60
+        c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", {ACCESS!r}]
+        c.Spawner.environment = {{
+            "PULSEBOARD_URL": "/services/pulseboard/",
+            "PULSEBOARD_HUB_URL": {hub.direct_service_url!r},
+            "JUPYTERLAB_SETTINGS_DIR": {str(settings)!r},
+            "JUPYTERLAB_WORKSPACES_DIR": {str(root / ".workspaces")!r},
+        }}
+    """
+    try:
+        hub.start()
+        yield hub, root
+    finally:
+        hub.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_widget_under_jupyterhub_gets_its_token_from_the_hub(hub_lab: tuple[HubProcess, Path]) -> None:
+    # No PULSEBOARD_TOKEN anywhere: the kernel swaps its JUPYTERHUB_API_TOKEN at the service's
+    # `POST token`, and the browser connects through the Hub's proxy, same origin.
+    hub, _ = hub_lab
+    kernels_idle = """async () => {
+        const xsrf = (document.cookie.match(/(?:^|; )_xsrf=([^;]*)/) || [])[1] || '';
+        const r = await fetch('/user/alice/api/kernels', {headers: {'X-XSRFToken': xsrf}});
+        return r.ok && (await r.json()).some((k) => k.execution_state === 'idle');
+    }"""
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            spawn = "/hub/spawn/alice?next=/user/alice/lab/tree/hub.ipynb"
+            page.goto(f"{hub.public_url}/hub/login?next={urllib.parse.quote(spawn)}")
+            page.fill("#username_input", "alice")
+            page.fill("#password_input", "any")
+            page.click("#login_submit")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            wait_until(lambda: kernel_ready(page, kernels_idle), timeout=60, interval=0.2,
+                       what="the notebook's kernel to be idle")
+
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+            output = page.locator(".jp-CodeCell", has_text="problem:").locator(".jp-OutputArea")
+            wait_until(lambda: "problem: none" in output.inner_text(), timeout=60,
+                       what="the kernel to find url and token through the Hub")
+            assert "url: /services/pulseboard/" in output.inner_text()
+            assert "hub: issued a token for alice" in hub.log()
+
+            page.wait_for_selector(".pulseboard-chart[data-status=live][data-transport=ws]", timeout=60_000)
+            first = chart_points(page, HOST_CHANNEL)
+            wait_until(lambda: chart_points(page, HOST_CHANNEL) >= first + 3, timeout=15,
+                       what="the chart to grow through the Hub's proxy")
+        except Exception:
+            print(page.url, page.locator("body").inner_text()[:3000], hub.log()[-6000:], sep="\n")
+            raise
+        finally:
+            browser.close()

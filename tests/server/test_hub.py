@@ -8,189 +8,27 @@ REST API. Those real Hub tokens are then exchanged at `POST /services/pulseboard
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import textwrap
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jwt
-import psutil
 import pytest
+
+from e2e.jupyter_support import ACCESS, TESTER_TOKEN, HubProcess, http
 from pulseboard.discovery import DiscoveryError, discover, discover_for_kernel
 from pulseboard_server.hub import HubConfig, channel_safe, check_owner
-from support import ROOT, SECRET, ServerProcess, free_port, wait_until
+from support import SECRET, ServerProcess, free_port
 
 pytest.importorskip("jupyterhub", reason="hub tests need jupyterhub (pip install jupyterhub)")
 
-CHP_DIR = ROOT / ".work" / "chp"
-TESTER_TOKEN = "tester-service-token-0123456789abcdef"
-ACCESS = "access:services!service=pulseboard"  # PULSEBOARD_HUB_SCOPE of the service under test
-
-
-def configurable_http_proxy() -> str:
-    """The `configurable-http-proxy` command: on PATH, or npm-installed under .work/chp."""
-    found = shutil.which("configurable-http-proxy")
-    if found:
-        return found
-    local = CHP_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
-    if not local.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("hub tests need configurable-http-proxy (npm install configurable-http-proxy)")
-        CHP_DIR.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--prefix", str(CHP_DIR), "--no-audit", "--no-fund", "configurable-http-proxy"],
-            check=True, capture_output=True, timeout=300,
-        )
-    return str(local)
-
-
-def http(method: str, url: str, token: str | None = None, scheme: str = "token",
-         body: Any = None) -> tuple[int, Any]:
-    headers = {"Accept": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"{scheme} {token}"
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    elif method == "POST":
-        data = b""
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            raw = resp.read()
-            return resp.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, raw.decode(errors="replace")
-    except (urllib.error.URLError, OSError):
-        return 0, None  # nothing listening (yet)
-
-
-@dataclass
-class Hub:
-    proc: subprocess.Popen[bytes]
-    dir: Path
-    public_url: str  # the proxy, as a browser sees it
-    api_url: str  # the Hub's REST API, as services see it
-    pulseboard_port: int
-
-    @property
-    def service_url(self) -> str:
-        return self.public_url + "/services/pulseboard"
-
-    def log(self) -> str:
-        return (self.dir / "hub.log").read_text(errors="replace")
-
-    def user_token(self, name: str, **body: Any) -> str:
-        status, _ = http("POST", f"{self.api_url}/users/{name}", TESTER_TOKEN)
-        assert status in (201, 409), f"creating user {name}: {status}"
-        status, answer = http("POST", f"{self.api_url}/users/{name}/tokens", TESTER_TOKEN, body=body or {})
-        assert status == 201, f"creating a token for {name}: {status} {answer}"
-        token: str = answer["token"]
-        return token
-
-
 @pytest.fixture(scope="module")
-def hub() -> Iterator[Hub]:
-    chp = configurable_http_proxy()
-    work = Path(tempfile.mkdtemp(prefix="pb-hub-"))
-    public_port, api_port, hub_port, pb_port = (free_port() for _ in range(4))
-    pb_cmd = [sys.executable, "-m", "pulseboard_server", "serve", "--hub", "--port", str(pb_port),
-              "--collect-interval", "0", "--base-path", "/services/pulseboard/"]
-    config = textwrap.dedent(f"""
-        c.JupyterHub.ip = "127.0.0.1"
-        c.JupyterHub.port = {public_port}
-        c.JupyterHub.hub_ip = "127.0.0.1"
-        c.JupyterHub.hub_port = {hub_port}
-        c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
-        c.ConfigurableHTTPProxy.command = [{chp!r}]
-        c.ConfigurableHTTPProxy.auth_token = "proxy-token-0123456789abcdef"
-        c.JupyterHub.authenticator_class = "dummy"
-        c.Authenticator.allow_all = True
-        c.JupyterHub.db_url = "sqlite:///{work}/jupyterhub.sqlite"
-        c.JupyterHub.cookie_secret = bytes.fromhex("{os.urandom(32).hex()}")
-        c.JupyterHub.services = [
-            {{
-                "name": "pulseboard",
-                "url": "http://127.0.0.1:{pb_port}",
-                "command": {pb_cmd!r},
-                "environment": {{
-                    "PULSEBOARD_SECRET": {SECRET!r},
-                    "PULSEBOARD_HUB_SCOPE": {ACCESS!r},
-                    "PYTHONUNBUFFERED": "1",
-                }},
-            }},
-            {{"name": "tester", "api_token": {TESTER_TOKEN!r}}},
-        ]
-        c.JupyterHub.load_roles = [
-            {{"name": "tester", "scopes": ["admin:users", "tokens"], "services": ["tester"]}},
-            {{"name": "user", "scopes": ["self", {ACCESS!r}]}},
-        ]
-    """)
-    (work / "jupyterhub_config.py").write_text(config)
-    log = (work / "hub.log").open("wb")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(work / "jupyterhub_config.py")],
-        cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )
-    hub = Hub(proc, work, f"http://127.0.0.1:{public_port}", f"http://127.0.0.1:{hub_port}/hub/api",
-              pb_port)
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"jupyterhub exited with {proc.returncode}:\n{hub.log()}")
-        status, _ = http("GET", hub.service_url + "/healthz")
-        return status == 200
-
+def hub() -> Iterator[HubProcess]:
+    proc = HubProcess()
     try:
-        wait_until(up, timeout=60, interval=0.1, what="JupyterHub and the pulseboard service")
-        yield hub
+        yield proc.start()
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
-        reap_leftovers(work, pb_port)
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def reap_leftovers(work: Path, pb_port: int) -> None:
-    """A Hub that died early leaves its proxy and managed service running: end those two."""
-    pids = []
-    pid_file = work / "jupyterhub-proxy.pid"
-    if pid_file.exists():
-        pids.append(int(pid_file.read_text().strip() or 0))
-    for p in psutil.process_iter(["pid", "cmdline"]):
-        cmd = p.info["cmdline"] or []
-        if "pulseboard_server" in cmd and "--hub" in cmd and str(pb_port) in cmd:
-            pids.append(p.info["pid"])
-    for pid in pids:
-        with contextlib.suppress(psutil.Error, ValueError):
-            proc = psutil.Process(pid)
-            proc.terminate()
-            proc.wait(10)
+        proc.stop()
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -201,7 +39,7 @@ def claims_of(token: str) -> dict[str, Any]:
 # --- against the real Hub ---------------------------------------------------------
 
 
-def test_exchange_gives_a_token_for_the_hub_user(hub: Hub) -> None:
+def test_exchange_gives_a_token_for_the_hub_user(hub: HubProcess) -> None:
     hub_token = hub.user_token("alice")
     before = time.time()
     status, answer = http("POST", hub.service_url + "/token", hub_token)
@@ -213,7 +51,7 @@ def test_exchange_gives_a_token_for_the_hub_user(hub: Hub) -> None:
     assert before + 3600 - 5 <= claims["exp"] <= time.time() + 3600 + 5
 
 
-def test_exchanged_token_works_on_the_server_with_its_grants(hub: Hub) -> None:
+def test_exchanged_token_works_on_the_server_with_its_grants(hub: HubProcess) -> None:
     status, answer = http("POST", hub.service_url + "/token", hub.user_token("bob"))
     assert status == 200, answer
     jwt_token = answer["token"]
@@ -227,7 +65,7 @@ def test_exchanged_token_works_on_the_server_with_its_grants(hub: Hub) -> None:
     assert status == 200 and [m["data"]["step"] for m in answer["msgs"]] == [1]
 
 
-def test_token_with_only_the_access_scope_identifies_its_user(hub: Hub) -> None:
+def test_token_with_only_the_access_scope_identifies_its_user(hub: HubProcess) -> None:
     # A token with no other scope (like a single-user server's JUPYTERHUB_API_TOKEN, with
     # `access:services!service=pulseboard` added to server_token_scopes) still tells the
     # Hub's `GET /user` whose it is.
@@ -237,7 +75,7 @@ def test_token_with_only_the_access_scope_identifies_its_user(hub: Hub) -> None:
     assert claims_of(answer["token"])["sub"] == "carol"
 
 
-def test_token_without_the_required_scope_is_403(hub: Hub) -> None:
+def test_token_without_the_required_scope_is_403(hub: HubProcess) -> None:
     # The service runs with PULSEBOARD_HUB_SCOPE: a valid Hub token lacking it is refused.
     other = hub.user_token("frank", scopes=["read:users:activity!user"])
     status, answer = http("POST", hub.service_url + "/token", other)
@@ -245,18 +83,18 @@ def test_token_without_the_required_scope_is_403(hub: Hub) -> None:
     assert ACCESS in answer["detail"]
 
 
-def test_bad_hub_token_is_401(hub: Hub) -> None:
+def test_bad_hub_token_is_401(hub: HubProcess) -> None:
     status, answer = http("POST", hub.service_url + "/token", "not-a-real-hub-token")
     assert status == 401
     assert answer["error"] == "unauthorized" and "JupyterHub" in answer["detail"]
 
 
-def test_missing_hub_token_is_401(hub: Hub) -> None:
+def test_missing_hub_token_is_401(hub: HubProcess) -> None:
     status, answer = http("POST", hub.service_url + "/token")
     assert status == 401 and answer["error"] == "unauthorized"
 
 
-def test_revoked_hub_token_is_401(hub: Hub) -> None:
+def test_revoked_hub_token_is_401(hub: HubProcess) -> None:
     hub_token = hub.user_token("dave")
     assert http("POST", hub.service_url + "/token", hub_token)[0] == 200
     status, tokens = http("GET", f"{hub.api_url}/users/dave/tokens", TESTER_TOKEN)
@@ -267,12 +105,12 @@ def test_revoked_hub_token_is_401(hub: Hub) -> None:
     assert status == 401 and answer["error"] == "unauthorized"
 
 
-def test_service_token_cannot_be_exchanged(hub: Hub) -> None:
+def test_service_token_cannot_be_exchanged(hub: HubProcess) -> None:
     status, answer = http("POST", hub.service_url + "/token", TESTER_TOKEN)
     assert status == 403 and answer["error"] == "forbidden"
 
 
-def test_discovery_exchanges_the_kernels_hub_token(hub: Hub) -> None:
+def test_discovery_exchanges_the_kernels_hub_token(hub: HubProcess) -> None:
     env = {"JUPYTERHUB_API_TOKEN": hub.user_token("erin"), "PULSEBOARD_HUB_URL": hub.service_url}
     url, token = discover(env=env)
     assert url == hub.service_url
@@ -285,7 +123,7 @@ def test_discovery_exchanges_the_kernels_hub_token(hub: Hub) -> None:
     assert discover_for_kernel(env=relative) == (hub.service_url, token)
 
 
-def test_discovery_reports_a_refused_hub_token(hub: Hub) -> None:
+def test_discovery_reports_a_refused_hub_token(hub: HubProcess) -> None:
     env = {"JUPYTERHUB_API_TOKEN": "not-a-real-hub-token", "PULSEBOARD_HUB_URL": hub.service_url}
     with pytest.raises(DiscoveryError) as err:
         discover(env=env)
