@@ -3,11 +3,12 @@
 A page holds one `Chart` (js/src/chart.ts, bundled here with esbuild) of `--series`
 series. Its buffer is pre-filled to N points (and bounded at N, so it stays full); then a
 timer adds one message per tick at 20 Hz for a few seconds, like a live 20 Hz channel.
-For each N we measure the time of each redraw (uPlot setData and paint) plus the
-insert/trim work, and count frames drawn against ticks sent. A size keeps up when it draws
-a frame for at least 95% of the ticks it gets and its 95th-percentile work per tick fits in the 50 ms between
-ticks; the figure printed is the largest N that keeps up (and the largest whose p95 also
-fits one 60 fps frame, 16.7 ms).
+For each N we time each redraw (uPlot setData and paint) plus the insert/trim work, and
+count frames drawn against ticks received. A size keeps up when its 95th-percentile work
+per tick fits in the 50 ms between ticks and it draws a frame for at least 90% of the
+ticks it gets (rAF may fold two late ticks into one frame). The figure printed is the
+largest N that keeps up, and the largest whose p95 also fits a 60 fps frame (16.7 ms).
+On a busy machine the page's own timer runs late; the script says so, and figures drop.
 
     .venv/bin/python bench/bench_chart.py [--series 4] [--seconds 4]
 """
@@ -75,7 +76,7 @@ def main() -> None:
         print(" ".join(f"{c:>9}" for c in cols))
         for n in (int(s) for s in args.sizes.split(",")):
             r = page.evaluate(RUN, [n, args.series, args.seconds])
-            ok = r["fps"] >= 0.95 * r["tick_rate"] and r["work_p95"] < 50
+            ok = r["fps"] >= 0.9 * r["tick_rate"] and r["work_p95"] < 50
             starved = starved or r["tick_rate"] < 19
             ms = [f"{r[k]:>7.1f}ms" for k in ("draw_p50", "draw_p95", "add_p95", "work_p95")]
             rates = f"{r['points']:>9} {r['tick_rate']:>9.1f} {r['fps']:>9.1f}"
