@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nbformat
@@ -87,12 +87,12 @@ def chart_seqs(page, channel: str) -> list[int]:  # type: ignore[no-untyped-def]
     return seqs
 
 
-def kernel_ready(page, kernels_idle: str) -> bool:  # type: ignore[no-untyped-def]
+def kernel_ready(page, kernel_idle: Callable[[], bool]) -> bool:  # type: ignore[no-untyped-def]
     """The kernel is idle; a kernel-picker dialog, if JupyterLab shows one, is accepted."""
     select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
     if select.count():
         select.click()
-    return bool(page.evaluate(kernels_idle))
+    return kernel_idle()
 
 
 def busy_cell_running(page) -> bool:  # type: ignore[no-untyped-def]
@@ -120,8 +120,12 @@ def test_quickstart_notebook_stays_live_while_the_kernel_sleeps(
             page.goto(f"{jlab.url}/lab/tree/{NOTEBOOK.name}?token={jlab.token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
             # The kernel must be up before Run All, or the run waits on a kernel dialog.
-            wait_until(lambda: any(k["execution_state"] == "idle" for k in jlab.api("kernels")),
-                       timeout=60, interval=0.2, what="the notebook's kernel to be idle")
+            wait_until(
+                lambda: kernel_ready(
+                    page, lambda: any(k["execution_state"] == "idle" for k in jlab.api("kernels"))
+                ),
+                timeout=60, interval=0.2, what="the notebook's kernel to be idle",
+            )
 
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
@@ -168,6 +172,11 @@ HUB_NOTEBOOK_CELLS = [
     'chart = LiveChart(f"sys.{socket.gethostname()}", fields=["cpu_percent", "mem_percent"], window=60)\n'
     "chart",
     'print("problem:", chart.problem or "none", "| url:", chart.url)',
+    # docs/jupyterhub.md's publishing snippet.
+    "import pulseboard\nfrom pulseboard.discovery import discover_for_kernel\n"
+    "url, token = discover_for_kernel()\n"
+    'print("published seq", pulseboard.publish("user.alice.train", {"loss": 0.42, "step": 7}, '
+    "url=url, token=token))",
 ]
 
 
@@ -236,7 +245,8 @@ def test_widget_under_jupyterhub_gets_its_token_from_the_hub(hub_lab: tuple[HubP
             page.fill("#password_input", "any")
             page.click("#login_submit")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            wait_until(lambda: kernel_ready(page, kernels_idle), timeout=60, interval=0.2,
+            wait_until(lambda: kernel_ready(page, lambda: bool(page.evaluate(kernels_idle))),
+                       timeout=60, interval=0.2,
                        what="the notebook's kernel to be idle")
 
             page.get_by_role("menuitem", name="Run", exact=True).click()
@@ -247,6 +257,9 @@ def test_widget_under_jupyterhub_gets_its_token_from_the_hub(hub_lab: tuple[HubP
                        what="the kernel to find url and token through the Hub")
             assert "url: /services/pulseboard/" in output.inner_text()
             assert "hub: issued a token for alice" in hub.log()
+            published = page.locator(".jp-CodeCell", has_text="discover_for_kernel").locator(".jp-OutputArea")
+            wait_until(lambda: "published seq 1" in published.inner_text(), timeout=30,
+                       what="the kernel to publish with the exchanged token")
 
             page.wait_for_selector(".pulseboard-chart[data-status=live][data-transport=ws]", timeout=60_000)
             first = chart_points(page, HOST_CHANNEL)
