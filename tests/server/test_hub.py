@@ -39,6 +39,7 @@ def claims_of(token: str) -> dict[str, Any]:
 # --- against the real Hub ---------------------------------------------------------
 
 
+@pytest.mark.jupyter  # starts a JupyterHub
 def test_exchange_gives_a_token_for_the_hub_user(hub: HubProcess) -> None:
     hub_token = hub.user_token("alice")
     before = time.time()
@@ -51,6 +52,7 @@ def test_exchange_gives_a_token_for_the_hub_user(hub: HubProcess) -> None:
     assert before + 3600 - 5 <= claims["exp"] <= time.time() + 3600 + 5
 
 
+@pytest.mark.jupyter  # starts a JupyterHub
 def test_exchanged_token_works_on_the_server_with_its_grants(hub: HubProcess) -> None:
     status, answer = http("POST", hub.service_url + "/token", hub.user_token("bob"))
     assert status == 200, answer
@@ -65,6 +67,7 @@ def test_exchanged_token_works_on_the_server_with_its_grants(hub: HubProcess) ->
     assert status == 200 and [m["data"]["step"] for m in answer["msgs"]] == [1]
 
 
+@pytest.mark.jupyter  # starts a JupyterHub
 def test_token_with_only_the_access_scope_identifies_its_user(hub: HubProcess) -> None:
     # A token with no other scope (like a single-user server's JUPYTERHUB_API_TOKEN, with
     # `access:services!service=pulseboard` added to server_token_scopes) still tells the
@@ -75,6 +78,7 @@ def test_token_with_only_the_access_scope_identifies_its_user(hub: HubProcess) -
     assert claims_of(answer["token"])["sub"] == "carol"
 
 
+@pytest.mark.jupyter  # starts a JupyterHub
 def test_token_without_the_required_scope_is_403(hub: HubProcess) -> None:
     # The service runs with PULSEBOARD_HUB_SCOPE: a valid Hub token lacking it is refused.
     other = hub.user_token("frank", scopes=["read:users:activity!user"])
@@ -83,17 +87,20 @@ def test_token_without_the_required_scope_is_403(hub: HubProcess) -> None:
     assert ACCESS in answer["detail"]
 
 
+@pytest.mark.jupyter  # starts a JupyterHub
 def test_bad_hub_token_is_401(hub: HubProcess) -> None:
     status, answer = http("POST", hub.service_url + "/token", "not-a-real-hub-token")
     assert status == 401
     assert answer["error"] == "unauthorized" and "JupyterHub" in answer["detail"]
 
 
+@pytest.mark.jupyter  # starts a JupyterHub
 def test_missing_hub_token_is_401(hub: HubProcess) -> None:
     status, answer = http("POST", hub.service_url + "/token")
     assert status == 401 and answer["error"] == "unauthorized"
 
 
+@pytest.mark.jupyter  # starts a JupyterHub
 def test_revoked_hub_token_is_401(hub: HubProcess) -> None:
     hub_token = hub.user_token("dave")
     assert http("POST", hub.service_url + "/token", hub_token)[0] == 200
@@ -105,11 +112,13 @@ def test_revoked_hub_token_is_401(hub: HubProcess) -> None:
     assert status == 401 and answer["error"] == "unauthorized"
 
 
+@pytest.mark.jupyter  # starts a JupyterHub
 def test_service_token_cannot_be_exchanged(hub: HubProcess) -> None:
     status, answer = http("POST", hub.service_url + "/token", TESTER_TOKEN)
     assert status == 403 and answer["error"] == "forbidden"
 
 
+@pytest.mark.jupyter  # starts a JupyterHub
 def test_discovery_exchanges_the_kernels_hub_token(hub: HubProcess) -> None:
     env = {"JUPYTERHUB_API_TOKEN": hub.user_token("erin"), "PULSEBOARD_HUB_URL": hub.service_url}
     url, token = discover(env=env)
@@ -123,6 +132,7 @@ def test_discovery_exchanges_the_kernels_hub_token(hub: HubProcess) -> None:
     assert discover_for_kernel(env=relative) == (hub.service_url, token)
 
 
+@pytest.mark.jupyter  # starts a JupyterHub
 def test_discovery_reports_a_refused_hub_token(hub: HubProcess) -> None:
     env = {"JUPYTERHUB_API_TOKEN": "not-a-real-hub-token", "PULSEBOARD_HUB_URL": hub.service_url}
     with pytest.raises(DiscoveryError) as err:
