@@ -124,7 +124,10 @@ ACCESS = "access:services!service=pulseboard"  # PULSEBOARD_HUB_SCOPE of the ser
 
 
 def configurable_http_proxy() -> str:
-    """The `configurable-http-proxy` command: on PATH, or npm-installed under .work/chp."""
+    """The `configurable-http-proxy` command: on PATH, or npm-installed under .work/chp.
+
+    Version 4 runs on Node 18 (Debian stable), which the project supports; 5 needs Node 20.
+    """
     found = shutil.which("configurable-http-proxy")
     if found:
         return found
@@ -135,7 +138,7 @@ def configurable_http_proxy() -> str:
             pytest.skip("hub tests need configurable-http-proxy (npm install configurable-http-proxy)")
         CHP_DIR.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            [npm, "install", "--prefix", str(CHP_DIR), "--no-audit", "--no-fund", "configurable-http-proxy"],
+            [npm, "install", "--prefix", str(CHP_DIR), "--no-audit", "--no-fund", "configurable-http-proxy@4"],
             check=True, capture_output=True, timeout=300,
         )
     return str(local)
