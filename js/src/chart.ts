@@ -75,6 +75,7 @@ export class Chart {
   private metaSeq: number[] = [];
   private metaEpoch: string[] = [];
   private gapRows = 0;
+  private scratch: (number | null | undefined)[] = [];
   private gapsSeen = new Map<string, number>();
   private lastX = new Map<string, number>();
   private pending = false;
@@ -208,8 +209,13 @@ export class Chart {
     put(this.metaCh, ch);
     put(this.metaSeq, seq);
     put(this.metaEpoch, epoch);
-    for (const col of this.ys) put(col, undefined);
-    for (const [i, v] of cols) this.ys[i][at] = v;
+    // Push each column's final value once: columns that only ever hold numbers stay
+    // packed double arrays in V8 (no boxing), which keeps big buffers cheap to redraw.
+    const row = this.scratch;
+    row.length = this.ys.length;
+    row.fill(undefined);
+    for (const [i, v] of cols) row[i] = v;
+    for (let c = 0; c < this.ys.length; c++) put(this.ys[c], row[c]);
     if (seq !== GAP) this.lastX.set(ch, Math.max(x, this.lastX.get(ch) ?? -Infinity));
   }
 
