@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from pulseboard.client import Client, Gap, backoff_delay
 from pulseboard.protocol import (
     Envelope,

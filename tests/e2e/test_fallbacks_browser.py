@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from browser_support import Feeder, assert_contiguous, chart_state
+
 from support import ServerProcess, token, wait_until
 
 pytestmark = pytest.mark.browser
