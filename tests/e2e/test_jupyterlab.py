@@ -20,7 +20,6 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import nbformat
 import pytest
 from jupyter_support import ACCESS, CHROMIUM, CHROMIUM_ARGS, LAB_SETTINGS, HubProcess, JupyterLabProcess
 
@@ -186,12 +185,17 @@ def hub_lab() -> Iterator[tuple[HubProcess, Path]]:
     if WIDGET_JS.stat().st_size < 1000:
         pytest.fail("the widget bundle is not built: run `cd js && npm ci && npm run build`")
     root = Path(tempfile.mkdtemp(prefix="pb-hubnb-"))
-    nb = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(src) for src in HUB_NOTEBOOK_CELLS],
-        metadata={"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                 "name": "python3"}},
-    )
-    nbformat.write(nb, str(root / "hub.ipynb"))
+    nb = {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                    "name": "python3"}},
+        "cells": [
+            {"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None,
+             "outputs": [], "source": src}
+            for i, src in enumerate(HUB_NOTEBOOK_CELLS)
+        ],
+    }
+    (root / "hub.ipynb").write_text(json.dumps(nb))
     settings = root / ".settings"
     for name, value in LAB_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
