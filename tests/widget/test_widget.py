@@ -1,0 +1,60 @@
+"""`LiveChart`'s Python side: arguments, discovery, the state the browser reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from pulseboard import LiveChart
+from pulseboard.widget import STATIC
+
+
+@pytest.fixture(autouse=True)
+def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PULSEBOARD_URL", "PULSEBOARD_TOKEN", "JUPYTERHUB_API_TOKEN", "PULSEBOARD_HUB_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_arguments_become_synced_state() -> None:
+    w = LiveChart(["sys.a", "train.loss"], fields="loss", window=60, url="http://h:1", token="t",
+                  title="t", height=200, x="step", units={"loss": "nats"}, max_points=500, theme="dark")
+    state = w.get_state()
+    assert state["channels"] == ["sys.a", "train.loss"]
+    assert state["fields"] == ["loss"]
+    assert (state["window"], state["height"], state["x"], state["max_points"]) == (60.0, 200, "step", 500)
+    assert state["units"] == {"loss": "nats"} and state["theme"] == "dark"
+    assert (state["url"], state["token"], state["problem"]) == ("http://h:1", "t", "")
+    assert state["snapshot"] is None
+
+
+def test_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PULSEBOARD_URL", "http://env:8765")
+    monkeypatch.setenv("PULSEBOARD_TOKEN", "env-token")
+    w = LiveChart("sys.a")
+    assert (w.channels, w.url, w.token, w.window, w.height) == (
+        ["sys.a"], "http://env:8765", "env-token", 300.0, 300
+    )
+    assert w.get_state()["fields"] is None  # every numeric field
+
+
+def test_no_server_configured_is_said_in_the_widget() -> None:
+    w = LiveChart("sys.a")
+    assert "PULSEBOARD_URL" in w.problem and "PULSEBOARD_TOKEN" in w.problem
+    assert LiveChart("sys.a", url="http://h:1").problem.startswith("no pulseboard token")
+
+
+@pytest.mark.parametrize("kwargs", [{"channels": []}, {"window": 0}, {"max_points": 1}])
+def test_bad_arguments(kwargs: dict[str, object]) -> None:
+    args: dict[str, object] = {"channels": "sys.a", "url": "http://h:1", "token": "t", **kwargs}
+    with pytest.raises(ValueError):
+        LiveChart(**args)  # type: ignore[arg-type]
+
+
+def test_refresh_token_hands_the_browser_a_new_one() -> None:
+    w = LiveChart("sys.a", url="http://h:1", token="old")
+    w.refresh_token("new")
+    assert w.token == "new"
+
+
+def test_the_bundle_is_built() -> None:
+    js = (STATIC / "widget.js").read_text()
+    assert len(js) > 10_000 and "export" in js
