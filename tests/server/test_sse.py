@@ -431,3 +431,12 @@ async def test_sse_reset_event_when_numbering_restarts(
                                 lambda evs: bool(evs))
         sub = named(evs, "subscribed")[0]
         assert sub["recovered"] is False and sub["epoch"] == reset["epoch"] and sub["seq"] == 1
+
+
+async def test_sse_head_probe_checks_without_streaming(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(timeout=15) as client:
+        r = await client.head(server.url + "/sse?ch=probe", headers=auth())
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        r = await client.head(server.url + "/sse?ch=probe")
+        assert r.status_code == 401
+    assert metric(server, "pulseboard_connections", '{transport="sse"}') == 0

@@ -68,6 +68,8 @@ async def sse_endpoint(request: Request) -> Response:
     starts, positions = request_starts(request, grants, resume)
     if node.shutting_down:
         raise PulseboardError(UNAVAILABLE, "server is shutting down")
+    if request.method == "HEAD":  # a probe: the checks passed, no stream
+        return Response(headers=HEADERS)
     stream = SseStream(node, grants, positions)
     node.clients.add(stream)
     node.metrics.connections.labels(transport="sse").inc()
