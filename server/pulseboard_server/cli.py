@@ -100,6 +100,10 @@ def parser() -> argparse.ArgumentParser:
         help="bytes queued for one client before it is closed with 4429 (8 MiB)",
     )
     s.add_argument("--tick", type=positive_float, default=0.005, help="batching window in seconds (0.005)")
+    s.add_argument(
+        "--ping-interval", type=positive_float, default=10.0,
+        help="seconds between WebSocket pings; a peer silent for as long again is dropped (10)",
+    )
     s.add_argument("--node", default="", help="node name shown to clients (random)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     # hidden knobs for tests and benchmarks
@@ -211,12 +215,20 @@ def agent_command(args: argparse.Namespace) -> None:
 # --- serve -------------------------------------------------------------------------
 
 
+def hub_base_path(args: argparse.Namespace) -> str:
+    """--base-path; in hub mode it defaults to JupyterHub's JUPYTERHUB_SERVICE_PREFIX."""
+    base: str = args.base_path
+    if args.hub and base == "/" and os.environ.get("JUPYTERHUB_SERVICE_PREFIX"):
+        base = os.environ["JUPYTERHUB_SERVICE_PREFIX"]
+    return base if base.startswith("/") else "/" + base
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     settings = Settings(
         host=args.host,
         port=args.port,
         broker=args.broker,
-        base_path=args.base_path if args.base_path.startswith("/") else "/" + args.base_path,
+        base_path=hub_base_path(args),
         history=args.history,
         collect_interval=args.collect_interval,
         allowed_origins=args.allowed_origin,

@@ -72,7 +72,9 @@ async def collect(publish: Publish, interval: float, channel: str | None = None)
     failing = False
     next_at = time.monotonic()
     while True:
+        # Wait first: CPU percentages need an interval between two readings.
         next_at += interval
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         try:
             await publish(ch, sampler.sample())
             if failing:
@@ -84,7 +86,6 @@ async def collect(publish: Publish, interval: float, channel: str | None = None)
             if not failing:
                 log.warning("collector sample for %s skipped: %s", ch, e)
             failing = True
-        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
 
 async def run_collector(node: Any, interval: float) -> None:

@@ -45,8 +45,13 @@ class Node:
         self.clients: set[Any] = set()  # open connections with an async close(code)
         self.started = time.time()
         self.shutting_down = False
+        self._started = False
 
     async def start(self) -> None:
+        """Start the broker (once; later calls do nothing)."""
+        if self._started:
+            return
+        self._started = True
         attach = getattr(self.broker, "attach_metrics", None)
         if attach is not None:  # brokers that can count outages and repaired gaps
             attach(self.metrics)

@@ -215,7 +215,10 @@ class StalledClient:
         self.sock.settimeout(timeout)
         events: list[object] = []
         while True:
-            data = self.sock.recv(65536)
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                raise AssertionError("server reset the connection instead of closing it") from None
             if not data:
                 self.proto.receive_eof()
             else:
@@ -233,7 +236,8 @@ class StalledClient:
 async def test_slow_consumer_closed_4429_while_fast_one_keeps_pace(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
-    srv = server_factory("--max-buffer", "400000")
+    # Long pings: on a loaded machine the keepalive must not close the stalled client first.
+    srv = server_factory("--max-buffer", "400000", "--ping-interval", "120")
     stalled = StalledClient(srv)
     stalled.send_text(json.dumps({"op": "subscribe", "ch": {"s": None}}))
     fast = await open_ws(srv)

@@ -102,6 +102,11 @@ class Client:
             ch, epoch, top = op["ch"], op["epoch"], int(op["seq"])
             pos = self.positions.get(ch)
             asked = self.initial.get(ch)
+            if pos is None and isinstance(asked, dict) and "since" in asked:
+                # The caller gave its own starting position: resume from it.
+                pos = (str(asked.get("epoch")), int(asked["since"]))
+                if pos[0] == epoch:
+                    self.positions[ch] = pos
             if pos is None:
                 start_seq = 0 if isinstance(asked, dict) and asked.get("backfill") else top
                 self.positions[ch] = (epoch, start_seq)

@@ -35,8 +35,14 @@ class Publisher:
     """Posts messages to `POST publish`; reuse one for many messages."""
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 10.0) -> None:
-        self.url = server_url(url)
-        self.token = server_token(token)
+        from .discovery import DiscoveryError, discover_for_kernel
+
+        try:  # arguments, then PULSEBOARD_URL/PULSEBOARD_TOKEN, then the JupyterHub exchange
+            found_url, found_token = discover_for_kernel(url, token)
+        except DiscoveryError as e:
+            raise PublishError(e.code, e.detail) from None
+        self.url = found_url.rstrip("/")
+        self.token = found_token
         self.timeout = timeout
 
     def publish(self, channel: str, data: Mapping[str, Any], ts: float | None = None) -> int:
@@ -88,6 +94,8 @@ def publish(
     global _default
     if url is not None or token is not None:
         return Publisher(url, token).publish(channel, data, ts)
-    if _default is None or _default.url != server_url() or _default.token != server_token():
+    if _default is None or (
+        os.environ.get("PULSEBOARD_TOKEN") and _default.token != os.environ["PULSEBOARD_TOKEN"]
+    ) or (os.environ.get("PULSEBOARD_URL", "").startswith("http") and _default.url != server_url()):
         _default = Publisher()
     return _default.publish(channel, data, ts if ts is not None else time.time())
