@@ -58,11 +58,11 @@ async def test_poll_is_exact_across_20_polls(server: ServerProcess) -> None:
 
     async def publish_some(client: httpx.AsyncClient, n: int) -> None:
         nonlocal counter
-        batch = [{"ch": rng.choice(channels), "data": {"i": counter + k}} for k in range(n)]
+        picks = [(rng.choice(channels), counter + k) for k in range(n)]
         counter += n
-        await post(client, server, batch)
-        for item in batch:
-            published[item["ch"]].append(item["data"]["i"])
+        await post(client, server, [{"ch": ch, "data": {"i": i}} for ch, i in picks])
+        for ch, i in picks:
+            published[ch].append(i)
 
     async with httpx.AsyncClient(timeout=40) as client:
         first = await poll(client, server, query)  # no cursor: answers at once with the current cursor
@@ -150,7 +150,8 @@ async def test_poll_answer_is_bounded_and_continues(server_factory: Callable[...
     async with httpx.AsyncClient(timeout=40) as client:
         await post(client, server, [{"ch": "big", "data": {"pad": "x" * 200, "i": i}} for i in range(40)])
         epoch = (await poll(client, server, "ch=big"))["ops"][0]["epoch"]
-        cursor, got, polls = encode_cursor({"big": (epoch, 0)}), [], 0
+        cursor, polls = encode_cursor({"big": (epoch, 0)}), 0
+        got: list[dict[str, Any]] = []
         while len(got) < 40:
             answer = await poll(client, server, "ch=big", cursor=cursor, timeout=0)
             assert 0 < len(answer["msgs"]) < 40

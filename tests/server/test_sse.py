@@ -103,10 +103,10 @@ async def test_sse_resume_is_exact_across_20_random_cuts(
             async with progress:  # keep at most ~150 messages ahead of the reader
                 await progress.wait_for(lambda: sent[0] - len(received) < 150)
             n = min(rng.randint(1, 12), total - sent[0])
-            batch = [{"ch": rng.choice(channels), "data": {"i": i}} for i in range(sent[0], sent[0] + n)]
-            await post(client, server, batch)
-            for item in batch:
-                published[item["ch"]].append(item["data"]["i"])
+            picks = [(rng.choice(channels), i) for i in range(sent[0], sent[0] + n)]
+            await post(client, server, [{"ch": ch, "data": {"i": i}} for ch, i in picks])
+            for ch, i in picks:
+                published[ch].append(i)
             sent[0] += n
 
     async def reader(client: httpx.AsyncClient, started: asyncio.Event) -> None:
