@@ -4,11 +4,12 @@ A page holds one `Chart` (js/src/chart.ts, bundled here with esbuild) of `--seri
 series. Its buffer is pre-filled to N points (and bounded at N, so it stays full); then a
 timer adds one message per tick at 20 Hz for a few seconds, like a live 20 Hz channel.
 For each N we time each redraw (uPlot setData and paint) plus the insert/trim work, and
-count frames drawn against ticks received. A size keeps up when its 95th-percentile work
-per tick fits in the 50 ms between ticks and it draws a frame for at least 90% of the
-ticks it gets (rAF may fold two late ticks into one frame). The figure printed is the
-largest N that keeps up, and the largest whose p95 also fits a 60 fps frame (16.7 ms).
-On a busy machine the page's own timer runs late; the script says so, and figures drop.
+count frames drawn against ticks received. A size keeps up when the page's own 20 Hz timer
+still fires at least 19 times a second (browser work we can't time, such as paint and GC,
+shows up as late ticks), it draws a frame for at least 90% of the ticks (rAF may fold two
+late ticks into one frame) and the 95th-percentile work per tick fits in the 50 ms between
+ticks. The figure printed is the largest N that keeps up, and the largest whose p95 also
+fits a 60 fps frame (16.7 ms). A 500-point baseline first tells whether the machine is busy.
 
     .venv/bin/python bench/bench_chart.py [--series 4] [--seconds 4]
 """
@@ -65,7 +66,6 @@ def main() -> None:
     args = ap.parse_args()
     code = bundle()
     keeps_up = last_ok = smooth = misses = 0
-    starved = False
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1100, "height": 500})
@@ -74,10 +74,16 @@ def main() -> None:
         print(f"chart of {args.series} series, one message per tick at 20 Hz, {args.seconds:g} s per size")
         cols = ("points", "ticks/s", "draws/s", "draw p50", "draw p95", "add p95", "p95/tick")
         print(" ".join(f"{c:>9}" for c in cols))
+        page.evaluate(RUN, [500, args.series, 1])  # warm up the JIT
+        base = page.evaluate(RUN, [500, args.series, 2])
+        starved = base["tick_rate"] < 19.5
+        if starved:
+            print(f"note: even a 500-point chart gets {base['tick_rate']:.1f} ticks/s: the machine is busy")
         for n in (int(s) for s in args.sizes.split(",")):
             r = page.evaluate(RUN, [n, args.series, args.seconds])
-            ok = r["fps"] >= 0.9 * r["tick_rate"] and r["work_p95"] < 50
-            starved = starved or r["tick_rate"] < 19
+            # Falling behind: the page's own 20 Hz timer runs late (hidden browser work such as
+            # paint and GC counts too), frames are skipped, or a tick's work overruns 50 ms.
+            ok = r["tick_rate"] >= 19 and r["fps"] >= 0.9 * r["tick_rate"] and r["work_p95"] < 50
             ms = [f"{r[k]:>7.1f}ms" for k in ("draw_p50", "draw_p95", "add_p95", "work_p95")]
             rates = f"{r['points']:>9} {r['tick_rate']:>9.1f} {r['fps']:>9.1f}"
             print(rates, *ms, "ok" if ok else "falls behind")
@@ -91,9 +97,8 @@ def main() -> None:
                     break
         browser.close()
     print(json.dumps({"series": args.series, "max_points_at_20hz": keeps_up,
-                      "max_points_within_60fps_frame": smooth, "load_average": os.getloadavg()}))
-    if starved:
-        print("note: the page's own 20 Hz timer ran late (ticks/s < 19): the machine is busy, figures are low")
+                      "max_points_within_60fps_frame": smooth, "busy_machine": starved,
+                      "load_average": [round(x, 2) for x in os.getloadavg()]}))
     print(f"the chart redraws up to {keeps_up:,} points ({args.series} series) per frame at 20 Hz without "
           f"falling behind; up to {smooth:,} within a 16.7 ms frame")
 

@@ -219,11 +219,19 @@ export class Chart {
     if (seq !== GAP) this.lastX.set(ch, Math.max(x, this.lastX.get(ch) ?? -Infinity));
   }
 
+  /**
+   * Keep the buffer within `maxPoints` rows and `window` seconds. Rows are dropped in
+   * batches (a few percent of the buffer at a time, never above `maxPoints`): dropping one
+   * row per message from the front of big arrays costs the browser far more than the draw.
+   * Rows older than the window wait for their batch hidden, outside the x range.
+   */
   private trim(): void {
-    let drop = Math.max(0, this.xs.length - this.opts.maxPoints);
-    if (!this.opts.x && this.xs.length) {
-      const oldest = this.xs[this.xs.length - 1] - this.opts.window;
-      while (drop < this.xs.length && this.xs[drop] < oldest) drop++;
+    const n = this.xs.length;
+    const slack = Math.max(32, this.opts.maxPoints >> 4);
+    let drop = n > this.opts.maxPoints ? n - this.opts.maxPoints + Math.min(slack, this.opts.maxPoints >> 1) : 0;
+    if (!this.opts.x && n) {
+      const old = this.olderThan(this.xs[n - 1] - this.opts.window);
+      if (old >= slack || (old > 0 && old === n)) drop = Math.max(drop, old);
     }
     if (!drop) return;
     for (let i = 0; i < drop; i++) if (this.metaSeq[i] === GAP) this.gapRows -= 1;
@@ -232,6 +240,18 @@ export class Chart {
     this.metaSeq.splice(0, drop);
     this.metaEpoch.splice(0, drop);
     for (const col of this.ys) col.splice(0, drop);
+  }
+
+  /** How many rows have x < `limit` (rows are sorted by x). */
+  private olderThan(limit: number): number {
+    let lo = 0;
+    let hi = this.xs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.xs[mid] < limit) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   // --- drawing --------------------------------------------------------------------------
@@ -300,7 +320,14 @@ export class Chart {
     const opts: uPlot.Options = {
       width: Math.max(200, this.plotEl.clientWidth || this.root.clientWidth || 600),
       height: this.opts.height,
-      scales: { x: { time: !this.opts.x }, y: { auto: true }, v: { auto: true } },
+      scales: {
+        // A time axis shows the last `window` seconds (older rows wait hidden for their trim).
+        x: this.opts.x
+          ? { time: false }
+          : { time: true, range: (_u, lo, hi) => [Math.max(lo, hi - this.opts.window), hi] },
+        y: { auto: true },
+        v: { auto: true },
+      },
       axes,
       cursor: { points: { size: 6 } },
       legend: { live: true },
@@ -312,7 +339,7 @@ export class Chart {
             label: (multi ? `${s.ch} ${s.field}` : s.field) + (unit && typeof this.opts.units !== "string" ? ` (${unit})` : ""),
             scale: this.scaleOf(s.field),
             stroke: PALETTE[i % PALETTE.length],
-            width: 1.5,
+            width: 1,
             points: { show: false },
             show: shown[i] ?? !(this.opts.hidden?.(s.ch, s.field) ?? false),
             value: (_u, v, si, idx) => {
