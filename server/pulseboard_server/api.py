@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -18,6 +19,8 @@ from pulseboard.protocol import (
     PulseboardError,
     bad_request,
     check_channel,
+    check_data,
+    check_ts,
 )
 
 from .auth import origin_allowed, token_from_request, unauthorized
@@ -87,11 +90,15 @@ async def publish(request: Request) -> Response:
     if not items or not all(isinstance(i, dict) for i in items):
         raise bad_request('body is {"ch": ..., "data": {...}} or a non-empty list of them')
     node = node_of(request)
+    checked = []
+    now = time.time()
     for item in items:  # check everything before publishing anything
-        grants.check_publish(check_channel(item.get("ch")))
+        ch = check_channel(item.get("ch"))
+        grants.check_publish(ch)
+        checked.append((ch, check_data(item.get("data")), check_ts(item.get("ts"), now)))
     seqs = []
-    for item in items:
-        env = await node.publish(grants, item.get("ch"), item.get("data"), item.get("ts"))
+    for ch, data, ts in checked:
+        env = await node.publish(grants, ch, data, ts)
         seqs.append(env.seq)
     return JSONResponse({"seqs": seqs})
 

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -59,6 +60,18 @@ async def dashboard(request: Request) -> Response:
 async def on_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PulseboardError)
     return api.error_response(exc)
+
+
+HTTP_CODES = {404: "not_found", 405: "bad_request", 400: "bad_request", 413: "too_large"}
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 answers, in the same JSON shape as ours."""
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "bad_request")
+    detail = {404: f"no such endpoint {request.url.path!r}: see docs/protocol.md",
+              405: f"{request.method} is not allowed on {request.url.path!r}"}.get(exc.status_code, str(exc.detail))
+    return JSONResponse({"error": code, "detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def routes(node: Node) -> list[BaseRoute]:
@@ -116,7 +129,7 @@ def build_app(settings: Settings, node: Node | None = None) -> Starlette:
     app = Starlette(
         routes=routes(node),
         lifespan=lifespan,
-        exception_handlers={PulseboardError: on_error},
+        exception_handlers={PulseboardError: on_error, HTTPException: on_http_error},
         middleware=[Middleware(CorsMiddleware, settings=settings)],
     )
     app.state.node = node

@@ -39,6 +39,9 @@ class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._secret = settings.secret
+        # Tickets are the server's own: without a shared secret they are signed with a
+        # per-process one (so, with several nodes in key mode, set PULSEBOARD_SECRET too).
+        self._ticket_secret = settings.secret or ephemeral_secret()
         self._public_key = settings.public_key
         self._jwks = jwt.PyJWKClient(settings.jwks_url) if settings.jwks_url else None
         if not (self._secret or self._public_key or self._jwks):
@@ -101,8 +104,6 @@ class TokenVerifier:
 
     def mint_ticket(self, grants: Grants, channels: Iterable[str] | None, ttl: float) -> str:
         """A signed one-time ticket, narrowed to `channels` when given."""
-        if self._secret is None:
-            raise unauthorized("tickets need the server's shared secret")
         now = time.time()
         read = list(channels) if channels is not None else list(grants.read)
         claims = {
@@ -115,15 +116,13 @@ class TokenVerifier:
             "publish": [],
             "token_exp": grants.exp,  # a stream opened with the ticket lives as long as the token
         }
-        return jwt.encode(claims, self._secret, algorithm="HS256")
+        return jwt.encode(claims, self._ticket_secret, algorithm="HS256")
 
     def check_ticket(self, ticket: str) -> tuple[Grants, str, float]:
         """Verify a ticket; return its grants, its id (to claim once) and its expiry."""
-        if self._secret is None:
-            raise unauthorized("tickets need the server's shared secret")
         try:
             claims = jwt.decode(
-                ticket, self._secret, algorithms=HMAC_ALGS, options={"require": ["exp", "jti"]}
+                ticket, self._ticket_secret, algorithms=HMAC_ALGS, options={"require": ["exp", "jti"]}
             )
         except jwt.ExpiredSignatureError:
             raise unauthorized("ticket expired: ask for a new one") from None
@@ -207,6 +206,10 @@ def origin_allowed(origin: str | None, host_header: str | None, settings: Settin
 _SECRET_IN_TEXT = re.compile(r"((?:token|ticket)=)[^&\s\"']+|((?:[Bb]earer)[ .])[A-Za-z0-9_\-.]+")
 
 
+_JWT_SHAPED = re.compile(r"eyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
+
+
 def redact(text: str) -> str:
-    """Hide tokens and tickets in a log line."""
-    return _SECRET_IN_TEXT.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
+    """Hide tokens and tickets in a log line (named parameters, and anything shaped like a JWT)."""
+    text = _SECRET_IN_TEXT.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
+    return _JWT_SHAPED.sub("[redacted-jwt]", text)

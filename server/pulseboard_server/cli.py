@@ -170,6 +170,8 @@ def publish_command(args: argparse.Namespace) -> None:
         data = json.loads(args.json)
     except ValueError:
         raise CliError("JSON argument is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise CliError('JSON argument must be an object, e.g. \'{"depth": 4}\'')
     try:
         seq = publish(args.channel, data, url=args.url, token=args.token)
     except PublishError as e:
@@ -199,9 +201,12 @@ def agent_command(args: argparse.Namespace) -> None:
             async def pub(ch: str, data: dict[str, Any]) -> object:
                 return await broker.publish(ch, data, __import__("time").time())
         else:
-            from pulseboard.publish import Publisher
+            from pulseboard.publish import Publisher, PublishError
 
-            publisher = Publisher(url=args.url)
+            try:
+                publisher = Publisher(url=args.url)
+            except PublishError as e:
+                raise CliError(e.detail) from None
 
             async def pub(ch: str, data: dict[str, Any]) -> object:
                 return await asyncio.to_thread(publisher.publish, ch, data)
@@ -251,6 +256,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
                 settings.public_key = f.read()
         except OSError as e:
             raise CliError(f"cannot read --public-key {args.public_key}: {e.strerror}") from None
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        try:
+            load_pem_public_key(settings.public_key.encode())
+        except ValueError:
+            raise CliError(f"--public-key {args.public_key} is not a PEM public key (RSA or EC)") from None
     return settings
 
 
@@ -321,7 +332,8 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
         lifespan="on",
     )
     server = GracefulServer(config, node)
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)  # a URL a browser opens
+    host = f"[{shown}]" if ":" in shown else shown
     base = f"http://{host}:{settings.port}{settings.prefix}/"
     if printed_token:
         print(f"pulseboard: dashboard at {base}#token={printed_token}", flush=True)

@@ -23,6 +23,20 @@ def host_channel(hostname: str | None = None) -> str:
     return "sys." + safe
 
 
+class NetTotals:
+    def __init__(self, bytes_recv: int, bytes_sent: int) -> None:
+        self.bytes_recv, self.bytes_sent = bytes_recv, bytes_sent
+
+
+def _external_net() -> NetTotals | None:
+    """Network byte counters of every interface but loopback (our own traffic is not the host's)."""
+    per_nic = psutil.net_io_counters(pernic=True)
+    if not per_nic:
+        return None
+    nics = [c for name, c in per_nic.items() if not name.startswith("lo")]
+    return NetTotals(sum(c.bytes_recv for c in nics), sum(c.bytes_sent for c in nics))
+
+
 class HostSampler:
     """Turns psutil counters into the contract's flat numeric fields.
 
@@ -46,7 +60,7 @@ class HostSampler:
         for i, pct in enumerate(per_cpu):
             data[f"cpu_percent.{i}"] = pct
         disk = psutil.disk_io_counters()
-        net = psutil.net_io_counters()
+        net = _external_net()
         if self._last is not None:
             then, last_disk, last_net = self._last
             dt = max(now - then, 1e-6)

@@ -136,6 +136,13 @@ async def test_public_key_tokens(server_factory: Callable[..., ServerProcess], t
     mac = hmac.new(pem, head.encode(), hashlib.sha256).digest()
     hs = head + "." + base64.urlsafe_b64encode(mac).decode().rstrip("=")
     assert await status_of(srv.ws_url, {"Authorization": f"Bearer {hs}"}) == 401
+    # Tickets (for the SSE fallback) work in key mode too.
+    import httpx
+
+    r = httpx.post(srv.url + "/ticket", headers={"Authorization": f"Bearer {good}"})
+    assert r.status_code == 200
+    r = httpx.get(srv.url + "/channels?ticket=" + r.json()["ticket"])
+    assert r.status_code == 200
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
         (["serve", "--collect-interval", "-1"], "collect-interval"),
         (["serve", "--broker", "kafka://x"], "unknown broker"),
         (["serve", "--public-key", "/no/such/file"], "cannot read --public-key"),
+        (["serve", "--public-key", "/etc/hostname"], "not a PEM public key"),
     ],
 )
 def test_bad_options_one_line(args: list[str], words: str) -> None:
@@ -106,6 +107,7 @@ def test_publish_command(server: ServerProcess) -> None:
     r = run("publish", "queue", '{"depth": 4}', env=env)
     assert r.returncode == 0 and r.stdout.strip() == "1"
     assert "not valid JSON" in one_line_error(run("publish", "queue", "{oops", env=env))
+    assert "must be an object" in one_line_error(run("publish", "queue", "[1, 2]", env=env))
     denied = {**env, "PULSEBOARD_TOKEN": token(publish=[])}
     assert "403" in one_line_error(run("publish", "queue", "{}", env=denied))
     down = {**env, "PULSEBOARD_URL": f"http://127.0.0.1:{free_port()}"}
@@ -123,6 +125,13 @@ def test_python_publish(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(pulseboard.PublishError) as e:
         pulseboard.publish("train.loss", {"loss": 0.3})
     assert e.value.code == "forbidden"
+
+
+def test_agent_without_token_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PULSEBOARD_TOKEN"}
+    r = subprocess.run([*PULSEBOARD, "agent", "--url", "http://127.0.0.1:9"], capture_output=True, text=True,
+                       env=env, timeout=30)
+    assert "token" in one_line_error(r)
 
 
 def test_agent_over_http(server: ServerProcess) -> None:

@@ -110,3 +110,37 @@ def test_base_path(server_factory: Callable[..., ServerProcess]) -> None:
 
 def test_unknown_path_is_404(server: ServerProcess) -> None:
     assert httpx.get(server.url + "/nope").status_code == 404
+
+
+def test_nan_and_infinity_become_null(server: ServerProcess) -> None:
+    body = b'{"ch": "train", "data": {"loss": NaN, "grad": Infinity, "step": 3}}'
+    r = httpx.post(server.url + "/publish", content=body, headers=auth())
+    assert r.status_code == 200
+    (msg,) = httpx.get(server.url + "/history?ch=train", headers=auth()).json()["msgs"]
+    assert msg["data"] == {"loss": None, "grad": None, "step": 3}
+
+
+def test_batch_with_bad_data_publishes_nothing(server: ServerProcess) -> None:
+    body = [{"ch": "p", "data": {"v": 1}}, {"ch": "p", "data": 5}]
+    assert httpx.post(server.url + "/publish", json=body, headers=auth()).status_code == 400
+    assert httpx.get(server.url + "/history?ch=p", headers=auth()).status_code == 404
+
+
+@pytest.mark.parametrize("ts", [1e300, -5, 1.7e12])
+def test_timestamps_out_of_range(server: ServerProcess, ts: float) -> None:
+    r = httpx.post(server.url + "/publish", json={"ch": "a", "data": {}, "ts": ts}, headers=auth())
+    assert r.status_code == 400 and "unix seconds" in r.json()["detail"]
+
+
+def test_framework_errors_are_json_too(server: ServerProcess) -> None:
+    r = httpx.get(server.url + "/nope")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    r = httpx.get(server.url + "/publish")
+    assert r.status_code == 405 and r.json()["error"] == "bad_request"
+
+
+def test_jwt_shaped_values_never_logged(server: ServerProcess) -> None:
+    tok = token()
+    assert httpx.get(server.url + f"/history?ch=a&tok%65n={tok}").status_code in (200, 404)
+    server.stop()
+    assert tok.split(".")[1] not in server.output()

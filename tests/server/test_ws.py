@@ -302,3 +302,13 @@ async def test_many_channels_many_clients_fan_out(server: ServerProcess) -> None
     for ws in clients:
         await ws.close()
     wait_until(lambda: httpx.get(server.url + "/healthz").json()["connections"] == 0, what="connections to close")
+
+
+async def test_refused_publish_keeps_its_id(server: ServerProcess) -> None:
+    async with await open_ws(server) as ws:
+        await recv_op(ws, "welcome")
+        await ws.send('{"op":"publish","ch":"a","data":5,"id":"req-9"}')
+        err = await recv_op(ws, "error")
+        assert err["code"] == "bad_request" and err["id"] == "req-9"
+        await ws.send('{"op":"publish","ch":"a","data":{"loss":NaN},"id":10}')
+        assert (await recv_op(ws, "ack"))["id"] == 10

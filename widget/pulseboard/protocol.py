@@ -170,9 +170,29 @@ class Envelope:
 
 
 def check_data(data: object) -> dict[str, Any]:
+    """Return `data` ready to encode; NaN and infinities become null (a gap in a chart)."""
     if not isinstance(data, dict):
         raise bad_request("'data' must be a JSON object")
-    return data
+    return _finite(data, 0)  # type: ignore[no-any-return]
+
+
+def _finite(value: Any, depth: int) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth > 32:
+        raise bad_request("'data' is nested too deeply (over 32 levels)")
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise bad_request("'data' keys must be strings")
+        return {k: _finite(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v, depth + 1) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    raise bad_request(f"'data' holds a value JSON can't carry ({type(value).__name__})")
+
+
+MAX_TS = 1e11  # unix seconds; about the year 5000
 
 
 def check_ts(ts: object, default: float) -> float:
@@ -180,6 +200,8 @@ def check_ts(ts: object, default: float) -> float:
         return default
     if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
         raise bad_request("'ts' must be a finite number of unix seconds")
+    if not 0 <= ts < MAX_TS:
+        raise bad_request("'ts' must be unix seconds between 0 and 1e11 (did you pass milliseconds?)")
     return float(ts)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -56,6 +57,17 @@ def replay_chunks(msgs: Sequence[Envelope], max_bytes: int) -> Iterator[Sequence
         size += len(env.raw) + 1
     if start < len(msgs):
         yield msgs[start:]
+
+
+def op_id(text: str | None) -> dict[str, Any]:
+    """The `id` of a refused op, so the client can match the error to its request."""
+    if text is None or '"id"' not in text:
+        return {}
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return {}
+    return {"id": obj["id"]} if isinstance(obj, dict) and "id" in obj else {}
 
 
 async def deny(ws: WebSocket, err: PulseboardError) -> None:
@@ -222,7 +234,7 @@ class WsConnection:
                 await self._handle(text)
                 self._violations = 0
             except PulseboardError as e:
-                self._violation(e)
+                self._violation(e, **op_id(text))
 
     def _violation(self, err: PulseboardError, **extra: object) -> None:
         self.node.metrics.errors.labels(code=err.code).inc()
