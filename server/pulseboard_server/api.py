@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+import jwt
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -130,23 +131,44 @@ async def channels(request: Request) -> Response:
     )
 
 
+async def requested_channels(request: Request, grants: Grants) -> list[str] | None:
+    """The optional body {"ch": [...]}: channels the caller may read, checked."""
+    if request.headers.get("content-length", "0") in ("", "0"):
+        return None
+    body = await read_json(request)
+    raw = body.get("ch") if isinstance(body, dict) else None
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise bad_request("'ch' is a list of channels")
+    chs = [check_channel(c) for c in raw]
+    for c in chs:
+        grants.check_read(c)
+    return chs
+
+
 async def ticket(request: Request) -> Response:
     grants = await authenticate(request)
     node = node_of(request)
-    chs: list[str] | None = None
-    if request.headers.get("content-length", "0") not in ("", "0"):
-        body = await read_json(request)
-        raw = body.get("ch") if isinstance(body, dict) else None
-        if raw is not None:
-            if isinstance(raw, str):
-                raw = [raw]
-            if not isinstance(raw, list):
-                raise bad_request("'ch' is a list of channels")
-            chs = [check_channel(c) for c in raw]
-            for c in chs:
-                grants.check_read(c)
+    chs = await requested_channels(request, grants)
     ttl = node.settings.ticket_ttl
     return JSONResponse({"ticket": node.verifier.mint_ticket(grants, chs, ttl), "ttl": ttl})
+
+
+async def view_token(request: Request) -> Response:
+    """A read-only token for some channels, expiring with the caller's: safe(r) to store in a notebook."""
+    grants = await authenticate(request)
+    node = node_of(request)
+    chs = await requested_channels(request, grants)
+    if not chs:
+        raise bad_request('name the channels: {"ch": ["sys.myhost", ...]}')
+    secret = node.settings.secret
+    if not secret:
+        raise bad_request("view tokens need PULSEBOARD_SECRET on the server (key mode can't sign)")
+    claims = {"sub": grants.sub, "exp": int(grants.exp), "iat": int(time.time()), "read": chs, "view": True}
+    return JSONResponse({"token": jwt.encode(claims, secret, algorithm="HS256"), "exp": int(grants.exp)})
 
 
 async def healthz(request: Request) -> Response:

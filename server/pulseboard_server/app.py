@@ -84,6 +84,7 @@ def routes(node: Node) -> list[BaseRoute]:
         Route("/poll", poll.poll_endpoint),
         Route("/publish", api.publish, methods=["POST"]),
         Route("/ticket", api.ticket, methods=["POST"]),
+        Route("/view-token", api.view_token, methods=["POST"]),
         Route("/history", api.history),
         Route("/channels", api.channels),
         Route("/healthz", api.healthz),

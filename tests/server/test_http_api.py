@@ -144,3 +144,23 @@ def test_jwt_shaped_values_never_logged(server: ServerProcess) -> None:
     assert httpx.get(server.url + f"/history?ch=a&tok%65n={tok}").status_code in (200, 404)
     server.stop()
     assert tok.split(".")[1] not in server.output()
+
+
+def test_view_token_is_read_only_and_narrow(server: ServerProcess) -> None:
+    import jwt as pyjwt
+
+    from support import SECRET
+
+    full = token(read=["*"], publish=["*"], ttl=600)
+    r = httpx.post(server.url + "/view-token", json={"ch": ["sys.a", "train"]}, headers=auth(full))
+    assert r.status_code == 200
+    view = r.json()["token"]
+    claims = pyjwt.decode(view, SECRET, algorithms=["HS256"])
+    assert claims["read"] == ["sys.a", "train"] and "publish" not in claims
+    assert claims["exp"] == pyjwt.decode(full, SECRET, algorithms=["HS256"])["exp"]  # never outlives the caller's
+    assert httpx.post(server.url + "/publish", json={"ch": "train", "data": {}}, headers=auth(view)).status_code == 403
+    assert httpx.get(server.url + "/history?ch=other", headers=auth(view)).status_code == 403
+    narrow = token(read=["sys.*"])
+    r = httpx.post(server.url + "/view-token", json={"ch": ["train"]}, headers=auth(narrow))
+    assert r.status_code == 403
+    assert httpx.post(server.url + "/view-token", headers=auth(full)).status_code == 400

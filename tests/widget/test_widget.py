@@ -6,6 +6,7 @@ import pytest
 
 from pulseboard import LiveChart
 from pulseboard.widget import STATIC
+from support import ServerProcess, token
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +59,17 @@ def test_refresh_token_hands_the_browser_a_new_one() -> None:
 def test_the_bundle_is_built() -> None:
     js = (STATIC / "widget.js").read_text()
     assert len(js) > 10_000 and "export" in js
+
+
+def test_widget_stores_a_narrowed_read_only_token(server: ServerProcess) -> None:
+    """The token lands in saved notebooks: it must not be the caller's publish-capable one."""
+    import jwt as pyjwt
+
+    from support import SECRET
+
+    full = token(read=["*"], publish=["*"])
+    chart = LiveChart(["sys.a", "train"], url=server.url, token=full)
+    assert chart.token != full
+    claims = pyjwt.decode(chart.token, SECRET, algorithms=["HS256"])
+    assert claims["read"] == ["sys.a", "train"] and "publish" not in claims
+    assert chart.problem == ""

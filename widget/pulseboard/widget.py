@@ -7,6 +7,8 @@ what it shows back to the model every few seconds, so saved notebooks hold the d
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,31 @@ from typing import Any
 import anywidget
 import traitlets
 
-from .discovery import DiscoveryError, discover
+from .discovery import DiscoveryError, discover, discover_for_kernel
 
 STATIC = Path(__file__).parent / "static"
+
+
+def view_token(url: str, token: str, channels: list[str]) -> str:
+    """Trade `token` for a read-only one limited to `channels` (`POST view-token`).
+
+    The widget's token is saved with the notebook's widget state, so it should be
+    able to do as little as possible. If the server can't be asked (down, key mode),
+    the caller's token is used as it is.
+    """
+    try:
+        kernel_url, _ = discover_for_kernel(url, token)
+        req = urllib.request.Request(
+            kernel_url.rstrip("/") + "/view-token",
+            data=json.dumps({"ch": channels}).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            narrowed: str = json.loads(resp.read())["token"]
+            return narrowed
+    except (OSError, ValueError, KeyError, DiscoveryError):
+        return token
 
 
 class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
@@ -77,6 +101,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         problem = ""
         try:
             url, token = discover(url, token)
+            token = view_token(url, token, chs)
         except DiscoveryError as e:
             problem = e.detail
         super().__init__(
@@ -99,7 +124,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         """Hand the browser a new token (it is read at each reconnect and refresh)."""
         if token is None:
             _, token = discover(self.url or None, None, refresh=True)
-        self.token = token
+        self.token = view_token(self.url, token, self.channels)
 
 
 __all__ = ["LiveChart"]
