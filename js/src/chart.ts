@@ -316,7 +316,9 @@ export class Chart {
     const allPercent = this.series.length > 0 && this.series.every((s) => s.field.includes("percent"));
     const yUnit = typeof this.opts.units === "string" ? this.opts.units : usesV || allPercent ? "%" : undefined;
     const axes: uPlot.Axis[] = [axis("x", 2, this.opts.x ?? undefined), axis("y", 3, yUnit)];
-    if (usesV) axes.push(axis("v", 1));
+    const vFields = this.series.filter((s) => this.scaleOf(s.field) === "v").map((s) => s.field);
+    const vUnit = vFields.length > 0 && vFields.every((f) => f.endsWith("_bps")) ? "bytes/s" : undefined;
+    if (usesV) axes.push(axis("v", 1, vUnit));
     const opts: uPlot.Options = {
       width: Math.max(200, this.plotEl.clientWidth || this.root.clientWidth || 600),
       height: this.opts.height,
