@@ -447,6 +447,8 @@ export class Client {
 
 // --- transports -------------------------------------------------------------------------
 
+const OPEN_TIMEOUT_MS = 5_000;
+
 function openWs(client: Client, token: string, hooks: ConnectionHooks, pingMs: number, pongMs: number): Connection {
   const url = new URL(client.endpoint("ws"));
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
@@ -467,8 +469,15 @@ function openWs(client: Client, token: string, hooks: ConnectionHooks, pingMs: n
       return true;
     },
   };
+  const opened = Date.now();
   const beat = setInterval(() => {
     const idle = Date.now() - lastRx;
+    if (ws.readyState === WebSocket.CONNECTING && Date.now() - opened > OPEN_TIMEOUT_MS) {
+      // A proxy that swallows the upgrade never fails it: count it as a failure to open.
+      end({ reason: "websocket did not open" });
+      ws.close();
+      return;
+    }
     if (ws.readyState !== WebSocket.OPEN) return;
     if (pinged && idle > pingMs + pongMs) {
       end({ reason: "no pong: connection is dead" });

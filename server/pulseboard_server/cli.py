@@ -192,6 +192,9 @@ def agent_command(args: argparse.Namespace) -> None:
         if args.broker:
             from .brokers import open_broker
 
+            if args.broker.startswith("memory:"):
+                raise CliError("an agent needs a shared broker (redis://...) or --url of a server")
+
             try:
                 broker = open_broker(args.broker, args.history)
                 await broker.start(lambda e: None, lambda c, e, s: None)
