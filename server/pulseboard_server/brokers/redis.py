@@ -249,10 +249,16 @@ class RedisBroker:
             raise BrokerUnavailable("broker not started")
         keys = Keys.of(self.prefix, ch)
         args = [_new_epoch() if ensure else "", mode, a, b]
-        try:
-            out = await self._read_script(keys=[keys.meta, keys.log], args=args)
-        except (RedisError, OSError) as e:
-            raise self._unavailable(e) from None
+        for retry in (True, False):
+            try:
+                out = await self._read_script(keys=[keys.meta, keys.log], args=args)
+                break
+            except (rx.ConnectionError, OSError) as e:
+                # Reads are idempotent: after Redis restarts, a pooled connection fails once.
+                if not retry:
+                    raise self._unavailable(e) from None
+            except RedisError as e:
+                raise self._unavailable(e) from None
         epoch, top, first, created = str(out[0]), int(out[1]), int(out[2]), int(out[3])
         if created:
             await self._register(ch)
