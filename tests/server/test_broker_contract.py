@@ -93,10 +93,9 @@ async def test_numbering_starts_at_one_and_grows_by_one(make_broker: Factory) ->
     assert envs[0].raw == Envelope.make("a", 1, 1000.0, {"i": 0}).raw
 
 
+@pytest.mark.parametrize("make_broker", ["redis"], indirect=True)  # memory is one process by design
 async def test_two_handles_on_one_backend_share_the_numbering(make_broker: Factory) -> None:
     broker, _ = await make_broker()
-    if broker.url.startswith("memory"):
-        pytest.skip("the memory broker is one process by design")
     second, _ = await make_broker()
     seqs = []
     for i in range(6):
