@@ -142,6 +142,12 @@ export class Chart {
     for (const env of envs) {
       const x = xField ? env.data[xField] : env.ts;
       if (typeof x !== "number" || !Number.isFinite(x)) continue;
+      const last = this.lastX.get(env.ch);
+      if (xField && last !== undefined && x < last) {
+        // The data field went backwards (a new run from step 0): show the new run alone
+        // instead of zigzagging between the two.
+        this.dropChannel(env.ch);
+      }
       const cols: [number, number][] = [];
       const fields = this.opts.fields ?? Object.keys(env.data);
       for (const f of fields) {
@@ -240,6 +246,22 @@ export class Chart {
     this.metaSeq.splice(0, drop);
     this.metaEpoch.splice(0, drop);
     for (const col of this.ys) col.splice(0, drop);
+  }
+
+  /** Forget every row of one channel. */
+  private dropChannel(ch: string): void {
+    const keep: number[] = [];
+    for (let i = 0; i < this.xs.length; i++) {
+      if (this.metaCh[i] !== ch) keep.push(i);
+      else if (this.metaSeq[i] === GAP) this.gapRows -= 1;
+    }
+    const pick = <T>(arr: T[]): T[] => keep.map((i) => arr[i]);
+    this.xs = pick(this.xs);
+    this.metaCh = pick(this.metaCh);
+    this.metaSeq = pick(this.metaSeq);
+    this.metaEpoch = pick(this.metaEpoch);
+    this.ys = this.ys.map((col) => pick(col));
+    this.lastX.delete(ch);
   }
 
   /** How many rows have x < `limit` (rows are sorted by x). */

@@ -352,3 +352,24 @@ def test_screenshots(
     print("screenshots in", out, "and", tmp_path)
     for name in ("dashboard.png", "widget.png"):
         assert (out / name).stat().st_size > 10_000
+
+
+def test_a_new_run_on_a_step_axis_replaces_the_old_one(
+    page_server: PageServer, page: Any, server: ServerProcess
+) -> None:
+    """Two runs on one channel with x="step": the chart shows the newer run, not a zigzag."""
+    import httpx
+
+    auth = {"Authorization": f"Bearer {token()}"}
+    run1 = [{"ch": "train.x", "data": {"step": s, "loss": 1.0 / (s + 1)}} for s in range(20)]
+    run2 = [{"ch": "train.x", "data": {"step": s, "loss": 2.0 / (s + 1)}} for s in range(10)]
+    httpx.post(server.url + "/publish", json=run1 + run2, headers=auth).raise_for_status()
+    state = widget_state(channels=["train.x"], fields=["loss"], x="step", url=server.url,
+                         token=token(publish=[]))
+    open_widget(page, page_server.url, state)
+    held = wait_until(lambda: (s := chart_state(page, "train.x"))["seqs"] and s["seqs"][-1] == 30 and s,
+                      what="both runs replayed")
+    assert held["seqs"] == list(range(21, 31))  # only the second run
+    httpx.post(server.url + "/publish", json=[{"ch": "train.x", "data": {"step": 10, "loss": 0.1}}],
+               headers=auth).raise_for_status()
+    wait_until(lambda: chart_state(page, "train.x")["seqs"] == list(range(21, 32)), what="the run to go on")
