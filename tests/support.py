@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pulseboard_server.auth import mint_token
@@ -166,4 +166,63 @@ class RedisProcess:
 
     def cleanup(self) -> None:
         self.stop(kill=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+NGINX = Path("/usr/sbin/nginx")
+NGINX_MAIN = """\
+{user}
+daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+{site}
+}}
+"""
+
+
+class NginxProcess:
+    """Debian's nginx as a plain subprocess with its own prefix, pid and logs.
+
+    `site(port)` returns the `server { ... }` block(s), listening on 127.0.0.1:`port`.
+    """
+
+    def __init__(self, site: Callable[[int], str]) -> None:
+        self.dir = tempfile.mkdtemp(prefix="pb-nginx-")
+        self.port = free_port()
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf = NGINX_MAIN.format(user=user, dir=self.dir, site=site(self.port))
+        Path(self.dir, "nginx.conf").write_text(conf)
+        self.proc = subprocess.Popen(
+            [str(NGINX), "-p", self.dir, "-c", f"{self.dir}/nginx.conf", "-e", f"{self.dir}/error.log"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until(self.ready, 15, what="nginx to answer")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError("nginx exited:\n" + Path(self.dir, "error.log").read_text(errors="replace"))
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)

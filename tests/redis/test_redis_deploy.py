@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
 from nodes_support import Recording, Servers, redis_nodes, until
 
-from support import ROOT, RedisProcess, ServerProcess, free_port, token, wait_until
+from support import NGINX, ROOT, NginxProcess, RedisProcess, ServerProcess, token
 
-NGINX = Path("/usr/sbin/nginx")
 pytestmark = pytest.mark.skipif(not NGINX.exists(), reason="needs Debian's nginx (/usr/sbin/nginx)")
-
-MAIN = """\
-{user}
-daemon off;
-master_process off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-{site}
-}}
-"""
 
 
 def documented_site() -> str:
@@ -48,40 +24,18 @@ def documented_site() -> str:
     return m.group(1)
 
 
-class Nginx:
-    def __init__(self, nodes: list[ServerProcess]) -> None:
-        self.dir = tempfile.mkdtemp(prefix="pb-nginx-")
-        self.port = free_port()
-        site = documented_site()
-        addrs = re.findall(r"server (\d+\.\d+\.\d+\.\d+:\d+)", site)
+def Nginx(nodes: list[ServerProcess]) -> NginxProcess:
+    """nginx running the documented site, pointed at `nodes`."""
+
+    def site(port: int) -> str:
+        text = documented_site()
+        addrs = re.findall(r"server (\d+\.\d+\.\d+\.\d+:\d+)", text)
         assert len(addrs) == len(nodes)
         for addr, node in zip(addrs, nodes, strict=True):
-            site = site.replace(addr, f"127.0.0.1:{node.port}")
-        site = site.replace("listen 80;", f"listen 127.0.0.1:{self.port};")
-        user = "user root;" if os.geteuid() == 0 else ""
-        Path(self.dir, "nginx.conf").write_text(MAIN.format(user=user, dir=self.dir, site=site))
-        self.proc = subprocess.Popen(
-            [str(NGINX), "-p", self.dir, "-c", f"{self.dir}/nginx.conf", "-e", f"{self.dir}/error.log"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_until(self.ready, 15, what="nginx to answer")
+            text = text.replace(addr, f"127.0.0.1:{node.port}")
+        return text.replace("listen 80;", f"listen 127.0.0.1:{port};")
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError("nginx exited:\n" + Path(self.dir, "error.log").read_text(errors="replace"))
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+    return NginxProcess(site)
 
 
 @pytest.fixture

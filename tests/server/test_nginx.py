@@ -8,36 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from support import ServerProcess, free_port, token, wait_until
+from support import NGINX, NginxProcess, ServerProcess, token
 
-NGINX = Path("/usr/sbin/nginx")
 pytestmark = pytest.mark.skipif(not NGINX.exists(), reason="needs Debian's nginx (/usr/sbin/nginx)")
 
-CONFIG = """\
-{user}
-daemon off;
-master_process off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {dir}/access.log;
-    client_body_temp_path {dir}/client_body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
+SITE = """\
     server {{
         listen 127.0.0.1:{port};
         location / {{
@@ -46,41 +27,12 @@ http {{
             {extra}
         }}
     }}
-}}
 """
 
 
-class Nginx:
-    """nginx as a plain subprocess with its own prefix, config, pid and logs."""
-
-    def __init__(self, upstream: int, extra: str = "") -> None:
-        self.dir = tempfile.mkdtemp(prefix="pb-nginx-")
-        self.port = free_port()
-        user = "user root;" if os.geteuid() == 0 else ""
-        conf = CONFIG.format(user=user, dir=self.dir, port=self.port, upstream=upstream, extra=extra)
-        Path(self.dir, "nginx.conf").write_text(conf)
-        self.proc = subprocess.Popen(
-            [str(NGINX), "-p", self.dir, "-c", f"{self.dir}/nginx.conf", "-e", f"{self.dir}/error.log"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_until(self.ready, 15, what="nginx to answer")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError("nginx exited:\n" + Path(self.dir, "error.log").read_text(errors="replace"))
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+def Nginx(upstream: int, extra: str = "") -> NginxProcess:
+    """nginx with stock proxy settings in front of `upstream`."""
+    return NginxProcess(lambda port: SITE.format(port=port, upstream=upstream, extra=extra))
 
 
 @pytest.fixture
