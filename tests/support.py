@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pulseboard.protocol import Envelope
 from pulseboard_server.auth import mint_token
 
 SECRET = "test-secret-please-change-0123456789abcdef"
@@ -226,3 +228,31 @@ class NginxProcess:
             self.proc.terminate()
             self.proc.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Feed:
+    """What the broker delivered to a node."""
+
+    def __init__(self) -> None:
+        self.msgs: list[Envelope] = []
+        self.resets: list[tuple[str, str, int]] = []
+        self.changed = asyncio.Event()
+
+    def on_message(self, env: Envelope) -> None:
+        self.msgs.append(env)
+        self.changed.set()
+
+    def on_reset(self, ch: str, epoch: str, seq: int) -> None:
+        self.resets.append((ch, epoch, seq))
+        self.changed.set()
+
+    def seqs(self, ch: str) -> list[int]:
+        return [e.seq for e in self.msgs if e.ch == ch]
+
+    async def wait_for(self, pred: Callable[[], bool], timeout: float = 15.0) -> None:
+        async def loop() -> None:
+            while not pred():
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(loop(), timeout)

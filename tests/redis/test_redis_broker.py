@@ -16,33 +16,7 @@ from pulseboard_server.brokers import BrokerUnavailable, open_broker
 from pulseboard_server.brokers.redis import RedisBroker, split_url
 from pulseboard_server.brokers.redis_scripts import PUBLISH, Keys
 from pulseboard_server.metrics import Metrics
-from support import RedisProcess, free_port
-
-
-class Feed:
-    def __init__(self) -> None:
-        self.msgs: list[Envelope] = []
-        self.resets: list[tuple[str, str, int]] = []
-        self.changed = asyncio.Event()
-
-    def on_message(self, env: Envelope) -> None:
-        self.msgs.append(env)
-        self.changed.set()
-
-    def on_reset(self, ch: str, epoch: str, seq: int) -> None:
-        self.resets.append((ch, epoch, seq))
-        self.changed.set()
-
-    def seqs(self, ch: str) -> list[int]:
-        return [e.seq for e in self.msgs if e.ch == ch]
-
-    async def wait_for(self, pred: Callable[[], bool], timeout: float = 15.0) -> None:
-        async def loop() -> None:
-            while not pred():
-                self.changed.clear()
-                await self.changed.wait()
-
-        await asyncio.wait_for(loop(), timeout)
+from support import Feed, RedisProcess, free_port
 
 
 async def until(pred: Callable[[], bool], timeout: float = 15.0) -> None:

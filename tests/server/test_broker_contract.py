@@ -14,7 +14,7 @@ import pytest
 from pulseboard.protocol import Backfill, Envelope, Live, Since
 from pulseboard_server.brokers import open_broker
 from pulseboard_server.brokers.base import Broker
-from support import RedisProcess
+from support import Feed, RedisProcess
 
 BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
 
@@ -24,34 +24,6 @@ def redis_proc() -> Iterator[RedisProcess]:
     proc = RedisProcess().start()
     yield proc
     proc.cleanup()
-
-
-class Feed:
-    """What the broker delivered to a node."""
-
-    def __init__(self) -> None:
-        self.msgs: list[Envelope] = []
-        self.resets: list[tuple[str, str, int]] = []
-        self.changed = asyncio.Event()
-
-    def on_message(self, env: Envelope) -> None:
-        self.msgs.append(env)
-        self.changed.set()
-
-    def on_reset(self, ch: str, epoch: str, seq: int) -> None:
-        self.resets.append((ch, epoch, seq))
-        self.changed.set()
-
-    def seqs(self, ch: str) -> list[int]:
-        return [e.seq for e in self.msgs if e.ch == ch]
-
-    async def wait_for(self, pred: Callable[[], bool], timeout: float = 10.0) -> None:
-        async def loop() -> None:
-            while not pred():
-                self.changed.clear()
-                await self.changed.wait()
-
-        await asyncio.wait_for(loop(), timeout)
 
 
 Factory = Callable[..., Awaitable[tuple[Broker, Feed]]]
