@@ -217,7 +217,12 @@ def agent_command(args: argparse.Namespace) -> None:
         print(f"pulseboard agent: publishing {channel} every {interval}s", file=sys.stderr)
         await collect(pub, interval, channel)
 
-    asyncio.run(run())
+    from pulseboard.protocol import PulseboardError
+
+    try:
+        asyncio.run(run())
+    except PulseboardError as e:
+        raise CliError(f"agent stopped: {e.detail}") from None
 
 
 # --- serve -------------------------------------------------------------------------

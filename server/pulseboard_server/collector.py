@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from pulseboard.protocol import Grants
+from pulseboard.protocol import FORBIDDEN, UNAUTHORIZED, Grants, PulseboardError
 
 log = logging.getLogger("pulseboard.collector")
 
@@ -96,10 +96,19 @@ async def collect(publish: Publish, interval: float, channel: str | None = None)
             failing = False
         except asyncio.CancelledError:
             raise
+        except PulseboardError as e:
+            if e.code in (FORBIDDEN, UNAUTHORIZED):  # retrying won't help: say so and stop
+                raise
+            failing = _log_once(failing, ch, e)
+            continue
         except Exception as e:
-            if not failing:
-                log.warning("collector sample for %s skipped: %s", ch, e)
-            failing = True
+            failing = _log_once(failing, ch, e)
+
+
+def _log_once(failing: bool, ch: str, e: Exception) -> bool:
+    if not failing:
+        log.warning("collector sample for %s skipped: %s", ch, e)
+    return True
 
 
 async def run_collector(node: Any, interval: float) -> None:

@@ -134,6 +134,13 @@ def test_agent_without_token_one_line() -> None:
     assert "token" in one_line_error(r)
 
 
+def test_agent_without_the_grant_stops_with_one_line(server: ServerProcess) -> None:
+    env = {**os.environ, "PULSEBOARD_TOKEN": token(publish=["other.*"])}
+    r = subprocess.run([*PULSEBOARD, "agent", "--url", server.url, "--interval", "0.1"], capture_output=True,
+                       text=True, env=env, timeout=30)
+    assert "403" in one_line_error(r)
+
+
 def test_agent_over_http(server: ServerProcess) -> None:
     env = {**os.environ, "PULSEBOARD_TOKEN": token()}
     proc = subprocess.Popen([*PULSEBOARD, "agent", "--url", server.url, "--interval", "0.1", "--channel", "sys.remote"],
