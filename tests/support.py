@@ -199,6 +199,8 @@ class NginxProcess:
     """
 
     def __init__(self, site: Callable[[int], str]) -> None:
+        if not NGINX.exists():
+            raise RuntimeError("Debian's nginx is not installed: run scripts/setup (apt-get install nginx-light)")
         self.dir = tempfile.mkdtemp(prefix="pb-nginx-")
         self.port = free_port()
         user = "user root;" if os.geteuid() == 0 else ""

@@ -13,7 +13,7 @@ from browser_support import CHROMIUM, CHROMIUM_ARGS, Feeder, PageServer, bundle_
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+        pytest.fail("chromium is not installed: run scripts/setup (apt-get install chromium)")
     if not bundle_built():
         pytest.fail("the JS bundle is not built: run `npm ci && npm run build` in js/")
     from playwright.sync_api import sync_playwright

@@ -135,7 +135,7 @@ def configurable_http_proxy() -> str:
     if not local.exists():
         npm = shutil.which("npm")
         if npm is None:
-            pytest.skip("hub tests need configurable-http-proxy (npm install configurable-http-proxy)")
+            pytest.fail("hub tests need npm to install configurable-http-proxy: run scripts/setup")
         CHP_DIR.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [npm, "install", "--prefix", str(CHP_DIR), "--no-audit", "--no-fund", "configurable-http-proxy@4"],

@@ -27,7 +27,6 @@ from support import ROOT, RedisProcess, ServerProcess, token, wait_until
 
 pytestmark = pytest.mark.browser
 CH = "sys.test"
-REDIS_BROKER = ROOT / "server" / "pulseboard_server" / "brokers" / "redis.py"
 
 
 def open_dashboard(page: Any, server: ServerProcess, *channels: str) -> None:
@@ -127,8 +126,6 @@ def test_server_restart_on_the_same_port_redis_broker(
     page: Any, server_factory: Callable[..., ServerProcess], redis_server: RedisProcess,
     feeder: Callable[..., Feeder],
 ) -> None:
-    if not REDIS_BROKER.exists():
-        pytest.skip("no redis broker yet")
     server = server_factory("--broker", redis_server.url)
     feed = feeder(server.url, [CH])
     restart_and_check(

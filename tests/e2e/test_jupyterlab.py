@@ -20,13 +20,12 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import jupyterlab  # noqa: F401  (the test extra installs it: scripts/setup)
+import playwright.sync_api as playwright_sync
 import pytest
 from jupyter_support import ACCESS, CHROMIUM, CHROMIUM_ARGS, LAB_SETTINGS, HubProcess, JupyterLabProcess
 
 from support import ROOT, ServerProcess, token, wait_until
-
-pytest.importorskip("jupyterlab", reason="needs JupyterLab (pip install jupyterlab)")
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -181,7 +180,6 @@ HUB_NOTEBOOK_CELLS = [
 
 @pytest.fixture
 def hub_lab() -> Iterator[tuple[HubProcess, Path]]:
-    pytest.importorskip("jupyterhub", reason="needs JupyterHub (pip install jupyterhub)")
     if WIDGET_JS.stat().st_size < 1000:
         pytest.fail("the widget bundle is not built: run `cd js && npm ci && npm run build`")
     root = Path(tempfile.mkdtemp(prefix="pb-hubnb-"))

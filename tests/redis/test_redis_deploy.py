@@ -11,9 +11,7 @@ import pytest
 from httpx_sse import aconnect_sse
 from nodes_support import Recording, Servers, redis_nodes, until
 
-from support import NGINX, ROOT, NginxProcess, RedisProcess, ServerProcess, token
-
-pytestmark = pytest.mark.skipif(not NGINX.exists(), reason="needs Debian's nginx (/usr/sbin/nginx)")
+from support import ROOT, NginxProcess, RedisProcess, ServerProcess, token
 
 
 def documented_site() -> str:

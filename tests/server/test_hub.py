@@ -20,7 +20,6 @@ from pulseboard.discovery import DiscoveryError, discover, discover_for_kernel
 from pulseboard_server.hub import HubConfig, channel_safe, check_owner
 from support import SECRET, ServerProcess, free_port
 
-pytest.importorskip("jupyterhub", reason="hub tests need jupyterhub (pip install jupyterhub)")
 
 @pytest.fixture(scope="module")
 def hub() -> Iterator[HubProcess]:

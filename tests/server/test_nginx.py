@@ -14,9 +14,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from support import NGINX, NginxProcess, ServerProcess, token
-
-pytestmark = pytest.mark.skipif(not NGINX.exists(), reason="needs Debian's nginx (/usr/sbin/nginx)")
+from support import NginxProcess, ServerProcess, token
 
 SITE = """\
     server {{
