@@ -105,20 +105,20 @@ class Link:
     async def add(self, live: str) -> None:
         async with self._lock:
             self.channels.add(live)
-            if self.up and self._conn is not None:
-                try:
-                    await self._conn.send_command(self.sub_cmd, live, check_health=False)
-                except (RedisError, OSError) as e:  # the reader sees the broken connection too
-                    log.info("redis %s %s failed: %s", self.sub_cmd, live, e)
+            await self._send(self.sub_cmd, live)
 
     async def remove(self, live: str) -> None:
         async with self._lock:
             self.channels.discard(live)
-            if self.up and self._conn is not None:
-                try:
-                    await self._conn.send_command(self.unsub_cmd, live, check_health=False)
-                except (RedisError, OSError) as e:
-                    log.info("redis %s %s failed: %s", self.unsub_cmd, live, e)
+            await self._send(self.unsub_cmd, live)
+
+    async def _send(self, cmd: str, live: str) -> None:
+        """(Un)subscribe on the open connection; while down, the reconnect uses `channels`."""
+        if self.up and self._conn is not None:
+            try:
+                await self._conn.send_command(cmd, live, check_health=False)
+            except (RedisError, OSError) as e:  # the reader sees the broken connection too
+                log.info("redis %s %s failed: %s", cmd, live, e)
 
     async def _connect(self) -> list[tuple[str, str]]:
         """Connect and subscribe; return data messages that came before every confirmation."""
