@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from pulseboard.protocol import ChannelSync, Envelope, batch_frame
@@ -21,6 +21,19 @@ from .metrics import Metrics
 log = logging.getLogger("pulseboard.fanout")
 
 Part = tuple[str, Sequence[Envelope]]  # one channel's envelopes in this tick, seq order
+REPLAY_CHUNK = 500  # envelopes per replayed frame or event
+
+
+def replay_chunks(msgs: Sequence[Envelope], max_bytes: int) -> Iterator[Sequence[Envelope]]:
+    """Split a replay into frames of at most REPLAY_CHUNK envelopes and about `max_bytes`."""
+    start, size = 0, 0
+    for i, env in enumerate(msgs):
+        if i > start and (i - start >= REPLAY_CHUNK or size + len(env.raw) > max_bytes):
+            yield msgs[start:i]
+            start, size = i, 0
+        size += len(env.raw) + 1
+    if start < len(msgs):
+        yield msgs[start:]
 
 
 class FrameCache:

@@ -207,6 +207,19 @@ async def test_sse_backfill_then_live(server: ServerProcess) -> None:
     assert named(events, "subscribed")[0]["seq"] == 10
 
 
+async def test_sse_long_replay_is_paced_not_dropped(server_factory: Callable[..., ServerProcess]) -> None:
+    """A backfill ten times the client buffer arrives whole, in bounded events, without a 4429 close."""
+    server = server_factory("--max-buffer", "100000")
+    async with httpx.AsyncClient(timeout=15) as client:
+        await post(client, server, [{"ch": "big", "data": {"i": i, "pad": "p" * 1000}} for i in range(1000)])
+        events = await read_events(client, server.url + "/sse?ch=big&backfill=1000", auth(),
+                                   lambda evs: len(envelopes(evs)) >= 1000 or bool(named(evs, "close")))
+    assert named(events, "close") == []
+    assert [e["data"]["i"] for e in envelopes(events)] == list(range(1000))
+    assert max(len(ev.data) for ev in events) <= 100000 // 4 + 2000
+    assert metric(server, "pulseboard_slow_client_drops_total") == 0
+
+
 async def test_sse_resume_after_lost_history_or_epoch_says_recovered_false(
     server_factory: Callable[..., ServerProcess],
 ) -> None:

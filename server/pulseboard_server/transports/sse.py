@@ -41,13 +41,13 @@ from pulseboard.protocol import (
 )
 
 from ..api import authenticate, int_param, node_of
-from ..fanout import FrameCache, Part, live_parts
+from ..brokers.base import Replay
+from ..fanout import FrameCache, Part, live_parts, replay_chunks
 from ..node import Node
 
 log = logging.getLogger("pulseboard.sse")
 RETRY_MS = 1000  # the reconnect delay the browser is told to use
 END_GRACE = 2.0  # seconds an ending stream gets to write its last events before the connection is cut
-REPLAY_CHUNK = 500  # envelopes per replayed event
 HEADERS = {
     "Cache-Control": "no-cache, no-transform",
     "X-Accel-Buffering": "no",
@@ -75,8 +75,10 @@ async def sse_endpoint(request: Request) -> Response:
     node.metrics.connections.labels(transport="sse").inc()
     try:
         for ch, start in starts.items():
+            # Subscribing (and any refusal) happens before the 200; the replays are sent
+            # once the stream runs, paced by the client's buffer.
             replay, sync = await node.start_sync(stream, ch, start)
-            stream.subscribed(ch, replay.info.epoch, replay.info.seq, replay.recovered, replay.msgs, sync)
+            stream.pending.append((ch, replay, sync))
     except BaseException:
         stream.cleanup()
         raise
@@ -124,6 +126,9 @@ class SseStream:
         self._out: deque[tuple[str, int]] = deque()
         self._out_bytes = 0
         self._ready = asyncio.Event()
+        self._room = asyncio.Event()  # set while the queue is under half the bound
+        self._room.set()
+        self.pending: list[tuple[str, Replay, ChannelSync]] = []  # subscriptions whose replay is still to send
         self._ending = False  # no more events: the writer flushes what is queued and stops
         self._ended = asyncio.Event()
         self.ending = asyncio.Event()
@@ -143,31 +148,44 @@ class SseStream:
             log.info("dropping sse client %s: lagging past %d bytes", self.grants.sub, limit)
             self._out.clear()
             self._out_bytes = 0
+            self._room.set()
             self.end(CLOSE_TOO_SLOW, "too slow: lag over the limit; resume with Last-Event-ID")
             return
         self._out.append((text, envelopes))
         self._out_bytes += len(text)
         self._ready.set()
+        if self._out_bytes > limit // 2:
+            self._room.clear()
 
-    def send_envelopes(self, envs: Sequence[Envelope]) -> None:
-        for i in range(0, len(envs), REPLAY_CHUNK):
-            chunk = envs[i : i + REPLAY_CHUNK]
+    async def send_envelopes(self, envs: Sequence[Envelope]) -> None:
+        """Replayed envelopes, in events of bounded size, each queued once there is room."""
+        for chunk in replay_chunks(envs, self.node.settings.max_buffer // 4):
+            await self._room.wait()
+            if self._ending:
+                return
             last = chunk[-1]
             self.positions[last.ch] = (self.positions[last.ch][0], last.seq)
             self.send(batch_frame(e.raw for e in chunk), envelopes=len(chunk))
 
-    def subscribed(
-        self, ch: str, epoch: str, top: int, recovered: bool, msgs: Sequence[Envelope], sync: ChannelSync
-    ) -> None:
-        """Send a channel's `subscribed` event, its replay and what arrived meanwhile; go live."""
-        before = msgs[0].seq - 1 if msgs else top
-        self.positions[ch] = (epoch, before)
-        self.send(dumps({"ch": ch, "epoch": epoch, "seq": top, "recovered": recovered}), "subscribed")
-        self.send_envelopes(msgs)
-        last = msgs[-1].seq if msgs else top
-        held = sync.finish(epoch, last)
-        self.positions[ch] = (epoch, last)
-        self.send_envelopes(held)
+    async def send_pending(self) -> None:
+        """Each pending channel's `subscribed` event, its replay and what arrived meanwhile; then live."""
+        try:
+            await self._send_pending()
+        except Exception as e:  # never leave channels held silently: end, the client resumes
+            log.error("sse replay for %s failed: %r", self.grants.sub, e)
+            self.end(1011, "replay failed: reconnect to resume")
+
+    async def _send_pending(self) -> None:
+        while self.pending and not self._ending:
+            ch, replay, sync = self.pending.pop(0)
+            epoch, top, msgs = replay.info.epoch, replay.info.seq, replay.msgs
+            self.positions[ch] = (epoch, msgs[0].seq - 1 if msgs else top)
+            self.send(dumps({"ch": ch, "epoch": epoch, "seq": top, "recovered": replay.recovered}), "subscribed")
+            await self.send_envelopes(msgs)
+            last = msgs[-1].seq if msgs else top
+            held = sync.finish(epoch, last)
+            self.positions[ch] = (epoch, last)
+            await self.send_envelopes(held)
 
     def deliver(self, parts: Sequence[Part], cache: FrameCache) -> None:
         live = live_parts(self.syncs, parts)
@@ -230,6 +248,7 @@ class SseStream:
                     texts.append(text)
                     n += k
                 self._out_bytes = 0
+                self._room.set()
                 await body(send, "".join(texts).encode())
                 if n:
                     counter.inc(n)
@@ -252,6 +271,7 @@ class SseStream:
         self._cleaned = True
         self._ending = True
         self._ended.set()
+        self._room.set()
         if self._expiry is not None:
             self._expiry.cancel()
         for ch in list(self.syncs):
@@ -279,10 +299,11 @@ class EventStreamResponse(Response):
             writer = asyncio.ensure_future(stream.write(send))
             gone = asyncio.ensure_future(wait_disconnect(receive))
             stuck = asyncio.ensure_future(stream.stuck())
+            replays = asyncio.ensure_future(stream.send_pending())
             try:
                 await asyncio.wait({writer, gone, stuck}, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for task in (writer, gone, stuck):
+                for task in (writer, gone, stuck, replays):
                     task.cancel()
                     with contextlib.suppress(BaseException):
                         await task

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -24,7 +24,6 @@ from pulseboard.protocol import (
     SUBPROTOCOL,
     TOO_LARGE,
     ChannelSync,
-    Envelope,
     Grants,
     Ping,
     Publish,
@@ -40,23 +39,10 @@ from pulseboard.protocol import (
 )
 
 from ..auth import origin_allowed, token_from_request, unauthorized
-from ..fanout import FrameCache, Part, live_parts
+from ..fanout import FrameCache, Part, live_parts, replay_chunks
 from ..node import Node
 
 log = logging.getLogger("pulseboard.ws")
-REPLAY_CHUNK = 500  # envelopes per replayed frame
-
-
-def replay_chunks(msgs: Sequence[Envelope], max_bytes: int) -> Iterator[Sequence[Envelope]]:
-    """Split a replay into frames of at most REPLAY_CHUNK envelopes and about `max_bytes`."""
-    start, size = 0, 0
-    for i, env in enumerate(msgs):
-        if i > start and (i - start >= REPLAY_CHUNK or size + len(env.raw) > max_bytes):
-            yield msgs[start:i]
-            start, size = i, 0
-        size += len(env.raw) + 1
-    if start < len(msgs):
-        yield msgs[start:]
 
 
 def op_id(text: str | None) -> dict[str, Any]:
