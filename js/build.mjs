@@ -1,4 +1,4 @@
-// Bundle the widget (ESM, default export {render}) and the dashboard into the package's static folder.
+// Bundle the widget (ESM, default export {render}), the dashboard and the report page into the package's static folder.
 import { build } from "esbuild";
 import { fileURLToPath } from "node:url";
 
@@ -14,3 +14,5 @@ const common = {
 
 await build({ ...common, entryPoints: ["src/widget.ts"], format: "esm", outfile: out + "widget.js" });
 await build({ ...common, entryPoints: ["src/dashboard.ts"], format: "iife", outfile: out + "dashboard.js" });
+// The offline report page (`pulseboard report`): inlined into each report's HTML.
+await build({ ...common, entryPoints: ["src/report.ts"], format: "iife", outfile: out + "report.js" });

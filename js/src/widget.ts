@@ -1,5 +1,6 @@
 // The anywidget glue: read the model's traits, mount a live chart, write a throttled,
-// bounded snapshot back so saved widget state (and exported notebooks) hold the data.
+// bounded snapshot back so saved widget state (and exported notebooks) hold the data, and hide
+// the chart's static SVG output where the live chart runs.
 
 import { Chart } from "./chart";
 import type { Snapshot } from "./chart";
@@ -48,7 +49,8 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     const opts = options();
     const url = (model.get("url") as string) || "";
     const problem = (model.get("problem") as string) || "";
-    const saved = model.get("snapshot") as Snapshot | null;
+    const saved = model.get("_snapshot") as Snapshot | null;
+    hideStatic(el.ownerDocument, String(model.get("_static_id") ?? ""));
     if (problem || !url) {
       // No server to talk to: say so, and show what was saved, if anything.
       still = new Chart(el, opts);
@@ -91,8 +93,11 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
       if (!showingSnapshot && points !== lastPoints) {
         lastPoints = points;
         const series = Math.max(1, hook.series().length);
-        model.set("snapshot", live.chart.snapshot(Math.min(SNAPSHOT_ROWS, Math.floor(SNAPSHOT_CELLS / series))));
-        model.save_changes();
+        const mine = live.chart.snapshot(Math.min(SNAPSHOT_ROWS, Math.floor(SNAPSHOT_CELLS / series)));
+        if (supersedes(mine, model.get("_snapshot") as KernelSnapshot | null)) {
+          model.set("_snapshot", mine);
+          model.save_changes();
+        }
       }
     }, SNAPSHOT_EVERY_MS);
   };
@@ -111,6 +116,30 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     model.off("change:token", retoken);
     stop();
   };
+}
+
+// --- snapshots and the static rendering (reports) -----------------------------------------
+
+interface KernelSnapshot extends Snapshot {
+  source?: string;
+}
+
+/** The browser's snapshot replaces the kernel's (read from history, the whole range) only
+ * once it holds newer data; otherwise the kernel's stays, as it covers more. */
+export function supersedes(mine: Snapshot, saved: KernelSnapshot | null): boolean {
+  if (!saved || saved.source !== "kernel" || !saved.x?.length) return true;
+  if (!mine.x.length) return false;
+  return mine.x[mine.x.length - 1] > saved.x[saved.x.length - 1];
+}
+
+/** Where the live chart runs, hide its static SVG output (the one for notebook viewers). */
+export function hideStatic(doc: Document, id: string): void {
+  if (!/^pulseboard-[0-9a-f]{1,32}$/.test(id) || doc.getElementById(`${id}-hide`)) return;
+  const style = doc.createElement("style");
+  style.id = `${id}-hide`;
+  const sel = `[data-pulseboard-static="${id}"]`;
+  style.textContent = `${sel}{display:none!important}.jp-OutputArea-child:has(${sel}){display:none!important}`;
+  doc.head.appendChild(style);
 }
 
 export default { render };

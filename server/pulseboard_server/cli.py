@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, NoReturn
 
+from pulseboard.report_cli import add_report_parser, report_command
+
 from .config import Settings
 
 log = logging.getLogger("pulseboard")
@@ -131,6 +133,7 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--interval", type=positive_float, default=1.0, help="seconds between samples (1.0)")
     a.add_argument("--channel", default=None, help="channel (sys.<hostname>)")
     a.add_argument("--history", type=count, default=1000, help="messages kept per channel (1000)")
+    add_report_parser(sub)  # pulseboard report (widget/pulseboard/report_cli.py)
     return p
 
 
@@ -145,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             publish_command(args)
         elif args.command == "agent":
             agent_command(args)
+        elif args.command == "report":
+            report_command(args)
     except CliError as e:
         fail(str(e))
     except KeyboardInterrupt:

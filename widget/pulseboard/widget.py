@@ -7,16 +7,23 @@ what it shows back to the model every few seconds, so saved notebooks hold the d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.request
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
+from IPython.core.getipython import get_ipython
+from IPython.display import display, update_display
 
+from . import snapshot as snapshot_mod
 from .discovery import DiscoveryError, discover, discover_for_kernel
+from .snapshot import SnapshotError
+from .svg import static_bundle
 
 STATIC = Path(__file__).parent / "static"
 
@@ -70,8 +77,12 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     theme = traitlets.Enum(["auto", "light", "dark"], "auto").tag(sync=True)
     # What the widget shows instead of a chart when it cannot connect (set by Python).
     problem = traitlets.Unicode("").tag(sync=True)
+    # The chart's data for saved notebooks and reports: taken by the kernel from the server's
+    # history (on display, after each cell, on `snapshot()`) and by the browser while it shows
+    # the chart. `_static_id` names the chart's static SVG output (the browser hides it).
+    _snapshot = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    _static_id = traitlets.Unicode("").tag(sync=True)
     # Written by the browser.
-    snapshot = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
     status = traitlets.Unicode("connecting").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
 
@@ -119,12 +130,78 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
             problem=problem,
             **kwargs,
         )
+        self._reports_init(token or "")
 
     def refresh_token(self, token: str | None = None) -> None:
         """Hand the browser a new token (it is read at each reconnect and refresh)."""
         if token is None:
             _, token = discover(self.url or None, None, refresh=True)
         self.token = view_token(self.url, token, self.channels)
+
+    # --- snapshots and the static rendering (reports) ------------------------------------
+
+    def _reports_init(self, read_token: str) -> None:
+        self._read_token = read_token  # kernel-side only: never a trait, never saved
+        self._static_id = "pulseboard-" + uuid.uuid4().hex[:16]
+        self._shown = False
+        self.observe(self._refresh_static, names=["_snapshot"])
+
+    def snapshot(self) -> dict[str, Any]:
+        """Read the chart's range from the server's history into the widget state now.
+
+        Saved notebooks, exported HTML and `pulseboard report` show this data. Raises
+        `SnapshotError` (one line: why) when the server can't be read.
+        """
+        if not self.url:
+            raise SnapshotError(self.problem or "no server configured")
+        try:
+            url, token = discover_for_kernel(self.url, self._read_token or None)
+        except DiscoveryError as e:
+            raise SnapshotError(e.detail) from None
+        snap = snapshot_mod.take(url, token, self.channels, self.fields, self.x, self.window)
+        self._snapshot = snap
+        return snap
+
+    def _try_snapshot(self) -> None:
+        try:
+            self.snapshot()
+        except SnapshotError:
+            pass  # the chart (and its static rendering) keep the last snapshot
+
+    def _static_bundle(self) -> dict[str, Any]:
+        return static_bundle(self._static_id, self._snapshot, self._report_options())
+
+    def _report_options(self) -> dict[str, Any]:
+        title = self.title or ", ".join(self.channels)
+        return {"channels": list(self.channels), "fields": self.fields, "title": title, "x": self.x,
+                "units": self.units, "height": self.height, "window": self.window}
+
+    def _refresh_static(self, _change: Any = None) -> None:
+        if self._shown:
+            update_display(self._static_bundle(), raw=True, display_id=self._static_id)  # type: ignore[no-untyped-call]
+
+    def _after_cell(self, _result: Any = None) -> None:
+        if self._shown and self.comm is not None:
+            self._try_snapshot()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The live chart's output, preceded by its static SVG output (see docs/reports.md)."""
+        self._try_snapshot()
+        if not self._shown:
+            self._shown = True
+            ip = get_ipython()  # type: ignore[no-untyped-call]
+            if ip is not None:
+                ip.events.register("post_run_cell", self._after_cell)
+        display(self._static_bundle(), raw=True, display_id=self._static_id)  # type: ignore[no-untyped-call]
+        return super()._repr_mimebundle_(**kwargs)
+
+    def close(self) -> None:
+        ip = get_ipython()  # type: ignore[no-untyped-call]
+        if self._shown and ip is not None:
+            with contextlib.suppress(ValueError):
+                ip.events.unregister("post_run_cell", self._after_cell)
+        self._shown = False
+        super().close()
 
 
 __all__ = ["LiveChart"]

@@ -1,0 +1,155 @@
+"""Reports: a notebook as one self-contained HTML file whose charts stay interactive offline.
+
+`pulseboard report NOTEBOOK [-o OUT.html] [--execute]` and `jupyter nbconvert --to pulseboard`
+both run `ReportExporter`: nbconvert's HTML export, where every chart's output becomes a
+placeholder (holding its static SVG until the script runs), the charts' data is inlined
+as JSON, our report bundle is inlined as a script, and the notebook's widget state (which
+may hold a token) and every script loaded from the network are left out.
+
+Where a chart's data comes from: its static output (`application/vnd.pulseboard.chart+json`,
+written by `LiveChart` on display and refreshed with every snapshot), else the `_snapshot`
+of its saved widget state.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from nbconvert.exporters import HTMLExporter
+from nbformat import NotebookNode
+
+from .svg import CHART_MIME, render
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+BUNDLE = Path(__file__).parent / "static" / "report.js"
+EXECUTE_TIMEOUT = 1800  # seconds per cell with --execute
+PAGE_CSS = """
+.pulseboard-report-chart{margin:4px 0 12px}
+.pulseboard-report-chart .pulseboard-status{display:none}
+.pulseboard-report-bar{display:flex;gap:12px;align-items:center;font:12px sans-serif;color:#555;margin-top:4px}
+.pulseboard-report-bar button{font:12px sans-serif;padding:2px 8px;cursor:pointer}
+"""
+
+
+class ReportError(Exception):
+    """The report can't be made; `str(e)` says why in one line."""
+
+
+def _chart_models(nb: NotebookNode) -> dict[str, dict[str, Any]]:
+    """Saved widget state of every LiveChart, by model id."""
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    out = {}
+    for model_id, entry in state.items():
+        s = entry.get("state", {}) if isinstance(entry, dict) else {}
+        if isinstance(s, dict) and "_static_id" in s and "channels" in s:
+            out[model_id] = s
+    return out
+
+
+def _spec_from_state(s: dict[str, Any]) -> dict[str, Any]:
+    title = s.get("title") or ", ".join(s.get("channels") or [])
+    keys = ("channels", "fields", "x", "units", "height", "window")
+    return {"options": {"title": title, **{k: s.get(k) for k in keys}}, "snapshot": s.get("_snapshot")}
+
+
+def _placeholder(n: int, spec: dict[str, Any]) -> NotebookNode:
+    o = spec["options"]
+    svg = render(spec.get("snapshot"), str(o.get("title") or ""), o.get("x"), o.get("units"),
+                 int(o.get("height") or 300))
+    html = f'<div class="pulseboard-report-chart" data-pulseboard-chart="{n}">{svg}</div>'
+    return NotebookNode({"output_type": "display_data", "metadata": {}, "data": {"text/html": html}})  # type: ignore[no-untyped-call]
+
+
+def prepare(nb: NotebookNode) -> tuple[NotebookNode, list[dict[str, Any]]]:
+    """A copy of `nb` with every chart output replaced by a placeholder, and the charts' data."""
+    nb = copy.deepcopy(nb)
+    models = _chart_models(nb)
+    by_static = {s["_static_id"]: s for s in models.values()}
+    has_static = {
+        out["data"][CHART_MIME].get("id")
+        for cell in nb.cells for out in cell.get("outputs", [])
+        if CHART_MIME in out.get("data", {})
+    }
+    charts: list[dict[str, Any]] = []
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        outputs = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if CHART_MIME in data:
+                spec = {"options": data[CHART_MIME].get("options", {}), "snapshot": data[CHART_MIME].get("snapshot")}
+                saved = by_static.get(data[CHART_MIME].get("id"), {})
+                if not spec["snapshot"] and saved.get("_snapshot"):
+                    spec["snapshot"] = saved["_snapshot"]
+            elif WIDGET_VIEW in data and data[WIDGET_VIEW].get("model_id") in models:
+                s = models[data[WIDGET_VIEW]["model_id"]]
+                if s["_static_id"] in has_static:
+                    continue  # the chart's static output stands for it
+                spec = _spec_from_state(s)
+            else:
+                outputs.append(out)
+                continue
+            outputs.append(_placeholder(len(charts), spec))
+            charts.append(spec)
+        cell["outputs"] = outputs
+    nb.metadata.pop("widgets", None)  # widget state may hold a token; charts are inlined instead
+    return nb, charts
+
+
+def _script_safe(text: str) -> str:
+    return text.replace("</", "<\\/")
+
+
+class ReportExporter(HTMLExporter):  # type: ignore[misc]
+    """`jupyter nbconvert --to pulseboard`: the notebook as an offline report."""
+
+    export_from_notebook = "Pulseboard report"
+
+    def from_notebook_node(  # type: ignore[override]
+        self, nb: NotebookNode, resources: dict[str, Any] | None = None, **kw: Any
+    ) -> tuple[str, dict[str, Any]]:
+        nb, charts = prepare(nb)
+        html, resources = super().from_notebook_node(nb, resources, **kw)
+        if not BUNDLE.exists():
+            raise ReportError(f"the report bundle is missing ({BUNDLE}); build it with `cd js && npm run build`")
+        # Scripts from the network (require.js, MathJax) would not load offline: leave them out.
+        html = re.sub(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', "", html)
+        tail = (
+            f"<style>{PAGE_CSS}</style>\n"
+            f'<script type="application/json" id="pulseboard-report-data">{_script_safe(json.dumps(charts))}</script>\n'
+            f"<script>{_script_safe(BUNDLE.read_text())}</script>\n"
+        )
+        at = html.rfind("</body>")
+        html = html[:at] + tail + html[at:] if at >= 0 else html + tail
+        return html, resources
+
+
+def make_report(notebook: Path, out: Path | None = None, execute: bool = False) -> Path:
+    """Write `notebook`'s report (default: next to it, `.html`); return its path."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
+    except (OSError, ValueError) as e:
+        raise ReportError(f"cannot read {notebook}: {e}") from None
+    if execute:
+        from nbclient import NotebookClient
+        from nbclient.exceptions import CellExecutionError
+
+        try:
+            where = {"metadata": {"path": str(notebook.parent)}}
+            NotebookClient(nb, timeout=EXECUTE_TIMEOUT, resources=where).execute()
+        except CellExecutionError as e:
+            first = str(e).strip().splitlines()[-1] if str(e).strip() else "a cell failed"
+            raise ReportError(f"executing {notebook} failed: {first}") from None
+    exporter = ReportExporter()  # type: ignore[no-untyped-call]
+    html, _ = exporter.from_notebook_node(nb, {"metadata": {"name": notebook.stem}})
+    target = out or notebook.with_suffix(".html")
+    target.write_text(html, encoding="utf-8")
+    return target
