@@ -157,7 +157,7 @@ def widget_state(**over: Any) -> dict[str, Any]:
     state: dict[str, Any] = {
         "channels": [], "fields": None, "window": 300.0, "url": "", "token": "", "title": None,
         "height": 300, "x": None, "units": None, "max_points": 20000, "theme": "auto", "problem": "",
-        "snapshot": None, "status": "connecting", "error": "",
+        "_snapshot": None, "_static_id": "", "status": "connecting", "error": "",
     }
     state.update(over)
     return state

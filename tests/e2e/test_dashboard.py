@@ -172,7 +172,7 @@ def test_widget_goes_live_saves_a_snapshot_and_cleans_up(
     wait_live(page, CH, 10)
     assert sorted(chart_state(page, CH)["segments"][0]["seqs"]) == chart_state(page, CH)["seqs"]
     wait_until(lambda: page.evaluate("model.get('status')") == "live", what="status written back")
-    snap = wait_until(lambda: page.evaluate("model.get('snapshot')"), what="a snapshot in the model")
+    snap = wait_until(lambda: page.evaluate("model.get('_snapshot')"), what="a snapshot in the model")
     assert [s["ch"] for s in snap["series"]] == [CH, "app.b"]
     assert len(snap["x"]) > 5 and len(snap["y"]) == 2
     assert connections(server) == 1
@@ -187,7 +187,7 @@ def test_widget_without_a_server_shows_why_and_the_saved_snapshot(
     snap = {"v": 1, "series": [{"ch": CH, "field": "v"}], "x": [1_700_000_000 + i for i in range(50)],
             "y": [[float(i % 7) for i in range(50)]]}
     problem = "no pulseboard server configured: pass url= and token=, set PULSEBOARD_URL and PULSEBOARD_TOKEN"
-    open_widget(page, page_server.url, widget_state(channels=[CH], problem=problem, snapshot=snap))
+    open_widget(page, page_server.url, widget_state(channels=[CH], problem=problem, _snapshot=snap))
     message = page.locator(".pulseboard-message")
     message.wait_for()
     assert "PULSEBOARD_URL" in message.inner_text()

@@ -24,7 +24,7 @@ def test_arguments_become_synced_state() -> None:
     assert (state["window"], state["height"], state["x"], state["max_points"]) == (60.0, 200, "step", 500)
     assert state["units"] == {"loss": "nats"} and state["theme"] == "dark"
     assert (state["url"], state["token"], state["problem"]) == ("http://h:1", "t", "")
-    assert state["snapshot"] is None
+    assert state["_snapshot"] is None
 
 
 def test_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

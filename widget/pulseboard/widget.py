@@ -197,7 +197,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
 
     def close(self) -> None:
         ip = get_ipython()  # type: ignore[no-untyped-call]
-        if self._shown and ip is not None:
+        if getattr(self, "_shown", False) and ip is not None:  # (also run by __del__ of a half-made chart)
             with contextlib.suppress(ValueError):
                 ip.events.unregister("post_run_cell", self._after_cell)
         self._shown = False

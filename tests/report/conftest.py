@@ -1,0 +1,36 @@
+"""Fixtures for the report tests: a chromium page with every network request blocked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import playwright.sync_api as playwright_sync
+import pytest
+from report_support import CHROMIUM, CHROMIUM_ARGS
+
+
+@pytest.fixture
+def offline_page() -> Iterator[Any]:
+    """A page that may load file:// URLs only; `page.blocked` lists every other request it made."""
+    with playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1100, "height": 900}, accept_downloads=True)
+        blocked: list[str] = []
+
+        def guard(route: Any) -> None:
+            if route.request.url.startswith("file:"):
+                route.continue_()
+            else:
+                blocked.append(route.request.url)
+                route.abort()
+
+        context.route("**/*", guard)
+        page = context.new_page()
+        page.errors = []
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
+        page.blocked = blocked
+        try:
+            yield page
+        finally:
+            browser.close()
