@@ -1,0 +1,84 @@
+"""The snapshot core (pure) and its edge against a real server, and the SVG drawn from it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from report_support import publish
+
+from pulseboard.snapshot import MAX_CELLS, Env, Fetched, SnapshotError, build, fetch, thin
+from pulseboard.svg import render
+from pulseboard.widget import LiveChart
+from support import ServerProcess, token
+
+
+def envs(values: list[float], ch: str = "a", start_seq: int = 1) -> list[Env]:
+    return [Env(ch, start_seq + i, 1000.0 + i, {"step": i, "v": v}) for i, v in enumerate(values)]
+
+
+def test_thinning_keeps_the_ends_and_the_extremes() -> None:
+    values = [float(i % 10) for i in range(10_000)]
+    values[5003] = 1e6  # a spike
+    values[7001] = -1e6
+    kept = thin(envs(values), 400, "step")
+    assert len(kept) <= 400
+    seqs = {e.seq for e in kept}
+    assert {1, 10_000, 5004, 7002} <= seqs
+
+
+def test_a_hole_in_the_numbering_is_a_gap_and_the_svg_breaks_there() -> None:
+    a = [Env("a", i + 1, 1000.0 + i, {"v": float(i)}) for i in range(3)]
+    b = [Env("a", 10 + i, 1010.0 + i, {"v": float(i)}) for i in range(3)]
+    snap = build({"a": Fetched(a + b)}, None, None)
+    assert snap["gaps"] == {"a": [1002.0]}
+    d = re.search(r'class="pulseboard-line"[^>]* d="([^"]*)"', render(snap, "t"))
+    assert d and d.group(1).count("M") == 2
+    whole = build({"a": Fetched(a)}, None, None)
+    d = re.search(r'class="pulseboard-line"[^>]* d="([^"]*)"', render(whole, "t"))
+    assert whole["gaps"] == {} and d and d.group(1).count("M") == 1
+
+
+def test_a_new_run_of_the_x_field_replaces_the_old_one() -> None:
+    old = [Env("a", i + 1, 1.0, {"step": i, "v": 9.0}) for i in range(5)]
+    new = [Env("a", 6 + i, 2.0, {"step": i, "v": 1.0}) for i in range(3)]
+    snap = build({"a": Fetched(old + new)}, None, "step")
+    assert snap["x"] == [0.0, 1.0, 2.0] and snap["y"] == [[1.0, 1.0, 1.0]]
+
+
+def test_many_series_are_thinned_to_the_cell_bound_keeping_the_whole_range() -> None:
+    rows = [Env("a", i + 1, float(i), {f"f{k}": float(i + k) for k in range(40)}) for i in range(5000)]
+    snap = build({"a": Fetched(rows)}, None, None)
+    assert len(snap["x"]) * len(snap["series"]) <= MAX_CELLS
+    assert snap["x"][0] == 0.0 and snap["x"][-1] == 4999.0 and snap["downsampled"]
+
+
+def test_fetch_reads_exact_pages_from_a_real_server(server_factory: Any) -> None:
+    server: ServerProcess = server_factory("--history", "3000")
+    publish(server.url, [{"ch": "p.a", "data": {"v": float(i)}, "ts": 1_700_000_000 + i} for i in range(2500)])
+    got = fetch(server.url, token("reader", publish=[]), "p.a", None, None)
+    assert [e.seq for e in got.envs] == list(range(1, 2501)) and not got.downsampled
+    later = fetch(server.url, token("reader", publish=[]), "p.a", 1_700_000_000 + 2000, None)
+    assert [e.data["v"] for e in later.envs] == [float(i) for i in range(2000, 2500)]
+    assert fetch(server.url, token("reader", publish=[]), "p.none", None, None).envs == []
+
+
+def test_snapshot_needs_a_readable_server(server: ServerProcess) -> None:
+    chart = LiveChart("p.a", url=server.url, token=token("nobody", read=["other.*"], publish=[]))
+    with pytest.raises(SnapshotError, match="refused"):
+        chart.snapshot()
+    down = LiveChart("p.a", url="http://127.0.0.1:9", token="x")
+    with pytest.raises(SnapshotError, match="cannot read history"):
+        down.snapshot()
+
+
+def test_chart_snapshot_stores_the_server_history_and_no_token(server: ServerProcess) -> None:
+    publish(server.url, [{"ch": "p.b", "data": {"step": i, "loss": 1 / (i + 1)}} for i in range(50)])
+    secret = token("notebook", publish=["*"])
+    chart = LiveChart("p.b", x="step", url=server.url, token=secret)
+    chart.snapshot()
+    state = chart.get_state()
+    assert state["_snapshot"]["x"] == [float(i) for i in range(50)]
+    assert state["_snapshot"]["y"][0][0] == 1.0
+    assert secret not in str(state["_snapshot"])
