@@ -102,6 +102,14 @@ def prepare(nb: NotebookNode) -> tuple[NotebookNode, list[dict[str, Any]]]:
     return nb, charts
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _first_line(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
+
+
 def _script_safe(text: str) -> str:
     return text.replace("</", "<\\/")
 
@@ -136,8 +144,11 @@ def make_report(notebook: Path, out: Path | None = None, execute: bool = False) 
 
     try:
         nb = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
-    except (OSError, ValueError) as e:
-        raise ReportError(f"cannot read {notebook}: {e}") from None
+        nbformat.validate(nb)  # type: ignore[no-untyped-call]
+    except OSError as e:
+        raise ReportError(f"cannot read {notebook}: {e.strerror or e}") from None
+    except Exception as e:  # nbformat raises many kinds for a file that isn't a notebook
+        raise ReportError(f"{notebook} is not a valid notebook: {_first_line(e)}") from None
     if execute:
         from nbclient import NotebookClient
         from nbclient.exceptions import CellExecutionError
@@ -146,8 +157,8 @@ def make_report(notebook: Path, out: Path | None = None, execute: bool = False) 
             where = {"metadata": {"path": str(notebook.parent)}}
             NotebookClient(nb, timeout=EXECUTE_TIMEOUT, resources=where).execute()
         except CellExecutionError as e:
-            first = str(e).strip().splitlines()[-1] if str(e).strip() else "a cell failed"
-            raise ReportError(f"executing {notebook} failed: {first}") from None
+            lines = ANSI.sub("", str(e)).strip().splitlines()
+            raise ReportError(f"executing {notebook} failed: {lines[-1] if lines else 'a cell failed'}") from None
     exporter = ReportExporter()  # type: ignore[no-untyped-call]
     html, _ = exporter.from_notebook_node(nb, {"metadata": {"name": notebook.stem}})
     target = out or notebook.with_suffix(".html")

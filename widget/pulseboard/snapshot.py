@@ -234,10 +234,10 @@ def fetch(
 
 def take(
     url: str, token: str, channels: Iterable[str], fields: Sequence[str] | None,
-    x_field: str | None, window: float | None, points: int = POINTS,
+    x_field: str | None, window: float | None, points: int = POINTS, timeout: float = 5.0,
 ) -> dict[str, Any]:
     """Read every channel's range (the last `window` seconds for a time axis, all kept for a
     data-field axis) and build the snapshot. Raises SnapshotError."""
     t0 = None if (x_field is not None or window is None) else time.time() - window
-    got = {ch: fetch(url, token, ch, t0, None, points) for ch in channels}
+    got = {ch: fetch(url, token, ch, t0, None, points, timeout) for ch in channels}
     return build(got, fields, x_field, points)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from .snapshot import SnapshotError
 from .svg import static_bundle
 
 STATIC = Path(__file__).parent / "static"
+SNAPSHOT_RETRY = 30.0  # seconds without automatic snapshots after one failed
 
 
 def view_token(url: str, token: str, channels: list[str]) -> str:
@@ -144,6 +146,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         self._read_token = read_token  # kernel-side only: never a trait, never saved
         self._static_id = "pulseboard-" + uuid.uuid4().hex[:16]
         self._shown = False
+        self._retry_at = 0.0  # after a failed automatic snapshot, the next is skipped until then
         self.observe(self._refresh_static, names=["_snapshot"])
 
     def snapshot(self) -> dict[str, Any]:
@@ -163,10 +166,14 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         return snap
 
     def _try_snapshot(self) -> None:
+        """The automatic snapshot (display, after a cell): a server that can't be read costs at
+        most one request timeout (5 s) per `SNAPSHOT_RETRY` seconds, never an error in the cell."""
+        if time.monotonic() < self._retry_at:
+            return
         try:
             self.snapshot()
         except SnapshotError:
-            pass  # the chart (and its static rendering) keep the last snapshot
+            self._retry_at = time.monotonic() + SNAPSHOT_RETRY  # keep the last snapshot meanwhile
 
     def _static_bundle(self) -> dict[str, Any]:
         return static_bundle(self._static_id, self._snapshot, self._report_options())
