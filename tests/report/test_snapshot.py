@@ -82,3 +82,14 @@ def test_chart_snapshot_stores_the_server_history_and_no_token(server: ServerPro
     assert state["_snapshot"]["x"] == [float(i) for i in range(50)]
     assert state["_snapshot"]["y"][0][0] == 1.0
     assert secret not in str(state["_snapshot"])
+
+
+def test_after_a_cell_the_snapshot_is_read_again_only_when_something_was_published(server: ServerProcess) -> None:
+    publish(server.url, [{"ch": "p.c", "data": {"step": i, "v": float(i)}} for i in range(10)])
+    chart = LiveChart("p.c", x="step", url=server.url, token=token("notebook", publish=[]))
+    first = chart.snapshot()
+    chart._try_snapshot(if_changed=True)  # what IPython's post_run_cell runs
+    assert chart._snapshot is first
+    publish(server.url, [{"ch": "p.c", "data": {"step": 10, "v": 10.0}}])
+    chart._try_snapshot(if_changed=True)
+    assert chart._snapshot is not first and chart._snapshot["x"][-1] == 10.0

@@ -44,6 +44,8 @@ class Env:
 class Fetched:
     envs: list[Env] = field(default_factory=list)
     downsampled: bool = False
+    epoch: str = ""
+    top: int = 0  # the channel's newest seq when it was read
 
 
 # --- the pure core -------------------------------------------------------------------
@@ -173,6 +175,8 @@ def build(
         "y": y,
         "gaps": gaps,
         "downsampled": downsampled,
+        # What each channel held when read: `tops` tells whether a new snapshot would differ.
+        "tops": {ch: [got.epoch, got.top] for ch, got in per_channel.items()},
     }
 
 
@@ -217,9 +221,9 @@ def fetch(
     `MAX_FETCH` at most, and keep those in the range.
     """
     body = _get(url, token, {"ch": ch, "from": t0, "to": t1, "points": points}, timeout)
+    epoch, top, first = str(body.get("epoch") or ""), int(body.get("seq") or 0), int(body.get("first") or 1)
     if "downsampled" in body:
-        return Fetched(_envs(body), bool(body["downsampled"]))
-    top, first = int(body.get("seq") or 0), int(body.get("first") or 1)
+        return Fetched(_envs(body), bool(body["downsampled"]), epoch, top)
     since = max(first - 1, top - MAX_FETCH, 0)
     truncated = since > first - 1
     envs: list[Env] = []
@@ -229,7 +233,17 @@ def fetch(
             break
         envs.extend(e for e in page if (t0 is None or e.ts >= t0) and (t1 is None or e.ts <= t1))
         since = page[-1].seq
-    return Fetched(envs, truncated)
+    return Fetched(envs, truncated, epoch, top)
+
+
+def tops(url: str, token: str, channels: Iterable[str], timeout: float = 5.0) -> dict[str, list[Any]]:
+    """Each channel's `[epoch, newest seq]` now (one small request each), to compare with a
+    snapshot's `tops`: equal means a new snapshot would hold the same data."""
+    out: dict[str, list[Any]] = {}
+    for ch in channels:
+        body = _get(url, token, {"ch": ch, "limit": 1}, timeout)
+        out[ch] = [str(body.get("epoch") or ""), int(body.get("seq") or 0)]
+    return out
 
 
 def take(

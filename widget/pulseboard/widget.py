@@ -155,22 +155,32 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         Saved notebooks, exported HTML and `pulseboard report` show this data. Raises
         `SnapshotError` (one line: why) when the server can't be read.
         """
-        if not self.url:
-            raise SnapshotError(self.problem or "no server configured")
-        try:
-            url, token = discover_for_kernel(self.url, self._read_token or None)
-        except DiscoveryError as e:
-            raise SnapshotError(e.detail) from None
+        url, token = self._reader()
         snap = snapshot_mod.take(url, token, self.channels, self.fields, self.x, self.window)
         self._snapshot = snap
         return snap
 
-    def _try_snapshot(self) -> None:
+    def _reader(self) -> tuple[str, str]:
+        """The URL the kernel reaches the server at, and the token it reads history with."""
+        if not self.url:
+            raise SnapshotError(self.problem or "no server configured")
+        try:
+            return discover_for_kernel(self.url, self._read_token or None)
+        except DiscoveryError as e:
+            raise SnapshotError(e.detail) from None
+
+    def _try_snapshot(self, if_changed: bool = False) -> None:
         """The automatic snapshot (display, after a cell): a server that can't be read costs at
-        most one request timeout (5 s) per `SNAPSHOT_RETRY` seconds, never an error in the cell."""
+        most one request timeout (5 s) per `SNAPSHOT_RETRY` seconds, never an error in the cell.
+        `if_changed`: first ask each channel's newest seq (one small request each) and keep the
+        snapshot if nothing was published since it was taken."""
         if time.monotonic() < self._retry_at:
             return
         try:
+            if if_changed and self._snapshot and self._snapshot.get("tops"):
+                url, token = self._reader()
+                if snapshot_mod.tops(url, token, self.channels) == self._snapshot["tops"]:
+                    return
             self.snapshot()
         except SnapshotError:
             self._retry_at = time.monotonic() + SNAPSHOT_RETRY  # keep the last snapshot meanwhile
@@ -189,7 +199,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
 
     def _after_cell(self, _result: Any = None) -> None:
         if self._shown and self.comm is not None:
-            self._try_snapshot()
+            self._try_snapshot(if_changed=True)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The live chart's output, preceded by its static SVG output (see docs/reports.md)."""
