@@ -1,8 +1,11 @@
 """`LiveChart`: a live chart in the notebook, fed straight from a pulseboard server.
 
 The browser connects to the server itself (WebSocket, else SSE, else long-poll), so the
-chart keeps moving while the kernel is busy. The browser writes a bounded `snapshot` of
-what it shows back to the model every few seconds, so saved notebooks hold the data.
+chart keeps moving while the kernel is busy. The chart's data goes into the widget state
+(`_snapshot`): the kernel reads it from the server's history on display, after every cell
+and on `snapshot()`, and the browser writes what it shows every few seconds. Displaying a
+chart also writes a static SVG output of it for viewers that can't run widgets
+(docs/reports.md).
 """
 
 from __future__ import annotations
@@ -145,9 +148,20 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     def _reports_init(self, read_token: str) -> None:
         self._read_token = read_token  # kernel-side only: never a trait, never saved
         self._static_id = "pulseboard-" + uuid.uuid4().hex[:16]
-        self._shown = False
+        self._shown = False  # snapshots follow the cells (displayed, or rendered inside a container)
+        self._static_shown = False  # this chart has a static output to refresh
         self._retry_at = 0.0  # after a failed automatic snapshot, the next is skipped until then
         self.observe(self._refresh_static, names=["_snapshot"])
+        # A chart rendered inside a container (HBox...) is never displayed itself: its first
+        # status from a browser says it is shown.
+        self.observe(lambda _c: self._hook(), names=["status"])
+
+    def _hook(self) -> None:
+        if not self._shown:
+            self._shown = True
+            ip = get_ipython()  # type: ignore[no-untyped-call]
+            if ip is not None:
+                ip.events.register("post_run_cell", self._after_cell)
 
     def snapshot(self) -> dict[str, Any]:
         """Read the chart's range from the server's history into the widget state now.
@@ -194,7 +208,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
                 "units": self.units, "height": self.height, "window": self.window}
 
     def _refresh_static(self, _change: Any = None) -> None:
-        if self._shown:
+        if self._static_shown:
             update_display(self._static_bundle(), raw=True, display_id=self._static_id)  # type: ignore[no-untyped-call]
 
     def _after_cell(self, _result: Any = None) -> None:
@@ -204,11 +218,8 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The live chart's output, preceded by its static SVG output (see docs/reports.md)."""
         self._try_snapshot()
-        if not self._shown:
-            self._shown = True
-            ip = get_ipython()  # type: ignore[no-untyped-call]
-            if ip is not None:
-                ip.events.register("post_run_cell", self._after_cell)
+        self._hook()
+        self._static_shown = True
         display(self._static_bundle(), raw=True, display_id=self._static_id)  # type: ignore[no-untyped-call]
         return super()._repr_mimebundle_(**kwargs)
 
@@ -217,7 +228,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         if getattr(self, "_shown", False) and ip is not None:  # (also run by __del__ of a half-made chart)
             with contextlib.suppress(ValueError):
                 ip.events.unregister("post_run_cell", self._after_cell)
-        self._shown = False
+        self._shown = self._static_shown = False
         super().close()
 
 
