@@ -76,6 +76,10 @@ def test_plain_nbconvert_html_shows_the_svg_offline(executed: Any, offline_page:
     # nbconvert kept the live widget's output too (it loads its renderer from a CDN: blocked here).
     assert any("html-manager" in u for u in page.blocked)
     assert "pulseboard-svg" in html
+    # What webpdf does with this HTML: print media, then a PDF. The SVG stays on the page.
+    page.emulate_media(media="print")
+    assert page.locator("svg.pulseboard-svg").first.is_visible()
+    assert page.pdf()[:5] == b"%PDF-"
 
 
 def test_report_is_interactive_offline(executed: Any, offline_page: Any, tmp_path: Path) -> None:

@@ -3,12 +3,13 @@
 A real `pulseboard serve` with known data, a real `jupyter lab` (widget state saved with the
 notebook, as users turn on), chromium runs the notebook and saves it. The saved file holds
 the chart's snapshot in the widget state and the static SVG output (hidden in Lab while the
-live chart shows), and no token the server accepts for reading or publishing.
+live chart shows), no token that can publish, and makes a report with no token at all.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -21,7 +22,7 @@ from typing import Any
 import jupyterlab  # noqa: F401  (the test extra installs it: scripts/setup)
 import playwright.sync_api as playwright_sync
 import pytest
-from report_support import known_values, notebook, publish
+from report_support import known_values, notebook, publish, pulseboard, report_data
 
 from e2e.jupyter_support import CHROMIUM, CHROMIUM_ARGS, JupyterLabProcess
 from support import ServerProcess, token, wait_until
@@ -62,7 +63,8 @@ def accepted(server: ServerProcess, jwt: str) -> bool:
         return False
 
 
-def test_saved_notebook_holds_the_snapshot_and_no_token(lab: Any, server: ServerProcess) -> None:
+def test_saved_notebook_holds_the_snapshot_and_no_token(lab: Any, server: ServerProcess, tmp_path: Path) -> None:
+    shot_dir = tmp_path
     jlab, root, kernel_token = lab
     known = known_values(40)
     publish(server.url, [{"ch": CH, "data": {"step": s, "v": v}} for s, v in known])
@@ -82,6 +84,8 @@ def test_saved_notebook_holds_the_snapshot_and_no_token(lab: Any, server: Server
             static = page.locator("[data-pulseboard-static]")
             wait_until(lambda: static.count() == 1, timeout=30, what="the static output")
             assert not static.is_visible()
+            page.locator(".pulseboard-chart").scroll_into_view_if_needed()
+            page.screenshot(path=str(shot_dir / "lab.png"))
             page.locator(".jp-Notebook").click()
             page.keyboard.press("Control+s")
             wait_until(lambda: (root / "saved.ipynb").read_text() != before and
@@ -105,3 +109,10 @@ def test_saved_notebook_holds_the_snapshot_and_no_token(lab: Any, server: Server
     # `token` trait, which issue 14 moves out of the widget state (then: `usable == []`).
     usable = [t for t in JWT.findall(text) if accepted(server, t)]
     assert usable in ([], [charts[0].get("token")]), "the saved notebook holds a token the server accepts"
+
+    # The saved notebook makes a report (no kernel: from what was saved), and it holds no token.
+    pulseboard("report", "saved.ipynb", "-o", "saved.html", env=dict(os.environ), cwd=root)
+    page_html = (root / "saved.html").read_text()
+    [spec] = report_data(page_html)
+    assert spec["snapshot"]["x"] == [float(s) for s, _ in known]
+    assert not JWT.search(page_html)
