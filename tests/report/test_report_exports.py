@@ -89,6 +89,9 @@ def test_report_is_interactive_offline(executed: Any, offline_page: Any, tmp_pat
     assert_no_token(html, env)
     [chart] = report_data(html)
     assert chart["snapshot"]["x"] == [float(s) for s, _ in known]
+    # `jupyter nbconvert --to pulseboard` is the same exporter.
+    nbconvert("--to", "pulseboard", nb.name, "--output", "via-nbconvert", env=env, cwd=tmp_path)
+    assert report_data((tmp_path / "via-nbconvert.html").read_text()) == [chart]
 
     page = offline_page
     page.goto((tmp_path / "report.html").as_uri())
