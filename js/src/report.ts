@@ -81,9 +81,10 @@ function csvCell(v: string): string {
   return /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
 }
 
-/** Every point of the snapshot: header `x,<series>...`, one row per x. */
-export function toCsv(s: Snapshot, xName: string): string {
-  const lines = [[xName, ...s.series.map((_k, i) => label(s, i))].map(csvCell).join(",")];
+/** Every point of the snapshot: header `x,<series>...` (as the chart toolbar's CSV), one row per x
+ * (unix seconds on a time axis, else the x field's value). */
+export function toCsv(s: Snapshot): string {
+  const lines = [["x", ...s.series.map((_k, i) => label(s, i))].map(csvCell).join(",")];
   for (let r = 0; r < s.x.length; r++) {
     const vals = s.series.map((_k, i) => {
       const v = s.y[i]?.[r];
@@ -118,7 +119,7 @@ function mount(host: HTMLElement, spec: ReportChart): Chart {
   csv.dataset.action = "report-csv";
   csv.textContent = "Download CSV";
   const name = (o.title || o.channels.join("_")).replace(/[^A-Za-z0-9_.-]+/g, "_");
-  csv.onclick = () => snap && download(host.ownerDocument, `${name}.csv`, toCsv(snap, o.x ?? "time"));
+  csv.onclick = () => snap && download(host.ownerDocument, `${name}.csv`, toCsv(snap));
   const note = host.ownerDocument.createElement("span");
   note.className = "pulseboard-report-note";
   const when = snap?.taken ? new Date(snap.taken * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "";

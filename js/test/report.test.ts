@@ -34,7 +34,7 @@ describe("replay", () => {
 
 describe("csv", () => {
   it("holds every point, one column per series", () => {
-    expect(toCsv(snap, "step")).toBe("step,a · loss,b · loss\n0,1,\n1,,2\n2,0.5,\n3,,3\n4,0.25,\n");
+    expect(toCsv(snap)).toBe("x,a · loss,b · loss\n0,1,\n1,,2\n2,0.5,\n3,,3\n4,0.25,\n");
   });
 });
 

@@ -123,7 +123,7 @@ def test_report_is_interactive_offline(executed: Any, offline_page: Any, tmp_pat
     with page.expect_download() as dl:
         page.click("[data-action=report-csv]")
     rows = list(csv.reader(io.StringIO(Path(dl.value.path()).read_text())))
-    assert rows[0] == ["step", "v"]
+    assert rows[0] == ["x", "v"]
     assert [(int(float(r[0])), float(r[1])) for r in rows[1:]] == known
     assert page.errors == []
 
