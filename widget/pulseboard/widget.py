@@ -217,7 +217,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The live chart's output, preceded by its static SVG output (see docs/reports.md)."""
-        self._try_snapshot()
+        self._try_snapshot(if_changed=True)
         self._hook()
         self._static_shown = True
         display(self._static_bundle(), raw=True, display_id=self._static_id)  # type: ignore[no-untyped-call]
