@@ -93,3 +93,10 @@ def test_after_a_cell_the_snapshot_is_read_again_only_when_something_was_publish
     publish(server.url, [{"ch": "p.c", "data": {"step": 10, "v": 10.0}}])
     chart._try_snapshot(if_changed=True)
     assert chart._snapshot is not first and chart._snapshot["x"][-1] == 10.0
+
+
+def test_fetch_reads_what_a_small_history_keeps(server_factory: Any) -> None:
+    server: ServerProcess = server_factory("--history", "50")
+    publish(server.url, [{"ch": "p.s", "data": {"v": float(i)}} for i in range(80)])
+    got = fetch(server.url, token("reader", publish=[]), "p.s", None, None)
+    assert [e.seq for e in got.envs] == list(range(31, 81))

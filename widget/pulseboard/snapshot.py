@@ -29,7 +29,11 @@ PAGE = 1000
 
 
 class SnapshotError(Exception):
-    """The server could not be read; `str(e)` says why in one line."""
+    """The server could not be read; `str(e)` says why in one line (`status`: the HTTP status, if any)."""
+
+    def __init__(self, detail: str, status: int = 0) -> None:
+        super().__init__(detail)
+        self.status = status
 
 
 @dataclass
@@ -197,7 +201,7 @@ def _get(url: str, token: str, params: dict[str, Any], timeout: float) -> dict[s
             detail = json.loads(e.read()).get("detail", e.reason)
         except ValueError:
             detail = e.reason
-        raise SnapshotError(f"history of {params.get('ch')!r} refused ({e.code}): {detail}") from None
+        raise SnapshotError(f"history of {params.get('ch')!r} refused ({e.code}): {detail}", e.code) from None
     except (OSError, ValueError) as e:
         raise SnapshotError(f"cannot read history from {url}: {getattr(e, 'reason', e)}") from None
 
@@ -227,8 +231,15 @@ def fetch(
     since = max(first - 1, top - MAX_FETCH, 0)
     truncated = since > first - 1
     envs: list[Env] = []
+    size = PAGE
     while since < top:
-        page = _envs(_get(url, token, {"ch": ch, "since": since, "limit": min(PAGE, top - since)}, timeout))
+        try:
+            page = _envs(_get(url, token, {"ch": ch, "since": since, "limit": min(size, top - since)}, timeout))
+        except SnapshotError as e:
+            if e.status != 400 or size == 1:
+                raise
+            size = max(1, size // 4)  # a server with a smaller --history caps `limit` lower
+            continue
         if not page:
             break
         envs.extend(e for e in page if (t0 is None or e.ts >= t0) and (t1 is None or e.ts <= t1))
