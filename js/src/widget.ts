@@ -49,7 +49,8 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     const opts = options();
     const url = (model.get("url") as string) || "";
     const problem = (model.get("problem") as string) || "";
-    const saved = model.get("_snapshot") as Snapshot | null;
+    // (`snapshot`: the key in notebooks saved before the kernel took snapshots)
+    const saved = (model.get("_snapshot") ?? model.get("snapshot") ?? null) as Snapshot | null;
     hideStatic(el.ownerDocument, String(model.get("_static_id") ?? ""));
     if (problem || !url) {
       // No server to talk to: say so, and show what was saved, if anything.

@@ -100,3 +100,27 @@ def test_fetch_reads_what_a_small_history_keeps(server_factory: Any) -> None:
     publish(server.url, [{"ch": "p.s", "data": {"v": float(i)}} for i in range(80)])
     got = fetch(server.url, token("reader", publish=[]), "p.s", None, None)
     assert [e.seq for e in got.envs] == list(range(31, 81))
+
+
+def test_report_of_a_notebook_saved_before_reports_uses_its_browser_snapshot() -> None:
+    from nbformat import from_dict
+
+    from pulseboard.report import prepare
+
+    snap = {"v": 1, "series": [{"ch": "old", "field": "v"}], "x": [1.0, 2.0], "y": [[3.0, 4.0]]}
+    state = {"channels": ["old"], "title": None, "token": "eyJ.a.b", "snapshot": snap}
+    nb = from_dict({
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"widgets": {"application/vnd.jupyter.widget-state+json": {
+            "state": {"m1": {"model_name": "AnyModel", "state": state}}, "version_major": 2, "version_minor": 0}}},
+        "cells": [{"cell_type": "code", "id": "c", "metadata": {}, "execution_count": 1, "source": "chart",
+                   "outputs": [{"output_type": "execute_result", "execution_count": 1, "metadata": {}, "data": {
+                       "application/vnd.jupyter.widget-view+json": {"model_id": "m1", "version_major": 2,
+                                                                    "version_minor": 0},
+                       "text/plain": "LiveChart"}}]}],
+    })
+    out, charts = prepare(nb)
+    assert charts == [{"options": {"title": "old", "channels": ["old"], "fields": None, "x": None, "units": None,
+                                   "height": None, "window": None}, "snapshot": snap}]
+    assert "widgets" not in out.metadata and "eyJ" not in str(out)
+    assert 'data-pulseboard-chart="0"' in out.cells[0].outputs[0].data["text/html"]

@@ -46,7 +46,8 @@ def _chart_models(nb: NotebookNode) -> dict[str, dict[str, Any]]:
     out = {}
     for model_id, entry in state.items():
         s = entry.get("state", {}) if isinstance(entry, dict) else {}
-        if isinstance(s, dict) and "_static_id" in s and "channels" in s:
+        # A LiveChart; notebooks saved before reports existed have `snapshot` and no `_static_id`.
+        if isinstance(s, dict) and "channels" in s and ("_static_id" in s or "snapshot" in s):
             out[model_id] = s
     return out
 
@@ -54,7 +55,8 @@ def _chart_models(nb: NotebookNode) -> dict[str, dict[str, Any]]:
 def _spec_from_state(s: dict[str, Any]) -> dict[str, Any]:
     title = s.get("title") or ", ".join(s.get("channels") or [])
     keys = ("channels", "fields", "x", "units", "height", "window")
-    return {"options": {"title": title, **{k: s.get(k) for k in keys}}, "snapshot": s.get("_snapshot")}
+    snap = s.get("_snapshot") or s.get("snapshot")
+    return {"options": {"title": title, **{k: s.get(k) for k in keys}}, "snapshot": snap}
 
 
 def _placeholder(n: int, spec: dict[str, Any]) -> NotebookNode:
@@ -69,7 +71,7 @@ def prepare(nb: NotebookNode) -> tuple[NotebookNode, list[dict[str, Any]]]:
     """A copy of `nb` with every chart output replaced by a placeholder, and the charts' data."""
     nb = copy.deepcopy(nb)
     models = _chart_models(nb)
-    by_static = {s["_static_id"]: s for s in models.values()}
+    by_static = {s["_static_id"]: s for s in models.values() if s.get("_static_id")}
     has_static = {
         out["data"][CHART_MIME].get("id")
         for cell in nb.cells for out in cell.get("outputs", [])
@@ -89,7 +91,7 @@ def prepare(nb: NotebookNode) -> tuple[NotebookNode, list[dict[str, Any]]]:
                     spec["snapshot"] = saved["_snapshot"]
             elif WIDGET_VIEW in data and data[WIDGET_VIEW].get("model_id") in models:
                 s = models[data[WIDGET_VIEW]["model_id"]]
-                if s["_static_id"] in has_static:
+                if s.get("_static_id") and s["_static_id"] in has_static:
                     continue  # the chart's static output stands for it
                 spec = _spec_from_state(s)
             else:
