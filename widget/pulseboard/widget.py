@@ -7,8 +7,6 @@ what it shows back to the model every few seconds, so saved notebooks hold the d
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,31 +14,9 @@ from typing import Any
 import anywidget
 import traitlets
 
-from .discovery import DiscoveryError, discover, discover_for_kernel
+from .kernel_token import TokenKeeper, view_token
 
 STATIC = Path(__file__).parent / "static"
-
-
-def view_token(url: str, token: str, channels: list[str]) -> str:
-    """Trade `token` for a read-only one limited to `channels` (`POST view-token`).
-
-    The widget's token is saved with the notebook's widget state, so it should be
-    able to do as little as possible. If the server can't be asked (down, key mode),
-    the caller's token is used as it is.
-    """
-    try:
-        kernel_url, _ = discover_for_kernel(url, token)
-        req = urllib.request.Request(
-            kernel_url.rstrip("/") + "/view-token",
-            data=json.dumps({"ch": channels}).encode(),
-            method="POST",
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            narrowed: str = json.loads(resp.read())["token"]
-            return narrowed
-    except (OSError, ValueError, KeyError, DiscoveryError):
-        return token
 
 
 class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
@@ -57,7 +33,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     fields = traitlets.List(traitlets.Unicode(), allow_none=True, default_value=None).tag(sync=True)
     window = traitlets.Float(300.0).tag(sync=True)
     url = traitlets.Unicode("").tag(sync=True)
-    token = traitlets.Unicode("").tag(sync=True)
+    # The token is not a trait: it reaches the browser in a `token` message, on request.
     title = traitlets.Unicode(None, allow_none=True).tag(sync=True)
     height = traitlets.Int(300).tag(sync=True)
     x = traitlets.Unicode(None, allow_none=True).tag(sync=True)
@@ -98,18 +74,14 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         if max_points < 2:
             raise ValueError("max_points must be at least 2")
         flds = None if fields is None else ([fields] if isinstance(fields, str) else list(fields))
-        problem = ""
-        try:
-            url, token = discover(url, token)
-            token = view_token(url, token, chs)
-        except DiscoveryError as e:
-            problem = e.detail
+        # The token stays in the kernel and reaches the browser in messages (kernel_token.py).
+        self._tokens = TokenKeeper(self._send_token, token)
+        url, problem = self._tokens.first(url, chs)
         super().__init__(
             channels=chs,
             fields=flds,
             window=float(window),
             url=url or "",
-            token=token or "",
             title=title,
             height=int(height),
             x=x,
@@ -119,12 +91,21 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
             problem=problem,
             **kwargs,
         )
+        self.on_msg(self._tokens.on_msg)
+        self._tokens.begin()
 
     def refresh_token(self, token: str | None = None) -> None:
-        """Hand the browser a new token (it is read at each reconnect and refresh)."""
-        if token is None:
-            _, token = discover(self.url or None, None, refresh=True)
-        self.token = view_token(self.url, token, self.channels)
+        """Hand the browser a new token now (a fresh Hub exchange when `token` is None)."""
+        self._tokens.replace(token)
+
+    def _send_token(self, msg: dict[str, Any]) -> None:
+        self.send(msg)
+
+    def close(self) -> None:
+        tokens: TokenKeeper | None = getattr(self, "_tokens", None)
+        if tokens is not None:
+            tokens.close()
+        super().close()
 
 
-__all__ = ["LiveChart"]
+__all__ = ["LiveChart", "view_token"]
