@@ -31,6 +31,7 @@ import logging
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -146,6 +147,28 @@ def ask_hub(api_url: str, hub_token: str, timeout: float = HUB_TIMEOUT) -> dict[
     return model
 
 
+def ask_admin_flag(api_url: str, user: str) -> bool:
+    """Whether the Hub says `user` is an admin, asked with the service's own API token."""
+    service_token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    if not service_token:
+        raise PulseboardError(UNAVAILABLE, "the hub policy grants admins, but the service has no JUPYTERHUB_API_TOKEN")
+    req = urllib.request.Request(
+        f"{api_url}/users/{urllib.parse.quote(user, safe='')}",
+        headers={"Authorization": f"token {service_token}", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=HUB_TIMEOUT) as resp:
+            model = json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        raise PulseboardError(
+            UNAVAILABLE, f"cannot tell whether {user} is a Hub admin (the Hub answered {e.code}): "
+            "give the pulseboard service the read:users scope"
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError):
+        raise PulseboardError(UNAVAILABLE, "cannot reach JupyterHub: try again later") from None
+    return isinstance(model, dict) and model.get("admin") is True
+
+
 def check_owner(model: Mapping[str, Any], config: HubConfig) -> str:
     """The Hub user name behind the token, or `forbidden` when they may not use pulseboard."""
     name = model.get("name")
@@ -171,7 +194,12 @@ async def exchange_token(request: Request) -> Response:
     model = await asyncio.to_thread(ask_hub, config.api_url, hub_token)
     user = check_owner(model, config)
     groups = [g for g in model.get("groups") or [] if isinstance(g, str)]
-    read, publish = config.grants_for(user, groups, model.get("admin") is True)
+    admin = model.get("admin")
+    if admin is None and (config.policy.admin.read or config.policy.admin.publish):
+        # A narrow token's `GET /user` names the user and groups but not the admin flag:
+        # ask with the service's own token (it needs the `read:users` scope for that).
+        admin = (await asyncio.to_thread(ask_admin_flag, config.api_url, user)) is True
+    read, publish = config.grants_for(user, groups, admin is True)
     now = int(time.time())
     extra: dict[str, Any] = {}
     if node.settings.issuer:
