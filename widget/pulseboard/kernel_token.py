@@ -11,13 +11,17 @@ going through a long training cell.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from .discovery import DiscoveryError, discover, discover_for_kernel, token_expiry
+from .protocol import FORBIDDEN
 
 EARLY_PUSHES = (1.0, 4.0)  # seconds after the chart is made
 RENEW_SHARE = 0.7  # push a fresh token when this share of the current one's life has passed
@@ -29,10 +33,9 @@ def view_token(url: str, token: str, channels: list[str]) -> str:
 
     The browser holds what it is given, so it should be able to do as little as possible.
     If the server can't be asked (down, key mode), the caller's token is used as it is; it
-    still only travels in a message, never in saved widget state.
+    still only travels in a message, never in saved widget state. When the server says the
+    token may not read one of `channels`, `DiscoveryError(forbidden)` says "not allowed".
     """
-    import json
-    import urllib.request
 
     try:
         kernel_url, _ = discover_for_kernel(url, token)
@@ -45,6 +48,14 @@ def view_token(url: str, token: str, channels: list[str]) -> str:
         with urllib.request.urlopen(req, timeout=5) as resp:
             narrowed: str = json.loads(resp.read())["token"]
             return narrowed
+    except urllib.error.HTTPError as e:
+        if e.code != 403:
+            return token
+        try:
+            detail = str(json.loads(e.read()).get("detail") or "forbidden")
+        except (ValueError, AttributeError, OSError):
+            detail = "forbidden"
+        raise DiscoveryError(FORBIDDEN, f"not allowed: {detail} (channels: {', '.join(channels)})") from None
     except (OSError, ValueError, KeyError, DiscoveryError):
         return token
 
@@ -78,7 +89,10 @@ class TokenKeeper:
         except DiscoveryError as e:
             return url or "", e.detail
         self.url = url
-        self.token = view_token(url, token, channels)
+        try:
+            self.token = view_token(url, token, channels)
+        except DiscoveryError as e:
+            return url, e.detail
         return url, ""
 
     def fresh(self, held: Any = None) -> str:
