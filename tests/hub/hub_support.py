@@ -81,7 +81,9 @@ class ExampleHub:
 
     def config(self) -> str:
         settings = self.root / ".settings"
-        for name, value in LAB_SETTINGS.items():
+        # Every cell rendered (no windowing), so tests can read any cell's output.
+        lab = {**LAB_SETTINGS, "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"}}
+        for name, value in lab.items():
             (settings / name).parent.mkdir(parents=True, exist_ok=True)
             (settings / name).write_text(json.dumps(value))
         return textwrap.dedent(f"""
@@ -116,7 +118,8 @@ class ExampleHub:
             )
             c.Spawner.environment.update({{
                 "JUPYTERLAB_SETTINGS_DIR": {str(settings)!r},
-                "JUPYTERLAB_WORKSPACES_DIR": {str(self.root / ".workspaces")!r},
+                # One per user: a shared one would reopen alice's notebook in bob's JupyterLab.
+                "JUPYTERLAB_WORKSPACES_DIR": lambda spawner: {str(self.dir)!r} + "/workspaces-" + spawner.user.name,
             }})
         """)
 
