@@ -295,13 +295,13 @@ def serve_command(args: argparse.Namespace) -> None:
     )
     settings = settings_from(args)
     printed_token = None
-    if settings.hub:  # hub mode: a bad policy stops the start; no secret means 503s, never a throwaway key
+    if settings.hub:  # hub mode: no secret or a bad policy stops the start (never a throwaway key)
         from pulseboard.protocol import PulseboardError
 
         from .hub import check_startup
 
         try:
-            check_startup()
+            check_startup(settings.secret)
         except PulseboardError as e:
             raise CliError(e.detail) from None
     if not (settings.secret or settings.public_key or settings.jwks_url or settings.hub):

@@ -111,8 +111,13 @@ class HubConfig:
         return expand([*self.read, *extra.read]), expand([*self.publish, *extra.publish])
 
 
-def check_startup(env: Mapping[str, str] | None = None) -> None:
+def check_startup(secret: str | None, env: Mapping[str, str] | None = None) -> None:
     """Refuse to start hub mode with a configuration every exchange would fail on."""
+    if not secret:
+        raise PulseboardError(
+            UNAVAILABLE, "hub mode needs PULSEBOARD_SECRET to sign tokens (the same on every node): "
+            "set it, e.g. to the output of `openssl rand -hex 32`"
+        )
     HubConfig.from_env(env)
 
 
