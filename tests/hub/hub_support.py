@@ -9,6 +9,7 @@ PULSEBOARD_PORT, PULSEBOARD_SECRET_FILE, PULSEBOARD_HUB_POLICY, PULSEBOARD_HUB_T
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -21,6 +22,8 @@ import textwrap
 import urllib.parse
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from e2e.jupyter_support import LAB_SETTINGS, TESTER_TOKEN, configurable_http_proxy, http
 from support import ROOT, free_port, wait_until
@@ -188,4 +191,14 @@ class ExampleHub:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        self.reap_service()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def reap_service(self) -> None:
+        """A Hub that died early leaves its managed pulseboard service running: end it (ours by its port)."""
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            cmd = p.info["cmdline"] or []
+            if "serve" in cmd and "--hub" in cmd and str(self.pulseboard_port) in cmd:
+                with contextlib.suppress(psutil.Error):
+                    p.terminate()
+                    p.wait(10)
