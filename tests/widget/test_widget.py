@@ -77,3 +77,17 @@ def test_widget_hands_out_a_narrowed_read_only_token(server: ServerProcess) -> N
     claims = pyjwt.decode(chart._tokens.token, SECRET, algorithms=["HS256"])
     assert claims["read"] == ["sys.a", "train"] and "publish" not in claims
     assert chart.problem == ""
+
+
+def test_the_kernel_pushes_the_token_for_views_rendered_while_a_cell_runs(server: ServerProcess) -> None:
+    """A busy kernel answers comm messages only between cells: a timer pushes the token."""
+    from support import wait_until
+
+    full = token(read=["*"], publish=["*"])
+    chart = LiveChart("sys.a", url=server.url, token=full)
+    sent: list[dict[str, object]] = []
+    chart.send = sent.append
+    wait_until(lambda: len(sent) >= 2, timeout=30, what="two early token pushes")
+    assert all(m["type"] == "token" and m["token"] == chart._tokens.token != full for m in sent)
+    chart.close()
+    assert chart._tokens._closed

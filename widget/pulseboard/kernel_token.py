@@ -126,7 +126,9 @@ class TokenKeeper:
 
     def _deliver(self, msg: dict[str, Any]) -> None:
         send = self._send()
-        if send is not None and not self._closed:
+        if send is None:
+            self.close()  # the widget is gone
+        elif not self._closed:
             send(msg)
 
     # --- pushes from a daemon timer ------------------------------------------------------
@@ -144,16 +146,18 @@ class TokenKeeper:
         timer.start()
 
     def _push(self, step: int) -> None:
+        held = token_expiry(self.token)
         if step < len(EARLY_PUSHES):
             self._answer(None)  # the token held, for views that rendered while the cell ran
         else:
-            self._answer(token_expiry(self.token))  # a newer one: exchanges the Hub token again
+            self._answer(held)  # a newer one: exchanges the Hub token again
         if step + 1 < len(EARLY_PUSHES):
             self._schedule(EARLY_PUSHES[step + 1] - EARLY_PUSHES[step], step + 1)
             return
         exp = token_expiry(self.token)
-        if exp is not None:
-            self._schedule(max(MIN_RENEW_WAIT, (exp - time.time()) * RENEW_SHARE), step + 1)
+        if exp is None or (step >= len(EARLY_PUSHES) and held is not None and exp <= held):
+            return  # a token that can't be renewed (given as is): the browser asks when it needs one
+        self._schedule(max(MIN_RENEW_WAIT, (exp - time.time()) * RENEW_SHARE), step + 1)
 
     def close(self) -> None:
         self._closed = True

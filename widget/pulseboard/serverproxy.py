@@ -85,8 +85,8 @@ def setup_pulseboard() -> dict[str, Any]:
         "environment": _environment,
         "absolute_url": True,  # the server runs with --base-path <base_url>pulseboard/
         "timeout": START_TIMEOUT,
-        "launcher_entry": {"enabled": True, "title": "pulseboard"},
-        "new_browser_tab": True,
+        # No launcher tile: the dashboard there would need a token in its URL; charts find it themselves.
+        "launcher_entry": {"enabled": False},
     }
 
 
