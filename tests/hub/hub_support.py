@@ -35,6 +35,8 @@ groups:
   team-a:
     read: [team-a.*]
     publish: [team-a.*]
+admin:
+  read: ["*"]
 """
 
 
@@ -100,6 +102,7 @@ class ExampleHub:
             c.ConfigurableHTTPProxy.auth_token = "{secrets.token_hex(16)}"
             c.JupyterHub.authenticator_class = "dummy"
             c.Authenticator.allow_all = True
+            c.Authenticator.admin_users = {{"root-ann"}}
             c.JupyterHub.db_url = "sqlite:///{self.dir}/jupyterhub.sqlite"
             c.JupyterHub.cookie_secret = bytes.fromhex("{secrets.token_hex(32)}")
             c.JupyterHub.spawner_class = "simple"

@@ -194,6 +194,19 @@ def test_group_policy_grants_a_team_channel(hub: ExampleHub) -> None:
         assert status == 403, path
 
 
+def test_policy_admin_grant_uses_the_hub_admin_flag(hub: ExampleHub) -> None:
+    # A kernel-like token (only the access scope) doesn't show the admin flag: the service
+    # asks the Hub with its own token, which the example gives `read:users`.
+    # root-ann is in c.Authenticator.admin_users.
+    narrow = hub.user_token("root-ann", scopes=["access:services!service=pulseboard"])
+    status, answer = http("POST", hub.service_url + "/token", narrow)
+    assert status == 200, answer
+    assert answer["read"] == ["sys.*", "shared.*", "user.root-ann.*", "*"]
+    status, answer = http("POST", hub.service_url + "/token", hub.user_token("plain-pat", scopes=[
+        "access:services!service=pulseboard"]))
+    assert status == 200 and "*" not in answer["read"]
+
+
 # --- users in the browser ---------------------------------------------------------------
 
 
