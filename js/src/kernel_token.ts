@@ -17,7 +17,8 @@ const ASK_EVERY_MS = 2_000;
 const RENEW_AT = 0.25;
 
 export const NO_KERNEL =
-  "no kernel is answering for this chart's token (tokens are not saved with the notebook): run the cell again";
+  "no kernel answered for this chart's token: it may be busy (the chart starts when it answers); " +
+  "tokens are not saved with notebooks, so a reopened notebook needs its cell run again";
 
 export class KernelToken {
   private token = "";

@@ -40,7 +40,7 @@ def test_with_no_kernel_answering_the_chart_says_so(page_server: PageServer, pag
     open_widget(page, page_server.url, widget_state(channels=[CH], url=server.url, snapshot=snap))
     message = page.locator(".pulseboard-message")
     message.wait_for(timeout=30_000)
-    assert "no kernel is answering" in message.inner_text()
+    assert "no kernel answered" in message.inner_text()
     assert page.locator(".pulseboard-chart").get_attribute("data-status") == "offline"
     assert page.evaluate(HOOK, CH)["points"] == 20  # the saved snapshot is still shown
     asked = page.evaluate("model.sent.filter((m) => m.type === 'token-request').length")

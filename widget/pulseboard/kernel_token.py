@@ -23,7 +23,7 @@ from typing import Any
 from .discovery import DiscoveryError, discover, discover_for_kernel, token_expiry
 from .protocol import FORBIDDEN
 
-EARLY_PUSHES = (1.0, 4.0)  # seconds after the chart is made
+EARLY_PUSHES = (1.0, 4.0, 10.0, 30.0)  # seconds after the chart is made
 RENEW_SHARE = 0.7  # push a fresh token when this share of the current one's life has passed
 MIN_RENEW_WAIT = 5.0
 
