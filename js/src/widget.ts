@@ -5,13 +5,15 @@
 import { Chart } from "./chart";
 import type { Snapshot } from "./chart";
 import { LiveChart, injectStyles } from "./live";
+import { KernelToken } from "./kernel_token";
 
 interface Model {
   get(name: string): any;
   set(name: string, value: unknown): void;
   save_changes(): void;
-  on(event: string, cb: () => void): void;
-  off(event?: string | null, cb?: (() => void) | null): void;
+  send(content: unknown): void;
+  on(event: string, cb: (...args: any[]) => void): void;
+  off(event?: string | null, cb?: ((...args: any[]) => void) | null): void;
 }
 
 const SNAPSHOT_EVERY_MS = 2000;
@@ -23,6 +25,10 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   let live: LiveChart | null = null;
   let still: Chart | null = null;
   let timer: ReturnType<typeof setInterval> | null = null;
+  // The token arrives in a message from the kernel; a client that gave up without one starts over.
+  const tokens = new KernelToken(model, () => {
+    if (live?.client.error) start();
+  });
 
   const options = () => ({
     channels: (model.get("channels") as string[]) ?? [],
@@ -67,8 +73,8 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     live = new LiveChart(el, {
       ...opts,
       url,
-      // Read the token at each (re)connect so Python can hand out a fresh one.
-      token: () => String(model.get("token") ?? ""),
+      // Asked for at each (re)connect and before expiry; the kernel hands out fresh ones.
+      token: tokens.get,
       onLive: () => {
         if (showingSnapshot) live?.chart.clear();
         showingSnapshot = false;
@@ -105,16 +111,11 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
 
   const names = ["channels", "fields", "window", "max_points", "title", "height", "x", "units", "theme", "url", "problem"];
   const restart = () => start();
-  // A new token is read at the next (re)connect; a client that gave up on the old one starts over.
-  const retoken = () => {
-    if (live?.client.error) start();
-  };
   for (const n of names) model.on(`change:${n}`, restart);
-  model.on("change:token", retoken);
   start();
   return () => {
     for (const n of names) model.off(`change:${n}`, restart);
-    model.off("change:token", retoken);
+    tokens.dispose();
     stop();
   };
 }

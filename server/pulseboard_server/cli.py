@@ -300,7 +300,16 @@ def serve_command(args: argparse.Namespace) -> None:
     )
     settings = settings_from(args)
     printed_token = None
-    if not (settings.secret or settings.public_key or settings.jwks_url):
+    if settings.hub:  # hub mode: no secret or a bad policy stops the start (never a throwaway key)
+        from pulseboard.protocol import PulseboardError
+
+        from .hub import check_startup
+
+        try:
+            check_startup(settings.secret)
+        except PulseboardError as e:
+            raise CliError(e.detail) from None
+    if not (settings.secret or settings.public_key or settings.jwks_url or settings.hub):
         from .auth import ephemeral_secret, mint_token
 
         settings.secret = ephemeral_secret()

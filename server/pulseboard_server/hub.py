@@ -6,11 +6,14 @@ who owns it (`GET {JUPYTERHUB_API_URL}/user` with that token, the call JupyterHu
 `HubAuth` makes), then mints an HS256 JWT signed with the server's secret:
 
 - `sub`: the Hub user name;
-- `read`: `PULSEBOARD_HUB_READ` (comma-separated globs, default `*`);
-- `publish`: `PULSEBOARD_HUB_PUBLISH` (default `user.{user}.*`), where `{user}` is the
+- `read`: `sys.*`, `shared.*`, `user.{user}.*` (least privilege; `PULSEBOARD_HUB_READ`,
+  comma-separated globs, replaces it);
+- `publish`: `user.{user}.*` (`PULSEBOARD_HUB_PUBLISH` replaces it), where `{user}` is the
   user name made channel-safe by `channel_safe` (letters, digits and `-` kept, every
   other character written `_xx` in hex, so no two users share a prefix);
-- `exp`: now + `PULSEBOARD_HUB_TTL` seconds (default 3600).
+- plus the grants of the user's Hub groups and admin flag in `PULSEBOARD_HUB_POLICY`
+  (see `hub_policy`);
+- `exp`: now + `PULSEBOARD_HUB_TTL` seconds (default 3600, at least 60).
 
 `PULSEBOARD_HUB_SCOPE`, when set, is a JupyterHub scope the token must carry (for example
 `access:services!service=pulseboard`); `PULSEBOARD_HUB_GROUPS`, when set, is a comma list
@@ -26,9 +29,9 @@ import asyncio
 import json
 import logging
 import os
-import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,22 +43,19 @@ from starlette.responses import JSONResponse, Response
 from pulseboard.protocol import FORBIDDEN, UNAVAILABLE, PulseboardError
 
 from .auth import mint_token, unauthorized
+from .hub_policy import DEFAULT_PUBLISH, DEFAULT_READ, Policy, channel_safe, load_policy
 
 log = logging.getLogger("pulseboard.hub")
 
-DEFAULT_PUBLISH = "user.{user}.*"
 HUB_TIMEOUT = 10.0
-_SAFE = re.compile(r"[A-Za-z0-9-]")
+MIN_TTL = 60
 
-
-def channel_safe(name: str) -> str:
-    """`name` as a channel-name fragment: one-to-one, and with no `.`, `*`, `?` or `[`."""
-    return "".join(c if _SAFE.fullmatch(c) else "".join(f"_{b:02x}" for b in c.encode()) for c in name)
+__all__ = ["HubConfig", "channel_safe", "check_owner", "exchange_token"]
 
 
 def _globs(text: str | None, default: list[str]) -> list[str]:
     if text is None:
-        return default
+        return list(default)
     return [g.strip() for g in text.split(",") if g.strip()]
 
 
@@ -64,11 +64,12 @@ class HubConfig:
     """Where the Hub is and what an exchanged token may do; read from the environment."""
 
     api_url: str
-    read: list[str] = field(default_factory=lambda: ["*"])
-    publish: list[str] = field(default_factory=lambda: [DEFAULT_PUBLISH])
+    read: list[str] = field(default_factory=lambda: list(DEFAULT_READ))
+    publish: list[str] = field(default_factory=lambda: list(DEFAULT_PUBLISH))
     ttl: int = 3600
     scope: str | None = None
     groups: list[str] = field(default_factory=list)
+    policy: Policy = field(default_factory=Policy)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HubConfig:
@@ -81,22 +82,43 @@ class HubConfig:
             ttl = int(ttl_text)
         except ValueError:
             raise PulseboardError(UNAVAILABLE, "hub mode: PULSEBOARD_HUB_TTL is not an integer") from None
+        policy_path = env.get("PULSEBOARD_HUB_POLICY")
         return cls(
             api_url=api_url,
-            read=_globs(env.get("PULSEBOARD_HUB_READ"), ["*"]),
-            publish=_globs(env.get("PULSEBOARD_HUB_PUBLISH"), [DEFAULT_PUBLISH]),
-            ttl=max(60, ttl),
+            read=_globs(env.get("PULSEBOARD_HUB_READ"), DEFAULT_READ),
+            publish=_globs(env.get("PULSEBOARD_HUB_PUBLISH"), DEFAULT_PUBLISH),
+            ttl=max(MIN_TTL, ttl),
             scope=env.get("PULSEBOARD_HUB_SCOPE") or None,
             groups=_globs(env.get("PULSEBOARD_HUB_GROUPS"), []),
+            policy=load_policy(policy_path) if policy_path else Policy(),
         )
 
-    def grants_for(self, user: str) -> tuple[list[str], list[str]]:
-        """The `read` and `publish` globs of `user`'s token."""
+    def grants_for(
+        self, user: str, groups: list[str] | None = None, admin: bool = False
+    ) -> tuple[list[str], list[str]]:
+        """The `read` and `publish` globs of `user`'s token (defaults plus policy grants)."""
         safe = channel_safe(user)
-        return (
-            [g.replace("{user}", safe) for g in self.read],
-            [g.replace("{user}", safe) for g in self.publish],
+        extra = self.policy.extra_for(groups or [], admin)
+
+        def expand(globs: list[str]) -> list[str]:
+            out: list[str] = []
+            for g in globs:
+                g = g.replace("{user}", safe)
+                if g not in out:
+                    out.append(g)
+            return out
+
+        return expand([*self.read, *extra.read]), expand([*self.publish, *extra.publish])
+
+
+def check_startup(secret: str | None, env: Mapping[str, str] | None = None) -> None:
+    """Refuse to start hub mode with a configuration every exchange would fail on."""
+    if not secret:
+        raise PulseboardError(
+            UNAVAILABLE, "hub mode needs PULSEBOARD_SECRET to sign tokens (the same on every node): "
+            "set it, e.g. to the output of `openssl rand -hex 32`"
         )
+    HubConfig.from_env(env)
 
 
 def hub_token_from(headers: Mapping[str, str]) -> str:
@@ -130,6 +152,28 @@ def ask_hub(api_url: str, hub_token: str, timeout: float = HUB_TIMEOUT) -> dict[
     return model
 
 
+def ask_admin_flag(api_url: str, user: str) -> bool:
+    """Whether the Hub says `user` is an admin, asked with the service's own API token."""
+    service_token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    if not service_token:
+        raise PulseboardError(UNAVAILABLE, "the hub policy grants admins, but the service has no JUPYTERHUB_API_TOKEN")
+    req = urllib.request.Request(
+        f"{api_url}/users/{urllib.parse.quote(user, safe='')}",
+        headers={"Authorization": f"token {service_token}", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=HUB_TIMEOUT) as resp:
+            model = json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        raise PulseboardError(
+            UNAVAILABLE, f"cannot tell whether {user} is a Hub admin (the Hub answered {e.code}): "
+            "give the pulseboard service the read:users scope"
+        ) from None
+    except (urllib.error.URLError, OSError, ValueError):
+        raise PulseboardError(UNAVAILABLE, "cannot reach JupyterHub: try again later") from None
+    return isinstance(model, dict) and model.get("admin") is True
+
+
 def check_owner(model: Mapping[str, Any], config: HubConfig) -> str:
     """The Hub user name behind the token, or `forbidden` when they may not use pulseboard."""
     name = model.get("name")
@@ -154,7 +198,13 @@ async def exchange_token(request: Request) -> Response:
         raise PulseboardError(UNAVAILABLE, "hub mode needs PULSEBOARD_SECRET to sign tokens")
     model = await asyncio.to_thread(ask_hub, config.api_url, hub_token)
     user = check_owner(model, config)
-    read, publish = config.grants_for(user)
+    groups = [g for g in model.get("groups") or [] if isinstance(g, str)]
+    admin = model.get("admin")
+    if admin is None and (config.policy.admin.read or config.policy.admin.publish):
+        # A narrow token's `GET /user` names the user and groups but not the admin flag:
+        # ask with the service's own token (it needs the `read:users` scope for that).
+        admin = (await asyncio.to_thread(ask_admin_flag, config.api_url, user)) is True
+    read, publish = config.grants_for(user, groups, admin is True)
     now = int(time.time())
     extra: dict[str, Any] = {}
     if node.settings.issuer:

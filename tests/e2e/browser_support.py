@@ -130,9 +130,22 @@ WIDGET_PAGE = """<!doctype html>
 <div class="cell" id="cell"><pre id="code"></pre><div id="w"></div></div>
 <script type="module">
 class Model {
-  constructor(state) { this.state = state; this.handlers = {}; this.saves = 0; }
+  // Stands in for the kernel too: it holds the token (never in the synced state) and answers
+  // the widget's `token-request` messages with it; `set("token", t)` is the kernel pushing one.
+  constructor(state) {
+    this.kernelToken = state.token || ""; delete state.token;
+    this.state = state; this.handlers = {}; this.saves = 0; this.sent = [];
+  }
   get(k) { return this.state[k]; }
-  set(k, v) { this.state[k] = v; (this.handlers["change:" + k] || []).forEach((cb) => cb()); }
+  set(k, v) {
+    if (k === "token") { this.kernelToken = v; this.custom({ type: "token", token: v }); return; }
+    this.state[k] = v; (this.handlers["change:" + k] || []).forEach((cb) => cb());
+  }
+  custom(msg) { setTimeout(() => (this.handlers["msg:custom"] || []).forEach((cb) => cb(msg, [])), 0); }
+  send(msg) {
+    this.sent.push(msg);
+    if (msg.type === "token-request" && this.kernelToken) this.custom({ type: "token", token: this.kernelToken });
+  }
   save_changes() { this.saves += 1; }
   on(e, cb) { (this.handlers[e] = this.handlers[e] || []).push(cb); }
   off(e, cb) { this.handlers[e] = (this.handlers[e] || []).filter((f) => f !== cb); }

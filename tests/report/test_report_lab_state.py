@@ -1,4 +1,4 @@
-"""A notebook saved from a real JupyterLab session holds its charts' data and no usable token.
+"""A notebook saved from a real JupyterLab session holds its charts' data and no token at all.
 
 A real `pulseboard serve` with known data, a real `jupyter lab` (widget state saved with the
 notebook, as users turn on), chromium runs the notebook and saves it. The saved file holds
@@ -105,10 +105,10 @@ def test_saved_notebook_holds_the_snapshot_and_no_token(lab: Any, server: Server
     # No token: not the kernel's; the snapshot and the static output hold nothing JWT-shaped.
     assert kernel_token not in text
     assert not JWT.search(json.dumps(snap)) and not any(JWT.search(h) for h in html)
-    # The one token the server still accepts is the chart's read-only view token in the synced
-    # `token` trait, which issue 14 moves out of the widget state (then: `usable == []`).
+    # The token reaches the browser in messages only (issue 13, finding 7): nothing saved is usable.
+    assert "token" not in charts[0]
     usable = [t for t in JWT.findall(text) if accepted(server, t)]
-    assert usable in ([], [charts[0].get("token")]), "the saved notebook holds a token the server accepts"
+    assert usable == [], "the saved notebook holds a token the server accepts"
 
     # The saved notebook makes a report (no kernel: from what was saved), and it holds no token.
     pulseboard("report", "saved.ipynb", "-o", "saved.html", env=dict(os.environ), cwd=root)

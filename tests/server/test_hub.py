@@ -46,7 +46,7 @@ def test_exchange_gives_a_token_for_the_hub_user(hub: HubProcess) -> None:
     assert status == 200, answer
     claims = claims_of(answer["token"])
     assert claims["sub"] == "alice" == answer["sub"]
-    assert claims["read"] == ["*"]
+    assert claims["read"] == ["sys.*", "shared.*", "user.alice.*"]  # least privilege
     assert claims["publish"] == ["user.alice.*"]
     assert before + 3600 - 5 <= claims["exp"] <= time.time() + 3600 + 5
 

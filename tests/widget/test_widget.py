@@ -23,7 +23,8 @@ def test_arguments_become_synced_state() -> None:
     assert state["fields"] == ["loss"]
     assert (state["window"], state["height"], state["x"], state["max_points"]) == (60.0, 200, "step", 500)
     assert state["units"] == {"loss": "nats"} and state["theme"] == "dark"
-    assert (state["url"], state["token"], state["problem"]) == ("http://h:1", "t", "")
+    assert (state["url"], state["problem"]) == ("http://h:1", "")
+    assert "token" not in state  # the token reaches the browser in a message, never in state
     assert state["_snapshot"] is None
 
 
@@ -31,7 +32,7 @@ def test_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PULSEBOARD_URL", "http://env:8765")
     monkeypatch.setenv("PULSEBOARD_TOKEN", "env-token")
     w = LiveChart("sys.a")
-    assert (w.channels, w.url, w.token, w.window, w.height) == (
+    assert (w.channels, w.url, w._tokens.token, w.window, w.height) == (
         ["sys.a"], "http://env:8765", "env-token", 300.0, 300
     )
     assert w.get_state()["fields"] is None  # every numeric field
@@ -51,9 +52,12 @@ def test_bad_arguments(kwargs: dict[str, object]) -> None:
 
 
 def test_refresh_token_hands_the_browser_a_new_one() -> None:
-    w = LiveChart("sys.a", url="http://h:1", token="old")
-    w.refresh_token("new")
-    assert w.token == "new"
+    w = LiveChart("sys.a", url="http://h:1", token="tok-old-0123")
+    sent: list[dict[str, object]] = []
+    w.send = sent.append  # what the comm would carry to the browser
+    w.refresh_token("tok-new-4567")
+    assert sent == [{"type": "token", "token": "tok-new-4567"}]
+    assert "tok-" not in str(w.get_state())
 
 
 def test_the_bundle_is_built() -> None:
@@ -61,15 +65,29 @@ def test_the_bundle_is_built() -> None:
     assert len(js) > 10_000 and "export" in js
 
 
-def test_widget_stores_a_narrowed_read_only_token(server: ServerProcess) -> None:
-    """The token lands in saved notebooks: it must not be the caller's publish-capable one."""
+def test_widget_hands_out_a_narrowed_read_only_token(server: ServerProcess) -> None:
+    """The browser holds the token: it must not be the caller's publish-capable one."""
     import jwt as pyjwt
 
     from support import SECRET
 
     full = token(read=["*"], publish=["*"])
     chart = LiveChart(["sys.a", "train"], url=server.url, token=full)
-    assert chart.token != full
-    claims = pyjwt.decode(chart.token, SECRET, algorithms=["HS256"])
+    assert chart._tokens.token != full
+    claims = pyjwt.decode(chart._tokens.token, SECRET, algorithms=["HS256"])
     assert claims["read"] == ["sys.a", "train"] and "publish" not in claims
     assert chart.problem == ""
+
+
+def test_the_kernel_pushes_the_token_for_views_rendered_while_a_cell_runs(server: ServerProcess) -> None:
+    """A busy kernel answers comm messages only between cells: a timer pushes the token."""
+    from support import wait_until
+
+    full = token(read=["*"], publish=["*"])
+    chart = LiveChart("sys.a", url=server.url, token=full)
+    sent: list[dict[str, object]] = []
+    chart.send = sent.append
+    wait_until(lambda: len(sent) >= 2, timeout=30, what="two early token pushes")
+    assert all(m["type"] == "token" and m["token"] == chart._tokens.token != full for m in sent)
+    chart.close()
+    assert chart._tokens._closed

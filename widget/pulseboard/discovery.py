@@ -9,13 +9,17 @@ Order (`discover`):
    1-2), `POST <server>/token` with `Authorization: token <hub token>` returns a JWT for
    the Hub user. The browser then connects to `url` (or `PULSEBOARD_HUB_URL` when no other
    URL is set).
+4. JupyterLab with `jupyter-server-proxy` (no Hub, nothing configured): the kernel asks
+   its Jupyter server for `<base_url>pulseboard/`, which starts `pulseboard serve` on
+   demand (`serverproxy.py`), and mints a token with the secret they share.
 
 `discover_for_kernel` is the same for code that runs in the kernel (`pulseboard.publish`):
 it prefers `PULSEBOARD_HUB_URL` when `PULSEBOARD_URL` is a browser-relative path such as
 `/services/pulseboard/`, which only a browser can resolve.
 
-When none of these gives both a URL and a token, `DiscoveryError` says what to set; its
-`detail` is written for a person and is what the widget shows instead of a chart.
+When none of these gives both a URL and a token, `DiscoveryError` says what to set and
+what was tried; its `detail` is written for a person and is what the widget shows
+instead of a chart.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class DiscoveryError(PulseboardError):
 
 _cache: dict[tuple[str, str], tuple[str, float]] = {}
 _cache_lock = threading.Lock()
+# Browser URL -> kernel URL of a server found through jupyter-server-proxy (step 4).
+_proxied: dict[str, str] = {}
 
 
 def token_expiry(token: str) -> float | None:
@@ -120,11 +126,23 @@ def discover(
     exchange_url = env.get("PULSEBOARD_HUB_URL") or url
     if token is None and hub_api_token and exchange_url:
         return url or exchange_url, hub_token(exchange_url, hub_api_token, refresh=refresh)
+    tried = ""
+    if token is None and (url is None or url in _proxied):
+        from .serverproxy import find_proxied
+
+        found = find_proxied(env)
+        if not isinstance(found, str):
+            browser_url, kernel_url, minted = found
+            with _cache_lock:
+                _proxied[browser_url] = kernel_url
+            return browser_url, minted
+        tried = f" (jupyter-server-proxy: {found})"
     if url is None and token is None:
         raise DiscoveryError(
             UNAVAILABLE,
             "no pulseboard server configured: pass url= and token=, set PULSEBOARD_URL and "
-            "PULSEBOARD_TOKEN, or under JupyterHub set PULSEBOARD_HUB_URL",
+            "PULSEBOARD_TOKEN, under JupyterHub set PULSEBOARD_HUB_URL, or in JupyterLab "
+            f"install jupyter-server-proxy{tried}",
         )
     if url is None:
         raise DiscoveryError(UNAVAILABLE, "no pulseboard server URL: pass url= or set PULSEBOARD_URL")
@@ -148,6 +166,8 @@ def discover_for_kernel(
     """Like `discover`, but the URL is one the kernel itself can reach (for publishing)."""
     env = os.environ if env is None else env
     url, token = discover(url, token, env=env)
+    if not is_absolute(url) and url in _proxied:
+        return _proxied[url], token
     if not is_absolute(url):
         hub_url = env.get("PULSEBOARD_HUB_URL")
         if not hub_url:

@@ -11,9 +11,7 @@ chart also writes a static SVG output of it for viewers that can't run widgets
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,34 +23,13 @@ from IPython.core.getipython import get_ipython
 from IPython.display import display, update_display
 
 from . import snapshot as snapshot_mod
-from .discovery import DiscoveryError, discover, discover_for_kernel
+from .discovery import DiscoveryError, discover_for_kernel
+from .kernel_token import TokenKeeper, view_token
 from .snapshot import SnapshotError
 from .svg import static_bundle
 
 STATIC = Path(__file__).parent / "static"
 SNAPSHOT_RETRY = 30.0  # seconds without automatic snapshots after one failed
-
-
-def view_token(url: str, token: str, channels: list[str]) -> str:
-    """Trade `token` for a read-only one limited to `channels` (`POST view-token`).
-
-    The widget's token is saved with the notebook's widget state, so it should be
-    able to do as little as possible. If the server can't be asked (down, key mode),
-    the caller's token is used as it is.
-    """
-    try:
-        kernel_url, _ = discover_for_kernel(url, token)
-        req = urllib.request.Request(
-            kernel_url.rstrip("/") + "/view-token",
-            data=json.dumps({"ch": channels}).encode(),
-            method="POST",
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            narrowed: str = json.loads(resp.read())["token"]
-            return narrowed
-    except (OSError, ValueError, KeyError, DiscoveryError):
-        return token
 
 
 class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
@@ -69,7 +46,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     fields = traitlets.List(traitlets.Unicode(), allow_none=True, default_value=None).tag(sync=True)
     window = traitlets.Float(300.0).tag(sync=True)
     url = traitlets.Unicode("").tag(sync=True)
-    token = traitlets.Unicode("").tag(sync=True)
+    # The token is not a trait: it reaches the browser in a `token` message, on request.
     title = traitlets.Unicode(None, allow_none=True).tag(sync=True)
     height = traitlets.Int(300).tag(sync=True)
     x = traitlets.Unicode(None, allow_none=True).tag(sync=True)
@@ -114,18 +91,14 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         if max_points < 2:
             raise ValueError("max_points must be at least 2")
         flds = None if fields is None else ([fields] if isinstance(fields, str) else list(fields))
-        problem = ""
-        try:
-            url, token = discover(url, token)
-            token = view_token(url, token, chs)
-        except DiscoveryError as e:
-            problem = e.detail
+        # The token stays in the kernel and reaches the browser in messages (kernel_token.py).
+        self._tokens = TokenKeeper(self._send_token, token)
+        url, problem = self._tokens.first(url, chs)
         super().__init__(
             channels=chs,
             fields=flds,
             window=float(window),
             url=url or "",
-            token=token or "",
             title=title,
             height=int(height),
             x=x,
@@ -135,18 +108,20 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
             problem=problem,
             **kwargs,
         )
-        self._reports_init(token or "")
+        self.on_msg(self._tokens.on_msg)
+        self._tokens.begin()
+        self._reports_init()
 
     def refresh_token(self, token: str | None = None) -> None:
-        """Hand the browser a new token (it is read at each reconnect and refresh)."""
-        if token is None:
-            _, token = discover(self.url or None, None, refresh=True)
-        self.token = view_token(self.url, token, self.channels)
+        """Hand the browser a new token now (a fresh Hub exchange when `token` is None)."""
+        self._tokens.replace(token)
+
+    def _send_token(self, msg: dict[str, Any]) -> None:
+        self.send(msg)
 
     # --- snapshots and the static rendering (reports) ------------------------------------
 
-    def _reports_init(self, read_token: str) -> None:
-        self._read_token = read_token  # kernel-side only: never a trait, never saved
+    def _reports_init(self) -> None:
         self._static_id = "pulseboard-" + uuid.uuid4().hex[:16]
         self._shown = False  # snapshots follow the cells (displayed, or rendered inside a container)
         self._static_shown = False  # this chart has a static output to refresh
@@ -179,7 +154,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         if not self.url:
             raise SnapshotError(self.problem or "no server configured")
         try:
-            return discover_for_kernel(self.url, self._read_token or None)
+            return discover_for_kernel(self.url, self._tokens.token or None)
         except DiscoveryError as e:
             raise SnapshotError(e.detail) from None
 
@@ -224,6 +199,9 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         return super()._repr_mimebundle_(**kwargs)
 
     def close(self) -> None:
+        tokens: TokenKeeper | None = getattr(self, "_tokens", None)
+        if tokens is not None:
+            tokens.close()
         ip = get_ipython()  # type: ignore[no-untyped-call]
         if getattr(self, "_shown", False) and ip is not None:  # (also run by __del__ of a half-made chart)
             with contextlib.suppress(ValueError):
@@ -232,4 +210,4 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         super().close()
 
 
-__all__ = ["LiveChart"]
+__all__ = ["LiveChart", "view_token"]
