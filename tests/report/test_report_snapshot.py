@@ -66,7 +66,7 @@ def test_fetch_reads_exact_pages_from_a_real_server(server_factory: Any) -> None
 
 def test_snapshot_needs_a_readable_server(server: ServerProcess) -> None:
     chart = LiveChart("p.a", url=server.url, token=token("nobody", read=["other.*"], publish=[]))
-    with pytest.raises(SnapshotError, match="refused"):
+    with pytest.raises(SnapshotError, match="not allowed"):
         chart.snapshot()
     down = LiveChart("p.a", url="http://127.0.0.1:9", token="x")
     with pytest.raises(SnapshotError, match="cannot read history"):

@@ -151,7 +151,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
 
     def _reader(self) -> tuple[str, str]:
         """The URL the kernel reaches the server at, and the token it reads history with."""
-        if not self.url:
+        if not self.url or not self._tokens.token:
             raise SnapshotError(self.problem or "no server configured")
         try:
             return discover_for_kernel(self.url, self._tokens.token or None)
