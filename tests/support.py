@@ -58,6 +58,9 @@ class ServerProcess:
         if secret is not None:
             self.env["PULSEBOARD_SECRET"] = secret
         self.env.update(env or {})
+        if not (env and "PULSEBOARD_DATA_DIR" in env):  # sqlite:// is the default: never share a store
+            self.env["PULSEBOARD_DATA_DIR"] = tempfile.mkdtemp(prefix="pb-store-")
+        self.data_dir = Path(self.env["PULSEBOARD_DATA_DIR"])
         self.log = tempfile.NamedTemporaryFile(prefix="pulseboard-", suffix=".log", delete=False)
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -171,7 +171,8 @@ class Store:
                 c.executemany("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?)", done)
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                c.execute("ROLLBACK")
             for ch in tops:
                 self._blocks.pop(ch, None)  # rebuilt from the file on the next write
             raise
@@ -219,7 +220,8 @@ class Store:
             c.execute("DELETE FROM blocks WHERE ch=? AND (k+1)*?<?", (ch_id, BLOCK, first))
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                c.execute("ROLLBACK")
             raise
 
     def expired_prefix(self, ch_id: int, cutoff: float, chunk: int = 2000) -> int | None:
