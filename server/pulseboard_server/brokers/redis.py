@@ -193,6 +193,8 @@ class RedisBroker:
                 self._set_cmd_ok(True)
 
     def _set_cmd_ok(self, ok: bool) -> None:
+        if not ok:
+            self._guard.forget()
         if ok != self._cmd_ok:
             self._cmd_ok = ok
             if ok:
@@ -209,6 +211,7 @@ class RedisBroker:
         if up:
             self._up_event.set()
         else:
+            self._guard.forget()
             if self._metrics is not None:
                 self._metrics.broker_errors.inc()
             if self.cluster and link.channels:  # the shard may have moved: look again
@@ -278,6 +281,10 @@ class RedisBroker:
                 raise self._unavailable(e) from None
         epoch, top, first = str(out[0]), int(out[1]), int(out[2])
         if not epoch and ensure:  # not published yet: the epoch its first publish will give it
+            try:
+                await self._refresh_salt()
+            except (RedisError, OSError) as e:
+                raise self._unavailable(e) from None
             epoch = self._pending_epoch(ch)
         return ChannelInfo(ch, epoch, top, first), [Envelope.from_raw(r) for r in out[4:]]
 

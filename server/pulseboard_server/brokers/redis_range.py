@@ -6,8 +6,9 @@
   first publish; reads create nothing), and the epoch a not-yet-published
   channel will get: a hash of the deployment's salt (`<prefix>:salt`, made
   once) and the channel name, so every node answers the same before it exists.
-  The salt is read again with every health check: if Redis lost its data, a
-  new salt means new epochs, never an old epoch with a restarted numbering.
+  The salt is read again before a channel is created or read while it does not
+  exist (and with every health check): if Redis lost its data, a new salt means
+  new epochs, never an old epoch with a restarted numbering.
 """
 
 from __future__ import annotations
@@ -61,10 +62,18 @@ class ChannelGuard:
             self.salt = str(salt)
             self._known.clear()
 
+    def forget(self) -> None:
+        """Redis went away: it may come back empty, so check channels and salt again."""
+        self._known.clear()
+
     async def check(self, client: Any, ch: str) -> None:
-        """Raise `too_large` when publishing `ch` would create one channel too many."""
+        """Raise `too_large` when publishing `ch` would create one channel too many.
+
+        A channel this node has not seen exist is checked in Redis, with the salt
+        read again first, so a channel made anew gets the current salt's epoch."""
         if ch in self._known:
             return
+        await self.refresh_salt(client)
         key = f"{self.prefix}:channels"
         if not await client.sismember(key, ch):
             if await client.scard(key) >= self.max_channels:
