@@ -32,7 +32,7 @@ from pulseboard.protocol import TOO_LARGE, Backfill, Envelope, Live, PulseboardE
 from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, Replay
 from .memory import pending_epoch
 from .sqlite_range import read_range
-from .sqlite_store import Item, Readers, Store
+from .sqlite_store import Item, Readers, Store, envelopes
 from .sqlite_writer import Writer
 from .units import default_data_dir
 
@@ -232,7 +232,7 @@ class SqliteBroker:
             return t, int(first) if first is not None else t + 1, [r for (r,) in rows]
 
         top, first, raws = await self._read(read)
-        return ChannelInfo(ch, info.epoch, top, first), [Envelope.from_raw(r) for r in raws]
+        return ChannelInfo(ch, info.epoch, top, first), envelopes(raws)
 
     async def _after(self, ch: str, seq: int, limit: int) -> tuple[ChannelInfo, list[Envelope]]:
         return await self._rows(

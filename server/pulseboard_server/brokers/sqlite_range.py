@@ -12,7 +12,7 @@ from typing import Any
 from pulseboard.protocol import Envelope
 
 from .downsample import Bucket, Grid, bucket_count, numeric_fields
-from .sqlite_store import BLOCK
+from .sqlite_store import BLOCK, envelopes
 
 Row = tuple[int, float, str]  # seq, ts, raw
 
@@ -36,7 +36,7 @@ def read_range(
         rows = conn.execute(
             "SELECT raw FROM msgs WHERE ch=? AND ts>=? AND ts<=? ORDER BY seq", (ch_id, lo, hi)
         ).fetchall()
-        return [Envelope.from_raw(r) for (r,) in rows], False
+        return envelopes([r for (r,) in rows]), False
 
     # Whole blocks inside [lo, hi] come from their summaries; the rest row by row.
     summaries: list[tuple[int, float, float, dict[str, Any]]] = [
@@ -100,7 +100,7 @@ def read_range(
                 f"SELECT raw FROM msgs WHERE ch=? AND seq IN ({marks}) ORDER BY seq", (ch_id, *part)
             )
         )
-    return [Envelope.from_raw(r) for r in raws], len(raws) < count
+    return envelopes(raws), len(raws) < count
 
 
 def _loose_rows(

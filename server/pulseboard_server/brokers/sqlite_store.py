@@ -29,8 +29,6 @@ from typing import Any
 
 from pulseboard.protocol import Envelope, PulseboardError
 
-from .downsample import Bucket
-
 BLOCK = 64
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -45,11 +43,25 @@ CREATE TABLE IF NOT EXISTS blocks(ch INTEGER NOT NULL, k INTEGER NOT NULL, t_min
 """
 
 
+# Each numeric field's min (or max) over some rows, with the seq holding it (SQLite's bare
+# column rule: the other columns of an aggregate min()/max() come from the row that has it).
+SUMMARY = """SELECT j.key, {}(j.value), m.seq FROM msgs m, json_each(m.raw, '$.data') j
+WHERE m.ch=? AND m.seq>=? AND m.seq<=? AND j.type IN ('integer', 'real') GROUP BY j.key"""
+
+
 class StoreError(PulseboardError):
     """The store can't be used (locked, damaged, unreadable): a one-line reason."""
 
     def __init__(self, detail: str) -> None:
         super().__init__("unavailable", detail)
+
+
+def envelopes(raws: list[str]) -> list[Envelope]:
+    """Stored envelopes, parsed in one `json.loads` call (much faster than one per row)."""
+    if not raws:
+        return []
+    objs = json.loads("[" + ",".join(raws) + "]")
+    return [Envelope(o["ch"], o["seq"], float(o["ts"]), o["data"], r) for o, r in zip(objs, raws, strict=True)]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -90,7 +102,6 @@ class Store:
         self.path = path
         self._lock_fd = lock_fd
         self.conn = conn  # the writer's connection
-        self._blocks: dict[int, tuple[int, Bucket, float, float]] = {}  # ch -> (k, stats, t_min, t_max)
 
     @classmethod
     def open(cls, path: Path) -> tuple[Store, Loaded]:
@@ -173,36 +184,25 @@ class Store:
         except BaseException:
             if c.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
                 c.execute("ROLLBACK")
-            for ch in tops:
-                self._blocks.pop(ch, None)  # rebuilt from the file on the next write
             raise
 
     def _summarize(self, items: list[Item]) -> list[tuple[int, int, float, float, str]]:
+        """Summaries of the blocks this batch completed, computed by SQLite from the stored
+        rows (in C, without the GIL, so the event loop keeps running)."""
         done = []
+        c = self.conn
         for i in items:
-            seq, ts = i.env.seq, i.env.ts
-            k = (seq - 1) // BLOCK
-            cur = self._blocks.get(i.ch_id)
-            if cur is None or cur[0] != k:
-                cur = self._open_block(i.ch_id, k, seq)
-            _, stats, t_min, t_max = cur
-            stats.add(seq, ts, i.env.data)
-            cur = self._blocks[i.ch_id] = (k, stats, min(t_min, ts), max(t_max, ts))
-            if seq == (k + 1) * BLOCK:
-                done.append((i.ch_id, k, cur[2], cur[3], json.dumps({"lo": stats.lo, "hi": stats.hi})))
-                del self._blocks[i.ch_id]
+            seq = i.env.seq
+            if seq % BLOCK:
+                continue
+            k, span = seq // BLOCK - 1, (i.ch_id, seq - BLOCK + 1, seq)
+            t_min, t_max = c.execute(
+                "SELECT min(ts), max(ts) FROM msgs WHERE ch=? AND seq>=? AND seq<=?", span
+            ).fetchone()
+            lo = {f: [v, s] for f, v, s in c.execute(SUMMARY.format("min"), span)}
+            hi = {f: [v, s] for f, v, s in c.execute(SUMMARY.format("max"), span)}
+            done.append((i.ch_id, k, t_min, t_max, json.dumps({"lo": lo, "hi": hi})))
         return done
-
-    def _open_block(self, ch_id: int, k: int, seq: int) -> tuple[int, Bucket, float, float]:
-        stats, t_min, t_max = Bucket(), float("inf"), float("-inf")
-        if seq != k * BLOCK + 1:  # a block begun before a restart: fold in what is stored
-            for s, ts, raw in self.conn.execute(
-                "SELECT seq, ts, raw FROM msgs WHERE ch=? AND seq>? AND seq<?", (ch_id, k * BLOCK, seq)
-            ):
-                stats.add(s, ts, json.loads(raw)["data"])
-                t_min, t_max = min(t_min, ts), max(t_max, ts)
-        cur = self._blocks[ch_id] = (k, stats, t_min, t_max)
-        return cur
 
     # --- trimming (writer thread, between batches) --------------------------------------
 
@@ -280,4 +280,4 @@ class Readers:
                 pass
 
 
-__all__ = ["BLOCK", "Item", "Loaded", "Readers", "Store", "StoreError", "boot_id"]
+__all__ = ["BLOCK", "Item", "Loaded", "Readers", "Store", "StoreError", "boot_id", "envelopes"]
