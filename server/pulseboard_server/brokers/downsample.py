@@ -51,12 +51,15 @@ class Bucket:
             self.add_extreme(k, v, seq, v, seq)
 
     def add_extreme(self, k: str, lo: float, lo_seq: int, hi: float, hi_seq: int) -> None:
-        cur = self.lo.get(k)
-        if cur is None or (lo, lo_seq) < cur:
-            self.lo[k] = (lo, lo_seq)
-        cur = self.hi.get(k)
-        if cur is None or hi > cur[0] or (hi == cur[0] and hi_seq < cur[1]):
-            self.hi[k] = (hi, hi_seq)
+        self.add_one(k, lo, lo_seq, low=True)
+        self.add_one(k, hi, hi_seq, low=False)
+
+    def add_one(self, k: str, v: float, seq: int, low: bool) -> None:
+        """A candidate for field `k`'s min (`low`) or max; the lower seq wins a tie."""
+        side = self.lo if low else self.hi
+        cur = side.get(k)
+        if cur is None or (v < cur[0] if low else v > cur[0]) or (v == cur[0] and seq < cur[1]):
+            side[k] = (v, seq)
 
     def seqs(self, limit: int) -> set[int]:
         """The picks, at most `limit`: first and last, then each field's min and max by name."""

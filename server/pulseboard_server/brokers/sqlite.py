@@ -132,7 +132,7 @@ class SqliteBroker:
             if done is not None:
                 env, fut = done
                 if fut is not None:
-                    await asyncio.shield(fut)
+                    await fut
                 return env
         if writer.backlog() > MAX_PENDING:
             raise BrokerUnavailable("store is behind: try again shortly")
@@ -149,7 +149,7 @@ class SqliteBroker:
         fut = writer.put(Item(chan.id, env, key, new))
         if key is not None:
             self._keys[(chan.id, key)] = (env, fut)
-        await asyncio.shield(fut)
+        await fut
         return env
 
     def _known_key(self, chan: _Chan, key: str) -> tuple[Envelope, asyncio.Future[None] | None] | None:

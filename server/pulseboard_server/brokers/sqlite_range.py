@@ -11,7 +11,7 @@ from typing import Any
 
 from pulseboard.protocol import Envelope
 
-from .downsample import Bucket, Grid, bucket_count, numeric_fields
+from .downsample import Bucket, Grid, bucket_count
 from .sqlite_store import BLOCK, envelopes
 
 Row = tuple[int, float, str]  # seq, ts, raw
@@ -39,20 +39,20 @@ def read_range(
         return envelopes([r for (r,) in rows]), False
 
     # Whole blocks inside [lo, hi] come from their summaries; the rest row by row.
+    rows = conn.execute(
+        "SELECT k, t_min, t_max, stats FROM blocks WHERE ch=? AND k*?+1>=? AND t_min>=? AND t_max<=?",
+        (ch_id, BLOCK, first, lo, hi),
+    ).fetchall()
+    stats = json.loads("[" + ",".join(st for *_, st in rows) + "]")  # one call: much faster than one per row
     summaries: list[tuple[int, float, float, dict[str, Any]]] = [
-        (k, a, b, json.loads(st)) for k, a, b, st in conn.execute(
-            "SELECT k, t_min, t_max, stats FROM blocks WHERE ch=? AND k*?+1>=? AND t_min>=? AND t_max<=?",
-            (ch_id, BLOCK, first, lo, hi),
-        )
+        (k, a, b, st) for (k, a, b, _), st in zip(rows, stats, strict=True)
     ]
     names: set[str] = set()
     for *_, st in summaries:
         names.update(st["lo"])
     covered = {k for k, *_ in summaries}
-    loose = _loose_rows(conn, ch_id, first, lo, hi, covered)
-    parsed = [(seq, ts, json.loads(raw)["data"]) for seq, ts, raw in loose]
-    for _, _, data in parsed:
-        names.update(k for k, _ in numeric_fields(data))
+    spans = _loose_spans(conn, ch_id, first, lo, hi, covered)
+    names.update(k for (k,) in _over(conn, spans, ch_id, lo, hi, "DISTINCT j.key", FIELDS, ""))
     grid = Grid(lo, hi, bucket_count(points, len(names)))
 
     buckets: dict[int, Bucket] = {}
@@ -64,11 +64,10 @@ def read_range(
             got = buckets[b] = Bucket()
         return got
 
-    split: list[int] = []
     for k, a, b, st in summaries:
         ia, ib = grid.index(a), grid.index(b)
-        if ia != ib:
-            split.append(k)
+        if ia != ib:  # a block across a bucket edge: its rows
+            spans.append((k * BLOCK + 1, (k + 1) * BLOCK))
             continue
         bk = bucket(ia)
         first_seq, last_seq = k * BLOCK + 1, (k + 1) * BLOCK
@@ -78,15 +77,21 @@ def read_range(
             hv, hs = st["hi"][f]
             bk.add_extreme(f, lv, ls, hv, hs)
         count += BLOCK
-    if split:  # blocks across a bucket edge: their rows
-        for k in split:
-            rows = conn.execute(
-                "SELECT seq, ts, raw FROM msgs WHERE ch=? AND seq>? AND seq<=?", (ch_id, k * BLOCK, (k + 1) * BLOCK)
-            ).fetchall()
-            parsed.extend((seq, ts, json.loads(raw)["data"]) for seq, ts, raw in rows)
-    for seq, ts, data in parsed:
-        bucket(grid.index(ts)).add(seq, ts, data)
-        count += 1
+    # The other rows, aggregated per bucket by SQLite (no row is parsed here).
+    width = grid.width if grid.width > 0 else 1.0
+    b_expr = f"min({grid.nb - 1}, max(0, CAST((m.ts - {lo!r}) / {width!r} AS INTEGER)))"
+    if grid.width <= 0:
+        b_expr = "0"
+    for b, s_min, s_max, n in _over(conn, spans, ch_id, lo, hi, f"{b_expr}, min(m.seq), max(m.seq), count(*)",
+                                    "", "GROUP BY 1"):
+        bk = bucket(b)
+        bk.first = (s_min, 0.0) if bk.first is None or s_min < bk.first[0] else bk.first
+        bk.last = (s_max, 0.0) if bk.last is None or s_max > bk.last[0] else bk.last
+        count += n
+    for agg in ("min", "max"):
+        for b, f, v, seq in _over(conn, spans, ch_id, lo, hi, f"{b_expr}, j.key, {agg}(j.value), m.seq",
+                                  FIELDS, "GROUP BY 1, 2"):
+            bucket(b).add_one(f, v, seq, low=agg == "min")
     keep: set[int] = set()
     for bk in buckets.values():
         keep |= bk.seqs(max(1, points // grid.nb))
@@ -103,12 +108,36 @@ def read_range(
     return envelopes(raws), len(raws) < count
 
 
-def _loose_rows(
+FIELDS = ", json_each(m.raw, '$.data') j"  # with "j.type IN ('integer', 'real')" below
+
+
+def _over(
+    conn: sqlite3.Connection, spans: list[tuple[int, int]], ch_id: int, lo: float, hi: float,
+    select: str, join: str, tail: str,
+) -> list[tuple[Any, ...]]:
+    """`SELECT select` over the rows in `spans` (seq ranges) with lo <= ts <= hi, in one query."""
+    if not spans:
+        return []
+    out: list[tuple[Any, ...]] = []
+    where = " AND j.type IN ('integer', 'real')" if join else ""
+    for i in range(0, len(spans), 4000):
+        part = spans[i : i + 4000]
+        values = ",".join("(?,?)" for _ in part)
+        flat = [x for span in part for x in span]
+        out.extend(conn.execute(
+            f"WITH spans(a, b) AS (VALUES {values}) SELECT {select} FROM spans JOIN msgs m "
+            f"ON m.ch=? AND m.seq>=spans.a AND m.seq<=spans.b{join} WHERE m.ts>=? AND m.ts<=?{where} {tail}",
+            (*flat, ch_id, lo, hi),
+        ).fetchall())
+    return out
+
+
+def _loose_spans(
     conn: sqlite3.Connection, ch_id: int, first: int, lo: float, hi: float, covered: set[int]
-) -> list[Row]:
-    """Rows in [lo, hi] outside the summarized-and-inside blocks; blocks wholly outside
-    [lo, hi] are skipped by their summary, so a range at the end of a long channel
-    reads only its own edges."""
+) -> list[tuple[int, int]]:
+    """Seq ranges outside the summarized-and-inside blocks that may hold rows in [lo, hi];
+    blocks wholly outside [lo, hi] are skipped by their summary, so a range at the end of
+    a long channel reads only its own edges."""
     spans: list[tuple[int, int]] = []
     last_k = -1
     for k, a, b in conn.execute("SELECT k, t_min, t_max FROM blocks WHERE ch=? ORDER BY k", (ch_id,)):
@@ -123,15 +152,7 @@ def _loose_rows(
             merged[-1] = (merged[-1][0], b)
         else:
             merged.append((a, b))
-    out: list[Row] = []
-    for a, b in merged:
-        out.extend(
-            conn.execute(
-                "SELECT seq, ts, raw FROM msgs WHERE ch=? AND seq>=? AND seq<=? AND ts>=? AND ts<=?",
-                (ch_id, a, b, lo, hi),
-            ).fetchall()
-        )
-    return out
+    return merged
 
 
 __all__ = ["read_range"]
