@@ -280,3 +280,28 @@ async def test_reads_never_create_channels(tmp_path: Path, broker: str) -> None:
         no_traceback(server)
     finally:
         server.stop()
+
+
+def test_history_range_over_http(tmp_path: Path) -> None:
+    server = store_server(tmp_path).start()
+    t0 = float(int(time.time()) - 4000)  # recent: inside the 30-day retention
+    try:
+        body = [{"ch": "curve", "data": {"loss": (i * 7919) % 101, "step": i}, "ts": t0 + i} for i in range(3000)]
+        assert httpx.post(server.url + "/publish", json=body, headers=AUTH, timeout=30).status_code == 200
+        got = history(server, "curve", **{"from": t0 + 100, "to": t0 + 2899, "points": 200})
+        assert got["downsampled"] is True and 0 < len(got["msgs"]) <= 200 and got["seq"] == 3000
+        assert all(t0 + 100 <= m["ts"] <= t0 + 2899 for m in got["msgs"])
+        assert min(m["data"]["loss"] for m in got["msgs"]) == 0 and max(m["data"]["loss"] for m in got["msgs"]) == 100
+        small = history(server, "curve", **{"from": t0, "to": t0 + 9, "points": 100})
+        assert small["downsampled"] is False and [m["seq"] for m in small["msgs"]] == list(range(1, 11))
+        exact = history(server, "curve", since=10, limit=5)
+        assert "downsampled" not in exact and [m["seq"] for m in exact["msgs"]] == [11, 12, 13, 14, 15]
+        for bad in ({"from": "x"}, {"from": "5", "to": "4"}, {"points": "3"}, {"points": "t0"},
+                    {"since": "1", "points": "100"}, {"to": "nan"}):
+            r = httpx.get(server.url + "/history", params={"ch": "curve", **bad}, headers=AUTH)
+            assert r.status_code == 400 and r.json()["error"] == "bad_request", bad
+        r = httpx.get(server.url + "/history", params={"ch": "nobody", "points": "100"}, headers=AUTH)
+        assert r.status_code == 404
+        no_traceback(server)
+    finally:
+        server.stop()
