@@ -224,15 +224,18 @@ class Store:
                 c.execute("ROLLBACK")
             raise
 
-    def expired_prefix(self, ch_id: int, cutoff: float, chunk: int = 2000) -> int | None:
-        """The first seq to keep when everything older than `cutoff` at the head goes (None: keep all)."""
+    def expired_prefix(self, ch_id: int, cutoff: float, chunk: int = 5000) -> int | None:
+        """The first seq to keep when the head's messages older than `cutoff` go, looking at
+        most `chunk` rows ahead (None: the head is not expired)."""
         rows = self.conn.execute(
             "SELECT seq, ts FROM msgs WHERE ch=? ORDER BY seq LIMIT ?", (ch_id, chunk)
         ).fetchall()
+        if not rows or rows[0][1] >= cutoff:
+            return None
         for seq, ts in rows:
             if ts >= cutoff:
-                return int(seq) if seq != rows[0][0] else None
-        return int(rows[-1][0]) + 1 if rows else None
+                return int(seq)
+        return int(rows[-1][0]) + 1
 
     def channel_ids(self) -> list[tuple[int, int, int]]:
         """(id, first, top) of every channel with stored messages."""

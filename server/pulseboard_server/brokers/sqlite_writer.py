@@ -152,18 +152,20 @@ class Writer:
             log.warning("store trimming failed (%s); trying again later", e)
 
     def _enforce_retention(self) -> None:
+        """Drop each channel's expired head, a chunk at a time; publishes waiting go first."""
         cutoff = time.time() - self.retention
         firsts: dict[int, int] = {}
-        for ch_id, _first, _top in self.store.channel_ids():
-            keep = self.store.expired_prefix(ch_id, cutoff)
-            if keep is not None:
-                self.store.trim_before(ch_id, keep)
-                firsts[ch_id] = keep
-                if self._items:  # publishes waiting: let them through, continue next round
-                    self._next_retention = 0.0
-                    break
-        if firsts:
-            self.loop.call_soon_threadsafe(self.on_trimmed, firsts)
+        try:
+            for ch_id, _first, _top in self.store.channel_ids():
+                while (keep := self.store.expired_prefix(ch_id, cutoff)) is not None:
+                    self.store.trim_before(ch_id, keep)
+                    firsts[ch_id] = keep
+                    if self._items:  # let them through; go on right after
+                        self._next_retention = 0.0
+                        return
+        finally:
+            if firsts:
+                self.loop.call_soon_threadsafe(self.on_trimmed, firsts)
 
     def _enforce_cap(self) -> None:
         used = self.store.used_bytes()
