@@ -47,11 +47,16 @@ async def publish_load(url: str, total: int, channels: int = 10, batch: int = 50
         await broker.subscribe(f"load.{c}")
     per = total // channels
 
-    async def one(c: int) -> None:
+    async def one(c: int) -> None:  # up to 4 batches in flight per channel, like busy publishers
         ch = f"load.{c}"
+        flying: list[asyncio.Future[list[Envelope]]] = []
         for first in range(0, per, batch):
-            await asyncio.gather(*(broker.publish(ch, {"i": i, "v": i * 0.5}, 1e9 + i)
-                                   for i in range(first, min(per, first + batch))))
+            flying.append(asyncio.gather(*(broker.publish(ch, {"i": i, "v": i * 0.5}, 1e9 + i)
+                                           for i in range(first, min(per, first + batch)))))
+            if len(flying) >= 4:
+                await flying.pop(0)
+        for f in flying:
+            await f
 
     cpu0, loop0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
     await asyncio.gather(*(one(c) for c in range(channels)))
