@@ -267,3 +267,24 @@ async def test_channel_limit_counts_publishes_only(make_broker: Factory) -> None
         await broker.publish("w.extra", {"x": 1}, 1.0)
     assert err.value.code == "too_large"
     await broker.publish("w.0", {"x": 2}, 1.0)  # existing channels go on
+
+
+@pytest.mark.parametrize("make_broker", ["sqlite"], indirect=True)  # memory/redis: issue 12's suite
+async def test_sqlite_idempotency_key_survives_a_restart(make_broker: Factory, tmp_path: Path) -> None:
+    broker, _ = await make_broker()
+    url = broker.url
+    first = await broker.publish("k", {"x": 1}, 1.0, key="batch-1/0")  # type: ignore[call-arg]
+    again, other = await asyncio.gather(
+        broker.publish("k", {"x": 1}, 1.0, key="batch-1/0"),  # type: ignore[call-arg]
+        broker.publish("k", {"x": 2}, 1.0, key="batch-1/1"),  # type: ignore[call-arg]
+    )
+    assert (first.seq, again.seq, other.seq) == (1, 1, 2) and again == first
+    await broker.close()
+    reopened = open_broker(url, 1000, retention=1e12)
+    await reopened.start(lambda e: None, lambda c, e, s: None)
+    try:
+        retried = await reopened.publish("k", {"x": 1}, 1.0, key="batch-1/0")  # type: ignore[call-arg]
+        fresh = await reopened.publish("k", {"x": 3}, 1.0)
+        assert retried == first and fresh.seq == 3
+    finally:
+        await reopened.close()

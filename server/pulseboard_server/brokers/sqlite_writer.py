@@ -54,7 +54,7 @@ class Writer:
         self.on_trimmed = on_trimmed
         self.retention = retention
         self.max_bytes = max_bytes
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._items: list[Item] = []
         self._fut: asyncio.Future[None] | None = None
         self._stop = False
