@@ -88,10 +88,14 @@ def read_range(
         bk.first = (s_min, 0.0) if bk.first is None or s_min < bk.first[0] else bk.first
         bk.last = (s_max, 0.0) if bk.last is None or s_max > bk.last[0] else bk.last
         count += n
-    for agg in ("min", "max"):
-        for b, f, v, seq in _over(conn, spans, ch_id, lo, hi, f"{b_expr}, j.key, {agg}(j.value), m.seq",
-                                  FIELDS, "GROUP BY 1, 2"):
-            bucket(b).add_one(f, v, seq, low=agg == "min")
+    rows = _over(conn, spans, ch_id, lo, hi, f"{b_expr}, m.seq, json_extract(m.raw, '$.data')", "", "")
+    datas = json.loads("[" + ",".join(d for _, _, d in rows) + "]") if rows else []  # one call for all
+    for (b, seq, _), data in zip(rows, datas, strict=True):
+        bk = bucket(b)
+        for f, v in data.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                bk.add_one(f, v, seq, low=True)
+                bk.add_one(f, v, seq, low=False)
     keep: set[int] = set()
     for bk in buckets.values():
         keep |= bk.seqs(max(1, points // grid.nb))
