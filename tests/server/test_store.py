@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -252,6 +253,7 @@ def test_full_disk_gives_503_on_publish_while_reads_go_on() -> None:
         server.stop()
         if os.geteuid() == 0:
             subprocess.run(["umount", str(root)], check=False)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.parametrize("broker", ["memory://", "sqlite://"])
