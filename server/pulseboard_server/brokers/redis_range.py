@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
@@ -50,6 +51,7 @@ class ChannelGuard:
         self.max_channels = max_channels
         self.salt = ""
         self._known: set[str] = set()  # channels this node saw exist (bounded by the limit)
+        self._checking: dict[str, asyncio.Task[None]] = {}
 
     def pending_epoch(self, ch: str) -> str:
         return hashlib.blake2b(f"{self.salt}/{ch}".encode(), digest_size=6).hexdigest()
@@ -70,9 +72,17 @@ class ChannelGuard:
         """Raise `too_large` when publishing `ch` would create one channel too many.
 
         A channel this node has not seen exist is checked in Redis, with the salt
-        read again first, so a channel made anew gets the current salt's epoch."""
+        read again first, so a channel made anew gets the current salt's epoch.
+        Concurrent first publishes of one channel share one check."""
         if ch in self._known:
             return
+        task = self._checking.get(ch)
+        if task is None:
+            task = self._checking[ch] = asyncio.ensure_future(self._check(client, ch))
+            task.add_done_callback(lambda _t: self._checking.pop(ch, None))
+        await asyncio.shield(task)
+
+    async def _check(self, client: Any, ch: str) -> None:
         await self.refresh_salt(client)
         key = f"{self.prefix}:channels"
         if not await client.sismember(key, ch):
