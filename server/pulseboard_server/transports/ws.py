@@ -18,10 +18,11 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.exceptions import InvalidState
 
-from pulseboard.protocol import FORBIDDEN, HTTP_STATUS, SUBPROTOCOL, PulseboardError
+from pulseboard.protocol import HTTP_STATUS, SUBPROTOCOL, PulseboardError
 
-from ..closes import Close
+from ..closes import INTERNAL, Close
 from ..fanout import FrameCache, Part
 from ..node import Node
 from ..session import JSON_FRAMES, Session, State
@@ -144,24 +145,31 @@ class WsConnection:
             self._out.inc(n)
 
     async def _writer(self) -> None:
+        """Write what `flush` could not; close when the session says so. A failed write ends it."""
         s = self.session
-        while True:
-            await self._wake.wait()
-            while s.wants_write():
-                items = s.take()
-                if self.direct is not None:
-                    await self.direct.drained()
-                    self._write(items)
-                else:
-                    for data, _ in items:
-                        await self.ws.send_text(data.decode())
-                    self._count(items)
-                s.pump()
-            self._wake.clear()
-            if s.state is not State.OPEN and s.close_reason is not None:
+        try:
+            while True:
+                await self._wake.wait()
+                while s.wants_write():
+                    items = s.take()
+                    if self.direct is not None:
+                        await self.direct.drained()
+                        self._write(items)
+                    else:
+                        for data, _ in items:
+                            await self.ws.send_text(data.decode())
+                        self._count(items)
+                    s.pump()
+                self._wake.clear()
+                if s.state is not State.OPEN and s.close_reason is not None:
+                    with contextlib.suppress(Exception):
+                        await self.ws.close(s.close_reason.code, s.close_reason.reason)
+                    return
+        except Exception as e:  # the peer is gone (or a bug): stop writing; the reader sees the disconnect
+            if not isinstance(e, (WebSocketDisconnect, OSError, RuntimeError, InvalidState)):
+                log.error("writing to %s failed: %r", s.grants.sub, e)
                 with contextlib.suppress(Exception):
-                    await self.ws.close(s.close_reason.code, s.close_reason.reason)
-                return
+                    await self.ws.close(INTERNAL.code, INTERNAL.reason)
 
     async def close(self, code: int, reason: str = "") -> None:
         """Close (graceful shutdown): what is queued is written first."""
@@ -173,22 +181,26 @@ class WsConnection:
     # --- lifecycle ----------------------------------------------------------------
 
     async def run(self) -> None:
-        node, s = self.node, self.session
-        s.op("welcome", sub=s.grants.sub, exp=s.grants.exp, node=node.id)
+        """Read ops until the peer has gone; the writer may stop first (a close, or a dead socket)
+        without cutting short the ops already received."""
+        s = self.session
+        s.op("welcome", sub=s.grants.sub, exp=s.grants.exp, node=self.node.id)
         self._arm_expiry()
         writer = asyncio.create_task(self._writer())
-        reader = asyncio.create_task(self._reader())
         self.flush()
         try:
-            done, _ = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+            await self._reader()
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            pass
+        except Exception as e:  # a broker failure mid-op: end this connection, the client resumes
+            log.error("connection of %s failed: %r", s.grants.sub, e)
+            with contextlib.suppress(Exception):
+                await self.ws.close(INTERNAL.code, INTERNAL.reason)
         finally:
             self._done.set()
-        for task in (writer, reader):
-            task.cancel()
-        for task in done:
-            exc = task.exception() if not task.cancelled() else None
-            if exc is not None and not isinstance(exc, (WebSocketDisconnect, OSError, RuntimeError)):
-                log.error("connection of %s failed: %r", s.grants.sub, exc)
+            writer.cancel()
+            with contextlib.suppress(BaseException):
+                await writer
 
     def cleanup(self) -> None:
         if self._expiry is not None:
@@ -219,4 +231,4 @@ class WsConnection:
                 self._arm_expiry()
 
 
-__all__ = ["FORBIDDEN", "websocket_endpoint"]
+__all__ = ["websocket_endpoint"]
