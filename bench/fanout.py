@@ -255,10 +255,39 @@ class Result:
     p99_ms: float
     loss: float
     delivered: int
-    client_bound: str  # why the clients (not the server) may have been the limit, or ""
+    client_bound: str  # what limited the run: the server saturated, the clients or the publisher ("" if nothing)
 
 
-def run(name: str, clients: int, channels: int, rate: float, seconds: float, procs: int) -> Result:
+def profile_start(target: Target, profile: Path | None, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy on the server's main process (not redis-server), collapsed stacks to `profile`/NAME.txt."""
+    if profile is None:
+        return None
+    profile.mkdir(parents=True, exist_ok=True)
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen([str(spy), "record", "--pid", str(target.procs[-1].pid), "--format", "raw",
+                             "--nonblocking", "-o", str(profile / f"{name}.txt")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_stop(spy: subprocess.Popen[bytes] | None, profile: Path | None, name: str) -> None:
+    if spy is None or profile is None:
+        return
+    spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+    spy.wait(60)
+    own: dict[str, int] = {}
+    total = 0
+    for line in (profile / f"{name}.txt").read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        leaf = re.sub(r":\d+\)$", ")", stack.rsplit(";", 1)[-1])  # one row per function
+        own[leaf] = own.get(leaf, 0) + int(count)
+        total += int(count)
+    print(f"\nprofile of {name} (self time, top 12 of {total} samples):")
+    for leaf, samples in sorted(own.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {100 * samples / total:5.1f}%  {leaf}")
+
+
+def run(name: str, clients: int, channels: int, rate: float, seconds: float, procs: int,
+        profile: Path | None = None) -> Result:
     label, kind, redis = TARGETS[name]
     target = Target(label, kind, redis)
     target.start()
@@ -276,12 +305,14 @@ def run(name: str, clients: int, channels: int, rate: float, seconds: float, pro
             ready.get(timeout=120)
         wprocs = [psutil.Process(w.pid) for w in workers if w.pid is not None]
         client_cpu0 = sum(sum(p.cpu_times()[:2]) for p in wprocs)
+        spy = profile_start(target, profile, name)
         cpu0, t0 = target.cpu(), time.monotonic()
         sent, achieved = asyncio.run(publish(target, names, rate, seconds))
         per_ch = [len(urls[i::channels]) for i in range(channels)]
         expected = sum(per_ch[i % channels] for i in range(sent))
         drain(seen, expected)
         cpu1, t1 = target.cpu(), time.monotonic()
+        profile_stop(spy, profile, name)
         client_cpu = sum(sum(p.cpu_times()[:2]) for p in wprocs) - client_cpu0
         stop.set()
         results = [out.get(timeout=60) for _ in workers]
@@ -299,6 +330,9 @@ def run(name: str, clients: int, channels: int, rate: float, seconds: float, pro
     ordered = sorted(lat)
     window = t1 - t0
     bound = []
+    busy = (cpu1 - cpu0) / window
+    if busy > 0.9:
+        bound.append(f"server saturated ({100 * busy:.0f}% of a core)")
     if client_cpu > 0.85 * window * len(workers):
         bound.append(f"client processes at {100 * client_cpu / (window * len(workers)):.0f}% CPU")
     if achieved < 0.95 * rate:
@@ -319,19 +353,20 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--procs", type=int, default=2, help="client processes")
     ap.add_argument("--targets", default=",".join(TARGETS), help="comma-separated: " + ", ".join(TARGETS))
+    ap.add_argument("--profile", type=Path, help="write py-spy stacks of each server here and print the top")
     a = ap.parse_args()
     names = [n for n in a.targets.split(",") if n]
     deliveries = a.rate * a.clients / a.channels
     print(f"{a.clients} clients in {a.procs} processes, {a.channels} channel(s), {a.rate:g} msgs/s "
           f"(~{deliveries:,.0f} deliveries/s), {a.seconds:g} s; {os.cpu_count()} cores, "
           f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-    results = {n: run(n, a.clients, a.channels, a.rate, a.seconds, a.procs) for n in names}
+    results = {n: run(n, a.clients, a.channels, a.rate, a.seconds, a.procs, a.profile) for n in names}
     base = results.get("bare")
     print("\n| server | CPU/delivered msg | vs bare | p50 | p99 | loss | limit |\n|---|---|---|---|---|---|---|")
     for r in results.values():
         ratio = f"{r.cpu_us / base.cpu_us:.2f}x" if base and base.cpu_us > 0 else ""
         print(f"| {r.label} | {r.cpu_us:.1f} µs | {ratio} | {r.p50_ms:.1f} ms | {r.p99_ms:.1f} ms | "
-              f"{100 * r.loss:.2f}% | {r.client_bound or 'server'} |")
+              f"{100 * r.loss:.2f}% | {r.client_bound or '-'} |")
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
