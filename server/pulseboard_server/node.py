@@ -22,6 +22,7 @@ from .brokers.base import Broker, BrokerUnavailable
 from .config import Settings
 from .fanout import Fanout
 from .metrics import Metrics
+from .session import Limits
 
 log = logging.getLogger("pulseboard")
 
@@ -34,6 +35,8 @@ class Node:
         self.broker = broker
         self.metrics = Metrics()
         self.fanout = Fanout(broker, self.metrics, settings.tick)
+        self.limits = Limits(settings.max_buffer, settings.max_message_size, settings.max_channels_per_client,
+                             settings.max_violations)  # every session's bounds
         self.clients: set[Any] = set()  # open connections with an async close(code)
         self.started = time.time()
         self.shutting_down = False

@@ -44,13 +44,9 @@ class Connection(Protocol):
     def flush(self) -> None: ...
 
 
-def limits(settings: Settings) -> Limits:
-    return Limits(
-        max_buffer=settings.max_buffer,
-        max_message_size=settings.max_message_size,
-        max_channels_per_client=settings.max_channels_per_client,
-        max_violations=settings.max_violations,
-    )
+def limits(node: Node) -> Limits:
+    """The session bounds from the node's settings (one object shared by its sessions)."""
+    return node.limits
 
 
 async def authenticate(

@@ -52,7 +52,7 @@ async def poll_endpoint(request: Request) -> Response:
     timeout = timeout_param(request, node.settings.poll_timeout)
     if node.shutting_down:
         raise PulseboardError(UNAVAILABLE, "server is shutting down")
-    poll = Poll(node, Session(grants, limits(node.settings), POLL_ANSWER, overflow="cut", positions=positions))
+    poll = Poll(node, Session(grants, limits(node), POLL_ANSWER, overflow="cut", positions=positions))
     node.clients.add(poll)
     node.metrics.connections.labels(transport="poll").inc()
     try:

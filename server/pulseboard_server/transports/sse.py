@@ -64,7 +64,7 @@ async def sse_endpoint(request: Request) -> Response:
     if request.method == "HEAD":  # a probe: the checks passed, no stream
         return Response(headers=HEADERS)
     stream = SseStream(node, Session(
-        grants, limits(node.settings), SSE_EVENTS, positions=positions,
+        grants, limits(node), SSE_EVENTS, positions=positions,
         on_error=lambda code: node.metrics.errors.labels(code=code).inc(), on_drop=node.metrics.drops.inc,
     ))
     node.clients.add(stream)

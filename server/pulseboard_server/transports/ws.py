@@ -50,7 +50,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     protocols = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in protocols else None)
     conn = WsConnection(ws, node, Session(
-        grants, limits(node.settings), JSON_FRAMES,
+        grants, limits(node), JSON_FRAMES,
         on_error=lambda code: node.metrics.errors.labels(code=code).inc(), on_drop=node.metrics.drops.inc,
     ))
     node.clients.add(conn)
@@ -94,13 +94,16 @@ class DirectSocket:
 class WsConnection:
     """One WebSocket client: a session, written as soon as the socket takes it."""
 
+    __slots__ = ("_dead", "_expiry", "_finished", "_out", "_writing", "direct", "node", "session", "ws")
+
     def __init__(self, ws: WebSocket, node: Node, session: Session) -> None:
         self.ws = ws
         self.node = node
         self.session = session
         self.direct = DirectSocket.of(ws)
-        self._wake = asyncio.Event()  # the writer task has work: a socket not writable, or a close
-        self._done = asyncio.Event()
+        self._writing: asyncio.Task[None] | None = None  # only while the socket is not writable, or closing
+        self._dead = False  # a write failed: the peer is gone
+        self._finished: asyncio.Future[None] | None = None  # made by close(), done when run() ends
         self._expiry: asyncio.TimerHandle | None = None
         self._out = node.metrics.messages_out.labels(transport="ws")
 
@@ -117,18 +120,20 @@ class WsConnection:
     # --- writing ------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write what is queued now if the socket takes it; otherwise leave it to the writer."""
+        """Write what is queued now if the socket takes it; otherwise start a writer task for it."""
         s = self.session
-        if s.state is State.OPEN and not self._wake.is_set() and self.direct is not None:
+        if self._dead or (self._writing is not None and not self._writing.done()):
+            return  # the writer takes what is queued, in order
+        if s.state is State.OPEN and self.direct is not None:
             try:
                 while s.wants_write() and self.direct.writable():
                     self._write(s.take())
                     s.pump()
-            except Exception:  # the peer is gone: the writer task finds out and ends
-                self._wake.set()
+            except Exception:  # the peer is gone: the reader sees the disconnect
+                self._dead = True
                 return
-        if s.wants_write() or s.state is not State.OPEN:
-            self._wake.set()
+        if s.wants_write() or s.state is not State.OPEN:  # (the writer marks the socket dead once it closes)
+            self._writing = asyncio.get_running_loop().create_task(self._writer())
 
     def _write(self, items: list[tuple[bytes, int]]) -> None:
         assert self.direct is not None
@@ -145,27 +150,25 @@ class WsConnection:
             self._out.inc(n)
 
     async def _writer(self) -> None:
-        """Write what `flush` could not; close when the session says so. A failed write ends it."""
+        """Write what `flush` could not, as the socket drains; close when the session says so."""
         s = self.session
         try:
-            while True:
-                await self._wake.wait()
-                while s.wants_write():
-                    items = s.take()
-                    if self.direct is not None:
-                        await self.direct.drained()
-                        self._write(items)
-                    else:
-                        for data, _ in items:
-                            await self.ws.send_text(data.decode())
-                        self._count(items)
-                    s.pump()
-                self._wake.clear()
-                if s.state is not State.OPEN and s.close_reason is not None:
-                    with contextlib.suppress(Exception):
-                        await self.ws.close(s.close_reason.code, s.close_reason.reason)
-                    return
+            while s.wants_write():
+                items = s.take()
+                if self.direct is not None:
+                    await self.direct.drained()
+                    self._write(items)
+                else:
+                    for data, _ in items:
+                        await self.ws.send_text(data.decode())
+                    self._count(items)
+                s.pump()
+            if s.state is not State.OPEN and s.close_reason is not None:
+                self._dead = True  # nothing more is written
+                with contextlib.suppress(Exception):
+                    await self.ws.close(s.close_reason.code, s.close_reason.reason)
         except Exception as e:  # the peer is gone (or a bug): stop writing; the reader sees the disconnect
+            self._dead = True
             if not isinstance(e, (WebSocketDisconnect, OSError, RuntimeError, InvalidState)):
                 log.error("writing to %s failed: %r", s.grants.sub, e)
                 with contextlib.suppress(Exception):
@@ -173,10 +176,11 @@ class WsConnection:
 
     async def close(self, code: int, reason: str = "") -> None:
         """Close (graceful shutdown): what is queued is written first."""
+        self._finished = asyncio.get_running_loop().create_future()
         self.session.close(Close(code, reason))
         self.flush()
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._done.wait(), 3.0)
+            await asyncio.wait_for(asyncio.shield(self._finished), 3.0)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -186,7 +190,6 @@ class WsConnection:
         s = self.session
         s.op("welcome", sub=s.grants.sub, exp=s.grants.exp, node=self.node.id)
         self._arm_expiry()
-        writer = asyncio.create_task(self._writer())
         self.flush()
         try:
             await self._reader()
@@ -197,10 +200,13 @@ class WsConnection:
             with contextlib.suppress(Exception):
                 await self.ws.close(INTERNAL.code, INTERNAL.reason)
         finally:
-            self._done.set()
-            writer.cancel()
-            with contextlib.suppress(BaseException):
-                await writer
+            self._dead = True
+            if self._finished is not None and not self._finished.done():
+                self._finished.set_result(None)
+            if self._writing is not None:
+                self._writing.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._writing
 
     def cleanup(self) -> None:
         if self._expiry is not None:
