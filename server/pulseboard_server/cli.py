@@ -12,10 +12,11 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from types import FrameType
 from typing import Any, NoReturn
 
-from .config import Settings, add_arguments, cli_fields, count, positive_float
+from .config import Settings, add_arguments, count, positive_float
 
 log = logging.getLogger("pulseboard")
 
@@ -173,7 +174,8 @@ def hub_base_path(args: argparse.Namespace) -> str:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    settings = Settings(**{f.name: getattr(args, f.name) for f in cli_fields()})
+    """Settings from `serve`'s options: every option whose dest is a Settings field name."""
+    settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings) if hasattr(args, f.name)})
     settings.base_path = hub_base_path(args)
     settings.secret = os.environ.get("PULSEBOARD_SECRET") or None
     if args.public_key:
