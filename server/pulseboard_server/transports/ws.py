@@ -66,8 +66,12 @@ async def websocket_endpoint(ws: WebSocket) -> None:
 class DirectSocket:
     """Writes frames through uvicorn's `websockets` sans-I/O protocol object, synchronously."""
 
+    __slots__ = ("conn", "proto", "transport")
+
     def __init__(self, proto: Any) -> None:
         self.proto = proto
+        self.conn = proto.conn  # websockets' ServerProtocol: it builds every frame
+        self.transport = proto.transport
 
     @classmethod
     def of(cls, ws: WebSocket) -> DirectSocket | None:
@@ -77,18 +81,17 @@ class DirectSocket:
         return None
 
     def writable(self) -> bool:
-        p = self.proto
-        return bool(p.writable.is_set() and not p.close_sent and not getattr(p, "disconnected", False)
-                    and not p.transport.is_closing())
+        """The socket takes data now (not paused by flow control, not closing)."""
+        return not self.transport.is_closing() and self.proto.writable.is_set() and not self.proto.close_sent
 
     async def drained(self) -> None:
         await self.proto.writable.wait()
 
     def write(self, items: list[tuple[bytes, int]]) -> None:
-        conn = self.proto.conn
+        conn = self.conn
         for data, _ in items:
             conn.send_text(data)
-        self.proto.transport.write(b"".join(conn.data_to_send()))
+        self.transport.write(b"".join(conn.data_to_send()))
 
 
 class WsConnection:
