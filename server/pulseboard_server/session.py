@@ -25,7 +25,7 @@ import enum
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pulseboard.protocol import (
     FORBIDDEN,
@@ -131,6 +131,7 @@ Action = StartSub | DoPublish | DoRefresh | StopSub
 
 
 _NONE_FULL: frozenset[str] = frozenset()
+Overflow = Literal["close", "cut"]  # past the byte bound: close with 4429, or end this answer (long-poll)
 
 
 class Session:
@@ -144,7 +145,7 @@ class Session:
         grants: Grants,
         limits: Limits,
         encoder: Encoder,
-        overflow: str = "close",
+        overflow: Overflow = "close",
         positions: Positions | None = None,
         on_error: Callable[[str], None] | None = None,
         on_drop: Callable[[], None] | None = None,
