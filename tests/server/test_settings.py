@@ -27,7 +27,7 @@ def test_defaults_come_from_settings() -> None:
     default = Settings()
     for f in cli_fields():
         assert getattr(s, f.name) == getattr(default, f.name), f.name
-    assert {f.name for f in fields(Settings)} - {f.name for f in cli_fields()} == {"secret"}
+    assert "secret" in {f.name for f in fields(Settings)} - {f.name for f in cli_fields()}  # env only
 
 
 def test_docs_table_is_the_generated_one() -> None:
