@@ -97,7 +97,7 @@ class DirectSocket:
 class WsConnection:
     """One WebSocket client: a session, written as soon as the socket takes it."""
 
-    __slots__ = ("_dead", "_expiry", "_finished", "_out", "_writing", "direct", "node", "session", "ws")
+    __slots__ = ("_dead", "_expiry", "_finished", "_metrics", "_writing", "direct", "node", "session", "ws")
 
     def __init__(self, ws: WebSocket, node: Node, session: Session) -> None:
         self.ws = ws
@@ -108,7 +108,7 @@ class WsConnection:
         self._dead = False  # a write failed: the peer is gone
         self._finished: asyncio.Future[None] | None = None  # made by close(), done when run() ends
         self._expiry: asyncio.TimerHandle | None = None
-        self._out = node.metrics.messages_out.labels(transport="ws")
+        self._metrics = node.metrics
 
     # --- called by the fan-out ----------------------------------------------------
 
@@ -144,13 +144,11 @@ class WsConnection:
         self._count(items)
 
     def _count(self, items: list[tuple[bytes, int]]) -> None:
-        n = 0
+        m = self._metrics
         for _, k in items:
             if k:
-                n += k
-                self.node.metrics.frames_out.inc()
-        if n:
-            self._out.inc(n)
+                m.ws_messages += k
+                m.ws_frames += 1
 
     async def _writer(self) -> None:
         """Write what `flush` could not, as the socket drains; close when the session says so."""
