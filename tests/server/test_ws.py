@@ -329,3 +329,17 @@ async def test_publishes_sent_just_before_a_close_are_published(server: ServerPr
         return [m["data"]["i"] for m in r.json()["msgs"]]
 
     wait_until(lambda: published() == [0, 1, 2, 3, 4], what=f"all five publishes (got {published()})")
+
+
+async def test_delivered_messages_are_counted(server: ServerProcess) -> None:
+    async with await open_ws(server) as a, await open_ws(server) as b:
+        for ws in (a, b):
+            await subscribe(ws, {"counted": None})
+        publish(server, "counted", 7)
+        for ws in (a, b):
+            assert len(await recv_envelopes(ws, 7)) == 7
+        text = httpx.get(server.url + "/metrics", timeout=10).text
+        sent = re.search(r'^pulseboard_messages_out_total\{transport="ws"\} ([0-9.e+]+)$', text, re.M)
+        frames = re.search(r"^pulseboard_frames_out_total ([0-9.e+]+)$", text, re.M)
+        assert sent is not None and float(sent.group(1)) == 14
+        assert frames is not None and 2 <= float(frames.group(1)) <= 14
