@@ -40,11 +40,15 @@ class FrameCache:
     """Frames built this tick, keyed by what they hold."""
 
     def __init__(self) -> None:
-        self._frames: dict[tuple[tuple[str, int], ...], bytes] = {}
+        self._frames: dict[tuple[object, ...], bytes] = {}
 
     def frame(self, parts: Sequence[tuple[str, int, Sequence[Envelope]]]) -> bytes:
         """A JSON array of `envs[skip:]` for each (ch, skip, envs), encoded once per content."""
-        key = tuple((ch, skip) for ch, skip, _ in parts)
+        key: tuple[object, ...]
+        if len(parts) == 1:  # the common case, without building a tuple of tuples
+            key = (parts[0][0], parts[0][1])
+        else:
+            key = tuple((ch, skip) for ch, skip, _ in parts)
         data = self._frames.get(key)
         if data is None:
             data = self._frames[key] = batch_frame(

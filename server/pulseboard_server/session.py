@@ -398,10 +398,14 @@ class Session:
 
     # --- the broker's side ----------------------------------------------------------
 
-    def deliver(self, parts: Sequence[Part], cache: FrameCache) -> None:
-        """A fan-out tick: this client's share, as one frame built once for all who share it."""
+    def deliver(self, parts: Sequence[Part], cache: FrameCache, now: bool = False) -> tuple[bytes, int] | None:
+        """A fan-out tick: this client's share, as one frame built once for all who share it.
+
+        With `now` (the transport can write at once) and nothing queued before it, the frame
+        and its envelope count are returned for the caller to write, instead of queued.
+        """
         if self.state is not State.OPEN:
-            return
+            return None
         if self.overflow == "cut":
             for ch, envs in parts:
                 sync = self.syncs.get(ch)
@@ -412,13 +416,18 @@ class Session:
                         sync.hold(e)
                     continue
                 self._cut(ch, [e for e in envs if e.seq > sync.seq])
-            return
+            return None
         live = live_parts(self.syncs, parts)
-        if live:
-            n = 0
-            for _, skip, envs in live:
-                n += len(envs) - skip
-            self._queue(self.encoder.data(cache.frame(live), self), n)
+        if not live:
+            return None
+        n = 0
+        for _, skip, envs in live:
+            n += len(envs) - skip
+        data = self.encoder.data(cache.frame(live), self)
+        if now and not self._out and len(data) <= self.limits.max_buffer:
+            return data, n
+        self._queue(data, n)
+        return None
 
     def reset(self, ch: str, epoch: str, seq: int) -> None:
         """The channel's numbering restarted: the client is told and its position follows."""

@@ -215,3 +215,13 @@ def test_closed_session_returns_its_channels_and_takes_nothing() -> None:
     s.deliver([("a.1", [env("a.1", 1)])], FrameCache())
     s.op("pong", ts=1)
     assert s.take() == []
+
+
+def test_a_frame_for_a_writable_transport_is_handed_back_when_nothing_is_queued() -> None:
+    s = session()
+    subscribe(s, "a.1", [])
+    assert s.deliver([("a.1", [env("a.1", 1)])], FrameCache(), now=True) is None  # `subscribed` is still queued
+    assert seqs(sent(s)) == [1]
+    out = s.deliver([("a.1", [env("a.1", 2), env("a.1", 3)])], FrameCache(), now=True)  # (one cache per tick)
+    assert out is not None and out[1] == 2 and [e["seq"] for e in json.loads(out[0])] == [2, 3]
+    assert s.take() == [] and s.positions()["a.1"] == ("E", 3)
