@@ -333,7 +333,7 @@ def run(name: str, clients: int, channels: int, rate: float, seconds: float, pro
     busy = (cpu1 - cpu0) / window
     if busy > 0.9:
         bound.append(f"server saturated ({100 * busy:.0f}% of a core)")
-    if window > 1.5 * seconds + 3:
+    if window > seconds + 2:
         bound.append(f"fell behind: {seconds:g} s of publishing took {window:.0f} s to deliver")
     if client_cpu > 0.85 * window * len(workers):
         bound.append(f"client processes at {100 * client_cpu / (window * len(workers)):.0f}% CPU")
