@@ -36,6 +36,20 @@ def token(sub: str = "tester", read: Sequence[str] = ("*",), publish: Sequence[s
     return mint_token(secret, sub, read, publish, ttl, **extra)
 
 
+def auth(tok: str | None = None) -> dict[str, str]:
+    """Request headers carrying a bearer token (a fresh all-channels one unless given)."""
+    return {"Authorization": f"Bearer {tok or token()}"}
+
+
+async def until(pred: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
+    """Await until `pred()` is truthy (checked every 20 ms), or raise TimeoutError naming `what`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not pred():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.02, what: str = "condition"):  # type: ignore[no-untyped-def]
     """Poll `predicate` until it returns a truthy value (an observable event, not a fixed sleep)."""
     deadline = time.monotonic() + timeout

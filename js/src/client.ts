@@ -1,12 +1,18 @@
-// The browser client: WebSocket, then SSE, then long-poll, with exact resume.
+// The browser client: a state machine choosing WebSocket, then SSE, then long-poll, with exact
+// resume; one small adapter per transport in transports/.
 // Independent of the chart: the widget and the dashboard both use it. The pure
 // bookkeeping (positions, dedupe, gaps, cursors, backoff) lives in sync.ts.
 
 import { ChannelPositions, backoffDelay, jwtExp } from "./sync";
 import type { Envelope, Gap, Start } from "./sync";
+import { ExpiredError, FATAL_CLOSE, FatalError, authFailure, expired } from "./transports/common";
+import type { Connection, ConnectionHooks, EndInfo, Frame, TransportHost, TransportKind } from "./transports/common";
+import { openPoll } from "./transports/poll";
+import { openSse } from "./transports/sse";
+import { openWs } from "./transports/ws";
 
+export type { TransportKind } from "./transports/common";
 export type Status = "connecting" | "live" | "reconnecting" | "offline";
-export type TransportKind = "ws" | "sse" | "poll";
 export type TokenSource = string | (() => string | Promise<string>);
 
 export interface ClientOptions {
@@ -29,33 +35,6 @@ export interface ClientOptions {
   pongTimeout?: number;
 }
 
-type Frame = Record<string, unknown> | unknown[];
-
-/** One open attempt over one transport; reports frames and its end to the client. */
-interface Connection {
-  kind: TransportKind;
-  /** A frame (control op or data array) arrived. */
-  gotFirst: boolean;
-  close(): void;
-  send?(op: Record<string, unknown>): boolean;
-}
-
-interface ConnectionHooks {
-  onFrame(frame: Frame): void;
-  onEnd(info: { code?: number; reason?: string; fatal?: string; authExpired?: boolean }): void;
-}
-
-class FatalError extends Error {}
-/** The server refused a token that has expired: get a new one and resume. */
-class ExpiredError extends Error {}
-
-function expired(token: string): boolean {
-  const exp = jwtExp(token);
-  return exp !== null && exp <= Date.now() / 1000 + 1;
-}
-
-const FATAL_CLOSE = new Set([4003, 4400]);
-
 export function baseUrl(url: string): URL {
   const base = typeof location !== "undefined" ? location.href : "http://localhost/";
   const u = new URL(url || "./", base);
@@ -65,7 +44,7 @@ export function baseUrl(url: string): URL {
   return u;
 }
 
-export class Client {
+export class Client implements TransportHost {
   status: Status = "connecting";
   transport: TransportKind;
   /** Seconds between a message's `ts` and its arrival, for the latest message. */
@@ -331,7 +310,7 @@ export class Client {
     }
   }
 
-  private onEnd(conn: Connection, info: { code?: number; reason?: string; fatal?: string; authExpired?: boolean }): void {
+  private onEnd(conn: Connection, info: EndInfo): void {
     if (this.disposed || this.error) return;
     if (conn === this.candidate) {
       this.candidate = null;
@@ -443,215 +422,4 @@ export class Client {
     };
     this.refreshTimer = setTimeout(check, Math.min(wait, 2 ** 31 - 1));
   }
-}
-
-// --- transports -------------------------------------------------------------------------
-
-const OPEN_TIMEOUT_MS = 5_000;
-
-function openWs(client: Client, token: string, hooks: ConnectionHooks, pingMs: number, pongMs: number): Connection {
-  const url = new URL(client.endpoint("ws"));
-  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(url.toString(), ["pulseboard.v1", `bearer.${token}`]);
-  let lastRx = Date.now();
-  let pinged = false;
-  let ended = false;
-  const conn: Connection = {
-    kind: "ws",
-    gotFirst: false,
-    close() {
-      end({});
-      ws.close(1000);
-    },
-    send(op) {
-      if (ws.readyState !== WebSocket.OPEN) return false;
-      ws.send(JSON.stringify(op));
-      return true;
-    },
-  };
-  const opened = Date.now();
-  const beat = setInterval(() => {
-    const idle = Date.now() - lastRx;
-    if (ws.readyState === WebSocket.CONNECTING && Date.now() - opened > OPEN_TIMEOUT_MS) {
-      // A proxy that swallows the upgrade never fails it: count it as a failure to open.
-      end({ reason: "websocket did not open" });
-      ws.close();
-      return;
-    }
-    if (ws.readyState !== WebSocket.OPEN) return;
-    if (pinged && idle > pingMs + pongMs) {
-      end({ reason: "no pong: connection is dead" });
-      ws.close();
-    } else if (!pinged && idle > pingMs) {
-      pinged = true;
-      ws.send('{"op":"ping"}');
-    }
-  }, Math.max(250, Math.min(pingMs, pongMs) / 2));
-  const end = (info: Parameters<ConnectionHooks["onEnd"]>[0]) => {
-    if (ended) return;
-    ended = true;
-    clearInterval(beat);
-    hooks.onEnd(info);
-  };
-  ws.onopen = () => {
-    lastRx = Date.now();
-    ws.send(JSON.stringify(client.sync.subscribeOp()));
-  };
-  ws.onmessage = (ev: MessageEvent) => {
-    lastRx = Date.now();
-    pinged = false;
-    if (ended) return;
-    let frame: Frame;
-    try {
-      frame = JSON.parse(String(ev.data)) as Frame;
-    } catch {
-      return;
-    }
-    hooks.onFrame(frame);
-  };
-  ws.onclose = (ev: CloseEvent) => {
-    end({ code: ev.code, reason: ev.reason, authExpired: ev.code === 4001 });
-  };
-  ws.onerror = () => {
-    /* onclose follows */
-  };
-  return conn;
-}
-
-function channelParams(client: Client): URLSearchParams {
-  const params = new URLSearchParams();
-  const backfills: number[] = [];
-  for (const [ch, start] of Object.entries(client.sync.initial)) {
-    params.append("ch", ch);
-    if (start && "backfill" in start && !(ch in client.sync.positions)) backfills.push(start.backfill);
-  }
-  if (Object.keys(client.sync.positions).length) params.set("last_event_id", client.sync.cursor());
-  if (backfills.length) params.set("backfill", String(Math.max(...backfills)));
-  return params;
-}
-
-async function authFailure(res: Response, what: string, token?: string): Promise<never> {
-  let detail = `HTTP ${res.status}`;
-  try {
-    const body = (await res.json()) as { detail?: string };
-    if (body.detail) detail = body.detail;
-  } catch {
-    /* not JSON */
-  }
-  if (res.status === 401 && token !== undefined && expired(token)) throw new ExpiredError(detail);
-  if (res.status === 401 || res.status === 403) throw new FatalError(`the server refused the token: ${detail}`);
-  throw new Error(`${what} failed: ${detail}`);
-}
-
-async function openSse(client: Client, token: string, hooks: ConnectionHooks): Promise<Connection> {
-  const channels = Object.keys(client.sync.initial);
-  const res = await fetch(client.endpoint("ticket"), {
-    method: "POST",
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ ch: channels }),
-  });
-  if (!res.ok) await authFailure(res, "ticket", token);
-  const { ticket } = (await res.json()) as { ticket: string };
-  const params = channelParams(client);
-  params.set("ticket", ticket);
-  const es = new EventSource(client.endpoint("sse", params));
-  let ended = false;
-  let idle: ReturnType<typeof setTimeout> | null = null;
-  const end = (info: Parameters<ConnectionHooks["onEnd"]>[0]) => {
-    if (ended) return;
-    ended = true;
-    if (idle) clearTimeout(idle);
-    es.close();
-    hooks.onEnd(info);
-  };
-  // The server sends a `: ping` comment at least every 15 s, which EventSource hides;
-  // a quiet stream is still resumed exactly, so reopening after a long silence is safe.
-  const touch = () => {
-    if (idle) clearTimeout(idle);
-    idle = setTimeout(() => end({ reason: "sse stream silent" }), 60_000);
-  };
-  touch();
-  const deliver = (data: string, op?: string) => {
-    if (ended) return;
-    touch();
-    let obj: unknown;
-    try {
-      obj = JSON.parse(data);
-    } catch {
-      return;
-    }
-    if (op) {
-      const ctl: Record<string, unknown> = { ...(obj as Record<string, unknown>), op };
-      if (op === "close") {
-        end({ code: Number(ctl.code), reason: String(ctl.detail ?? ""), authExpired: Number(ctl.code) === 4001 });
-        return;
-      }
-      hooks.onFrame(ctl);
-    } else {
-      hooks.onFrame(obj as Frame);
-    }
-  };
-  es.onmessage = (ev) => deliver(ev.data as string);
-  for (const name of ["subscribed", "reset", "error", "close"]) {
-    es.addEventListener(name, (ev) => deliver((ev as MessageEvent).data as string, name));
-  }
-  es.onerror = () => end({ reason: "sse stream ended" });
-  return {
-    kind: "sse",
-    gotFirst: false,
-    close() {
-      end({});
-    },
-  };
-}
-
-function openPoll(client: Client, hooks: ConnectionHooks): Connection {
-  const ctl = new AbortController();
-  let ended = false;
-  const end = (info: Parameters<ConnectionHooks["onEnd"]>[0]) => {
-    if (ended) return;
-    ended = true;
-    ctl.abort();
-    hooks.onEnd(info);
-  };
-  const loop = async () => {
-    let cursor: string | null = null;
-    while (!ended) {
-      const params = channelParams(client);
-      params.delete("last_event_id");
-      const resume = cursor ?? (Object.keys(client.sync.positions).length ? client.sync.cursor() : null);
-      if (resume) params.set("cursor", resume);
-      const timer = setTimeout(() => ctl.abort(), 40_000);
-      let body: { cursor: string; msgs: Envelope[]; ops?: Record<string, unknown>[] };
-      try {
-        const token = await client.token();
-        const res = await fetch(client.endpoint("poll", params), {
-          headers: { Authorization: `Bearer ${token}` },
-          cache: "no-store",
-          signal: ctl.signal,
-        });
-        if (!res.ok) await authFailure(res, "poll", token);
-        body = (await res.json()) as typeof body;
-      } catch (e) {
-        if (e instanceof ExpiredError) end({ authExpired: true });
-        else end(e instanceof FatalError ? { fatal: e.message } : { reason: String(e) });
-        return;
-      } finally {
-        clearTimeout(timer);
-      }
-      if (ended) return;
-      for (const op of body.ops ?? []) hooks.onFrame(op);
-      if (body.msgs.length || !conn.gotFirst) hooks.onFrame(body.msgs);
-      cursor = body.cursor;
-    }
-  };
-  const conn: Connection = {
-    kind: "poll",
-    gotFirst: false,
-    close() {
-      end({});
-    },
-  };
-  void loop();
-  return conn;
 }

@@ -12,13 +12,13 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from types import FrameType
 from typing import Any, NoReturn
 
 from pulseboard.report_cli import add_report_parser, report_command
 
-from .brokers.units import duration_arg, size_arg
-from .config import Settings
+from .config import Settings, add_arguments, count, positive_float
 
 log = logging.getLogger("pulseboard")
 
@@ -30,36 +30,6 @@ class CliError(Exception):
 def fail(msg: str, code: int = 2) -> NoReturn:
     print(f"pulseboard: error: {msg}", file=sys.stderr)
     raise SystemExit(code)
-
-
-def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return v
-
-
-def port_number(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError("a port is 0-65535")
-    return v
-
-
-def count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return v
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -77,45 +47,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
     s = sub.add_parser("serve", help="run the server", description="Run the pulseboard server.")
-    s.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    s.add_argument("--port", type=port_number, default=8765, help="port (8765; 0 picks a free one)")
-    s.add_argument("--broker", default="sqlite://", help="sqlite:// (default, on disk), memory:// or redis://host:port/db")
-    s.add_argument("--base-path", default="/", help="serve every path under this prefix (/)")
-    s.add_argument("--history", type=count, default=1000, help="messages kept per channel (1000)")
-    s.add_argument(
-        "--collect-interval", type=positive_float, default=1.0,
-        help="host collector period in seconds; 0 turns it off (1.0)",
-    )
-    s.add_argument(
-        "--allowed-origin", action="append", default=[], metavar="ORIGIN",
-        help="allow browser pages from ORIGIN (repeatable; * allows all)",
-    )
-    s.add_argument("--public-key", metavar="FILE", help="PEM public key: accept RS256/ES256 tokens")
-    s.add_argument("--jwks-url", metavar="URL", help="JWKS endpoint: accept RS256/ES256 tokens")
-    s.add_argument("--audience", help="require this 'aud' claim")
-    s.add_argument("--issuer", help="require this 'iss' claim")
-    s.add_argument("--hub", action="store_true", help="JupyterHub service mode (POST token)")
-    s.add_argument(
-        "--max-message-size", type=count, default=1 << 20, help="bytes per message or body (1 MiB)"
-    )
-    s.add_argument(
-        "--max-buffer", type=count, default=8 << 20,
-        help="bytes queued for one client before it is closed with 4429 (8 MiB)",
-    )
-    s.add_argument("--tick", type=positive_float, default=0.005, help="batching window in seconds (0.005)")
-    s.add_argument(
-        "--ping-interval", type=positive_float, default=10.0,
-        help="seconds between WebSocket pings; a peer silent for as long again is dropped (10)",
-    )
-    s.add_argument("--node", default="", help="node name shown to clients (random)")
-    s.add_argument("--data-dir", default="", help="sqlite:// store dir (PULSEBOARD_DATA_DIR)")
-    s.add_argument("--retention", type=duration_arg, default="30d", help="age kept per channel on disk (30d)")
-    s.add_argument("--max-store-bytes", type=size_arg, default="8GiB", help="cap on the store's size, 0 = none (8GiB)")
+    add_arguments(s)  # one option per Settings field (config.py)
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    # hidden knobs for tests and benchmarks
-    s.add_argument("--heartbeat", type=positive_float, default=15.0, help=argparse.SUPPRESS)
-    s.add_argument("--ticket-ttl", type=positive_float, default=60.0, help=argparse.SUPPRESS)
-    s.add_argument("--poll-timeout", type=positive_float, default=25.0, help=argparse.SUPPRESS)
 
     t = sub.add_parser("token", help="print a signed token", description="Print a JWT signed with PULSEBOARD_SECRET.")
     t.add_argument("--sub", required=True, help="who the token is for")
@@ -246,30 +179,10 @@ def hub_base_path(args: argparse.Namespace) -> str:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    settings = Settings(
-        host=args.host,
-        port=args.port,
-        broker=args.broker,
-        base_path=hub_base_path(args),
-        history=args.history,
-        collect_interval=args.collect_interval,
-        allowed_origins=args.allowed_origin,
-        secret=os.environ.get("PULSEBOARD_SECRET") or None,
-        jwks_url=args.jwks_url,
-        audience=args.audience,
-        issuer=args.issuer,
-        hub=args.hub,
-        max_message_size=args.max_message_size,
-        max_buffer=args.max_buffer,
-        tick=args.tick,
-        node=args.node,
-        heartbeat=args.heartbeat or 15.0,
-        ticket_ttl=args.ticket_ttl or 60.0,
-        poll_timeout=args.poll_timeout,
-        data_dir=args.data_dir,
-        retention=args.retention,
-        max_store_bytes=args.max_store_bytes,
-    )
+    """Settings from `serve`'s options: every option whose dest is a Settings field name."""
+    settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings) if hasattr(args, f.name)})
+    settings.base_path = hub_base_path(args)
+    settings.secret = os.environ.get("PULSEBOARD_SECRET") or None
     if args.public_key:
         try:
             with open(args.public_key) as f:
@@ -335,6 +248,7 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     from .app import build_app, install_log_redaction
     from .brokers import open_broker
     from .brokers.base import store_options
+    from .brokers.sqlite_store import StoreError
     from .node import Node
 
     install_log_redaction()
@@ -348,6 +262,8 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     node = Node(settings, broker)
     try:
         await node.start()
+    except StoreError as e:
+        raise CliError(e.detail) from None  # the store's own line: in use, damaged, unreadable
     except Exception as e:
         raise CliError(f"cannot reach broker {settings.broker}: {e}") from None
     app = build_app(settings, node)

@@ -40,23 +40,25 @@ class FrameCache:
     """Frames built this tick, keyed by what they hold."""
 
     def __init__(self) -> None:
-        self._frames: dict[tuple[tuple[str, int], ...], str] = {}
+        self._frames: dict[tuple[object, ...], bytes] = {}
 
-    def frame(self, parts: Sequence[tuple[str, int, Sequence[Envelope]]]) -> str:
-        """A JSON array of `envs[skip:]` for each (ch, skip, envs), built once per content."""
-        key = tuple((ch, skip) for ch, skip, _ in parts)
-        text = self._frames.get(key)
-        if text is None:
-            text = self._frames[key] = batch_frame(
+    def frame(self, parts: Sequence[tuple[str, int, Sequence[Envelope]]]) -> bytes:
+        """A JSON array of `envs[skip:]` for each (ch, skip, envs), encoded once per content."""
+        key: tuple[object, ...]
+        if len(parts) == 1:  # the common case, without building a tuple of tuples
+            key = (parts[0][0], parts[0][1])
+        else:
+            key = tuple((ch, skip) for ch, skip, _ in parts)
+        data = self._frames.get(key)
+        if data is None:
+            data = self._frames[key] = batch_frame(
                 e.raw for _, skip, envs in parts for e in envs[skip:]
-            )
-        return text
+            ).encode()
+        return data
 
 
 class Subscriber(Protocol):
     """A connected client of any transport."""
-
-    syncs: dict[str, ChannelSync]
 
     def deliver(self, parts: Sequence[Part], cache: FrameCache) -> None: ...
 
@@ -169,6 +171,3 @@ class Fanout:
                 await self.broker.unsubscribe(ch)
             except Exception as e:
                 log.warning("broker unsubscribe from %s failed: %s", ch, e)
-
-    def subscriber_count(self) -> int:
-        return len({s for subs in self._subs.values() for s in subs})

@@ -40,6 +40,20 @@ class Metrics:
             "pulseboard_gaps_repaired", "Gaps in the broker feed filled from history", registry=r
         )
         self.broker_up.set(1)
+        # The WebSocket send path counts in plain ints (no lock per client and frame); they are
+        # added to the counters above when the metrics are read.
+        self.ws_messages = 0
+        self.ws_frames = 0
+        self._ws_out = self.messages_out.labels(transport="ws")
+
+    def settle(self) -> None:
+        """Move the plain-int tallies into the Prometheus counters."""
+        messages, frames, self.ws_messages, self.ws_frames = self.ws_messages, self.ws_frames, 0, 0
+        if messages:
+            self._ws_out.inc(messages)
+        if frames:
+            self.frames_out.inc(frames)
 
     def render(self) -> bytes:
+        self.settle()
         return generate_latest(self.registry)

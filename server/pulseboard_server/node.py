@@ -6,32 +6,25 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from pulseboard.protocol import (
-    FORBIDDEN,
-    ChannelSync,
     Envelope,
     Grants,
     PulseboardError,
-    Start,
     check_channel,
     check_data,
     check_ts,
 )
 
 from .auth import TokenVerifier
-from .brokers.base import Broker, BrokerUnavailable, Replay
+from .brokers.base import Broker, BrokerUnavailable
 from .config import Settings
-from .fanout import Fanout, Subscriber
+from .fanout import Fanout
 from .metrics import Metrics
+from .session import Limits
 
 log = logging.getLogger("pulseboard")
-
-
-class Closable:
-    async def close(self, code: int, reason: str = "") -> None: ...
 
 
 class Node:
@@ -42,6 +35,8 @@ class Node:
         self.broker = broker
         self.metrics = Metrics()
         self.fanout = Fanout(broker, self.metrics, settings.tick)
+        self.limits = Limits(settings.max_buffer, settings.max_message_size, settings.max_channels_per_client,
+                             settings.max_violations)  # every session's bounds
         self.clients: set[Any] = set()  # open connections with an async close(code)
         self.started = time.time()
         self.shutting_down = False
@@ -89,31 +84,3 @@ class Node:
             raise BrokerUnavailable(f"broker unavailable ({e.__class__.__name__}): try again shortly") from None
         self.metrics.messages_in.inc()
         return env
-
-    async def start_sync(self, sub: Subscriber, ch: str, start: Start) -> tuple[Replay, ChannelSync]:
-        """Register `sub` on `ch` and fetch its replay.
-
-        The caller sends `subscribed`, then `replay.msgs`, then whatever
-        `sync.finish(epoch, last_seq)` returns; live envelopes follow from the fan-out.
-        """
-        sync = ChannelSync(ch)
-        sub.syncs[ch] = sync
-        try:
-            await self.fanout.add(sub, ch)
-            replay = await self.broker.replay(ch, start)
-        except BaseException:
-            sub.syncs.pop(ch, None)
-            self.fanout.discard(sub, ch)
-            raise
-        self.metrics.replays.labels(recovered=str(replay.recovered).lower()).inc()
-        self.metrics.replayed.inc(len(replay.msgs))
-        return replay, sync
-
-    def stop_sync(self, sub: Subscriber, ch: str) -> None:
-        sub.syncs.pop(ch, None)
-        self.fanout.discard(sub, ch)
-
-    def check_readable(self, grants: Grants, channels: Sequence[str]) -> None:
-        for ch in channels:
-            if not grants.can_read(ch):
-                raise PulseboardError(FORBIDDEN, f"token may not read {ch!r}")

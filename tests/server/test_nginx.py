@@ -14,7 +14,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from support import NginxProcess, ServerProcess, token
+from support import NginxProcess, ServerProcess, auth
 
 SITE = """\
     server {{
@@ -46,9 +46,6 @@ def proxied(server: ServerProcess) -> Iterator[tuple[ServerProcess, Nginx]]:
 # gets through this config.
 GZIP_EVENT_STREAM = "gzip on; gzip_types text/event-stream;"
 
-
-def auth() -> dict[str, str]:
-    return {"Authorization": f"Bearer {token()}"}
 
 
 @pytest.mark.parametrize("extra", ["", GZIP_EVENT_STREAM], ids=["stock", "gzip"])

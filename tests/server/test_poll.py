@@ -12,11 +12,7 @@ import httpx
 import pytest
 
 from pulseboard.protocol import decode_cursor, encode_cursor
-from support import RedisProcess, ServerProcess, token, wait_until
-
-
-def auth(tok: str | None = None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tok or token()}"}
+from support import RedisProcess, ServerProcess, auth, token, wait_until
 
 
 async def post(client: httpx.AsyncClient, server: ServerProcess, body: Any) -> list[int]:

@@ -16,13 +16,10 @@ import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from pulseboard.protocol import decode_cursor, encode_cursor
-from support import RedisProcess, ServerProcess, token, wait_until
+from support import RedisProcess, ServerProcess, auth, token, wait_until
 
 Headers = dict[str, str]
 
-
-def auth(tok: str | None = None) -> Headers:
-    return {"Authorization": f"Bearer {tok or token()}"}
 
 
 async def post(client: httpx.AsyncClient, server: ServerProcess, body: Any) -> list[int]:

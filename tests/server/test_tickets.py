@@ -13,13 +13,10 @@ import jwt
 import pytest
 from httpx_sse import aconnect_sse
 
-from support import ServerProcess, token, wait_until
+from support import ServerProcess, auth, token, wait_until
 
 TRANSPORTS = ["sse", "poll"]
 
-
-def auth(tok: str | None = None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tok or token()}"}
 
 
 async def get_ticket(client: httpx.AsyncClient, server: ServerProcess, channels: list[str] | None = None,

@@ -312,3 +312,34 @@ async def test_refused_publish_keeps_its_id(server: ServerProcess) -> None:
         assert err["code"] == "bad_request" and err["id"] == "req-9"
         await ws.send('{"op":"publish","ch":"a","data":{"loss":NaN},"id":10}')
         assert (await recv_op(ws, "ack"))["id"] == 10
+
+
+async def test_publishes_sent_just_before_a_close_are_published(server: ServerProcess) -> None:
+    """Ops, then the close frame, in one TCP write: every op is still carried out (nothing lost)."""
+    client = StalledClient(server)
+    for i in range(5):
+        client.proto.send_text(json.dumps({"op": "publish", "ch": "last-words", "data": {"i": i}}).encode())
+    client.proto.send_close(1000)
+    client.sock.sendall(b"".join(client.proto.data_to_send()))
+    client.read_all()
+    client.sock.close()
+
+    def published() -> list[int]:
+        r = httpx.get(server.url + "/history?ch=last-words&last=10", headers={"Authorization": f"Bearer {token()}"})
+        return [m["data"]["i"] for m in r.json()["msgs"]]
+
+    wait_until(lambda: published() == [0, 1, 2, 3, 4], what=f"all five publishes (got {published()})")
+
+
+async def test_delivered_messages_are_counted(server: ServerProcess) -> None:
+    async with await open_ws(server) as a, await open_ws(server) as b:
+        for ws in (a, b):
+            await subscribe(ws, {"counted": None})
+        publish(server, "counted", 7)
+        for ws in (a, b):
+            assert len(await recv_envelopes(ws, 7)) == 7
+        text = httpx.get(server.url + "/metrics", timeout=10).text
+        sent = re.search(r'^pulseboard_messages_out_total\{transport="ws"\} ([0-9.e+]+)$', text, re.M)
+        frames = re.search(r"^pulseboard_frames_out_total ([0-9.e+]+)$", text, re.M)
+        assert sent is not None and float(sent.group(1)) == 14
+        assert frames is not None and 2 <= float(frames.group(1)) <= 14

@@ -3,6 +3,8 @@
 `GET poll?ch=A&cursor=C` answers at once when anything is after the cursor,
 else waits (up to `poll_timeout`) for the first live delivery. The cursor in the
 answer holds every requested channel's position after the answer's messages.
+An answer holds at most `max_buffer` bytes of messages: a channel cut short there
+continues from the cursor on the next poll (the session's `overflow="cut"`).
 """
 
 from __future__ import annotations
@@ -10,54 +12,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pulseboard.protocol import (
-    UNAVAILABLE,
-    ChannelSync,
-    Envelope,
-    Grants,
-    Positions,
-    PulseboardError,
-    bad_request,
-    dumps,
-    encode_cursor,
-)
+from pulseboard.protocol import UNAVAILABLE, PulseboardError, bad_request, control, dumps, encode_cursor
 
-from ..api import authenticate, node_of
-from ..fanout import FrameCache, Part, live_parts
+from ..closes import Close
+from ..fanout import FrameCache, Part
 from ..node import Node
-from .sse import request_starts, wait_disconnect
+from ..session import Encoder, Session
+from .common import authenticate, limits, request_starts, start, stop_all, wait_disconnect
 
 HEADERS = {"Cache-Control": "no-store, no-transform"}
+TOKEN_WAYS = "Authorization: Bearer or ?token="
+
+
+def _op(name: str, fields: dict[str, Any], session: Session) -> bytes:
+    return control(name, **fields).encode()
+
+
+def _same(data: bytes, session: Session) -> bytes:
+    return data
+
+
+def _no_close(close: Close, session: Session) -> bytes | None:
+    return None
+
+
+POLL_ANSWER = Encoder(_op, _same, _no_close)  # ops and envelopes, gathered into one answer
 
 
 async def poll_endpoint(request: Request) -> Response:
-    node = node_of(request)
-    grants = await authenticate(request, allow_ticket=True)
+    node: Node = request.app.state.node
+    grants = await authenticate(node, request.headers, request.query_params, allow_ticket=True, how=TOKEN_WAYS)
     cursor = request.query_params.get("cursor") or None
-    starts, positions = request_starts(request, grants, cursor)
+    starts, positions = request_starts(node.settings, request.query_params, grants, cursor)
     timeout = timeout_param(request, node.settings.poll_timeout)
     if node.shutting_down:
         raise PulseboardError(UNAVAILABLE, "server is shutting down")
-    poll = Poll(node, grants, positions)
+    poll = Poll(node, Session(grants, limits(node), POLL_ANSWER, overflow="cut", positions=positions))
     node.clients.add(poll)
     node.metrics.connections.labels(transport="poll").inc()
     try:
-        for ch, start in starts.items():
-            replay, sync = await node.start_sync(poll, ch, start)
-            info = replay.info
-            # Channels without a position get a `subscribed` op; resumed ones only when something is missing.
-            announce = ch not in positions or not replay.recovered
-            poll.subscribed(ch, info.epoch, info.seq, replay.recovered, replay.msgs, sync, announce)
-        if not poll.has_news() and cursor is not None and timeout > 0:
+        # Channels without a position get a `subscribed` op; resumed ones only when something is missing.
+        for a in poll.session.subscribe(starts):
+            await start(node, poll, a.ch, a.start, quiet_resume=True)
+        if not poll.session.wants_write() and cursor is not None and timeout > 0:
             await poll.wait(timeout, request)
-        text = poll.answer()
+        data = poll.answer()
     finally:
         poll.cleanup()
-    return Response(text, media_type="application/json", headers=HEADERS)
+    return Response(data, media_type="application/json", headers=HEADERS)
 
 
 def timeout_param(request: Request, limit: float) -> float:
@@ -75,71 +82,25 @@ def timeout_param(request: Request, limit: float) -> float:
 
 
 class Poll:
-    """One long-poll request: collects what is after the cursor, bounded in bytes."""
+    """One long-poll request: a session whose queue becomes the answer."""
 
-    def __init__(self, node: Node, grants: Grants, positions: Positions) -> None:
+    def __init__(self, node: Node, session: Session) -> None:
         self.node = node
-        self.grants = grants
-        self.syncs: dict[str, ChannelSync] = {}
-        self.positions: Positions = dict(positions)
-        self.msgs: list[str] = []
-        self.ops: list[dict[str, object]] = []
-        self._bytes = 0
-        self._full: set[str] = set()  # channels cut short by the size bound: they continue next poll
+        self.session = session
         self._news = asyncio.Event()
         self._cleaned = False
 
-    def has_news(self) -> bool:
-        return bool(self.msgs or self.ops)
-
-    def add(self, ch: str, envs: Sequence[Envelope]) -> None:
-        """Take `envs` (one channel, seq order) until the answer is full; the cursor follows."""
-        if not envs or ch in self._full:
-            return
-        limit = self.node.settings.max_buffer
-        epoch = self.positions[ch][0]
-        for env in envs:
-            if self._bytes and self._bytes + len(env.raw) > limit:
-                self._full.add(ch)
-                break
-            self.msgs.append(env.raw)
-            self._bytes += len(env.raw) + 1
-            self.positions[ch] = (epoch, env.seq)
-        self._news.set()
-
-    def subscribed(
-        self,
-        ch: str,
-        epoch: str,
-        top: int,
-        recovered: bool,
-        msgs: Sequence[Envelope],
-        sync: ChannelSync,
-        announce: bool,
-    ) -> None:
-        self.positions[ch] = (epoch, msgs[0].seq - 1 if msgs else top)
-        if announce:
-            op = {"op": "subscribed", "ch": ch, "epoch": epoch, "seq": top, "recovered": recovered}
-            self.ops.append(op)
-        self.add(ch, msgs)
-        last = msgs[-1].seq if msgs else top
-        held = sync.finish(epoch, last)
-        if ch in self._full:
-            return
-        self.positions[ch] = (epoch, last)
-        self.add(ch, held)
+    def flush(self) -> None:
+        if self.session.wants_write():
+            self._news.set()
 
     def deliver(self, parts: Sequence[Part], cache: FrameCache) -> None:
-        for ch, skip, envs in live_parts(self.syncs, parts):
-            self.add(ch, envs[skip:])
+        self.session.deliver(parts, cache)
+        self.flush()
 
     def reset(self, ch: str, epoch: str, seq: int) -> None:
-        sync = self.syncs.get(ch)
-        if sync is not None and ch not in self._full:
-            sync.epoch, sync.seq = epoch, seq
-            self.positions[ch] = (epoch, seq)
-            self.ops.append({"op": "reset", "ch": ch, "epoch": epoch, "seq": seq})
-            self._news.set()
+        self.session.reset(ch, epoch, seq)
+        self.flush()
 
     async def wait(self, timeout: float, request: Request) -> None:
         """Until news, the timeout, the client leaving or the server shutting down."""
@@ -157,18 +118,19 @@ class Poll:
         """Graceful shutdown: answer now with what is held."""
         self._news.set()
 
-    def answer(self) -> str:
-        n = len(self.msgs)
-        if n:
-            self.node.metrics.messages_out.labels(transport="poll").inc(n)
-        cursor = encode_cursor(self.positions)
-        return f'{{"cursor":{dumps(cursor)},"msgs":[{",".join(self.msgs)}],"ops":{dumps(self.ops)}}}'
+    def answer(self) -> bytes:
+        items = self.session.take()
+        msgs = [data for data, n in items if n]
+        ops = [data for data, n in items if not n]
+        if msgs:
+            self.node.metrics.messages_out.labels(transport="poll").inc(len(msgs))
+        cursor = dumps(encode_cursor(self.session.positions())).encode()
+        return b'{"cursor":' + cursor + b',"msgs":[' + b",".join(msgs) + b'],"ops":[' + b",".join(ops) + b"]}"
 
     def cleanup(self) -> None:
         if self._cleaned:
             return
         self._cleaned = True
-        for ch in list(self.syncs):
-            self.node.stop_sync(self, ch)
+        stop_all(self.node, self)
         self.node.clients.discard(self)
         self.node.metrics.connections.labels(transport="poll").dec()

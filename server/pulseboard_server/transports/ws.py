@@ -1,59 +1,35 @@
-"""The WebSocket transport: auth before the upgrade, then ops in, frames out."""
+"""The WebSocket transport: auth before the upgrade, then ops in, frames out.
+
+The session (`..session`) decides what to send; this module writes it. A fan-out
+tick writes straight into every connection whose socket takes data, with no task
+switch per client (`DirectSocket`: frames are still built by `websockets`' sans-I/O
+protocol, the one uvicorn runs); a socket that is not writable, or a server other
+than uvicorn's `websockets-sansio`, is served by the connection's writer task.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.exceptions import InvalidState
 
-from pulseboard.protocol import (
-    CLOSE_FORBIDDEN,
-    CLOSE_PROTOCOL,
-    CLOSE_TOKEN_EXPIRED,
-    CLOSE_TOO_SLOW,
-    FORBIDDEN,
-    HTTP_STATUS,
-    SUBPROTOCOL,
-    TOO_LARGE,
-    ChannelSync,
-    Grants,
-    Ping,
-    Publish,
-    PulseboardError,
-    Refresh,
-    Subscribe,
-    Unsubscribe,
-    bad_request,
-    batch_frame,
-    control,
-    decode_client_frame,
-    error_frame,
-)
+from pulseboard.protocol import HTTP_STATUS, SUBPROTOCOL, PulseboardError
 
-from ..auth import origin_allowed, token_from_request, unauthorized
-from ..fanout import FrameCache, Part, live_parts, replay_chunks
+from ..closes import INTERNAL, Close
+from ..fanout import FrameCache, Part
 from ..node import Node
+from ..session import JSON_FRAMES, Session, State
+from .common import act, authenticate, expiry_delay, limits, stop_all
 
 log = logging.getLogger("pulseboard.ws")
-
-
-def op_id(text: str | None) -> dict[str, Any]:
-    """The `id` of a refused op, so the client can match the error to its request."""
-    if text is None or '"id"' not in text:
-        return {}
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return {}
-    return {"id": obj["id"]} if isinstance(obj, dict) and "id" in obj else {}
+TOKEN_WAYS = "Authorization: Bearer, bearer.<jwt> subprotocol or ?token="
 
 
 async def deny(ws: WebSocket, err: PulseboardError) -> None:
@@ -63,22 +39,20 @@ async def deny(ws: WebSocket, err: PulseboardError) -> None:
 
 async def websocket_endpoint(ws: WebSocket) -> None:
     node: Node = ws.app.state.node
-    if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), node.settings):
-        await deny(ws, PulseboardError(FORBIDDEN, "origin not allowed: see --allowed-origin"))
-        return
-    token, protocols = token_from_request(ws.headers, ws.query_params)
     try:
-        if token is None:
-            raise unauthorized("a token is required (Authorization: Bearer, bearer.<jwt> subprotocol or ?token=)")
-        grants = await node.verifier.verify_async(token)
+        grants = await authenticate(node, ws.headers, ws.query_params, allow_ticket=False, how=TOKEN_WAYS)
     except PulseboardError as e:
         await deny(ws, e)
         return
     if node.shutting_down:
         await deny(ws, PulseboardError("unavailable", "server is shutting down"))
         return
+    protocols = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
     await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in protocols else None)
-    conn = WsConnection(ws, node, grants)
+    conn = WsConnection(ws, node, Session(
+        grants, limits(node), JSON_FRAMES,
+        on_error=lambda code: node.metrics.errors.labels(code=code).inc(), on_drop=node.metrics.drops.inc,
+    ))
     node.clients.add(conn)
     node.metrics.connections.labels(transport="ws").inc()
     try:
@@ -89,212 +63,196 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         conn.cleanup()
 
 
-class WsConnection:
-    """One WebSocket client: its grants, subscriptions and bounded outgoing buffer."""
+class DirectSocket:
+    """Writes frames through uvicorn's `websockets` sans-I/O protocol object, synchronously."""
 
-    def __init__(self, ws: WebSocket, node: Node, grants: Grants) -> None:
+    __slots__ = ("conn", "proto", "transport")
+
+    def __init__(self, proto: Any) -> None:
+        self.proto = proto
+        self.conn = proto.conn  # websockets' ServerProtocol: it builds every frame
+        self.transport = proto.transport
+
+    @classmethod
+    def of(cls, ws: WebSocket) -> DirectSocket | None:
+        proto = getattr(getattr(ws, "_receive", None), "__self__", None)  # uvicorn's protocol: send is wrapped
+        if all(hasattr(proto, a) for a in ("conn", "transport", "writable", "close_sent")):
+            return cls(proto)
+        return None
+
+    def writable(self) -> bool:
+        """The socket takes data now (not paused by flow control, not closing)."""
+        return not self.transport.is_closing() and self.proto.writable.is_set() and not self.proto.close_sent
+
+    async def drained(self) -> None:
+        await self.proto.writable.wait()
+
+    def write_one(self, data: bytes) -> None:
+        self.conn.send_text(data)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+
+    def write(self, items: list[tuple[bytes, int]]) -> None:
+        conn = self.conn
+        for data, _ in items:
+            conn.send_text(data)
+        self.transport.write(b"".join(conn.data_to_send()))
+
+
+class WsConnection:
+    """One WebSocket client: a session, written as soon as the socket takes it."""
+
+    __slots__ = ("_dead", "_expiry", "_finished", "_metrics", "_writing", "direct", "node", "session", "ws")
+
+    def __init__(self, ws: WebSocket, node: Node, session: Session) -> None:
         self.ws = ws
         self.node = node
-        self.grants = grants
-        self.syncs: dict[str, ChannelSync] = {}
-        self._out: deque[tuple[str, int]] = deque()
-        self._out_bytes = 0
-        self._ready = asyncio.Event()
-        self._room = asyncio.Event()  # set while the buffer is under half full
-        self._room.set()
-        self._closing = False
-        self._violations = 0
+        self.session = session
+        self.direct = DirectSocket.of(ws)
+        self._writing: asyncio.Task[None] | None = None  # only while the socket is not writable, or closing
+        self._dead = False  # a write failed: the peer is gone
+        self._finished: asyncio.Future[None] | None = None  # made by close(), done when run() ends
         self._expiry: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._metrics = node.metrics
 
-    # --- outgoing ---------------------------------------------------------------
-
-    def send(self, text: str, envelopes: int = 0) -> None:
-        """Queue a frame; a client lagging past the buffer bound is closed with 4429."""
-        if self._closing:
-            return
-        if self._out_bytes + len(text) > self.node.settings.max_buffer:
-            self.node.metrics.drops.inc()
-            log.info("closing %s: lagging past %d bytes", self.grants.sub, self.node.settings.max_buffer)
-            self._out.clear()
-            self._out_bytes = 0
-            self._room.set()
-            self._spawn(self.close(CLOSE_TOO_SLOW, "too slow: lag over the limit"))
-            return
-        self._out.append((text, envelopes))
-        self._out_bytes += len(text)
-        self._ready.set()
-        if self._out_bytes > self.node.settings.max_buffer // 2:
-            self._room.clear()
-
-    async def send_paced(self, text: str, envelopes: int) -> None:
-        """Queue a replay frame once the buffer has room, so a long replay never trips 4429."""
-        await self._room.wait()
-        self.send(text, envelopes)
+    # --- called by the fan-out ----------------------------------------------------
 
     def deliver(self, parts: Sequence[Part], cache: FrameCache) -> None:
-        live = live_parts(self.syncs, parts)
-        if live:
-            n = sum(len(envs) - skip for _, skip, envs in live)
-            self.send(cache.frame(live), n)
+        d = self.direct
+        if d is not None and not self._dead and (self._writing is None or self._writing.done()) and d.writable():
+            out = self.session.deliver(parts, cache, now=True)  # straight to the socket: the hot path
+            if out is not None:
+                try:
+                    d.write_one(out[0])
+                except Exception:  # the peer is gone: the reader sees the disconnect
+                    self._dead = True
+                    return
+                self._metrics.ws_messages += out[1]
+                self._metrics.ws_frames += 1
+                return
+        else:
+            self.session.deliver(parts, cache)
+        self.flush()
 
     def reset(self, ch: str, epoch: str, seq: int) -> None:
-        sync = self.syncs.get(ch)
-        if sync is not None:
-            sync.epoch, sync.seq = epoch, seq
-            self.send(control("reset", ch=ch, epoch=epoch, seq=seq))
+        self.session.reset(ch, epoch, seq)
+        self.flush()
+
+    # --- writing ------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write what is queued now if the socket takes it; otherwise start a writer task for it."""
+        s = self.session
+        if self._dead or (self._writing is not None and not self._writing.done()):
+            return  # the writer takes what is queued, in order
+        if s.state is State.OPEN and self.direct is not None:
+            try:
+                while s.wants_write() and self.direct.writable():
+                    self._write(s.take())
+                    s.pump()
+            except Exception:  # the peer is gone: the reader sees the disconnect
+                self._dead = True
+                return
+        if s.wants_write() or s.state is not State.OPEN:  # (the writer marks the socket dead once it closes)
+            self._writing = asyncio.get_running_loop().create_task(self._writer())
+
+    def _write(self, items: list[tuple[bytes, int]]) -> None:
+        assert self.direct is not None
+        self.direct.write(items)
+        self._count(items)
+
+    def _count(self, items: list[tuple[bytes, int]]) -> None:
+        m = self._metrics
+        for _, k in items:
+            if k:
+                m.ws_messages += k
+                m.ws_frames += 1
 
     async def _writer(self) -> None:
-        metrics = self.node.metrics
-        while True:
-            await self._ready.wait()
-            while self._out:
-                text, n = self._out.popleft()
-                self._out_bytes -= len(text)
-                if self._out_bytes <= self.node.settings.max_buffer // 2:
-                    self._room.set()
-                await self.ws.send_text(text)
-                if n:
-                    metrics.messages_out.labels(transport="ws").inc(n)
-                    metrics.frames_out.inc()
-            self._ready.clear()
+        """Write what `flush` could not, as the socket drains; close when the session says so."""
+        s = self.session
+        try:
+            while s.wants_write():
+                items = s.take()
+                if self.direct is not None:
+                    await self.direct.drained()
+                    self._write(items)
+                else:
+                    for data, _ in items:
+                        await self.ws.send_text(data.decode())
+                    self._count(items)
+                s.pump()
+            if s.state is not State.OPEN and s.close_reason is not None:
+                self._dead = True  # nothing more is written
+                with contextlib.suppress(Exception):
+                    await self.ws.close(s.close_reason.code, s.close_reason.reason)
+        except Exception as e:  # the peer is gone (or a bug): stop writing; the reader sees the disconnect
+            self._dead = True
+            if not isinstance(e, (WebSocketDisconnect, OSError, RuntimeError, InvalidState)):
+                log.error("writing to %s failed: %r", s.grants.sub, e)
+                with contextlib.suppress(Exception):
+                    await self.ws.close(INTERNAL.code, INTERNAL.reason)
 
     async def close(self, code: int, reason: str = "") -> None:
-        if self._closing:
-            return
-        self._closing = True
-        with contextlib.suppress(Exception):
-            await self.ws.close(code, reason)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Close (graceful shutdown): what is queued is written first."""
+        self._finished = asyncio.get_running_loop().create_future()
+        self.session.close(Close(code, reason))
+        self.flush()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._finished), 3.0)
 
     # --- lifecycle ----------------------------------------------------------------
 
     async def run(self) -> None:
-        node = self.node
-        self.send(control("welcome", sub=self.grants.sub, exp=self.grants.exp, node=node.id))
+        """Read ops until the peer has gone; the writer may stop first (a close, or a dead socket)
+        without cutting short the ops already received."""
+        s = self.session
+        s.op("welcome", sub=s.grants.sub, exp=s.grants.exp, node=self.node.id)
         self._arm_expiry()
-        writer = asyncio.create_task(self._writer())
-        reader = asyncio.create_task(self._reader())
-        done, _ = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (writer, reader):
-            task.cancel()
-        for task in done:
-            exc = task.exception() if not task.cancelled() else None
-            if exc is not None and not isinstance(exc, (WebSocketDisconnect, OSError, RuntimeError)):
-                log.error("connection of %s failed: %r", self.grants.sub, exc)
+        self.flush()
+        try:
+            await self._reader()
+        except (WebSocketDisconnect, OSError, RuntimeError):
+            pass
+        except Exception as e:  # a broker failure mid-op: end this connection, the client resumes
+            log.error("connection of %s failed: %r", s.grants.sub, e)
+            with contextlib.suppress(Exception):
+                await self.ws.close(INTERNAL.code, INTERNAL.reason)
+        finally:
+            self._dead = True
+            if self._finished is not None and not self._finished.done():
+                self._finished.set_result(None)
+            if self._writing is not None:
+                self._writing.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._writing
 
     def cleanup(self) -> None:
-        self._closing = True
-        self._room.set()
         if self._expiry is not None:
             self._expiry.cancel()
-        for ch in list(self.syncs):
-            self.node.stop_sync(self, ch)
-        for task in self._tasks:
-            task.cancel()
+        stop_all(self.node, self)
 
     def _arm_expiry(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
-        delay = max(0.0, self.grants.exp - time.time())
-        self._expiry = asyncio.get_running_loop().call_later(
-            delay, lambda: self._spawn(self.close(CLOSE_TOKEN_EXPIRED, "token expired: refresh it"))
-        )
+        self._expiry = asyncio.get_running_loop().call_later(expiry_delay(self.session.grants), self._expire)
+
+    def _expire(self) -> None:
+        if not self.session.expire(time.time()):  # refreshed meanwhile
+            self._arm_expiry()
+        self.flush()
 
     async def _reader(self) -> None:
-        limit = self.node.settings.max_message_size
+        s = self.session
         while True:
             msg = await self.ws.receive()
             if msg["type"] == "websocket.disconnect":
                 return
-            text = msg.get("text")
-            try:
-                if text is None:
-                    raise bad_request("binary frames are not supported: send JSON text")
-                if len(text) > limit:
-                    raise PulseboardError(TOO_LARGE, f"frame over the {limit}-byte limit")
-                await self._handle(text)
-                self._violations = 0
-            except PulseboardError as e:
-                self._violation(e, **op_id(text))
-
-    def _violation(self, err: PulseboardError, **extra: object) -> None:
-        self.node.metrics.errors.labels(code=err.code).inc()
-        self.send(error_frame(err, **extra))
-        if err.code in ("bad_request", TOO_LARGE):
-            self._violations += 1
-            log.info("protocol error from %s: %s", self.grants.sub, err.detail)
-            if self._violations >= self.node.settings.max_violations:
-                self._spawn(self.close(CLOSE_PROTOCOL, "too many protocol errors"))
-
-    async def _handle(self, text: str) -> None:
-        op = decode_client_frame(text)
-        if isinstance(op, Subscribe):
-            await self._subscribe(op)
-        elif isinstance(op, Unsubscribe):
-            for ch in op.channels:
-                self.node.stop_sync(self, ch)
-            self.send(control("unsubscribed", ch=list(op.channels)))
-        elif isinstance(op, Publish):
-            try:
-                env = await self.node.publish(self.grants, op.ch, op.data, op.ts)
-            except PulseboardError as e:
-                self.node.metrics.errors.labels(code=e.code).inc()
-                self.send(error_frame(e, id=op.id, ch=op.ch))
-                return
-            self.send(control("ack", id=op.id, seq=env.seq, ch=env.ch))
-        elif isinstance(op, Refresh):
-            await self._refresh(op.token)
-        elif isinstance(op, Ping):
-            self.send(control("pong", ts=time.time()))
-
-    async def _subscribe(self, op: Subscribe) -> None:
-        limit = self.node.settings.max_channels_per_client
-        for ch, start in op.channels.items():
-            if not self.grants.can_read(ch):
-                err = PulseboardError(FORBIDDEN, f"token may not read {ch!r}")
-                self.node.metrics.errors.labels(code=FORBIDDEN).inc()
-                self.send(error_frame(err, ch=ch))
-                continue
-            if ch not in self.syncs and len(self.syncs) >= limit:
-                self.send(error_frame(PulseboardError(TOO_LARGE, f"over {limit} channels"), ch=ch))
-                continue
-            try:
-                replay, sync = await self.node.start_sync(self, ch, start)
-            except PulseboardError as e:
-                self.send(error_frame(e, ch=ch))
-                continue
-            info = replay.info
-            self.send(
-                control("subscribed", ch=ch, epoch=info.epoch, seq=info.seq, recovered=replay.recovered)
-            )
-            msgs = replay.msgs
-            for chunk in replay_chunks(msgs, self.node.settings.max_buffer // 4):
-                await self.send_paced(batch_frame(e.raw for e in chunk), len(chunk))
-            last = msgs[-1].seq if msgs else info.seq
-            held = sync.finish(info.epoch, last)
-            if held:
-                self.send(batch_frame(e.raw for e in held), len(held))
-
-    async def _refresh(self, token: str) -> None:
-        try:
-            grants = await self.node.verifier.verify_async(token)
-        except PulseboardError as e:
-            self.send(error_frame(PulseboardError(FORBIDDEN, f"refresh refused: {e.detail}")))
-            return
-        if grants.sub != self.grants.sub:
-            self.send(error_frame(PulseboardError(FORBIDDEN, "refresh token is for another subject")))
-            return
-        self.grants = grants
-        self._arm_expiry()
-        for ch in [c for c in self.syncs if not grants.can_read(c)]:
-            self.node.stop_sync(self, ch)
-            self.send(error_frame(PulseboardError(FORBIDDEN, f"token may no longer read {ch!r}"), ch=ch))
-        self.send(control("refreshed", exp=grants.exp))
+            exp = s.grants.exp
+            actions = s.receive(msg.get("text"), time.time())
+            self.flush()
+            await act(self.node, self, actions)
+            if s.grants.exp != exp:
+                self._arm_expiry()
 
 
-__all__ = ["CLOSE_FORBIDDEN", "websocket_endpoint"]
+__all__ = ["websocket_endpoint"]

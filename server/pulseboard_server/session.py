@@ -1,0 +1,460 @@
+"""One client's session, for every transport, with no I/O (like websockets' `protocol.py`).
+
+A `Session` takes events in (client ops, replays, live deliveries, resets, a
+refreshed token, the time) and keeps what is to be sent in one bounded queue of
+encoded bytes. The transport around it only authenticates, does the awaiting
+(broker calls, token checks) and writes what `take()` hands out; it closes the
+connection when `state` says so, with `close_reason`.
+
+Rules kept here, in one place:
+- the queue holds at most `max_buffer` bytes; a frame that would pass it closes
+  the client with 4429 (`overflow="close"`) or, for long-poll, ends that channel's
+  share of the answer where it is (`overflow="cut"`: the cursor continues next poll);
+- a replay is queued in chunks only while the queue is under half its bound, so a
+  long replay is paced by the client (`pump()` after each write);
+- live envelopes of a channel whose replay is not finished are held, then sent
+  after it, each once and in order;
+- a client op that is malformed or too large counts as a violation; `max_violations`
+  in a row close the client with 4400;
+- the session ends with 4001 once the token's `exp` has passed (`expire(now)`).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pulseboard.protocol import (
+    FORBIDDEN,
+    TOO_LARGE,
+    ChannelSync,
+    Envelope,
+    Grants,
+    Positions,
+    Publish,
+    PulseboardError,
+    Refresh,
+    Start,
+    Subscribe,
+    Unsubscribe,
+    bad_request,
+    batch_frame,
+    control,
+    decode_client_frame,
+)
+
+from .closes import PROTOCOL_ERRORS, TOKEN_EXPIRED, TOO_SLOW, Close
+from .fanout import FrameCache, Part, live_parts, replay_chunks
+
+log = logging.getLogger("pulseboard.session")
+
+
+class State(enum.Enum):
+    OPEN = "open"  # ops in, frames out
+    CLOSING = "closing"  # a close is decided: what is queued is still written, nothing more is queued
+    CLOSED = "closed"  # the transport is gone
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds a session keeps (from `Settings`)."""
+
+    max_buffer: int
+    max_message_size: int
+    max_channels_per_client: int
+    max_violations: int
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """How a transport turns session output into bytes.
+
+    `op(name, fields, positions)` a control op; `data(frame, positions)` a data frame
+    (a JSON array, already bytes); `close(code, reason, positions)` the last thing sent
+    before a close, or None when the transport closes out of band (WebSocket).
+    """
+
+    op: Callable[[str, dict[str, Any], Session], bytes]
+    data: Callable[[bytes, Session], bytes]
+    close: Callable[[Close, Session], bytes | None]
+
+
+def _json_op(name: str, fields: dict[str, Any], session: Session) -> bytes:
+    return control(name, **fields).encode()
+
+
+def _same(frame: bytes, session: Session) -> bytes:
+    return frame
+
+
+def _no_close(close: Close, session: Session) -> bytes | None:
+    return None
+
+
+JSON_FRAMES = Encoder(_json_op, _same, _no_close)  # WebSocket: ops and frames as JSON text, close out of band
+
+
+@dataclass(frozen=True)
+class StartSub:
+    """Subscribe `ch` from `start`: the transport registers it with the fan-out and fetches the
+    replay, then calls `subscribed()` (or `refused()`)."""
+
+    ch: str
+    start: Start
+
+
+@dataclass(frozen=True)
+class DoPublish:
+    """Publish `op`, then call `published()` with the envelope or the error."""
+
+    op: Publish
+
+
+@dataclass(frozen=True)
+class DoRefresh:
+    """Verify `token`, then call `refreshed()` with the grants or the error."""
+
+    token: str
+
+
+@dataclass(frozen=True)
+class StopSub:
+    """Drop the fan-out registration of `ch`."""
+
+    ch: str
+
+
+Action = StartSub | DoPublish | DoRefresh | StopSub
+
+
+_NONE_FULL: frozenset[str] = frozenset()
+Overflow = Literal["close", "cut"]  # past the byte bound: close with 4429, or end this answer (long-poll)
+
+
+class Session:
+    """A client's grants, channel positions, replay pacing and bounded outgoing queue."""
+
+    __slots__ = ("_full", "_out", "_out_bytes", "_replays", "close_reason", "drops", "encoder", "grants",
+                 "limits", "on_drop", "on_error", "overflow", "resume", "state", "syncs", "violations")
+
+    def __init__(
+        self,
+        grants: Grants,
+        limits: Limits,
+        encoder: Encoder,
+        overflow: Overflow = "close",
+        positions: Positions | None = None,
+        on_error: Callable[[str], None] | None = None,
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
+        self.grants = grants
+        self.limits = limits
+        self.encoder = encoder
+        self.overflow = overflow
+        self.state = State.OPEN
+        self.close_reason: Close | None = None
+        self.syncs: dict[str, ChannelSync] = {}
+        self.resume: Positions = dict(positions or {})  # positions the client resumes from
+        self.violations = 0
+        self.on_error = on_error  # called with each error op's code (metrics)
+        self.on_drop = on_drop  # called on a 4429 close (metrics)
+        self.drops = 0
+        self._out: list[tuple[bytes, int]] = []  # lists, not deques: a few hundred bytes less per client
+        self._out_bytes = 0
+        self._replays: list[tuple[str, Sequence[Envelope], int]] = []  # (ch, msgs, sent so far)
+        # overflow="cut": the channels whose share of this answer has ended
+        self._full: set[str] | frozenset[str] = set() if overflow == "cut" else _NONE_FULL
+
+    # --- the queue ------------------------------------------------------------------
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._out_bytes
+
+    def has_room(self) -> bool:
+        """True while the queue is under half its bound (replays are queued only then)."""
+        return self._out_bytes <= self.limits.max_buffer // 2
+
+    def take(self) -> list[tuple[bytes, int]]:
+        """Everything queued, as (bytes, envelopes in it); the caller writes it in order."""
+        out, self._out = self._out, []
+        self._out_bytes = 0
+        return out
+
+    def wants_write(self) -> bool:
+        return bool(self._out)
+
+    def _queue(self, data: bytes, envelopes: int = 0) -> bool:
+        """Queue `data`; False when it was refused (closing, or the bound: 4429)."""
+        if self.state is not State.OPEN:
+            return False
+        if self._out_bytes + len(data) > self.limits.max_buffer and (envelopes or self.overflow == "close"):
+            self.drops += 1
+            if self.on_drop is not None:
+                self.on_drop()
+            log.info("closing %s: lagging past %d bytes", self.grants.sub, self.limits.max_buffer)
+            self._out.clear()
+            self._out_bytes = 0
+            self._replays.clear()
+            self.close(TOO_SLOW)
+            return False
+        self._out.append((data, envelopes))
+        self._out_bytes += len(data)
+        return True
+
+    def op(self, name: str, **fields: Any) -> None:
+        self._queue(self.encoder.op(name, fields, self))
+
+    def error(self, err: PulseboardError, **extra: Any) -> None:
+        if self.on_error is not None:
+            self.on_error(err.code)
+        self.op("error", code=err.code, detail=err.detail, **extra)
+
+    def close(self, close: Close) -> None:
+        """Decide to close: queue the transport's last words; `state` becomes CLOSING."""
+        if self.state is not State.OPEN:
+            return
+        last = self.encoder.close(close, self)
+        if last is not None:
+            self._out.append((last, 0))
+            self._out_bytes += len(last)
+        self.state = State.CLOSING
+        self.close_reason = close
+
+    def closed(self) -> list[str]:
+        """The transport is gone: return the channels to unregister."""
+        self.state = State.CLOSED
+        self._out.clear()
+        self._out_bytes = 0
+        self._replays.clear()
+        channels = list(self.syncs)
+        self.syncs.clear()
+        return channels
+
+    # --- positions ------------------------------------------------------------------
+
+    def positions(self) -> Positions:
+        """Each channel's (epoch, last seq sent): what a resume cursor holds."""
+        out = dict(self.resume)
+        for ch, sync in self.syncs.items():
+            if sync.epoch:
+                out[ch] = (sync.epoch, sync.seq)
+        return out
+
+    # --- client ops (WebSocket) -----------------------------------------------------
+
+    def receive(self, text: str | None, now: float) -> list[Action]:
+        """One client frame at time `now`: what to do next (the answer to simple ops is queued here)."""
+        if self.state is not State.OPEN:
+            return []
+        try:
+            if text is None:
+                raise bad_request("binary frames are not supported: send JSON text")
+            if len(text) > self.limits.max_message_size:
+                raise PulseboardError(TOO_LARGE, f"frame over the {self.limits.max_message_size}-byte limit")
+            op = decode_client_frame(text)
+        except PulseboardError as e:
+            self.violation(e, **op_id(text))
+            return []
+        self.violations = 0
+        if isinstance(op, Subscribe):
+            return list(self.subscribe(op.channels))
+        if isinstance(op, Unsubscribe):
+            actions: list[Action] = [StopSub(ch) for ch in op.channels if self.syncs.pop(ch, None)]
+            self.op("unsubscribed", ch=list(op.channels))
+            return actions
+        if isinstance(op, Publish):
+            return [DoPublish(op)]
+        if isinstance(op, Refresh):
+            return [DoRefresh(op.token)]
+        self.op("pong", ts=now)  # Ping, the last op type
+        return []
+
+    def violation(self, err: PulseboardError, **extra: Any) -> None:
+        """A refused client frame: an error op; `max_violations` in a row close with 4400."""
+        self.error(err, **extra)
+        if err.code in ("bad_request", TOO_LARGE):
+            self.violations += 1
+            log.info("protocol error from %s: %s", self.grants.sub, err.detail)
+            if self.violations >= self.limits.max_violations:
+                self.close(PROTOCOL_ERRORS)
+
+    def published(self, op: Publish, env: Envelope | PulseboardError) -> None:
+        if isinstance(env, PulseboardError):
+            self.error(env, id=op.id, ch=op.ch)
+        else:
+            self.op("ack", id=op.id, seq=env.seq, ch=env.ch)
+
+    def refreshed(self, grants: Grants | PulseboardError) -> list[StopSub]:
+        """A `refresh` op's token, checked: new grants and expiry, channels no longer readable dropped."""
+        if isinstance(grants, PulseboardError):
+            self.error(PulseboardError(FORBIDDEN, f"refresh refused: {grants.detail}"))
+            return []
+        if grants.sub != self.grants.sub:
+            self.error(PulseboardError(FORBIDDEN, "refresh token is for another subject"))
+            return []
+        self.grants = grants
+        actions: list[StopSub] = []
+        for ch in [c for c in self.syncs if not grants.can_read(c)]:
+            del self.syncs[ch]
+            actions.append(StopSub(ch))
+            self.error(PulseboardError(FORBIDDEN, f"token may no longer read {ch!r}"), ch=ch)
+        self.op("refreshed", exp=grants.exp)
+        return actions
+
+    # --- subscriptions --------------------------------------------------------------
+
+    def subscribe(self, channels: dict[str, Start]) -> list[StartSub]:
+        """Check each channel against the grants and the channel limit; start the others.
+
+        A started channel holds its live envelopes until `subscribed()` (or `refused()`).
+        """
+        actions: list[StartSub] = []
+        limit = self.limits.max_channels_per_client
+        for ch, start in channels.items():
+            if not self.grants.can_read(ch):
+                self.error(PulseboardError(FORBIDDEN, f"token may not read {ch!r}"), ch=ch)
+            elif ch not in self.syncs and len(self.syncs) >= limit:
+                self.error(PulseboardError(TOO_LARGE, f"over {limit} channels"), ch=ch)
+            else:
+                self.begin(ch)
+                actions.append(StartSub(ch, start))
+        return actions
+
+    def begin(self, ch: str) -> ChannelSync:
+        """Track `ch` (its live envelopes are held) before the broker registration and replay."""
+        sync = self.syncs[ch] = ChannelSync(ch)
+        return sync
+
+    def refused(self, ch: str, err: PulseboardError) -> None:
+        self.syncs.pop(ch, None)
+        self.error(err, ch=ch)
+
+    def subscribed(
+        self, ch: str, epoch: str, top: int, recovered: bool, msgs: Sequence[Envelope], announce: bool = True
+    ) -> None:
+        """The replay of `ch` is known: announce it and queue it, paced (see `pump`)."""
+        sync = self.syncs.get(ch)
+        if sync is None or self.state is not State.OPEN:
+            return
+        self.resume.pop(ch, None)
+        sync.epoch = epoch
+        sync.seq = msgs[0].seq - 1 if msgs else top
+        if announce:
+            self.op("subscribed", ch=ch, epoch=epoch, seq=top, recovered=recovered)
+        self._replays.append((ch, msgs, 0))
+        self.pump()
+
+    def pump(self) -> None:
+        """Queue replay chunks while there is room; a finished replay releases what was held."""
+        chunk_bytes = self.limits.max_buffer // 4
+        while self._replays and self.state is State.OPEN:
+            ch, msgs, sent = self._replays[0]
+            sync = self.syncs.get(ch)
+            if sync is None:  # unsubscribed meanwhile
+                del self._replays[0]
+                continue
+            if sent < len(msgs):
+                if self.overflow == "close" and not self.has_room():
+                    return
+                chunk = next(replay_chunks(msgs[sent:], chunk_bytes))
+                self._replays[0] = (ch, msgs, sent + len(chunk))
+                self._data(ch, chunk)
+                continue
+            del self._replays[0]
+            seq = sync.seq if ch in self._full else (msgs[-1].seq if msgs else sync.seq)
+            held = sync.finish(sync.epoch, seq)
+            if ch in self._full:
+                sync.seq = seq
+            elif held:
+                self._data(ch, held)
+
+    def _data(self, ch: str, envs: Sequence[Envelope]) -> None:
+        """One channel's envelopes (replayed or held) as one frame; its position follows."""
+        if self.overflow == "cut":
+            self._cut(ch, envs)
+            return
+        sync = self.syncs[ch]
+        sync.seq = envs[-1].seq
+        self._queue(self.encoder.data(batch_frame(e.raw for e in envs).encode(), self), len(envs))
+
+    def _cut(self, ch: str, envs: Sequence[Envelope]) -> None:
+        """overflow="cut": take envelopes one by one until the bound; the position stops there."""
+        if ch in self._full:
+            return
+        sync = self.syncs[ch]
+        for env in envs:
+            raw = env.raw.encode()
+            if self._out_bytes and self._out_bytes + len(raw) > self.limits.max_buffer:
+                assert isinstance(self._full, set)  # a set in cut mode
+                self._full.add(ch)
+                return
+            self._out.append((raw, 1))
+            self._out_bytes += len(raw) + 1
+            sync.seq = env.seq
+
+    # --- the broker's side ----------------------------------------------------------
+
+    def deliver(self, parts: Sequence[Part], cache: FrameCache, now: bool = False) -> tuple[bytes, int] | None:
+        """A fan-out tick: this client's share, as one frame built once for all who share it.
+
+        With `now` (the transport can write at once) and nothing queued before it, the frame
+        and its envelope count are returned for the caller to write, instead of queued.
+        """
+        if self.state is not State.OPEN:
+            return None
+        if self.overflow == "cut":
+            for ch, envs in parts:
+                sync = self.syncs.get(ch)
+                if sync is None:
+                    continue
+                if sync.syncing:
+                    for e in envs:
+                        sync.hold(e)
+                    continue
+                self._cut(ch, [e for e in envs if e.seq > sync.seq])
+            return None
+        live = live_parts(self.syncs, parts)
+        if not live:
+            return None
+        n = 0
+        for _, skip, envs in live:
+            n += len(envs) - skip
+        data = self.encoder.data(cache.frame(live), self)
+        if now and not self._out and len(data) <= self.limits.max_buffer:
+            return data, n
+        self._queue(data, n)
+        return None
+
+    def reset(self, ch: str, epoch: str, seq: int) -> None:
+        """The channel's numbering restarted: the client is told and its position follows."""
+        sync = self.syncs.get(ch)
+        if sync is None or ch in self._full or self.state is not State.OPEN:
+            return
+        sync.epoch, sync.seq = epoch, seq
+        self.op("reset", ch=ch, epoch=epoch, seq=seq)
+
+    # --- time -----------------------------------------------------------------------
+
+    def expire(self, now: float) -> bool:
+        """Close with 4001 when the token has expired at `now`; True if it has."""
+        if now >= self.grants.exp:
+            self.close(TOKEN_EXPIRED)
+            return True
+        return False
+
+
+def op_id(text: str | None) -> dict[str, Any]:
+    """The `id` of a refused op, so the client can match the error to its request."""
+    if text is None or '"id"' not in text:
+        return {}
+    import json
+
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return {}
+    return {"id": obj["id"]} if isinstance(obj, dict) and "id" in obj else {}
