@@ -235,9 +235,15 @@ class SseStream:
         await body(send, f"retry: {RETRY_MS}\n".encode())  # the first event's block goes on from here
         while True:
             if not self._out and not self._ending:
+                # Not asyncio.wait_for: on Python < 3.12 it can swallow a cancel that coincides with
+                # the event, and the stream then never ends (the connection is never released).
+                timer = asyncio.get_running_loop().call_later(heartbeat, self._ready.set)
                 try:
-                    await asyncio.wait_for(self._ready.wait(), heartbeat)
-                except asyncio.TimeoutError:
+                    await self._ready.wait()
+                finally:
+                    timer.cancel()
+                if not self._out and not self._ending:  # woken by the timer: quiet for a whole period
+                    self._ready.clear()
                     await body(send, b": ping\n\n")
                     continue
             self._ready.clear()
