@@ -63,8 +63,10 @@ class Reader:
         self.connects = 0
         self.failures: list[str] = []  # why each connection ended
         self._task: asyncio.Task[None] | None = None
+        self.last: tuple[float, str, str] = (0.0, "", "")  # when, which event, its start (diagnostics)
 
     def count(self) -> int:
+        self.check()
         return sum(len(v) for v in self.raw.values())
 
     def subscribed(self) -> bool:
@@ -77,6 +79,12 @@ class Reader:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run())
+
+    def check(self) -> None:
+        """Raise at once if the reader itself failed (a bug in the test or the client)."""
+        if self._task is not None and self._task.done() and not self._task.cancelled():
+            exc = self._task.exception()
+            raise AssertionError(f"{self.transport} reader failed: {exc!r}") from exc
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -142,7 +150,8 @@ class SseReader(Reader):
                         source.response.raise_for_status()
                         self.connects += 1
                         async for ev in source.aiter_sse():
-                            if ev.event == "message":
+                            self.last = (time.monotonic(), ev.event, ev.data[:80])
+                            if ev.event == "message" and ev.data:  # httpx-sse yields a heartbeat as an empty one
                                 for env in json.loads(ev.data):
                                     self.raw[env["ch"]].append(env["seq"])
                             elif ev.event in ("subscribed", "reset", "error"):
