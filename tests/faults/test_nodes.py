@@ -137,7 +137,7 @@ async def pump(pub: Publisher, readers: list[Reader], upto: int) -> None:
                 quiet = time.monotonic() - r.last[0]
                 print(r.transport, r.count(), pub.sent, r.connects, r.failures[-3:], f"quiet {quiet:.0f} s", r.last)
             raise
-        await pub.batch(10)
+        await pub.batch(25)
 
 
 @pytest.fixture
