@@ -4,7 +4,7 @@ CI mode: 1,000 connections over about 10-15 s. `PULSEBOARD_LONG=1`: 5,000 connec
 100 connects and disconnects per second for 60 s (docs/reliability.md). Each connection is a
 WebSocket, an SSE stream or a long-poll (in turn), subscribes, reads at least one message,
 and goes away: a third close cleanly, a third just drop the socket, a third leave mid-read.
-Open files and RSS of the server process (from /proc) are read after a warm-up round of 1,000
+Open files and RSS of the server process (from /proc) are read after a warm-up round of as many
 connections at the same pace (first-use imports, caches, and the allocator's high-water mark for
 that many connections at once are not leaks) and at the end, once the server reports no open
 connections; both must be within 10% of the start.
@@ -27,7 +27,7 @@ from support import ServerProcess, token
 
 CONNECTIONS = 5000 if LONG else 1000
 RATE = 100 if LONG else 80  # new connections per second (each one also goes away)
-WARMUP = 1000  # a first round at the same pace: imports, caches, pools and the allocator's high-water mark
+WARMUP = CONNECTIONS  # a first round at the same pace: imports, caches, pools, the allocator's high-water mark
 CHANNELS = [f"soak.{i}" for i in range(20)]
 
 
