@@ -24,6 +24,7 @@ from support import NginxProcess, RedisProcess, ServerProcess, token
 
 Servers = Callable[..., ServerProcess]
 CHANNELS = ("n.a", "n.b")
+pytestmark = pytest.mark.redis
 
 SITE = """\
     map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
