@@ -220,3 +220,37 @@ def redis_cli(redis: RedisProcess, *args: str) -> Any:
     with socket.create_connection(("127.0.0.1", redis.port), timeout=30) as s:
         s.sendall((f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)).encode())
         return s.recv(64)
+
+
+async def test_redis_restarted_empty_every_reader_is_told(
+    server_factory: Servers, redis_server: RedisProcess
+) -> None:
+    """Redis without persistence comes back empty: the numbering restarts, and every reader,
+    whatever its transport, is told (`reset` or `recovered: false`) instead of silently
+    waiting for seqs that will never come; after that it follows the new numbering exactly."""
+    nodes = start_nodes(server_factory, redis_server, 2)
+    nginx = nginx_for(nodes)
+    rng = seeded("redis-empty")
+    readers = await readers_through(nginx.url, 2, rng)
+    pub = Publisher(nginx.url, 150)
+    try:
+        await pump(pub, readers, 100)
+        await until(lambda: all(r.count() >= 100 for r in readers), 60, what="the first 100 messages")
+        redis_server.stop()
+        told = await pub.http.post(nginx.url + "/publish", json={"ch": "n.x", "data": {"i": -1}})
+        assert told.status_code == 503 and told.json()["error"] == "unavailable", told.text
+        redis_server.start()
+        await until(lambda: all(r.resets() for r in readers), 60, what="every reader to be told")
+        await pump(pub, readers, 150)
+        await until(lambda: all(r.count() >= 150 for r in readers), 60, what="the new numbering")
+        for r in readers:
+            for ch in CHANNELS:
+                assert r.raw[ch] == [*range(1, 51), *range(1, 26)], (r.transport, ch, r.raw[ch])
+            assert all(op.get("op") != "error" for op in r.resets()), r.resets()
+    finally:
+        for r in readers:
+            await r.stop()
+        await pub.close()
+        nginx.stop()
+    for node in nodes:
+        assert "Traceback" not in node.output()
