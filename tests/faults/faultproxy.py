@@ -74,9 +74,8 @@ class FaultProxy:
         """Links still forwarding (not black-holed, not closed)."""
         return [lk for lk in self.links if not lk.closed and not lk.blackholed]
 
-    async def wait_for(self, pred: object, timeout: float = 30.0) -> None:
+    async def wait_for(self, pred: Callable[[], object], timeout: float = 30.0) -> None:
         """Wait until `pred()` holds, re-checking whenever a link opens or closes."""
-        assert callable(pred)
 
         async def loop() -> None:
             while not pred():

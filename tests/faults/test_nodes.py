@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from faultsupport import READERS, Reader, auth, seeded, until
+from faultsupport import READERS, Reader, WsReader, auth, seeded, until
 
 from support import NginxProcess, RedisProcess, ServerProcess, token
 
@@ -165,8 +165,8 @@ async def test_kill_9_one_node_and_sigterm_another_mid_stream(three: tuple[Nginx
         print(f"nodes: publisher was told {pub.failures}; reader connections "
               f"{ {t: sum(r.connects for r in readers if r.transport == t) for t in ('ws', 'sse', 'poll')} }")
         check_exact(readers, total)
-        ws = [r for r in readers if r.transport == "ws"]
-        assert all(r.client.node == "n2" for r in ws)  # type: ignore[attr-defined]
+        ws = [r for r in readers if isinstance(r, WsReader)]
+        assert all(r.client.node == "n2" for r in ws)
     finally:
         for r in readers:
             await r.stop()
