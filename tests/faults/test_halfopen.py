@@ -6,6 +6,8 @@
   period (15 s; the hidden `--heartbeat` knob shortens it here). A client that hears nothing
   for two heartbeats knows the path is dead, reconnects with Last-Event-ID and misses nothing.
   On the server, the black-holed stream is released at the latest when its token expires.
+- Long-poll: a waiting poll ends at the poll timeout (25 s; `--poll-timeout` here) whatever
+  happened to its client; the client polls again with its last cursor.
 """
 
 from __future__ import annotations
@@ -166,4 +168,37 @@ async def test_the_reference_client_survives_a_handshake_cut_short(
         assert proxy.accepted == 2
     finally:
         await client.close()
+        await proxy.close()
+
+
+async def test_a_half_open_long_poll_ends_with_the_poll_timeout_and_resumes_exactly(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """A waiting poll whose client vanished is answered (into the void) at the poll timeout and
+    released; the client, whose read deadline is the poll timeout plus a margin, polls again with
+    its last cursor and misses nothing published meanwhile."""
+    poll_timeout = 2.0
+    server = server_factory("--broker", "memory://", "--poll-timeout", str(poll_timeout))
+    proxy = await FaultProxy(server.port).start()
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=poll_timeout + 3), headers=auth(token())) as http, \
+                httpx.AsyncClient(timeout=10, headers=auth(token())) as pub:
+            first = (await http.get(proxy.url + "/poll?ch=hp")).json()
+            waiting = asyncio.create_task(http.get(proxy.url + "/poll?ch=hp&cursor=" + first["cursor"]))
+            await until(lambda: connections(server, "poll") == 1, 15, what="the poll to wait")
+            (link,) = proxy.live()
+            proxy.blackhole(link)
+            # the poll timeout ends the wait: the empty answer goes into the black hole, the poll is released
+            await until(lambda: connections(server, "poll") == 0, poll_timeout + 10, what="the poll to be released")
+            r = await pub.post(server.url + "/publish", json=[{"ch": "hp", "data": {"i": i}} for i in range(3)])
+            r.raise_for_status()
+            try:
+                await asyncio.wait_for(waiting, 30)
+                raise AssertionError("an answer came through the black hole")
+            except httpx.ReadTimeout:
+                pass
+            again = (await http.get(proxy.url + "/poll?ch=hp&cursor=" + first["cursor"])).json()
+            assert [e["seq"] for e in again["msgs"]] == [1, 2, 3]
+            proxy.release(link)
+    finally:
         await proxy.close()
