@@ -118,3 +118,39 @@ async def test_churned_connections_give_back_files_and_memory(
     assert abs(fds1 - fds0) <= max(1, fds0 // 10), (fds0, fds1)
     assert abs(rss1 - rss0) <= rss0 // 10, (rss0, rss1)
     assert "Traceback" not in server.output()
+
+
+async def test_sse_streams_left_while_messages_flow_are_all_released(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    """Bursts of SSE clients that leave right after the response head, on busy channels.
+
+    Regression: the stream writer waited with asyncio.wait_for, which (Python < 3.12) could
+    swallow the cancel sent when the client left; the request then never ended and the stream,
+    its subscriptions and its connection count stayed for good.
+    """
+    server = server_factory("--broker", "memory://")
+    tok = token()
+    stop = asyncio.Event()
+
+    async def publisher() -> None:
+        async with httpx.AsyncClient(timeout=30, headers=auth(tok)) as http:
+            while not stop.is_set():
+                r = await http.post(server.url + "/publish", json=[{"ch": ch, "data": {"i": 0}} for ch in CHANNELS])
+                r.raise_for_status()
+                await asyncio.sleep(0.005)  # keeps every channel busy while the clients come and go
+
+    async def leave_at_once(http: httpx.AsyncClient, ch: str) -> None:
+        async with http.stream("GET", f"{server.url}/sse?ch={ch}&backfill=5", headers=auth(tok)) as r:
+            r.raise_for_status()
+
+    pub = asyncio.create_task(publisher())
+    limits = httpx.Limits(max_keepalive_connections=0)
+    try:
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+            for _ in range(20):  # 1,000 streams
+                await asyncio.gather(*[leave_at_once(http, CHANNELS[i % len(CHANNELS)]) for i in range(50)])
+        await until(lambda: open_connections(server) == 0, 30, what="every SSE stream to be released")
+    finally:
+        stop.set()
+        await pub
