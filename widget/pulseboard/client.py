@@ -140,7 +140,7 @@ class Client:
 
     async def _run(self) -> None:
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, InvalidStatus
+        from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
         attempt = 0
         while True:
@@ -175,7 +175,8 @@ class Client:
             except SubscribeError as e:
                 await self._queue.put(e)
                 return
-            except (OSError, ConnectionClosed, asyncio.TimeoutError) as e:
+            except (OSError, ConnectionClosed, InvalidMessage, asyncio.TimeoutError) as e:
+                # InvalidMessage: the handshake was cut short; like any lost connection, try again
                 log.info("connection lost (%s); reconnecting", e.__class__.__name__)
             await asyncio.sleep(backoff_delay(attempt))
             attempt += 1

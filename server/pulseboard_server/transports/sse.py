@@ -131,9 +131,15 @@ class SseStream:
         await body(send, f"retry: {RETRY_MS}\n".encode())  # the first event's block goes on from here
         while True:
             if not s.wants_write() and s.state is State.OPEN:
+                # Not asyncio.wait_for: on Python < 3.12 it can swallow a cancel that coincides with
+                # the event, and the stream then never ends (the connection is never released).
+                timer = asyncio.get_running_loop().call_later(heartbeat, self._wake.set)
                 try:
-                    await asyncio.wait_for(self._wake.wait(), heartbeat)
-                except asyncio.TimeoutError:
+                    await self._wake.wait()
+                finally:
+                    timer.cancel()
+                if not s.wants_write() and s.state is State.OPEN:  # woken by the timer: a quiet period
+                    self._wake.clear()
                     await body(send, b": ping\n\n")
                     continue
             self._wake.clear()
