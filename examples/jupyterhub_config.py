@@ -8,6 +8,8 @@
 #   PULSEBOARD_PORT         where the service listens (default 8765, on 127.0.0.1)
 #   PULSEBOARD_SECRET_FILE  the JWT signing secret (default /srv/jupyterhub/pulseboard-secret,
 #                           made on first start, mode 0600; keep it across restarts)
+#   PULSEBOARD_DATA_DIR     where the service keeps its metric store (default /srv/jupyterhub/pulseboard,
+#                           one server per store; keep it across restarts for whole training runs)
 #   PULSEBOARD_HUB_POLICY   a JSON or YAML file granting channels by Hub group and admin flag
 #   PULSEBOARD_HUB_TTL      lifetime of an exchanged token in seconds (default 3600)
 #   PULSEBOARD_HUB_READ, PULSEBOARD_HUB_PUBLISH  replace the default grants (see docs/jupyterhub.md)
@@ -21,6 +23,7 @@ c = get_config()  # noqa: F821  (JupyterHub provides get_config)
 
 PULSEBOARD_PORT = int(os.environ.get("PULSEBOARD_PORT", "8765"))
 SECRET_FILE = Path(os.environ.get("PULSEBOARD_SECRET_FILE", "/srv/jupyterhub/pulseboard-secret"))
+DATA_DIR = os.environ.get("PULSEBOARD_DATA_DIR", "/srv/jupyterhub/pulseboard")
 ACCESS = "access:services!service=pulseboard"
 
 
@@ -36,6 +39,7 @@ def pulseboard_secret(path: Path) -> str:
 
 pulseboard_env = {
     "PULSEBOARD_SECRET": pulseboard_secret(SECRET_FILE),
+    "PULSEBOARD_DATA_DIR": DATA_DIR,
     # Only users holding this scope may exchange a token (every user, through the role below).
     "PULSEBOARD_HUB_SCOPE": ACCESS,
 }

@@ -140,6 +140,7 @@ class ExampleHub:
             PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
             PULSEBOARD_PORT=str(self.pulseboard_port),
             PULSEBOARD_SECRET_FILE=str(self.secret_file),
+            PULSEBOARD_DATA_DIR=str(self.dir / "pulseboard-data"),  # each Hub its own store
             PULSEBOARD_HUB_POLICY=str(self.policy_file),
             PULSEBOARD_HUB_TTL=str(self.ttl),
             PYTHONUNBUFFERED="1",
