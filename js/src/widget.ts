@@ -26,13 +26,16 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   const options = () => ({
     channels: (model.get("channels") as string[]) ?? [],
     fields: (model.get("fields") as string[] | null) ?? null,
-    window: Number(model.get("window") ?? 300),
-    maxPoints: Number(model.get("max_points") ?? 20_000),
+    window: model.get("window") === null ? null : Number(model.get("window") ?? 300),
+    maxPoints: Number(model.get("max_points") ?? 200_000),
     title: (model.get("title") as string | null) ?? null,
     height: Number(model.get("height") ?? 300),
     x: (model.get("x") as string | null) || null,
     units: (model.get("units") as string | Record<string, string> | null) ?? null,
     theme: (model.get("theme") as "auto" | "light" | "dark") ?? "auto",
+    smoothing: Number(model.get("smoothing") ?? 0),
+    logY: Boolean(model.get("log_y") ?? false),
+    thresholds: (model.get("thresholds") as Record<string, number> | null) ?? null,
   });
 
   const stop = () => {
@@ -78,8 +81,8 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     let lastStatus = "";
     let lastPoints = -1;
     timer = setInterval(() => {
-      if (!live) return;
-      const c = live.client;
+      const c = live?.client;
+      if (!live || !c) return;
       if (c.status !== lastStatus) {
         lastStatus = c.status;
         model.set("status", c.status);
@@ -97,11 +100,12 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     }, SNAPSHOT_EVERY_MS);
   };
 
-  const names = ["channels", "fields", "window", "max_points", "title", "height", "x", "units", "theme", "url", "problem"];
+  const names = ["channels", "fields", "window", "max_points", "title", "height", "x", "units", "theme", "url", "problem",
+    "smoothing", "log_y", "thresholds"];
   const restart = () => start();
   // A new token is read at the next (re)connect; a client that gave up on the old one starts over.
   const retoken = () => {
-    if (live?.client.error) start();
+    if (live?.client?.error) start();
   };
   for (const n of names) model.on(`change:${n}`, restart);
   model.on("change:token", retoken);

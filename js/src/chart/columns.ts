@@ -1,0 +1,167 @@
+// Drawing cost bounded by pixels: each series is cut into x buckets about one pixel
+// column wide, and each bucket keeps only its first, lowest, highest and last point.
+// A line through those looks like the line through every point at that width, and a
+// single spike is never lost (it is its bucket's min or max).
+//
+// Buckets sit on a fixed grid (bucket b covers [b*width, (b+1)*width)), so while the
+// view slides, finished buckets stay valid: `ColumnCache` only rescans the newest bucket
+// and the rows appended since the last frame.
+
+/** One bucket: up to four points, in x order; `gap` marks a break before it. */
+export interface Bucket {
+  b: number;
+  /** Absolute row (rows trimmed from the front keep counting) where the bucket starts. */
+  start: number;
+  gap: boolean;
+  xs: number[];
+  ys: number[];
+}
+
+/** The bucket width for a visible range drawn on `pixels` columns: a power of two, so it changes rarely. */
+export function bucketWidth(x0: number, x1: number, pixels: number): number {
+  const raw = Math.max((x1 - x0) / Math.max(1, pixels), 1e-9);
+  return Math.pow(2, Math.ceil(Math.log2(raw)));
+}
+
+/**
+ * Scan rows [from, to) of (xs, ys) into buckets of `width`. NaN values are skipped;
+ * rows where `isGap(i)` is true break the line. `base` is the absolute number of row 0.
+ */
+export function scan(
+  xs: ArrayLike<number>, ys: ArrayLike<number>, from: number, to: number, width: number,
+  base = 0, isGap: (i: number) => boolean = () => false,
+): Bucket[] {
+  const out: Bucket[] = [];
+  let cur: Bucket | null = null;
+  let fx = 0, fy = 0, lx = 0, ly = 0, nx = 0, ny = Infinity, mx = 0, my = -Infinity;
+  let pendingGap = false;
+  let gapRow = 0;
+  const close = () => {
+    if (!cur) return;
+    const pts: [number, number][] = [[fx, fy], [nx, ny], [mx, my], [lx, ly]];
+    pts.sort((a, b) => a[0] - b[0]);
+    for (const [x, y] of pts) {
+      const n = cur.xs.length;
+      if (n && cur.xs[n - 1] === x && cur.ys[n - 1] === y) continue;
+      cur.xs.push(x);
+      cur.ys.push(y);
+    }
+    out.push(cur);
+    cur = null;
+  };
+  for (let i = from; i < to; i++) {
+    if (isGap(i)) {
+      close();
+      if (!pendingGap) gapRow = i;
+      pendingGap = true;
+      continue;
+    }
+    const y = ys[i];
+    if (Number.isNaN(y)) continue;
+    const x = xs[i];
+    const b = Math.floor(x / width);
+    if (!cur || cur.b !== b) {
+      close();
+      cur = { b, start: base + i, gap: pendingGap, xs: [], ys: [] };
+      pendingGap = false;
+      fx = nx = mx = x;
+      fy = ny = my = y;
+    } else {
+      if (y < ny) { ny = y; nx = x; }
+      if (y > my) { my = y; mx = x; }
+    }
+    lx = x;
+    ly = y;
+  }
+  close();
+  if (pendingGap) out.push({ b: Infinity, start: base + gapRow, gap: true, xs: [], ys: [] });
+  return out;
+}
+
+/** The buckets of one series column, kept up to date as rows are appended and trimmed. */
+export class ColumnCache {
+  private width = 0;
+  private version = NaN;
+  private buckets: Bucket[] = [];
+  /** Absolute row up to which the buckets are built. */
+  private end = 0;
+
+  /** Forget everything (rows changed in the middle, or the channel was cleared). */
+  invalidate(): void {
+    this.buckets = [];
+    this.end = 0;
+    this.width = 0;
+  }
+
+  /**
+   * Bring the buckets up to date with rows [0, xs.length), whose first row is absolute
+   * row `base` (rows before it were trimmed), at bucket `width`. A new `version` means
+   * rows changed elsewhere than at the ends: everything is rescanned.
+   */
+  update(xs: ArrayLike<number>, ys: ArrayLike<number>, base: number, width: number,
+    isGap: (i: number) => boolean = () => false, version = 0): void {
+    if (width !== this.width || version !== this.version) this.invalidate();
+    this.width = width;
+    this.version = version;
+    // Trimmed rows: drop their buckets (a bucket cut in two keeps its old points; it sits
+    // at the left edge, outside the window).
+    let k = 0;
+    while (k < this.buckets.length && this.buckets[k].start < base) k++;
+    if (k) this.buckets.splice(0, k);
+    const stop = base + xs.length;
+    if (this.end >= stop && this.end >= base) return;
+    // Rescan the last bucket (it may have grown) and everything after it.
+    let from = Math.max(base, this.end);
+    const last = this.buckets[this.buckets.length - 1];
+    if (last && last.start >= base) {
+      from = last.start;
+      this.buckets.pop();
+    } else if (this.buckets.length === 0) {
+      from = base;
+    }
+    const fresh = scan(xs, ys, from - base, xs.length, width, base, isGap);
+    for (const b of fresh) this.buckets.push(b);
+    this.end = stop;
+  }
+
+  /**
+   * The points to draw for x in [x0, x1], plus one bucket either side so the line runs
+   * to the edges; NaN in `ox`/`oy` breaks the line. Returns [min y, max y] of the
+   * points inside the range (Infinity/-Infinity when none), for the y axis.
+   */
+  visible(x0: number, x1: number, ox: number[], oy: number[], positive = false): [number, number] {
+    ox.length = 0;
+    oy.length = 0;
+    const bs = this.buckets;
+    const b0 = Math.floor(x0 / this.width);
+    const b1 = Math.floor(x1 / this.width);
+    let lo = 0;
+    let hi = bs.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (bs[mid].b < b0) lo = mid + 1;
+      else hi = mid;
+    }
+    let ymin = Infinity;
+    let ymax = -Infinity;
+    for (let k = Math.max(0, lo - 1); k < bs.length; k++) {
+      const bk = bs[k];
+      if (bk.gap && ox.length) {
+        ox.push(NaN);
+        oy.push(NaN);
+      }
+      for (let j = 0; j < bk.xs.length; j++) {
+        const x = bk.xs[j];
+        const y = bk.ys[j];
+        ox.push(x);
+        oy.push(y);
+        if (x >= x0 && x <= x1 && (!positive || y > 0)) {
+          if (y < ymin) ymin = y;
+          if (y > ymax) ymax = y;
+        }
+      }
+      if (bk.b > b1) break;
+    }
+    return [ymin, ymax];
+  }
+}

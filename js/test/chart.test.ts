@@ -1,0 +1,131 @@
+import { describe, expect, it } from "vitest";
+import { ColumnCache, bucketWidth, scan } from "../src/chart/columns";
+import { Ema, referenceStep, smoothInto } from "../src/chart/ema";
+import { matching } from "../src/chart/glob";
+
+/** The definition, computed the slow way: weighted mean with weights s^((x_k - x_i)/step). */
+function reference(xs: number[], ys: number[], s: number, step: number): number[] {
+  return xs.map((xk, k) => {
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i <= k; i++) {
+      const w = Math.pow(s, (xk - xs[i]) / step);
+      num += w * ys[i];
+      den += w;
+    }
+    return num / den;
+  });
+}
+
+describe("ema", () => {
+  it("is TensorBoard's debiased EMA on even steps", () => {
+    const ys = [3, 1, 4, 1, 5, 9, 2, 6];
+    const xs = ys.map((_, i) => i);
+    const out: number[] = [];
+    smoothInto(xs, ys, out, 0, new Ema(0.6, 1));
+    let last = 0;
+    ys.forEach((v, i) => {
+      last = last * 0.6 + (1 - 0.6) * v;
+      expect(out[i]).toBeCloseTo(last / (1 - Math.pow(0.6, i + 1)), 12);
+    });
+    expect(out[0]).toBe(3); // debiased: the first point is not pulled towards zero
+  });
+
+  it("weights by x distance on uneven steps", () => {
+    const xs = [0, 1, 2, 10, 11, 12, 40, 41];
+    const ys = [1, 2, 3, 10, 11, 12, -5, 0];
+    const out: number[] = [];
+    smoothInto(xs, ys, out, 0, new Ema(0.8, 1));
+    const want = reference(xs, ys, 0.8, 1);
+    out.forEach((v, i) => expect(v).toBeCloseTo(want[i], 10));
+    // A long jump forgets more than a short one would.
+    const even: number[] = [];
+    smoothInto(xs.map((_, i) => i), ys, even, 0, new Ema(0.8, 1));
+    expect(Math.abs(out[3] - 10)).toBeLessThan(Math.abs(even[3] - 10));
+  });
+
+  it("skips missing values and continues incrementally", () => {
+    const xs = [0, 1, 2, 3, 4, 5];
+    const ys = [1, NaN, 3, 4, NaN, 6];
+    const whole: number[] = [];
+    smoothInto(xs, ys, whole, 0, new Ema(0.5, 1));
+    const parts: number[] = [];
+    const e = new Ema(0.5, 1);
+    smoothInto(xs.slice(0, 3), ys.slice(0, 3), parts, 0, e);
+    smoothInto(xs, ys, parts, 3, e);
+    expect(parts).toEqual(whole);
+    expect(Number.isNaN(whole[1])).toBe(true);
+    const want = reference([0, 2, 3, 5], [1, 3, 4, 6], 0.5, 1);
+    expect(whole[5]).toBeCloseTo(want[3], 12);
+  });
+
+  it("takes the median spacing of the first points as the step", () => {
+    expect(referenceStep([0, 10, 20, 25, 35, 45], [1, 1, 1, 1, 1, 1])).toEqual([10, 5]);
+    expect(referenceStep([5], [1])).toEqual([1, 0]);
+  });
+});
+
+describe("columns", () => {
+  it("keeps first, min, max and last per bucket, so a spike survives", () => {
+    const n = 200_000;
+    const xs = Array.from({ length: n }, (_, i) => i);
+    const ys = xs.map((i) => Math.sin(i / 1000));
+    ys[123_457] = 50;
+    const w = bucketWidth(0, n, 1000);
+    const cache = new ColumnCache();
+    cache.update(xs, ys, 0, w);
+    const ox: number[] = [];
+    const oy: number[] = [];
+    const [lo, hi] = cache.visible(0, n, ox, oy);
+    expect(hi).toBe(50);
+    expect(lo).toBeCloseTo(-1, 3);
+    expect(ox.length).toBeLessThanOrEqual(4 * (n / w + 2));
+    expect(ox).toContain(123_457);
+    for (let i = 1; i < ox.length; i++) expect(ox[i]).toBeGreaterThanOrEqual(ox[i - 1]);
+  });
+
+  it("matches a fresh scan after appends and front trims", () => {
+    const xs: number[] = [];
+    const ys: number[] = [];
+    const cache = new ColumnCache();
+    let base = 0;
+    for (let i = 0; i < 5000; i++) {
+      xs.push(i * 0.37);
+      ys.push(Math.cos(i) * i);
+      if (i % 97 === 0) cache.update(xs, ys, base, 4);
+      if (i % 1000 === 999) {
+        xs.splice(0, 300);
+        ys.splice(0, 300);
+        base += 300;
+      }
+    }
+    cache.update(xs, ys, base, 4);
+    const a: number[][] = [[], []];
+    cache.visible(xs[0] + 8, xs[xs.length - 1], a[0], a[1]);
+    const fresh = new ColumnCache();
+    fresh.update(xs, ys, base, 4);
+    const b: number[][] = [[], []];
+    fresh.visible(xs[0] + 8, xs[xs.length - 1], b[0], b[1]);
+    expect(a).toEqual(b);
+  });
+
+  it("breaks the line at gap rows", () => {
+    const xs = [0, 1, 2, 3, 4];
+    const ys = [1, 2, NaN, 4, 5];
+    const bs = scan(xs, ys, 0, 5, 1, 0, (i) => i === 2);
+    expect(bs.map((b) => b.gap)).toEqual([false, false, true, false]);
+    const cache = new ColumnCache();
+    cache.update(xs, ys, 0, 1, (i) => i === 2);
+    const ox: number[] = [];
+    const oy: number[] = [];
+    cache.visible(0, 4, ox, oy);
+    expect(oy.map((v) => (Number.isNaN(v) ? "|" : v))).toEqual([1, 2, "|", 4, 5]);
+  });
+});
+
+describe("glob", () => {
+  it("matches channel patterns like the server's grants", () => {
+    expect(matching(["train.*"], ["train.a", "train.b.c", "eval.a", "trainx"])).toEqual(["train.a", "train.b.c"]);
+    expect(matching(["run-?"], ["run-1", "run-10"])).toEqual(["run-1"]);
+  });
+});
