@@ -775,6 +775,8 @@ export class Chart {
       names: () => chart.series.map((s) => chart.nameOf(s)),
       colors: () => chart.series.map((s) => s.color),
       frames: () => chart.frames,
+      /** True when everything received has been drawn (no frame pending). */
+      idle: () => !chart.pending && chart.frames > 0,
       /** What the last frame drew: x range, y range per scale, log or not. */
       range: () => ({ x: [...chart.xRange], y: { ...chart.yRanges }, log: chart.opts.logY, zoomed: chart.zoom !== null }),
       /** The points of one series drawn in the last frame (raw and smoothed). */

@@ -37,7 +37,6 @@ def wait_points(page: Any, n: int, nth: int = 0, timeout: float = 60) -> None:
     wait_until(lambda: (hook(page, "points()", nth) or 0) >= n, timeout, what=f"{n} points held")
 
 
-def wait_frame(page: Any, nth: int = 0) -> None:
-    """Wait until the chart has drawn a frame after now."""
-    before = hook(page, "frames()", nth)
-    wait_until(lambda: hook(page, "frames()", nth) > before, what="a new frame")
+def wait_drawn(page: Any, nth: int = 0) -> None:
+    """Wait until the chart has drawn everything it was given (no frame pending)."""
+    wait_until(lambda: hook(page, "idle()", nth), what="the chart to draw")
