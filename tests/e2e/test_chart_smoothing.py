@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import statistics
 import time
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.browser
 def reference_ema(xs: list[float], ys: list[float], s: float) -> list[float]:
     """By the definition in docs/chart.md: the mean of every point so far, weighted by
     s ** (x distance / step), step = median of the first 16 x spacings."""
-    spacings = [b - a for a, b in zip(xs, xs[1:], strict=False) if b > a][:16]
+    spacings = [b - a for a, b in itertools.pairwise(xs) if b > a][:16]
     step = statistics.median(spacings) if spacings else 1.0
     out = []
     for k, xk in enumerate(xs):
