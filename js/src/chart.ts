@@ -602,7 +602,6 @@ export class Chart {
     ctx.beginPath();
     ctx.rect(left, top, width, height);
     ctx.clip();
-    ctx.lineJoin = "round";
     const line = (xs: number[], ys: number[], scale: string, color: string, w: number, alpha: number) => {
       const r = this.yRanges[scale];
       if (!r || !xs.length) return;
@@ -610,14 +609,16 @@ export class Chart {
       const ky = height / (tf(r[1]) - b0);
       ctx.beginPath();
       let pen = false;
+      const bottom = top + height;
       for (let i = 0; i < xs.length; i++) {
-        const y = ys[i];
-        if (Number.isNaN(y) || (log && y <= 0)) {
-          pen = false;
+        let y = ys[i];
+        if (log) y = y > 0 ? Math.log10(y) : NaN;
+        if (y !== y) {
+          pen = false; // NaN: a gap (or a value a log axis can't show)
           continue;
         }
         const px = left + (xs[i] - x0) * kx;
-        const py = top + height - (tf(y) - b0) * ky;
+        const py = bottom - (y - b0) * ky;
         if (pen) ctx.lineTo(px, py);
         else ctx.moveTo(px, py);
         pen = true;
