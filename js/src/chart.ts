@@ -36,6 +36,8 @@ export interface ChartOptions {
   accept?: (field: string) => boolean;
   /** Called when a series first appears. */
   onSeries?: (ch: string, field: string) => void;
+  /** Called when the x range is zoomed (null: reset), e.g. to fetch it at full resolution. */
+  onZoom?: (range: [number, number] | null) => void;
 }
 
 export interface StatusInfo {
@@ -186,30 +188,57 @@ export class Chart {
 
   /** Draw new envelopes; `epochOf` names each channel's current numbering (for the debug hook). */
   add(envs: Envelope[], epochOf: (ch: string) => string = () => ""): void {
-    const xField = this.opts.x;
     const values = new Map<string, number>();
+    for (const env of envs) this.insertEnv(env, epochOf(env.ch), values, false);
+    this.trim();
+    this.schedule();
+  }
+
+  /**
+   * Add older envelopes of `ch` (from the server's history) under what is held; those
+   * whose seq is already held are skipped.
+   */
+  addOlder(ch: string, envs: Envelope[], epoch: string): number {
+    const held = new Set(this.tracks.get(ch)?.seqs ?? []);
+    const values = new Map<string, number>();
+    let added = 0;
     for (const env of envs) {
-      const x = xField ? env.data[xField] : env.ts;
-      if (typeof x !== "number" || !Number.isFinite(x)) continue;
-      let track = this.tracks.get(env.ch);
-      if (xField && track && track.length && x < track.lastX) {
-        // The data field went backwards (a new run from step 0): show the new run alone
-        // instead of zigzagging between the two.
-        this.dropChannel(env.ch);
-      }
-      values.clear();
-      for (const f of this.opts.fields ?? Object.keys(env.data)) {
-        const v = env.data[f];
-        if (f === xField || typeof v !== "number" || !Number.isFinite(v) || !this.takes(f)) continue;
-        this.seriesFor(env.ch, f);
-        values.set(f, v);
-      }
-      if (!values.size) continue;
-      track = this.trackOf(env.ch);
-      track.insert(x, env.seq, epochOf(env.ch), values);
+      if (env.ch !== ch || held.has(env.seq)) continue;
+      if (this.insertEnv(env, epoch, values, true)) added += 1;
     }
     this.trim();
     this.schedule();
+    return added;
+  }
+
+  /** The oldest message time held for `ch` (unix seconds), or null. */
+  oldestTs(ch: string): number | null {
+    const t = this.tracks.get(ch);
+    return t && t.length && t.firstTs !== Infinity ? t.firstTs : null;
+  }
+
+  private insertEnv(env: Envelope, epoch: string, values: Map<string, number>, older: boolean): boolean {
+    const xField = this.opts.x;
+    const x = xField ? env.data[xField] : env.ts;
+    if (typeof x !== "number" || !Number.isFinite(x)) return false;
+    let track = this.tracks.get(env.ch);
+    if (!older && xField && track && track.length && x < track.lastX) {
+      // The data field went backwards (a new run from step 0): show the new run alone
+      // instead of zigzagging between the two.
+      this.dropChannel(env.ch);
+    }
+    values.clear();
+    for (const f of this.opts.fields ?? Object.keys(env.data)) {
+      const v = env.data[f];
+      if (f === xField || typeof v !== "number" || !Number.isFinite(v) || !this.takes(f)) continue;
+      this.seriesFor(env.ch, f);
+      values.set(f, v);
+    }
+    if (!values.size) return false;
+    track = this.trackOf(env.ch);
+    track.insert(x, env.seq, epoch, values);
+    if (env.ts < track.firstTs) track.firstTs = env.ts;
+    return true;
   }
 
   /** Continuity was lost on a channel: draw a break instead of a line across. */
@@ -315,6 +344,7 @@ export class Chart {
   setZoom(range: [number, number] | null): void {
     this.zoom = range && range[1] > range[0] ? [range[0], range[1]] : null;
     this.root.dataset.zoomed = String(this.zoom !== null);
+    this.opts.onZoom?.(this.zoom);
     this.schedule();
   }
 

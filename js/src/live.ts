@@ -9,6 +9,7 @@ import { Client, baseUrl } from "./client";
 import type { ClientOptions } from "./client";
 import type { Envelope, Gap, Start } from "./sync";
 import { isPattern, matching } from "./chart/glob";
+import { fetchRange, overlaps } from "./chart/history";
 import { HOST_GROUPS, groupOf, isHostChart } from "./chart/hostgroup";
 import css from "./styles.css";
 import uplotCss from "uplot/dist/uPlot.min.css";
@@ -16,6 +17,8 @@ import uplotCss from "uplot/dist/uPlot.min.css";
 /** How often a chart with patterns asks for new channels, and how many it follows at most. */
 export const DISCOVER_EVERY_MS = 5000;
 export const MAX_CHANNELS = 256;
+/** Envelopes asked for when loading a range from history (about four per pixel column). */
+export const HISTORY_POINTS = 4000;
 
 export function injectStyles(doc: Document = document): void {
   if (doc.getElementById("pulseboard-styles")) return;
@@ -51,11 +54,15 @@ export class LiveChart {
   private disposed = false;
   private readonly start: Start;
   private readonly host: boolean;
+  /** Channels whose older part was asked for, and the ranges of each that came thinned. */
+  private olderAsked = new Set<string>();
+  private thin = new Map<string, [number, number][]>();
 
   constructor(private parent: HTMLElement, private opts: LiveOptions) {
     injectStyles(parent.ownerDocument);
     const host = (this.host = isHostChart(opts.channels, opts.fields));
-    this.chart = new Chart(parent, host ? { ...opts, accept: (f) => groupOf(f) === null } : opts);
+    const onZoom = (r: [number, number] | null) => void this.zoomed(r);
+    this.chart = new Chart(parent, host ? { ...opts, onZoom, accept: (f) => groupOf(f) === null } : { ...opts, onZoom });
     this.charts.push(this.chart);
     const window = opts.window === undefined ? 300 : opts.window;
     const maxPoints = opts.maxPoints ?? 200_000;
@@ -125,6 +132,60 @@ export class LiveChart {
     }
     const epochOf = (ch: string) => this.client?.sync.epochOf(ch) ?? "";
     for (const c of this.charts) c.add(envs, epochOf);
+    for (const env of envs) {
+      if (this.olderAsked.has(env.ch)) continue;
+      this.olderAsked.add(env.ch);
+      void this.loadOlder(env.ch);
+    }
+  }
+
+  private get timeAxis(): boolean {
+    return !this.opts.x;
+  }
+
+  private get window(): number | null {
+    return this.opts.window === undefined ? 300 : this.opts.window;
+  }
+
+  /**
+   * The window reaches further back than what the live subscription brought: load the
+   * older part from history (downsampled by the server when long), under the live data.
+   */
+  private async loadOlder(ch: string): Promise<void> {
+    const win = this.window;
+    if (!this.timeAxis && win !== null) return; // a data-field axis shows what arrives
+    const held = this.charts.map((c) => c.oldestTs(ch)).filter((t): t is number => t !== null);
+    if (!held.length || !this.client) return;
+    const to = Math.min(...held);
+    const from = win === null ? null : Date.now() / 1000 - win;
+    if (from !== null && to <= from) return;
+    await this.fetchInto(ch, from, to);
+  }
+
+  private async fetchInto(ch: string, from: number | null, to: number): Promise<void> {
+    const client = this.client;
+    if (!client || this.disposed) return;
+    try {
+      const token = await client.token();
+      const ans = await fetchRange((p, q) => client.endpoint(p, q), token, ch, from, to, HISTORY_POINTS);
+      if (!ans || this.disposed) return;
+      const epoch = client.sync.epochOf(ch);
+      if (ans.epoch && epoch && ans.epoch !== epoch) return; // another numbering: not this chart's past
+      for (const c of this.charts) c.addOlder(ch, ans.msgs, epoch);
+      const ranges = (this.thin.get(ch) ?? []).flatMap(([a, b]) => cut(a, b, from ?? -Infinity, to));
+      if (ans.downsampled) ranges.push([from ?? (ans.msgs[0]?.ts ?? to), to]);
+      this.thin.set(ch, ranges);
+    } catch {
+      /* the server is away: the live part still shows */
+    }
+  }
+
+  /** Zoomed into a part that came thinned: fetch it again, at the resolution of the zoom. */
+  private async zoomed(range: [number, number] | null): Promise<void> {
+    if (!range || !this.timeAxis) return;
+    for (const [ch, ranges] of this.thin) {
+      for (const [a, b] of overlaps(ranges, range[0], range[1])) await this.fetchInto(ch, a, b);
+    }
   }
 
   /** A host group's chart, placed in the groups' order above the main chart. */
@@ -137,6 +198,7 @@ export class LiveChart {
       units: g.units,
       height: Math.min(this.opts.height ?? 300, 180),
       accept: g.test,
+      onZoom: (r) => void this.zoomed(r),
       hidden: (_ch, f) => g.hidden?.(f) ?? false,
     });
     chart.root.dataset.group = key;
@@ -164,4 +226,12 @@ export class LiveChart {
     this.client?.dispose();
     for (const c of this.charts) c.destroy();
   }
+}
+
+/** [a, b] without [c, d]: zero, one or two ranges. */
+function cut(a: number, b: number, c: number, d: number): [number, number][] {
+  const out: [number, number][] = [];
+  if (c > a) out.push([a, Math.min(b, c)]);
+  if (d < b) out.push([Math.max(a, d), b]);
+  return out.filter(([x, y]) => y > x);
 }

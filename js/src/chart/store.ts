@@ -17,6 +17,8 @@ export class Track {
   version = 0;
   gapRows = 0;
   lastX = -Infinity;
+  /** The oldest message time held (unix seconds), whatever the x axis is. */
+  firstTs = Infinity;
 
   constructor(readonly ch: string) {}
 
@@ -70,7 +72,10 @@ export class Track {
     for (const c of this.cols.values()) c.splice(0, n);
     for (const c of this.smooth.values()) c.splice(0, Math.min(n, c.length));
     this.base += n;
-    if (!this.xs.length) this.lastX = -Infinity;
+    if (!this.xs.length) {
+      this.lastX = -Infinity;
+      this.firstTs = Infinity;
+    }
   }
 
   clear(): void {
