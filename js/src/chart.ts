@@ -96,6 +96,12 @@ export function fmt(v: number): string {
   return String(parseFloat(v.toPrecision(3)));
 }
 
+/** An axis tick: as many decimals as the tick spacing needs, so close ticks differ. */
+export function tick(v: number, incr: number): string {
+  if (Math.abs(v) >= 1e4 || !(incr > 0)) return fmt(v);
+  return v.toFixed(Math.min(8, Math.max(0, -Math.floor(Math.log10(incr) + 1e-9))));
+}
+
 export class Chart {
   readonly root: HTMLDivElement;
   private plotEl: HTMLDivElement;
@@ -520,7 +526,8 @@ export class Chart {
       scale, side, stroke: fg, font, labelFont: font, label, labelSize: label ? 16 : 0,
       grid: { stroke: grid, width: 1, show: scale !== "v" },
       ticks: { stroke: grid, width: 1 },
-      values: scale === "x" && !this.opts.x ? undefined : (_u, vals) => vals.map((v) => (v == null ? "" : fmt(v))),
+      values: scale === "x" && !this.opts.x ? undefined
+        : (_u, vals, _ax, _space, incr) => vals.map((v) => (v == null ? "" : tick(v, incr))),
       size: scale === "x" ? 50 : 56,
     });
     const allPercent = this.series.length > 0 && this.series.every((s) => s.field.includes("percent"));

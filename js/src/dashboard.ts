@@ -12,9 +12,9 @@ interface ChannelInfo {
   seq: number;
 }
 
-function fragment(): { token: string; chs: string[]; params: URLSearchParams } {
+function fragment(): { token: string; chs: string[]; x: string | null; params: URLSearchParams } {
   const params = new URLSearchParams(location.hash.replace(/^#/, ""));
-  return { token: params.get("token") ?? "", chs: params.getAll("ch"), params };
+  return { token: params.get("token") ?? "", chs: params.getAll("ch"), x: params.get("x"), params };
 }
 
 function note(root: HTMLElement, text: string): void {
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const root = document.getElementById("charts")!;
   const picker = document.getElementById("picker")!;
   const patternBox = document.getElementById("pattern") as HTMLInputElement | null;
-  const { token, chs } = fragment();
+  const { token, chs, x } = fragment();
   if (!token) {
     note(root, "no token: open this page as …/#token=<jwt> (the server prints a ready link; `pulseboard token` makes one)");
     return;
@@ -80,6 +80,8 @@ async function main(): Promise<void> {
         url: "./",
         token,
         hidden: (_c, field) => /\.\d+$/.test(field),
+        // `&x=step` plots pattern charts (runs) against a data field instead of time.
+        x: isPattern(ch) ? x : null,
         ...extra,
       });
       const dispose = chart.dispose.bind(chart);
@@ -96,6 +98,7 @@ async function main(): Promise<void> {
     else root.querySelector(".pb-note")?.remove();
     const params = new URLSearchParams({ token });
     for (const ch of chosen) params.append("ch", ch);
+    if (x) params.set("x", x);
     history.replaceState(null, "", "#" + params.toString());
   };
 
