@@ -639,12 +639,14 @@ export class Chart {
     ctx.beginPath();
     ctx.rect(left, top, width, height);
     ctx.clip();
-    const line = (xs: number[], ys: number[], scale: string, color: string, w: number, alpha: number) => {
+    // Lines are stroked as 1-device-pixel hairlines, repeated one pixel apart for a thicker
+    // line: a wide stroke of a dense zigzag costs the canvas a hundred times more.
+    const line = (xs: number[], ys: number[], scale: string, color: string, w: number) => {
       const r = this.yRanges[scale];
       if (!r || !xs.length) return;
       const b0 = tf(r[0]);
       const ky = height / (tf(r[1]) - b0);
-      ctx.beginPath();
+      const path = new Path2D();
       let pen = false;
       const bottom = top + height;
       for (let i = 0; i < xs.length; i++) {
@@ -656,23 +658,29 @@ export class Chart {
         }
         const px = left + (xs[i] - x0) * kx;
         const py = bottom - (y - b0) * ky;
-        if (pen) ctx.lineTo(px, py);
-        else ctx.moveTo(px, py);
+        if (pen) path.lineTo(px, py);
+        else path.moveTo(px, py);
         pen = true;
       }
-      ctx.globalAlpha = alpha;
       ctx.strokeStyle = color;
-      ctx.lineWidth = w * dpr;
-      ctx.stroke();
+      ctx.lineWidth = 1;
+      const n = Math.max(1, Math.round(w * dpr));
+      for (let k = 0; k < n; k++) {
+        ctx.setTransform(1, 0, 0, 1, 0, k);
+        ctx.stroke(path);
+      }
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
     };
     const smoothing = this.opts.smoothing > 0;
+    const bg = smoothing ? cssVar(this.root, "--pb-bg", this.dark ? "#1e1e1e" : "#ffffff") : "";
     for (const [i, s] of this.series.entries()) {
       if (u.series[i + 1]?.show === false) continue;
       const scale = this.scaleOf(s.field);
-      line(s.ox, s.oy, scale, s.color, 1, smoothing ? 0.25 : 1);
-      if (smoothing) line(s.sx, s.sy, scale, s.color, 1.5, 1);
+      // The raw line under a smoothed one is faint: an opaque, faded colour (a translucent
+      // stroke would make the canvas resolve every overlap of a dense path, which is slow).
+      line(s.ox, s.oy, scale, smoothing ? fade(s.color, bg, 0.3) : s.color, 1);
+      if (smoothing) line(s.sx, s.sy, scale, s.color, 1);
     }
-    ctx.globalAlpha = 1;
     for (const [field, th] of Object.entries(this.opts.thresholds ?? {})) {
       const scale = this.scaleOf(field);
       const r = this.yRanges[scale];
@@ -843,6 +851,28 @@ export class Chart {
       },
     });
   }
+}
+
+let probe: CanvasRenderingContext2D | null = null;
+const faded = new Map<string, string>();
+
+/** `color` mixed into `bg`: `a` of the colour, the rest background (cached). */
+function fade(color: string, bg: string, a: number): string {
+  const key = `${color}|${bg}|${a}`;
+  let out = faded.get(key);
+  if (out) return out;
+  probe ??= document.createElement("canvas").getContext("2d");
+  const rgb = (c: string): number[] => {
+    if (!probe) return [128, 128, 128];
+    probe.fillStyle = "#000";
+    probe.fillStyle = c; // the canvas normalises any CSS colour to #rrggbb
+    const n = parseInt(String(probe.fillStyle).slice(1, 7), 16);
+    return Number.isNaN(n) ? [128, 128, 128] : [n >> 16, (n >> 8) & 255, n & 255];
+  };
+  const [c, b] = [rgb(color), rgb(bg)];
+  out = `rgb(${c.map((v, i) => Math.round(v * a + b[i] * (1 - a))).join(",")})`;
+  faded.set(key, out);
+  return out;
 }
 
 function luminance(color: string): number {

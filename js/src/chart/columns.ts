@@ -1,13 +1,15 @@
-// Drawing cost bounded by pixels: each series is cut into x buckets about one pixel
-// column wide, and each bucket keeps only its first, lowest, highest and last point.
-// A line through those looks like the line through every point at that width, and a
-// single spike is never lost (it is its bucket's min or max).
+// Drawing cost bounded by pixels: each series is cut into x buckets at most one pixel
+// column wide, and a bucket of more than two points keeps only its lowest and highest
+// (in x order). A line through those covers the same pixels as the line through every
+// point: within a column the line spans min..max, and the segment joining two columns
+// stays inside the span of the two. A single spike is never lost (it is its bucket's
+// min or max).
 //
 // Buckets sit on a fixed grid (bucket b covers [b*width, (b+1)*width)), so while the
 // view slides, finished buckets stay valid: `ColumnCache` only rescans the newest bucket
 // and the rows appended since the last frame.
 
-/** One bucket: up to four points, in x order; `gap` marks a break before it. */
+/** One bucket: one or two points, in x order; `gap` marks a break before it. */
 export interface Bucket {
   b: number;
   /** Absolute row (rows trimmed from the front keep counting) where the bucket starts. */
@@ -33,18 +35,23 @@ export function scan(
 ): Bucket[] {
   const out: Bucket[] = [];
   let cur: Bucket | null = null;
-  let fx = 0, fy = 0, lx = 0, ly = 0, nx = 0, ny = Infinity, mx = 0, my = -Infinity;
+  let fx = 0, fy = 0, lx = 0, ly = 0, nx = 0, ny = Infinity, mx = 0, my = -Infinity, count = 0;
   let pendingGap = false;
   let gapRow = 0;
   const close = () => {
     if (!cur) return;
-    const pts: [number, number][] = [[fx, fy], [nx, ny], [mx, my], [lx, ly]];
-    pts.sort((a, b) => a[0] - b[0]);
-    for (const [x, y] of pts) {
-      const n = cur.xs.length;
-      if (n && cur.xs[n - 1] === x && cur.ys[n - 1] === y) continue;
-      cur.xs.push(x);
-      cur.ys.push(y);
+    if (count === 1) {
+      cur.xs.push(fx);
+      cur.ys.push(fy);
+    } else if (count === 2) {
+      cur.xs.push(fx, lx);
+      cur.ys.push(fy, ly);
+    } else if (nx <= mx) {
+      cur.xs.push(nx, mx);
+      cur.ys.push(ny, my);
+    } else {
+      cur.xs.push(mx, nx);
+      cur.ys.push(my, ny);
     }
     out.push(cur);
     cur = null;
@@ -66,7 +73,9 @@ export function scan(
       pendingGap = false;
       fx = nx = mx = x;
       fy = ny = my = y;
+      count = 1;
     } else {
+      count += 1;
       if (y < ny) { ny = y; nx = x; }
       if (y > my) { my = y; mx = x; }
     }
