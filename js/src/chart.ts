@@ -396,6 +396,7 @@ export class Chart {
     for (const [i, s] of this.series.entries()) if (u.series[i + 1]?.show !== false && s.track.length) shown += 1;
     this.root.dataset.points = String(points);
     this.root.dataset.series = String(shown);
+    this.root.dataset.empty = String(this.series.length === 0);
   }
 
   /** Work out the x range, each shown series' points to draw, and the y ranges. */
