@@ -9,7 +9,8 @@ import { ColumnCache, bucketWidth } from "./chart/columns";
 import { Ema, REF_SAMPLES, referenceStep, smoothInto } from "./chart/ema";
 import { GAP, Track } from "./chart/store";
 import { Toolbar } from "./chart/toolbar";
-import { download, downloadText, stem, toCsv } from "./chart/export";
+import { download, downloadText, stem, tail, toCsv } from "./chart/export";
+import type { Rows } from "./chart/export";
 import { isPattern } from "./chart/glob";
 
 export type Threshold = number | { above?: number; below?: number };
@@ -755,8 +756,12 @@ export class Chart {
     download(`${stem(this.titleText())}.png`, this.u.ctx.canvas.toDataURL("image/png"));
   }
 
+  /** The last `maxRows` rows (merged by x) of every series, for the widget state. */
   snapshot(maxRows = 1000): Snapshot {
-    const lines = this.csv().trimEnd().split("\n").slice(1);
+    const tails = new Map<Track, Rows>();
+    for (const t of this.tracks.values()) tails.set(t, tail(t, maxRows));
+    const cols = this.series.map((s) => ({ name: s.field, track: tails.get(s.track)!, field: s.field }));
+    const lines = toCsv(cols).trimEnd().split("\n").slice(1);
     const rows = lines.slice(Math.max(0, lines.length - maxRows)).map((l) => l.split(","));
     return {
       v: 1,

@@ -129,3 +129,21 @@ describe("glob", () => {
     expect(matching(["run-?"], ["run-1", "run-10"])).toEqual(["run-1"]);
   });
 });
+
+describe("csv", () => {
+  it("merges channels by x, keeps every row and leaves gaps out", async () => {
+    const { toCsv, tail } = await import("../src/chart/export");
+    const { Track, GAP } = await import("../src/chart/store");
+    const a = new Track("a");
+    const b = new Track("b");
+    a.insert(1, 1, "", new Map([["v", 0.1]]));
+    a.insert(2, 2, "", new Map([["v", 0.2]]));
+    a.insert(2, GAP, "", new Map());
+    a.insert(3, 3, "", new Map([["v", 0.30000000000000004]]));
+    b.insert(2, 1, "", new Map([["v", 5]]));
+    b.insert(2, 2, "", new Map([["v", 6]])); // same x twice: both rows kept
+    const cols = [{ name: "a · v", track: a, field: "v" }, { name: "b · v", track: b, field: "v" }];
+    expect(toCsv(cols, "step")).toBe("step,a · v,b · v\n1,0.1,\n2,0.2,5\n2,,6\n3,0.30000000000000004,\n");
+    expect(toCsv([{ name: "v", track: tail(a, 1), field: "v" }])).toBe("x,v\n3,0.30000000000000004\n");
+  });
+});

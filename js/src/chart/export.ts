@@ -1,12 +1,28 @@
 // Downloads: every point a chart holds as CSV (full resolution, one column per series),
 // and the plot as PNG.
 
-import { GAP, Track } from "./store";
+import { GAP } from "./store";
+
+/** Rows of one channel (a Track, or the tail of one). */
+export interface Rows {
+  readonly length: number;
+  xs: number[];
+  seqs: number[];
+  readonly cols: Map<string, number[]>;
+}
 
 export interface Column {
   name: string;
-  track: Track;
+  track: Rows;
   field: string;
+}
+
+/** The last `n` rows of `t`. */
+export function tail(t: Rows, n: number): Rows {
+  const from = Math.max(0, t.length - n);
+  const cols = new Map<string, number[]>();
+  for (const [f, c] of t.cols) cols.set(f, c.slice(from));
+  return { length: t.length - from, xs: t.xs.slice(from), seqs: t.seqs.slice(from), cols };
 }
 
 function cell(v: number): string {
