@@ -218,6 +218,17 @@ export class Chart {
     return added;
   }
 
+  /** Points held, all series (gap rows not counted). */
+  held(): number {
+    let n = 0;
+    for (const t of this.tracks.values()) n += t.length - t.gapRows;
+    return n;
+  }
+
+  seriesCount(): number {
+    return this.series.length;
+  }
+
   /** The oldest message time held for `ch` (unix seconds), or null. */
   oldestTs(ch: string): number | null {
     const t = this.tracks.get(ch);
@@ -391,9 +402,8 @@ export class Chart {
     const u = this.u!;
     u.setData([this.xRange, ...this.series.map(() => [null, null])] as unknown as uPlot.AlignedData);
     this.frames += 1;
-    let points = 0;
+    const points = this.held();
     let shown = 0;
-    for (const t of this.tracks.values()) points += t.length - t.gapRows;
     for (const [i, s] of this.series.entries()) if (u.series[i + 1]?.show !== false && s.track.length) shown += 1;
     this.root.dataset.points = String(points);
     this.root.dataset.series = String(shown);
@@ -803,7 +813,7 @@ export class Chart {
     const chart = this;
     const byName = (name: string) => chart.series.find((s) => chart.nameOf(s) === name || `${s.ch}:${s.field}` === name);
     return Object.freeze({
-      points: () => [...chart.tracks.values()].reduce((n, t) => n + t.length - t.gapRows, 0),
+      points: () => chart.held(),
       /** Seqs held for `ch`, oldest first; -1 marks a drawn gap. */
       seqs: (ch: string) => [...(chart.tracks.get(ch)?.seqs ?? [])],
       /** Runs of seqs between gaps, each with its epoch. */

@@ -89,11 +89,10 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
         model.set("error", c.error ?? "");
         model.save_changes();
       }
-      const hook = (live.chart.root as any).__pulseboard;
-      const points = hook.points() + hook.frames();
+      const points = live.chart.held() + live.chart.frames;
       if (!showingSnapshot && points !== lastPoints) {
         lastPoints = points;
-        const series = Math.max(1, hook.series().length);
+        const series = Math.max(1, live.chart.seriesCount());
         model.set("snapshot", live.chart.snapshot(Math.min(SNAPSHOT_ROWS, Math.floor(SNAPSHOT_CELLS / series))));
         model.save_changes();
       }
