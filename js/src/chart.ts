@@ -12,6 +12,12 @@ import { Toolbar } from "./chart/toolbar";
 import { download, downloadText, stem, tail, toCsv } from "./chart/export";
 import type { Rows } from "./chart/export";
 import { isPattern } from "./chart/glob";
+import { colorOf, cssVar, fade, fmt, luminance, tick } from "./chart/format";
+import { paintLines } from "./chart/paint";
+import { debugHook } from "./chart/debug";
+import type { DebugSource } from "./chart/debug";
+
+export { colorOf, fmt, tick };
 
 export type Threshold = number | { above?: number; below?: number };
 
@@ -70,37 +76,6 @@ interface Series {
   oy: number[];
   sx: number[];
   sy: number[];
-}
-
-const PALETTE = [
-  "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-  "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
-];
-
-/** Colour `i`: the palette, then evenly spread hues (stable: series keep their index). */
-export function colorOf(i: number): string {
-  if (i < PALETTE.length) return PALETTE[i];
-  return `hsl(${Math.round((i * 137.508) % 360)}, 55%, 50%)`;
-}
-
-function cssVar(el: Element, name: string, fallback: string): string {
-  const v = getComputedStyle(el).getPropertyValue(name).trim();
-  return v || fallback;
-}
-
-export function fmt(v: number): string {
-  const a = Math.abs(v);
-  if (a >= 1e9) return (v / 1e9).toFixed(1) + "G";
-  if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
-  if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";
-  if (a >= 100 || Number.isInteger(v)) return v.toFixed(0);
-  return String(parseFloat(v.toPrecision(3)));
-}
-
-/** An axis tick: as many decimals as the tick spacing needs, so close ticks differ. */
-export function tick(v: number, incr: number): string {
-  if (Math.abs(v) >= 1e4 || !(incr > 0)) return fmt(v);
-  return v.toFixed(Math.min(8, Math.max(0, -Math.floor(Math.log10(incr) + 1e-9))));
 }
 
 export class Chart {
@@ -188,7 +163,7 @@ export class Chart {
       for (const ch of this.opts.channels) if (!isPattern(ch) && this.takes(f)) this.seriesFor(ch, f);
     }
     this.setStatus({ status: "connecting", transport: "ws", lag: null, rate: 0, error: null });
-    Object.defineProperty(this.root, "__pulseboard", { value: this.debugHook(), configurable: true });
+    Object.defineProperty(this.root, "__pulseboard", { value: debugHook(this.debugSource()), configurable: true });
   }
 
   // --- data in ------------------------------------------------------------------------
@@ -638,78 +613,16 @@ export class Chart {
     return -1;
   }
 
-  /** Draw the lines (raw faint when smoothed) and threshold lines, inside the plot area. */
+  /** Draw the lines and threshold lines, inside the plot area (uPlot's draw hook). */
   private paint(u: uPlot): void {
-    const ctx = u.ctx;
-    const { left, top, width, height } = u.bbox;
-    const dpr = devicePixelRatio || 1;
-    const [x0, x1] = this.xRange;
-    const kx = width / (x1 - x0);
-    const log = this.opts.logY;
-    const tf = (v: number) => (log ? Math.log10(v) : v);
-    ctx.save();
-    ctx.beginPath();
-    ctx.rect(left, top, width, height);
-    ctx.clip();
-    // Lines are stroked as 1-device-pixel hairlines, repeated one pixel apart for a thicker
-    // line: a wide stroke of a dense zigzag costs the canvas a hundred times more.
-    const line = (xs: number[], ys: number[], scale: string, color: string, w: number) => {
-      const r = this.yRanges[scale];
-      if (!r || !xs.length) return;
-      const b0 = tf(r[0]);
-      const ky = height / (tf(r[1]) - b0);
-      const path = new Path2D();
-      let pen = false;
-      const bottom = top + height;
-      for (let i = 0; i < xs.length; i++) {
-        let y = ys[i];
-        if (log) y = y > 0 ? Math.log10(y) : NaN;
-        if (y !== y) {
-          pen = false; // NaN: a gap (or a value a log axis can't show)
-          continue;
-        }
-        const px = left + (xs[i] - x0) * kx;
-        const py = bottom - (y - b0) * ky;
-        if (pen) path.lineTo(px, py);
-        else path.moveTo(px, py);
-        pen = true;
-      }
-      ctx.strokeStyle = color;
-      ctx.lineWidth = 1;
-      const n = Math.max(1, Math.round(w * dpr));
-      for (let k = 0; k < n; k++) {
-        ctx.setTransform(1, 0, 0, 1, 0, k);
-        ctx.stroke(path);
-      }
-      ctx.setTransform(1, 0, 0, 1, 0, 0);
-    };
     const smoothing = this.opts.smoothing > 0;
     const bg = smoothing ? cssVar(this.root, "--pb-bg", this.dark ? "#1e1e1e" : "#ffffff") : "";
-    for (const [i, s] of this.series.entries()) {
-      if (u.series[i + 1]?.show === false) continue;
-      const scale = this.scaleOf(s.field);
-      // The raw line under a smoothed one is faint: an opaque, faded colour (a translucent
-      // stroke would make the canvas resolve every overlap of a dense path, which is slow).
-      line(s.ox, s.oy, scale, smoothing ? fade(s.color, bg, 0.3) : s.color, 1);
-      if (smoothing) line(s.sx, s.sy, scale, s.color, 1);
-    }
-    for (const [field, th] of Object.entries(this.opts.thresholds ?? {})) {
-      const scale = this.scaleOf(field);
-      const r = this.yRanges[scale];
-      if (!r) continue;
-      for (const v of this.limits(th)) {
-        if (log && v <= 0) continue;
-        const py = top + height - ((tf(v) - tf(r[0])) * height) / (tf(r[1]) - tf(r[0]));
-        ctx.beginPath();
-        ctx.setLineDash([6 * dpr, 4 * dpr]);
-        ctx.strokeStyle = "#d64545";
-        ctx.lineWidth = dpr;
-        ctx.moveTo(left, py);
-        ctx.lineTo(left + width, py);
-        ctx.stroke();
-      }
-    }
-    ctx.restore();
+    paintLines(u, this.xRange, this.yRanges, this.opts.logY, this.series.map((s, i) => ({
+      show: u.series[i + 1]?.show !== false, scale: this.scaleOf(s.field),
+      raw: [s.ox, s.oy], smooth: smoothing ? [s.sx, s.sy] : null,
+      color: smoothing ? fade(s.color, bg, 0.3) : s.color, strong: s.color,
+    })), Object.entries(this.opts.thresholds ?? {}).flatMap(([f, th]) =>
+      this.limits(th).map((v) => ({ scale: this.scaleOf(f), value: v }))));
   }
 
   private fit(): void {
@@ -809,101 +722,18 @@ export class Chart {
     this.root.remove();
   }
 
-  private debugHook() {
-    const chart = this;
-    const byName = (name: string) => chart.series.find((s) => chart.nameOf(s) === name || `${s.ch}:${s.field}` === name);
-    return Object.freeze({
-      points: () => chart.held(),
-      /** Seqs held for `ch`, oldest first; -1 marks a drawn gap. */
-      seqs: (ch: string) => [...(chart.tracks.get(ch)?.seqs ?? [])],
-      /** Runs of seqs between gaps, each with its epoch. */
-      segments: (ch: string) => {
-        const t = chart.tracks.get(ch);
-        const segs: { epoch: string; seqs: number[] }[] = [];
-        let cur: { epoch: string; seqs: number[] } | null = null;
-        for (let i = 0; t && i < t.length; i++) {
-          if (t.seqs[i] === GAP) {
-            cur = null;
-            continue;
-          }
-          if (!cur || cur.epoch !== t.epochs[i]) segs.push((cur = { epoch: t.epochs[i], seqs: [] }));
-          cur.seqs.push(t.seqs[i]);
-        }
-        return segs;
-      },
-      gaps: (ch: string) => chart.gapsSeen.get(ch) ?? 0,
-      series: () => chart.series.map((s) => `${s.ch}:${s.field}`),
-      /** Legend names, in order. */
-      names: () => chart.series.map((s) => chart.nameOf(s)),
-      colors: () => chart.series.map((s) => s.color),
-      frames: () => chart.frames,
-      /** True when everything received has been drawn (no frame pending). */
-      idle: () => !chart.pending && chart.frames > 0,
-      /** What the last frame drew: x range, y range per scale, log or not. */
-      range: () => ({ x: [...chart.xRange], y: { ...chart.yRanges }, log: chart.opts.logY, zoomed: chart.zoom !== null }),
-      /** The points of one series drawn in the last frame (raw and smoothed). */
-      drawn: (name: string) => {
-        const s = byName(name);
-        return s ? { x: [...s.ox], y: [...s.oy], sx: [...s.sx], sy: [...s.sy] } : null;
-      },
-      /** Every held point of one series: [x, raw, smoothed] (smoothed null when off). */
-      smoothed: (name: string) => {
-        const s = byName(name);
-        if (!s) return null;
-        const col = s.track.cols.get(s.field)!;
-        const sm = s.track.smooth.get(s.field) ?? [];
-        const out: [number, number, number | null][] = [];
-        for (let i = 0; i < s.track.length; i++) {
-          if (!Number.isNaN(col[i])) out.push([s.track.xs[i], col[i], Number.isNaN(sm[i] ?? NaN) ? null : sm[i]]);
-        }
-        return out;
-      },
-      csv: () => chart.csv(),
-      get status() {
-        return chart.root.dataset.status;
-      },
-      get transport() {
-        return chart.root.dataset.transport;
-      },
-    });
+  /** What the test-only debug hook reads (see chart/debug.ts). */
+  private debugSource(): DebugSource {
+    return {
+      held: () => this.held(),
+      tracks: this.tracks,
+      gapsSeen: this.gapsSeen,
+      series: () => this.series.map((s) => ({ ...s, name: this.nameOf(s) })),
+      frames: () => this.frames,
+      idle: () => !this.pending && this.frames > 0,
+      range: () => ({ x: [...this.xRange], y: { ...this.yRanges }, log: this.opts.logY, zoomed: this.zoom !== null }),
+      csv: () => this.csv(),
+      root: this.root,
+    };
   }
-}
-
-let probe: CanvasRenderingContext2D | null = null;
-const faded = new Map<string, string>();
-
-/** `color` mixed into `bg`: `a` of the colour, the rest background (cached). */
-function fade(color: string, bg: string, a: number): string {
-  const key = `${color}|${bg}|${a}`;
-  let out = faded.get(key);
-  if (out) return out;
-  probe ??= document.createElement("canvas").getContext("2d");
-  const rgb = (c: string): number[] => {
-    if (!probe) return [128, 128, 128];
-    probe.fillStyle = "#000";
-    probe.fillStyle = c; // the canvas normalises any CSS colour to #rrggbb
-    const n = parseInt(String(probe.fillStyle).slice(1, 7), 16);
-    return Number.isNaN(n) ? [128, 128, 128] : [n >> 16, (n >> 8) & 255, n & 255];
-  };
-  const [c, b] = [rgb(color), rgb(bg)];
-  out = `rgb(${c.map((v, i) => Math.round(v * a + b[i] * (1 - a))).join(",")})`;
-  faded.set(key, out);
-  return out;
-}
-
-function luminance(color: string): number {
-  const m = color.match(/^#([0-9a-f]{6})$/i);
-  let r = 255;
-  let g = 255;
-  let b = 255;
-  if (m) {
-    const n = parseInt(m[1], 16);
-    r = n >> 16;
-    g = (n >> 8) & 255;
-    b = n & 255;
-  } else {
-    const rgb = color.match(/\d+(\.\d+)?/g);
-    if (rgb && rgb.length >= 3) [r, g, b] = rgb.slice(0, 3).map(Number);
-  }
-  return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
 }
