@@ -13,6 +13,7 @@ import { download, downloadText, stem, tail, toCsv } from "./chart/export";
 import type { Rows } from "./chart/export";
 import { isPattern } from "./chart/glob";
 import { colorOf, cssVar, fade, fmt, luminance, tick } from "./chart/format";
+import { makeFrame } from "./chart/frame";
 import { paintLines } from "./chart/paint";
 import { debugHook } from "./chart/debug";
 import type { DebugSource } from "./chart/debug";
@@ -505,92 +506,31 @@ export class Chart {
     this.rebuild = false;
     const shown = this.u ? this.u.series.slice(1).map((s) => s.show) : [];
     this.u?.destroy();
-    const fg = cssVar(this.root, "--jp-ui-font-color1", this.dark ? "#e0e0e0" : "#333");
-    const grid = cssVar(this.root, "--jp-border-color2", this.dark ? "#3a3a3a" : "#e6e6e6");
-    const font = `11px ${cssVar(this.root, "--jp-ui-font-family", "system-ui, sans-serif")}`;
     const usesV = this.series.some((s) => this.scaleOf(s.field) === "v");
-    const axis = (scale: string, side: number, label?: string): uPlot.Axis => ({
-      scale, side, stroke: fg, font, labelFont: font, label, labelSize: label ? 16 : 0,
-      grid: { stroke: grid, width: 1, show: scale !== "v" },
-      ticks: { stroke: grid, width: 1 },
-      values: scale === "x" && !this.opts.x ? undefined
-        : (_u, vals, _ax, _space, incr) => vals.map((v) => (v == null ? "" : tick(v, incr))),
-      size: scale === "x" ? 50 : 56,
-    });
     const allPercent = this.series.length > 0 && this.series.every((s) => s.field.includes("percent"));
-    const yUnit = typeof this.opts.units === "string" ? this.opts.units : usesV || allPercent ? "%" : undefined;
-    const axes: uPlot.Axis[] = [axis("x", 2, this.opts.x ?? undefined), axis("y", 3, yUnit)];
     const vFields = this.series.filter((s) => this.scaleOf(s.field) === "v").map((s) => s.field);
-    const vUnit = vFields.length > 0 && vFields.every((f) => f.endsWith("_bps")) ? "bytes/s" : undefined;
-    if (usesV) axes.push(axis("v", 1, vUnit));
-    const distr = this.opts.logY ? 3 : 1;
-    const yScale = (name: string): uPlot.Scale => ({
-      distr, auto: false, range: () => this.yRanges[name] ?? (this.opts.logY ? [1, 10] : [0, 1]),
-    });
-    const hoverX = (u: uPlot): number | null =>
-      u.cursor.left == null || u.cursor.left < 0 ? null : u.posToVal(u.cursor.left, "x");
-    const opts: uPlot.Options = {
-      width: Math.max(200, this.plotEl.clientWidth || this.root.clientWidth || 600),
-      height: this.opts.height,
-      scales: {
-        x: { time: !this.opts.x, auto: false, range: () => this.xRange },
-        y: yScale("y"),
-        v: yScale("v"),
-      },
-      axes,
-      cursor: {
-        points: { show: false },
-        drag: { x: true, y: false, setScale: false },
-        bind: { dblclick: () => () => null },
-      },
-      legend: { live: true },
-      hooks: {
-        setSelect: [(u) => {
-          if (u.select.width > 2) {
-            const a = u.posToVal(u.select.left, "x");
-            const b = u.posToVal(u.select.left + u.select.width, "x");
-            this.setZoom([a, b]);
-          }
-          u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
-        }],
-        setSeries: [() => this.schedule()],
-        draw: [(u) => this.paint(u)],
-      },
-      series: [
-        {
-          label: this.opts.x ?? "time",
-          value: (u, _v, _si, idx) => {
-            const x = idx == null ? null : hoverX(u);
-            if (x == null) return "";
-            return this.opts.x ? fmt(x) : new Date(x * 1000).toLocaleTimeString();
-          },
-        },
-        ...this.series.map((s, i): uPlot.Series => {
-          const unit = this.unitOf(s.field);
-          return {
-            label: this.nameOf(s) + (unit && typeof this.opts.units !== "string" ? ` (${unit})` : ""),
-            scale: this.scaleOf(s.field),
-            stroke: s.color,
-            width: 1,
-            points: { show: false },
-            show: shown[i] ?? !(this.opts.hidden?.(s.ch, s.field) ?? false),
-            value: (u, _v, _si, idx) => this.hoverText(s, idx == null ? null : hoverX(u), unit),
-          };
-        }),
-      ],
-    };
-    this.u = new uPlot(opts, [[0, 1], ...this.series.map(() => [null, null])] as unknown as uPlot.AlignedData, this.plotEl);
-    this.u.over.addEventListener("dblclick", () => this.resetZoom());
-    // Legend entries: reachable with Tab, toggled with Enter or Space.
-    this.u.root.querySelectorAll<HTMLElement>(".u-legend .u-series").forEach((row, i) => {
-      if (i === 0) return;
-      row.tabIndex = 0;
-      row.setAttribute("role", "button");
-      row.addEventListener("keydown", (ev) => {
-        if (ev.key !== "Enter" && ev.key !== " ") return;
-        ev.preventDefault();
-        this.u?.setSeries(i, { show: !this.u.series[i].show });
-      });
+    const units = this.opts.units;
+    this.u = makeFrame({
+      root: this.root, plotEl: this.plotEl, dark: this.dark, height: this.opts.height, x: this.opts.x ?? null,
+      logY: this.opts.logY,
+      yUnit: typeof units === "string" ? units : usesV || allPercent ? "%" : undefined,
+      vUnit: vFields.length > 0 && vFields.every((f) => f.endsWith("_bps")) ? "bytes/s" : undefined,
+      series: this.series.map((s, i) => {
+        const unit = this.unitOf(s.field);
+        return {
+          label: this.nameOf(s) + (unit && typeof units !== "string" ? ` (${unit})` : ""),
+          scale: this.scaleOf(s.field),
+          color: s.color,
+          show: shown[i] ?? !(this.opts.hidden?.(s.ch, s.field) ?? false),
+        };
+      }),
+      xRange: () => this.xRange,
+      yRange: (scale) => this.yRanges[scale],
+      hover: (i, x) => this.hoverText(this.series[i], x, this.unitOf(this.series[i].field)),
+      zoom: (a, b) => this.setZoom([a, b]),
+      resetZoom: () => this.resetZoom(),
+      changed: () => this.schedule(),
+      paint: (u) => this.paint(u),
     });
   }
 
