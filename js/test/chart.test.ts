@@ -109,6 +109,40 @@ describe("columns", () => {
     expect(a).toEqual(b);
   });
 
+  it("rewrites only the changed buckets of a live view, with the same result", () => {
+    const xs: number[] = [];
+    const ys: number[] = [];
+    const [live, all, window] = [new ColumnCache(), new ColumnCache(), new ColumnCache()];
+    const [ox, oy, ax, ay, wx, wy]: number[][] = [[], [], [], [], [], []];
+    let base = 0;
+    for (let i = 0; i < 20_000; i++) {
+      xs.push(i);
+      ys.push(i % 7 === 0 ? NaN : Math.sin(i / 37) * (i % 13));
+      if (i % 5000 === 4999) {
+        xs.splice(0, 1000);
+        ys.splice(0, 1000);
+        base += 1000;
+      }
+      if (i % 11 !== 0) continue;
+      // One cache follows everything held, one a sliding window, one switches between them.
+      const views: [ColumnCache, number[], number[], number][] = [
+        [live, ox, oy, i % 3 === 0 ? xs[0] : Math.max(xs[0], i - 3000)],
+        [all, ax, ay, xs[0]],
+        [window, wx, wy, Math.max(xs[0], i - 3000)],
+      ];
+      for (const [cache, cx, cy, x0] of views) {
+        cache.update(xs, ys, base, 8, (r) => (r + base) % 101 === 0);
+        const want: number[][] = [[], []];
+        const fresh = new ColumnCache();
+        fresh.update(xs, ys, base, 8, (r) => (r + base) % 101 === 0);
+        const r1 = fresh.visible(x0, i, want[0], want[1]);
+        const r2 = cache.visible(x0, i, cx, cy);
+        expect([cx, cy]).toEqual(want);
+        expect(r2).toEqual(r1);
+      }
+    }
+  });
+
   it("breaks the line at gap rows", () => {
     const xs = [0, 1, 2, 3, 4];
     const ys = [1, 2, NaN, 4, 5];

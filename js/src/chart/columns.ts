@@ -94,12 +94,20 @@ export class ColumnCache {
   private buckets: Bucket[] = [];
   /** Absolute row up to which the buckets are built. */
   private end = 0;
+  /** The first bucket changed since the last `visible` (buckets before it drew the same). */
+  private changedFrom = 0;
+  /** What the last `visible` wrote: its first bucket, where each bucket's points start, the arrays. */
+  private outFirst = -1;
+  private outAt: number[] = [];
+  private outTo: [number[], number[]] | null = null;
 
   /** Forget everything (rows changed in the middle, or the channel was cleared). */
   invalidate(): void {
     this.buckets = [];
     this.end = 0;
     this.width = 0;
+    this.changedFrom = 0;
+    this.outTo = null;
   }
 
   /**
@@ -116,19 +124,27 @@ export class ColumnCache {
     // at the left edge, outside the window).
     let k = 0;
     while (k < this.buckets.length && this.buckets[k].start < base) k++;
-    if (k) this.buckets.splice(0, k);
+    if (k) {
+      this.buckets.splice(0, k);
+      this.changedFrom = 0;
+      this.outTo = null;
+    }
     const stop = base + xs.length;
     if (this.end >= stop && this.end >= base) return;
     // Rescan the last bucket (it may have grown) and everything after it.
     let from = Math.max(base, this.end);
+    let gapBefore = false;
     const last = this.buckets[this.buckets.length - 1];
     if (last && last.start >= base) {
       from = last.start;
+      gapBefore = last.gap; // the gap row came before `start`: keep the break
       this.buckets.pop();
     } else if (this.buckets.length === 0) {
       from = base;
     }
+    this.changedFrom = Math.min(this.changedFrom, this.buckets.length);
     const fresh = scan(xs, ys, from - base, xs.length, width, base, isGap);
+    if (gapBefore && fresh.length) fresh[0].gap = true;
     for (const b of fresh) this.buckets.push(b);
     this.end = stop;
   }
@@ -136,11 +152,10 @@ export class ColumnCache {
   /**
    * The points to draw for x in [x0, x1], plus one bucket either side so the line runs
    * to the edges; NaN in `ox`/`oy` breaks the line. Returns [min y, max y] of the
-   * points inside the range (Infinity/-Infinity when none), for the y axis.
+   * points inside the range (Infinity/-Infinity when none), for the y axis. Called with
+   * the same arrays frame after frame, a live view only rewrites the buckets that changed.
    */
   visible(x0: number, x1: number, ox: number[], oy: number[], positive = false): [number, number] {
-    ox.length = 0;
-    oy.length = 0;
     const bs = this.buckets;
     const b0 = Math.floor(x0 / this.width);
     const b1 = Math.floor(x1 / this.width);
@@ -151,25 +166,46 @@ export class ColumnCache {
       if (bs[mid].b < b0) lo = mid + 1;
       else hi = mid;
     }
-    let ymin = Infinity;
-    let ymax = -Infinity;
-    for (let k = Math.max(0, lo - 1); k < bs.length; k++) {
+    const first = Math.max(0, lo - 1);
+    // Does this view run to the last bucket, like the last one did, from the same first bucket?
+    const toEnd = bs.length === 0 || bs[bs.length - 1].b <= b1 || (bs.length > 1 && bs[bs.length - 2].b <= b1);
+    let k = first;
+    if (toEnd && this.outTo && this.outTo[0] === ox && this.outTo[1] === oy && this.outFirst === first
+      && this.changedFrom >= first && this.changedFrom - first <= this.outAt.length) {
+      k = this.changedFrom;
+      const at = k - first < this.outAt.length ? this.outAt[k - first] : ox.length;
+      ox.length = oy.length = at;
+      this.outAt.length = k - first;
+    } else {
+      ox.length = oy.length = 0;
+      this.outAt.length = 0;
+    }
+    for (; k < bs.length; k++) {
       const bk = bs[k];
+      this.outAt.push(ox.length);
       if (bk.gap && ox.length) {
         ox.push(NaN);
         oy.push(NaN);
       }
       for (let j = 0; j < bk.xs.length; j++) {
-        const x = bk.xs[j];
-        const y = bk.ys[j];
-        ox.push(x);
-        oy.push(y);
-        if (x >= x0 && x <= x1 && (!positive || y > 0)) {
-          if (y < ymin) ymin = y;
-          if (y > ymax) ymax = y;
-        }
+        ox.push(bk.xs[j]);
+        oy.push(bk.ys[j]);
       }
       if (bk.b > b1) break;
+    }
+    const reachedEnd = k >= bs.length - 1;
+    this.outTo = toEnd && reachedEnd ? [ox, oy] : null;
+    this.outFirst = first;
+    this.changedFrom = bs.length;
+    let ymin = Infinity;
+    let ymax = -Infinity;
+    for (let i = 0; i < ox.length; i++) {
+      const x = ox[i];
+      const y = oy[i];
+      if (x >= x0 && x <= x1 && (!positive || y > 0)) {
+        if (y < ymin) ymin = y;
+        if (y > ymax) ymax = y;
+      }
     }
     return [ymin, ymax];
   }
