@@ -14,7 +14,7 @@ import type { Rows } from "./chart/export";
 import { isPattern } from "./chart/glob";
 import { colorOf, cssVar, fade, fmt, luminance, tick } from "./chart/format";
 import { makeFrame } from "./chart/frame";
-import { paintLines } from "./chart/paint";
+import { LinePath, paintLines } from "./chart/paint";
 import { debugHook } from "./chart/debug";
 import type { DebugSource } from "./chart/debug";
 
@@ -72,6 +72,8 @@ interface Series {
   raw: ColumnCache;
   smooth: ColumnCache;
   ema: { state: Ema; step: number; final: boolean; end: number; version: number; s: number; gen: number } | null;
+  rawPath: LinePath;
+  smoothPath: LinePath;
   // Points drawn in the last frame (NaN breaks the line).
   ox: number[];
   oy: number[];
@@ -269,7 +271,7 @@ export class Chart {
       track.col(field);
       this.series.push({
         ch, field, track, color: colorOf(i), raw: new ColumnCache(), smooth: new ColumnCache(), ema: null,
-        ox: [], oy: [], sx: [], sy: [],
+        rawPath: new LinePath(), smoothPath: new LinePath(), ox: [], oy: [], sx: [], sy: [],
       });
       this.index.set(key, i);
       this.rebuild = true;
@@ -561,6 +563,7 @@ export class Chart {
       show: u.series[i + 1]?.show !== false, scale: this.scaleOf(s.field),
       raw: [s.ox, s.oy], smooth: smoothing ? [s.sx, s.sy] : null,
       color: smoothing ? fade(s.color, bg, 0.3) : s.color, strong: s.color,
+      paths: [s.rawPath, s.raw.takeDirty(), s.smoothPath, s.smooth.takeDirty()],
     })), Object.entries(this.opts.thresholds ?? {}).flatMap(([f, th]) =>
       this.limits(th).map((v) => ({ scale: this.scaleOf(f), value: v }))));
   }

@@ -100,6 +100,15 @@ export class ColumnCache {
   private outFirst = -1;
   private outAt: number[] = [];
   private outTo: [number[], number[]] | null = null;
+  /** The first output index rewritten since the last `takeDirty` (for the painter's cache). */
+  private dirtyOut = 0;
+
+  /** The first output index rewritten since the last call (Infinity: none). */
+  takeDirty(): number {
+    const d = this.dirtyOut;
+    this.dirtyOut = Infinity;
+    return d;
+  }
 
   /** Forget everything (rows changed in the middle, or the channel was cleared). */
   invalidate(): void {
@@ -175,10 +184,12 @@ export class ColumnCache {
       k = this.changedFrom;
       const at = k - first < this.outAt.length ? this.outAt[k - first] : ox.length;
       ox.length = oy.length = at;
+      this.dirtyOut = Math.min(this.dirtyOut, at);
       this.outAt.length = k - first;
     } else {
       ox.length = oy.length = 0;
       this.outAt.length = 0;
+      this.dirtyOut = 0;
     }
     for (; k < bs.length; k++) {
       const bk = bs[k];

@@ -3,11 +3,61 @@
 
 import type uPlot from "uplot";
 
+/**
+ * A series' line as a Path2D in data coordinates (relative to an origin, as Path2D keeps
+ * float32), kept across frames: a live view only adds its new tail, and each frame maps it
+ * to pixels with one transform instead of rebuilding every segment.
+ */
+export class LinePath {
+  private prefix: Path2D | null = null;
+  private upTo = 0;
+  private ox = 0;
+  private oy = 0;
+
+  /** Forget the kept path (it was not kept up to date, e.g. on a log axis). */
+  reset(): void {
+    this.prefix = null;
+  }
+
+  /** The path of points [0, n); `dirty` is the first index rewritten since the last call. */
+  build(xs: number[], ys: number[], dirty: number): { prefix: Path2D; tail: Path2D; ox: number; oy: number } {
+    const n = xs.length;
+    if (!this.prefix || dirty < this.upTo || n - this.upTo > 512) {
+      let o = 0;
+      while (o < n && ys[o] !== ys[o]) o++;
+      this.ox = o < n ? xs[o] : 0;
+      this.oy = o < n ? ys[o] : 0;
+      this.upTo = Math.max(0, n - 1);
+      this.prefix = trace(xs, ys, 0, this.upTo, this.ox, this.oy);
+    }
+    // The tail starts at the prefix's last point, so the line runs on without a break.
+    return { prefix: this.prefix, tail: trace(xs, ys, Math.max(0, this.upTo - 1), n, this.ox, this.oy), ox: this.ox, oy: this.oy };
+  }
+}
+
+function trace(xs: number[], ys: number[], from: number, to: number, ox: number, oy: number): Path2D {
+  const path = new Path2D();
+  let pen = false;
+  for (let i = from; i < to; i++) {
+    const y = ys[i];
+    if (y !== y) {
+      pen = false;
+      continue;
+    }
+    if (pen) path.lineTo(xs[i] - ox, y - oy);
+    else path.moveTo(xs[i] - ox, y - oy);
+    pen = true;
+  }
+  return path;
+}
+
 export interface SeriesLines {
   show: boolean;
   scale: string;
   raw: [number[], number[]];
   smooth: [number[], number[]] | null;
+  /** Kept paths and the first output index rewritten since the last paint, per line. */
+  paths?: [LinePath, number, LinePath, number];
   /** The raw line's colour (faded when smoothed) and the smoothed line's. */
   color: string;
   strong: string;
@@ -39,11 +89,30 @@ export function paintLines(
   ctx.beginPath();
   ctx.rect(left, top, width, height);
   ctx.clip();
-  const line = ([xs, ys]: [number[], number[]], scale: string, color: string) => {
+  const stroke = (path: Path2D) => {
+    for (let k = 0; k < repeat; k++) {
+      ctx.setTransform(1, 0, 0, 1, 0, k);
+      ctx.stroke(path);
+    }
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+  };
+  const line = ([xs, ys]: [number[], number[]], scale: string, color: string, kept?: [LinePath, number]) => {
     const r = yRanges[scale];
     if (!r || !xs.length) return;
     const b0 = tf(r[0]);
     const ky = height / (tf(r[1]) - b0);
+    ctx.strokeStyle = color;
+    ctx.lineWidth = 1;
+    if (kept && !log) {
+      const { prefix, tail, ox, oy } = kept[0].build(xs, ys, kept[1]);
+      const m = new DOMMatrix([kx, 0, 0, -ky, left + (ox - x0) * kx, bottom - (oy - b0) * ky]);
+      const path = new Path2D();
+      path.addPath(prefix, m);
+      path.addPath(tail, m);
+      stroke(path);
+      return;
+    }
+    kept?.[0].reset();
     const path = new Path2D();
     let pen = false;
     for (let i = 0; i < xs.length; i++) {
@@ -59,18 +128,13 @@ export function paintLines(
       else path.moveTo(px, py);
       pen = true;
     }
-    ctx.strokeStyle = color;
-    ctx.lineWidth = 1;
-    for (let k = 0; k < repeat; k++) {
-      ctx.setTransform(1, 0, 0, 1, 0, k);
-      ctx.stroke(path);
-    }
-    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    stroke(path);
   };
   for (const s of series) {
     if (!s.show) continue;
-    line(s.raw, s.scale, s.color);
-    if (s.smooth) line(s.smooth, s.scale, s.strong);
+    const p = s.paths;
+    line(s.raw, s.scale, s.color, p && [p[0], p[1]]);
+    if (s.smooth) line(s.smooth, s.scale, s.strong, p && [p[2], p[3]]);
   }
   ctx.setLineDash([6 * dpr, 4 * dpr]);
   ctx.strokeStyle = "#d64545";
