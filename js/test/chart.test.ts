@@ -181,3 +181,17 @@ describe("csv", () => {
     expect(toCsv([{ name: "v", track: tail(a, 1), field: "v" }])).toBe("x,v\n3,0.30000000000000004\n");
   });
 });
+
+describe("host groups", () => {
+  it("puts each collector field in its unit's chart, per-core CPU hidden", async () => {
+    const { groupOf, isHostChart } = await import("../src/chart/hostgroup");
+    const key = (f: string) => groupOf(f)?.key ?? null;
+    expect(["cpu_percent", "cpu_percent.3", "mem_percent", "swap_percent", "disk_read_bps", "net_tx_bps", "load1", "v"]
+      .map(key)).toEqual(["cpu", "cpu", "mem", "mem", "disk", "net", "load", null]);
+    expect(groupOf("cpu_percent.3")?.hidden?.("cpu_percent.3")).toBe(true);
+    expect(groupOf("cpu_percent")?.hidden?.("cpu_percent")).toBe(false);
+    expect(isHostChart(["sys.a"], null)).toBe(true);
+    expect(isHostChart(["sys.a"], ["load1"])).toBe(false);
+    expect(isHostChart(["sys.a", "train.x"], null)).toBe(false);
+  });
+});
