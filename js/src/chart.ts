@@ -531,6 +531,12 @@ export class Chart {
       hover: (i, x) => this.hoverText(this.series[i], x, this.unitOf(this.series[i].field)),
       zoom: (a, b) => this.setZoom([a, b]),
       resetZoom: () => this.resetZoom(),
+      zoomBy: (scale, shift) => {
+        const [a, b] = this.xRange;
+        const mid = (a + b) / 2 + (b - a) * shift;
+        const half = ((b - a) * scale) / 2;
+        this.setZoom([mid - half, mid + half]);
+      },
       changed: () => this.schedule(),
       paint: (u) => this.paint(u),
     });

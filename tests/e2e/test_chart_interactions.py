@@ -96,6 +96,16 @@ def test_legend_toggles_and_keyboard(page: Any, server: ServerProcess, page_serv
     assert page.evaluate("document.activeElement.dataset.action") == "log-y"
     page.keyboard.press("Enter")
     wait_until(lambda: hook(page, "range()")["log"], what="log scale from the keyboard")
+    # The plot takes + (zoom in around the middle), arrows (pan) and 0 (reset).
+    page.locator(".u-over").focus()
+    page.keyboard.press("+")
+    wait_until(lambda: hook(page, "range()")["zoomed"], what="keyboard zoom")
+    a, b = drawn_range(page)["x"]
+    assert (a, b) == (pytest.approx((N - 1) / 4), pytest.approx(3 * (N - 1) / 4))
+    page.keyboard.press("ArrowRight")
+    wait_until(lambda: drawn_range(page)["x"][0] > a, what="keyboard pan")
+    page.keyboard.press("0")
+    wait_until(lambda: not hook(page, "range()")["zoomed"], what="keyboard reset")
     # The status line stays.
     assert "live" in page.locator(".pulseboard-status").inner_text()
 

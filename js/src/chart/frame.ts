@@ -29,6 +29,8 @@ export interface FrameHost {
   hover(i: number, x: number | null): string;
   zoom(a: number, b: number): void;
   resetZoom(): void;
+  /** Keyboard zoom: `scale` the x range around its middle, then `shift` it by a fraction of it. */
+  zoomBy(scale: number, shift: number): void;
   changed(): void;
   paint(u: uPlot): void;
 }
@@ -88,6 +90,18 @@ export function makeFrame(h: FrameHost): uPlot {
   };
   const u = new uPlot(opts, [[0, 1], ...h.series.map(() => [null, null])] as unknown as uPlot.AlignedData, h.plotEl);
   u.over.addEventListener("dblclick", () => h.resetZoom());
+  // The plot itself takes the keyboard: + and - zoom, arrows pan, 0 or Escape resets.
+  u.over.tabIndex = 0;
+  u.over.setAttribute("aria-label", "plot: + and - zoom, arrow keys pan, 0 resets");
+  u.over.addEventListener("keydown", (ev) => {
+    const keys: Record<string, [number, number]> = {
+      "+": [0.5, 0], "=": [0.5, 0], "-": [2, 0], ArrowLeft: [1, -0.25], ArrowRight: [1, 0.25],
+    };
+    if (ev.key === "0" || ev.key === "Escape") h.resetZoom();
+    else if (keys[ev.key]) h.zoomBy(...keys[ev.key]);
+    else return;
+    ev.preventDefault();
+  });
   // Legend entries: reachable with Tab, toggled with Enter or Space.
   u.root.querySelectorAll<HTMLElement>(".u-legend .u-series").forEach((row, i) => {
     if (i === 0) return;
