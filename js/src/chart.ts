@@ -6,7 +6,7 @@
 import uPlot from "uplot";
 import type { Envelope, Gap } from "./sync";
 import { ColumnCache, bucketWidth } from "./chart/columns";
-import { Ema, REF_SAMPLES, referenceStep, smoothInto } from "./chart/ema";
+import { SmoothedColumn } from "./chart/ema";
 import { GAP, Track } from "./chart/store";
 import { Toolbar } from "./chart/toolbar";
 import { download, downloadText, stem, tail, toCsv } from "./chart/export";
@@ -71,7 +71,7 @@ interface Series {
   color: string;
   raw: ColumnCache;
   smooth: ColumnCache;
-  ema: { state: Ema; step: number; final: boolean; end: number; version: number; s: number; gen: number } | null;
+  ema: SmoothedColumn;
   rawPath: LinePath;
   smoothPath: LinePath;
   // Points drawn in the last frame (NaN breaks the line).
@@ -97,7 +97,6 @@ export class Chart {
   private xRange: [number, number] = [0, 1];
   private yRanges: Record<string, [number, number]> = {};
   private breach = "";
-  private emaGen = 0;
   private pending = false;
   private rebuild = false;
   private resize: ResizeObserver | null = null;
@@ -270,7 +269,7 @@ export class Chart {
       const track = this.trackOf(ch);
       track.col(field);
       this.series.push({
-        ch, field, track, color: colorOf(i), raw: new ColumnCache(), smooth: new ColumnCache(), ema: null,
+        ch, field, track, color: colorOf(i), raw: new ColumnCache(), smooth: new ColumnCache(), ema: new SmoothedColumn(),
         rawPath: new LinePath(), smoothPath: new LinePath(), ox: [], oy: [], sx: [], sy: [],
       });
       this.index.set(key, i);
@@ -283,7 +282,7 @@ export class Chart {
   private forget(s: Series): void {
     s.raw.invalidate();
     s.smooth.invalidate();
-    s.ema = null;
+    s.ema.reset();
     s.track.smooth.delete(s.field);
   }
 
@@ -359,7 +358,7 @@ export class Chart {
     this.opts.smoothing = Math.min(0.999, Math.max(0, s));
     this.toolbar.setSmoothing(this.opts.smoothing);
     for (const se of this.series) {
-      se.ema = null;
+      se.ema.reset();
       se.smooth.invalidate();
     }
     this.schedule();
@@ -421,7 +420,7 @@ export class Chart {
       r[1] = Math.max(r[1], b);
       if (smoothing > 0) {
         const sm = this.smoothed(s, col);
-        s.smooth.update(s.track.xs, sm, s.track.base, width, isGap, s.ema!.gen);
+        s.smooth.update(s.track.xs, sm, s.track.base, width, isGap, s.ema.gen);
         s.smooth.visible(x0, x1, s.sx, s.sy, log);
         drawn += s.sx.length;
       } else {
@@ -453,22 +452,8 @@ export class Chart {
   /** Bring a series' smoothed column up to date (full resolution, appended rows only). */
   private smoothed(s: Series, col: number[]): number[] {
     const t = s.track;
-    const smoothing = this.opts.smoothing;
-    if (s.ema && !s.ema.final) {
-      // The reference step is fixed by the first spacings; until there are enough, it may move.
-      const [step, n] = referenceStep(t.xs, col);
-      if (step !== s.ema.step) s.ema = null;
-      else if (n >= REF_SAMPLES) s.ema.final = true;
-    }
-    if (!s.ema || s.ema.version !== t.version || s.ema.s !== smoothing || s.ema.end < t.base) {
-      const [step, n] = referenceStep(t.xs, col);
-      this.emaGen += 1;
-      s.ema = { state: new Ema(smoothing, step), step, final: n >= REF_SAMPLES, end: t.base, version: t.version, s: smoothing, gen: this.emaGen };
-      t.smooth.set(s.field, []);
-    }
-    const out = t.smooth.get(s.field)!;
-    smoothInto(t.xs, col, out, s.ema.end - t.base, s.ema.state);
-    s.ema.end = t.base + t.length;
+    const out = s.ema.update(t.xs, col, t.base, t.version, this.opts.smoothing);
+    t.smooth.set(s.field, out); // trimmed with the rows
     return out;
   }
 

@@ -60,3 +60,41 @@ export function smoothInto(xs: ArrayLike<number>, ys: ArrayLike<number>, out: nu
     out.push(Number.isNaN(v) ? NaN : ema.push(xs[i], v));
   }
 }
+
+/**
+ * One series' smoothed column, kept up to date as rows are appended (and trimmed at the
+ * front): appended rows extend the average; anything else (rows changed in the middle,
+ * a new factor, the reference step still settling) recomputes it, and bumps `gen`.
+ */
+export class SmoothedColumn {
+  values: number[] = [];
+  gen = 0;
+  private ema: Ema | null = null;
+  private step = 1;
+  private final = false;
+  private end = 0;
+  private version = NaN;
+  private s = NaN;
+
+  reset(): void {
+    this.ema = null;
+  }
+
+  /** Rows [0, xs.length) start at absolute row `base`; `version` changes when rows change in the middle. */
+  update(xs: number[], col: number[], base: number, version: number, s: number): number[] {
+    if (this.ema && !this.final) {
+      const [step, n] = referenceStep(xs, col);
+      if (step !== this.step) this.ema = null;
+      else if (n >= REF_SAMPLES) this.final = true;
+    }
+    if (!this.ema || this.version !== version || this.s !== s || this.end < base) {
+      const [step, n] = referenceStep(xs, col);
+      this.ema = new Ema(s, step);
+      Object.assign(this, { step, final: n >= REF_SAMPLES, end: base, version, s, values: [] });
+      this.gen += 1;
+    }
+    smoothInto(xs, col, this.values, this.end - base, this.ema);
+    this.end = base + xs.length;
+    return this.values;
+  }
+}
