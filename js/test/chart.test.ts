@@ -115,15 +115,15 @@ describe("columns", () => {
     const [live, all, window] = [new ColumnCache(), new ColumnCache(), new ColumnCache()];
     const [ox, oy, ax, ay, wx, wy]: number[][] = [[], [], [], [], [], []];
     let base = 0;
-    for (let i = 0; i < 20_000; i++) {
+    for (let i = 0; i < 12_000; i++) {
       xs.push(i);
       ys.push(i % 7 === 0 ? NaN : Math.sin(i / 37) * (i % 13));
-      if (i % 5000 === 4999) {
-        xs.splice(0, 1000);
-        ys.splice(0, 1000);
-        base += 1000;
+      if (i % 3000 === 2999) {
+        xs.splice(0, 600);
+        ys.splice(0, 600);
+        base += 600;
       }
-      if (i % 11 !== 0) continue;
+      if (i % 97 > 2) continue; // pairs of calls: the second one is incremental
       // One cache follows everything held, one a sliding window, one switches between them.
       const views: [ColumnCache, number[], number[], number][] = [
         [live, ox, oy, i % 3 === 0 ? xs[0] : Math.max(xs[0], i - 3000)],
