@@ -123,7 +123,7 @@ describe("columns", () => {
         ys.splice(0, 600);
         base += 600;
       }
-      if (i % 97 > 2) continue; // pairs of calls: the second one is incremental
+      if (i % 197 > 2) continue; // pairs of calls: the second one is incremental
       // One cache follows everything held, one a sliding window, one switches between them.
       const views: [ColumnCache, number[], number[], number][] = [
         [live, ox, oy, i % 3 === 0 ? xs[0] : Math.max(xs[0], i - 3000)],
