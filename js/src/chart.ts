@@ -379,7 +379,8 @@ export class Chart {
     const u = this.u!;
     u.setData([this.xRange, ...this.series.map(() => [null, null])] as unknown as uPlot.AlignedData);
     this.frames += 1;
-    const points = this.held();
+    let points = 0;
+    for (const t of this.tracks.values()) points += t.values;
     let shown = 0;
     for (const [i, s] of this.series.entries()) if (u.series[i + 1]?.show !== false && s.track.length) shown += 1;
     this.root.dataset.points = String(points);

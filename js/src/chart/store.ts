@@ -16,6 +16,8 @@ export class Track {
   /** Bumped when rows change anywhere but the end: caches must start over. */
   version = 0;
   gapRows = 0;
+  /** Values held, all fields (what `data-points` counts). */
+  values = 0;
   lastX = -Infinity;
   /** The oldest message time held (unix seconds), whatever the x axis is. */
   firstTs = Infinity;
@@ -56,6 +58,7 @@ export class Track {
     put(this.seqs, seq);
     put(this.epochs, epoch);
     for (const [f, c] of this.cols) put(c, values.get(f) ?? NaN);
+    this.values += values.size;
     for (const c of this.smooth.values()) if (!append) c.length = Math.min(c.length, at);
     if (seq === GAP) this.gapRows += 1;
     else if (x > this.lastX) this.lastX = x;
@@ -66,6 +69,7 @@ export class Track {
     if (n <= 0) return;
     n = Math.min(n, this.xs.length);
     for (let i = 0; i < n; i++) if (this.seqs[i] === GAP) this.gapRows -= 1;
+    for (const c of this.cols.values()) for (let i = 0; i < n; i++) if (c[i] === c[i]) this.values -= 1;
     this.xs.splice(0, n);
     this.seqs.splice(0, n);
     this.epochs.splice(0, n);
