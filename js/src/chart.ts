@@ -493,6 +493,7 @@ export class Chart {
   private build(): void {
     this.rebuild = false;
     const shown = this.u ? this.u.series.slice(1).map((s) => s.show) : [];
+    const focused = !!this.u && this.u.over === document.activeElement;
     this.u?.destroy();
     const usesV = this.series.some((s) => this.scaleOf(s.field) === "v");
     const allPercent = this.series.length > 0 && this.series.every((s) => s.field.includes("percent"));
@@ -526,6 +527,7 @@ export class Chart {
       changed: () => this.schedule(),
       paint: (u) => this.paint(u),
     });
+    if (focused) this.u.over.focus(); // a rebuilt plot keeps the keyboard
   }
 
   /** The legend text of one series: its value at the cursor (raw and smoothed), else its latest. */

@@ -97,6 +97,7 @@ def test_legend_toggles_and_keyboard(page: Any, server: ServerProcess, page_serv
     page.keyboard.press("Enter")
     wait_until(lambda: hook(page, "range()")["log"], what="log scale from the keyboard")
     # The plot takes + (zoom in around the middle), arrows (pan) and 0 (reset).
+    drawn_range(page)  # the log axis is drawn (its frame was rebuilt)
     page.locator(".u-over").focus()
     page.keyboard.press("+")
     wait_until(lambda: hook(page, "range()")["zoomed"], what="keyboard zoom")
