@@ -9,7 +9,7 @@ import { Client, baseUrl } from "./client";
 import type { ClientOptions } from "./client";
 import type { Envelope, Gap, Start } from "./sync";
 import { isPattern, matching } from "./chart/glob";
-import { fetchRange, overlaps } from "./chart/history";
+import { cut, fetchRange, overlaps } from "./chart/history";
 import { HOST_GROUPS, groupOf, isHostChart } from "./chart/hostgroup";
 import css from "./styles.css";
 import uplotCss from "uplot/dist/uPlot.min.css";
@@ -226,12 +226,4 @@ export class LiveChart {
     this.client?.dispose();
     for (const c of this.charts) c.destroy();
   }
-}
-
-/** [a, b] without [c, d]: zero, one or two ranges. */
-function cut(a: number, b: number, c: number, d: number): [number, number][] {
-  const out: [number, number][] = [];
-  if (c > a) out.push([a, Math.min(b, c)]);
-  if (d < b) out.push([Math.max(a, d), b]);
-  return out.filter(([x, y]) => y > x);
 }

@@ -195,3 +195,14 @@ describe("host groups", () => {
     expect(isHostChart(["sys.a", "train.x"], null)).toBe(false);
   });
 });
+
+describe("history ranges", () => {
+  it("finds the thinned parts a zoom overlaps and cuts out what came back whole", async () => {
+    const { overlaps, cut } = await import("../src/chart/history");
+    expect(overlaps([[0, 10], [20, 30]], 5, 25)).toEqual([[5, 10], [20, 25]]);
+    expect(overlaps([[0, 10]], 10, 20)).toEqual([]);
+    expect(cut(0, 10, 3, 5)).toEqual([[0, 3], [5, 10]]);
+    expect(cut(0, 10, -Infinity, 5)).toEqual([[5, 10]]);
+    expect(cut(0, 10, -1, 11)).toEqual([]);
+  });
+});

@@ -38,3 +38,11 @@ export function overlaps(ranges: [number, number][], a: number, b: number): [num
   }
   return out;
 }
+
+/** [a, b] without [c, d]: zero, one or two ranges. */
+export function cut(a: number, b: number, c: number, d: number): [number, number][] {
+  const out: [number, number][] = [];
+  if (c > a) out.push([a, Math.min(b, c)]);
+  if (d < b) out.push([Math.max(a, d), b]);
+  return out.filter(([x, y]) => y > x);
+}
