@@ -1,22 +1,51 @@
-// The chart: a uPlot wrapper with a bounded buffer, gaps drawn as breaks, themes
-// from JupyterLab's CSS variables and a status line. It only draws; the client
-// (client.ts) decides what is new.
+// The chart: full-resolution data per channel (chart/store.ts), drawn at most a few
+// points per pixel column (chart/columns.ts), optionally smoothed (chart/ema.ts), on a
+// uPlot frame that gives the axes, legend, cursor and drag selection. It only draws; the
+// client (client.ts) decides what is new.
 
 import uPlot from "uplot";
 import type { Envelope, Gap } from "./sync";
+import { ColumnCache, bucketWidth } from "./chart/columns";
+import { SmoothedColumn } from "./chart/ema";
+import { GAP, Track } from "./chart/store";
+import { Toolbar } from "./chart/toolbar";
+import { download, downloadText, stem, tail, toCsv } from "./chart/export";
+import type { Rows } from "./chart/export";
+import { isPattern } from "./chart/glob";
+import { colorOf, cssVar, fade, fmt, luminance, tick } from "./chart/format";
+import { makeFrame } from "./chart/frame";
+import { LinePath, paintLines } from "./chart/paint";
+import { debugHook } from "./chart/debug";
+import type { DebugSource } from "./chart/debug";
+
+export { colorOf, fmt, tick };
+
+export type Threshold = number | { above?: number; below?: number };
 
 export interface ChartOptions {
   channels: string[];
   fields?: string[] | null;
-  window?: number;
+  /** Seconds of a time axis shown (and kept); null = everything held. */
+  window?: number | null;
   maxPoints?: number;
   title?: string | null;
   height?: number;
   x?: string | null;
   units?: string | Record<string, string> | null;
   theme?: "auto" | "light" | "dark";
+  /** Smoothing factor in [0, 1): 0 draws the raw line only. */
+  smoothing?: number;
+  logY?: boolean;
+  /** Per field: a value (marked when the series goes above it) or {above, below}. */
+  thresholds?: Record<string, Threshold> | null;
   /** Series drawn hidden at first (still in the legend); e.g. per-core CPU. */
   hidden?: (ch: string, field: string) => boolean;
+  /** Fields this chart takes (others are ignored); e.g. one chart of a host group. */
+  accept?: (field: string) => boolean;
+  /** Called when a series first appears. */
+  onSeries?: (ch: string, field: string) => void;
+  /** Called when the x range is zoomed (null: reset), e.g. to fetch it at full resolution. */
+  onZoom?: (range: [number, number] | null) => void;
 }
 
 export interface StatusInfo {
@@ -27,37 +56,29 @@ export interface StatusInfo {
   error: string | null;
 }
 
-interface SeriesKey {
-  ch: string;
-  field: string;
-}
-
 /** What the chart shows, small enough to save in widget state. */
 export interface Snapshot {
   v: 1;
-  series: SeriesKey[];
+  series: { ch: string; field: string }[];
   x: number[];
   y: (number | null)[][];
 }
 
-const PALETTE = [
-  "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
-  "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
-];
-const GAP = -1; // the seq stored for a gap row
-
-function cssVar(el: Element, name: string, fallback: string): string {
-  const v = getComputedStyle(el).getPropertyValue(name).trim();
-  return v || fallback;
-}
-
-function fmt(v: number): string {
-  const a = Math.abs(v);
-  if (a >= 1e9) return (v / 1e9).toFixed(1) + "G";
-  if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
-  if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";
-  if (a >= 100 || Number.isInteger(v)) return v.toFixed(0);
-  return String(parseFloat(v.toPrecision(3)));
+interface Series {
+  ch: string;
+  field: string;
+  track: Track;
+  color: string;
+  raw: ColumnCache;
+  smooth: ColumnCache;
+  ema: SmoothedColumn;
+  rawPath: LinePath;
+  smoothPath: LinePath;
+  // Points drawn in the last frame (NaN breaks the line).
+  ox: number[];
+  oy: number[];
+  sx: number[];
+  sy: number[];
 }
 
 export class Chart {
@@ -65,19 +86,17 @@ export class Chart {
   private plotEl: HTMLDivElement;
   private statusEl: HTMLDivElement;
   private messageEl: HTMLDivElement;
+  private toolbar: Toolbar;
   private u: uPlot | null = null;
-  private opts: Required<Omit<ChartOptions, "hidden">> & Pick<ChartOptions, "hidden">;
-  private series: SeriesKey[] = [];
+  private opts: ChartOptions & { window: number | null; maxPoints: number; height: number; smoothing: number; logY: boolean };
+  private series: Series[] = [];
   private index = new Map<string, number>();
-  private xs: number[] = [];
-  private ys: (number | null | undefined)[][] = [];
-  private metaCh: string[] = [];
-  private metaSeq: number[] = [];
-  private metaEpoch: string[] = [];
-  private gapRows = 0;
-  private scratch: (number | null | undefined)[] = [];
+  private tracks = new Map<string, Track>();
   private gapsSeen = new Map<string, number>();
-  private lastX = new Map<string, number>();
+  private zoom: [number, number] | null = null;
+  private xRange: [number, number] = [0, 1];
+  private yRanges: Record<string, [number, number]> = {};
+  private breach = "";
   private pending = false;
   private rebuild = false;
   private resize: ResizeObserver | null = null;
@@ -90,16 +109,31 @@ export class Chart {
 
   constructor(parent: HTMLElement, opts: ChartOptions) {
     this.opts = {
-      fields: null, window: 300, maxPoints: 20_000, title: null, height: 300, x: null,
-      units: null, theme: "auto", ...opts,
+      fields: null, maxPoints: 200_000, title: null, height: 300, x: null,
+      units: null, theme: "auto", smoothing: 0, logY: false, thresholds: null, ...opts,
+      window: opts.window === undefined ? 300 : opts.window,
     };
+    this.opts.smoothing = Math.min(0.999, Math.max(0, Number(this.opts.smoothing) || 0));
     this.root = document.createElement("div");
     this.root.className = "pulseboard-chart";
     this.root.dataset.status = "connecting";
     this.root.dataset.transport = "ws";
+    this.root.dataset.series = "0";
+    this.root.dataset.points = "0";
+    const head = document.createElement("div");
+    head.className = "pulseboard-head";
     const title = document.createElement("div");
     title.className = "pulseboard-title";
     title.textContent = this.opts.title ?? this.opts.channels.join(", ");
+    this.toolbar = new Toolbar({
+      resetZoom: () => this.resetZoom(),
+      toggleLog: () => this.setLog(!this.opts.logY),
+      setSmoothing: (s) => this.setSmoothing(s),
+      csv: () => downloadText(`${stem(this.titleText())}.csv`, this.csv()),
+      png: () => this.png(),
+    }, this.opts.smoothing);
+    this.toolbar.setLog(this.opts.logY);
+    head.append(title, this.toolbar.el);
     this.plotEl = document.createElement("div");
     this.plotEl.className = "pulseboard-plot";
     this.plotEl.style.minHeight = `${this.opts.height}px`;
@@ -108,7 +142,7 @@ export class Chart {
     this.messageEl.hidden = true;
     this.statusEl = document.createElement("div");
     this.statusEl.className = "pulseboard-status";
-    this.root.append(title, this.messageEl, this.plotEl, this.statusEl);
+    this.root.append(head, this.messageEl, this.plotEl, this.statusEl);
     parent.appendChild(this.root);
     this.applyTheme();
     if (typeof MutationObserver !== "undefined" && this.opts.theme === "auto") {
@@ -128,152 +162,206 @@ export class Chart {
       this.resize.observe(this.root);
     }
     for (const f of this.opts.fields ?? []) {
-      for (const ch of this.opts.channels) this.seriesFor(ch, f);
+      for (const ch of this.opts.channels) if (!isPattern(ch) && this.takes(f)) this.seriesFor(ch, f);
     }
     this.setStatus({ status: "connecting", transport: "ws", lag: null, rate: 0, error: null });
-    Object.defineProperty(this.root, "__pulseboard", { value: this.debugHook(), configurable: true });
+    Object.defineProperty(this.root, "__pulseboard", { value: debugHook(this.debugSource()), configurable: true });
   }
 
   // --- data in ------------------------------------------------------------------------
 
   /** Draw new envelopes; `epochOf` names each channel's current numbering (for the debug hook). */
   add(envs: Envelope[], epochOf: (ch: string) => string = () => ""): void {
-    const xField = this.opts.x;
+    const values = new Map<string, number>();
+    for (const env of envs) this.insertEnv(env, epochOf(env.ch), values, false);
+    this.trim();
+    this.schedule();
+  }
+
+  /**
+   * Add older envelopes of `ch` (from the server's history) under what is held; those
+   * whose seq is already held are skipped.
+   */
+  addOlder(ch: string, envs: Envelope[], epoch: string): number {
+    const held = new Set(this.tracks.get(ch)?.seqs ?? []);
+    const values = new Map<string, number>();
+    let added = 0;
     for (const env of envs) {
-      const x = xField ? env.data[xField] : env.ts;
-      if (typeof x !== "number" || !Number.isFinite(x)) continue;
-      const last = this.lastX.get(env.ch);
-      if (xField && last !== undefined && x < last) {
-        // The data field went backwards (a new run from step 0): show the new run alone
-        // instead of zigzagging between the two.
-        this.dropChannel(env.ch);
-      }
-      const cols: [number, number][] = [];
-      const fields = this.opts.fields ?? Object.keys(env.data);
-      for (const f of fields) {
-        const v = env.data[f];
-        if (f === xField || typeof v !== "number" || !Number.isFinite(v)) continue;
-        cols.push([this.seriesFor(env.ch, f), v]);
-      }
-      this.insertRow(x, env.ch, env.seq, epochOf(env.ch), cols);
+      if (env.ch !== ch || held.has(env.seq)) continue;
+      if (this.insertEnv(env, epoch, values, true)) added += 1;
     }
     this.trim();
     this.schedule();
+    return added;
+  }
+
+  /** Points held, all series (gap rows not counted). */
+  held(): number {
+    let n = 0;
+    for (const t of this.tracks.values()) n += t.length - t.gapRows;
+    return n;
+  }
+
+  seriesCount(): number {
+    return this.series.length;
+  }
+
+  /** The oldest message time held for `ch` (unix seconds), or null. */
+  oldestTs(ch: string): number | null {
+    const t = this.tracks.get(ch);
+    return t && t.length && t.firstTs !== Infinity ? t.firstTs : null;
+  }
+
+  private insertEnv(env: Envelope, epoch: string, values: Map<string, number>, older: boolean): boolean {
+    const xField = this.opts.x;
+    const x = xField ? env.data[xField] : env.ts;
+    if (typeof x !== "number" || !Number.isFinite(x)) return false;
+    let track = this.tracks.get(env.ch);
+    if (!older && xField && track && track.length && x < track.lastX) {
+      // The data field went backwards (a new run from step 0): show the new run alone
+      // instead of zigzagging between the two.
+      this.dropChannel(env.ch);
+    }
+    values.clear();
+    for (const f of this.opts.fields ?? Object.keys(env.data)) {
+      const v = env.data[f];
+      if (f === xField || typeof v !== "number" || !Number.isFinite(v) || !this.takes(f)) continue;
+      this.seriesFor(env.ch, f);
+      values.set(f, v);
+    }
+    if (!values.size) return false;
+    track = this.trackOf(env.ch);
+    track.insert(x, env.seq, epoch, values);
+    if (env.ts < track.firstTs) track.firstTs = env.ts;
+    return true;
   }
 
   /** Continuity was lost on a channel: draw a break instead of a line across. */
   gap(g: Gap): void {
     this.gapsSeen.set(g.ch, (this.gapsSeen.get(g.ch) ?? 0) + 1);
-    const at = this.lastX.get(g.ch);
-    if (at === undefined) return; // nothing drawn yet, nothing to break
-    const cols: [number, number | null][] = [];
-    for (const [i, s] of this.series.entries()) if (s.ch === g.ch) cols.push([i, null]);
-    this.insertRow(at, g.ch, GAP, g.epoch, cols);
-    this.gapRows += 1;
+    const track = this.tracks.get(g.ch);
+    if (!track || !track.length || track.lastX === -Infinity) return; // nothing drawn yet, nothing to break
+    track.insert(track.lastX, GAP, g.epoch, new Map());
     this.schedule();
   }
 
   clear(): void {
-    this.xs = [];
-    this.ys = this.series.map(() => []);
-    this.metaCh = [];
-    this.metaSeq = [];
-    this.metaEpoch = [];
-    this.gapRows = 0;
-    this.lastX.clear();
+    for (const t of this.tracks.values()) t.clear();
+    for (const s of this.series) this.forget(s);
     this.schedule();
   }
 
-  private seriesFor(ch: string, field: string): number {
+  private takes(field: string): boolean {
+    return this.opts.accept ? this.opts.accept(field) : true;
+  }
+
+  private trackOf(ch: string): Track {
+    let t = this.tracks.get(ch);
+    if (!t) this.tracks.set(ch, (t = new Track(ch)));
+    return t;
+  }
+
+  private seriesFor(ch: string, field: string): Series {
     const key = `${ch}\u0000${field}`;
     let i = this.index.get(key);
     if (i === undefined) {
       i = this.series.length;
-      this.series.push({ ch, field });
+      const track = this.trackOf(ch);
+      track.col(field);
+      this.series.push({
+        ch, field, track, color: colorOf(i), raw: new ColumnCache(), smooth: new ColumnCache(), ema: new SmoothedColumn(),
+        rawPath: new LinePath(), smoothPath: new LinePath(), ox: [], oy: [], sx: [], sy: [],
+      });
       this.index.set(key, i);
-      this.ys.push(new Array(this.xs.length).fill(undefined));
       this.rebuild = true;
+      this.opts.onSeries?.(ch, field);
     }
-    return i;
+    return this.series[i];
   }
 
-  private insertRow(x: number, ch: string, seq: number, epoch: string, cols: [number, number | null][]): void {
-    let at = this.xs.length;
-    if (at > 0 && x < this.xs[at - 1]) {
-      let lo = 0;
-      let hi = at;
-      while (lo < hi) {
-        const mid = (lo + hi) >> 1;
-        if (this.xs[mid] <= x) lo = mid + 1;
-        else hi = mid;
-      }
-      at = lo;
-    }
-    const append = at === this.xs.length;
-    const put = <T>(arr: T[], v: T) => (append ? arr.push(v) : arr.splice(at, 0, v));
-    put(this.xs, x);
-    put(this.metaCh, ch);
-    put(this.metaSeq, seq);
-    put(this.metaEpoch, epoch);
-    // Push each column's final value once: columns that only ever hold numbers stay
-    // packed double arrays in V8 (no boxing), which keeps big buffers cheap to redraw.
-    const row = this.scratch;
-    row.length = this.ys.length;
-    row.fill(undefined);
-    for (const [i, v] of cols) row[i] = v;
-    for (let c = 0; c < this.ys.length; c++) put(this.ys[c], row[c]);
-    if (seq !== GAP) this.lastX.set(ch, Math.max(x, this.lastX.get(ch) ?? -Infinity));
+  private forget(s: Series): void {
+    s.raw.invalidate();
+    s.smooth.invalidate();
+    s.ema.reset();
+    s.track.smooth.delete(s.field);
   }
 
   /**
-   * Keep the buffer within `maxPoints` rows and `window` seconds. Rows are dropped in
-   * batches (a few percent of the buffer at a time, never above `maxPoints`): dropping one
-   * row per message from the front of big arrays costs the browser far more than the draw.
-   * Rows older than the window wait for their batch hidden, outside the x range.
+   * Keep each channel within `maxPoints` rows and a time axis within `window` seconds.
+   * Rows are dropped in batches (a few percent of the buffer at a time, never above
+   * `maxPoints`): dropping one row per message from the front of big arrays costs the
+   * browser far more than the draw. Rows older than the window wait for their batch
+   * hidden, outside the x range.
    */
   private trim(): void {
-    const n = this.xs.length;
-    const slack = Math.max(32, this.opts.maxPoints >> 4);
-    let drop = n > this.opts.maxPoints ? n - this.opts.maxPoints + Math.min(slack, this.opts.maxPoints >> 1) : 0;
-    if (!this.opts.x && n) {
-      const old = this.olderThan(this.xs[n - 1] - this.opts.window);
-      if (old >= slack || (old > 0 && old === n)) drop = Math.max(drop, old);
+    const max = this.opts.maxPoints;
+    const slack = Math.max(32, max >> 4);
+    const newest = this.newestX();
+    for (const t of this.tracks.values()) {
+      const n = t.length;
+      let drop = n > max ? n - max + Math.min(slack, max >> 1) : 0;
+      if (!this.opts.x && this.opts.window !== null && n) {
+        const old = t.olderThan(newest - this.opts.window);
+        if (old >= slack || (old > 0 && old === n)) drop = Math.max(drop, old);
+      }
+      t.trimFront(drop);
     }
-    if (!drop) return;
-    for (let i = 0; i < drop; i++) if (this.metaSeq[i] === GAP) this.gapRows -= 1;
-    this.xs.splice(0, drop);
-    this.metaCh.splice(0, drop);
-    this.metaSeq.splice(0, drop);
-    this.metaEpoch.splice(0, drop);
-    for (const col of this.ys) col.splice(0, drop);
   }
 
   /** Forget every row of one channel. */
   private dropChannel(ch: string): void {
-    const keep: number[] = [];
-    for (let i = 0; i < this.xs.length; i++) {
-      if (this.metaCh[i] !== ch) keep.push(i);
-      else if (this.metaSeq[i] === GAP) this.gapRows -= 1;
-    }
-    const pick = <T>(arr: T[]): T[] => keep.map((i) => arr[i]);
-    this.xs = pick(this.xs);
-    this.metaCh = pick(this.metaCh);
-    this.metaSeq = pick(this.metaSeq);
-    this.metaEpoch = pick(this.metaEpoch);
-    this.ys = this.ys.map((col) => pick(col));
-    this.lastX.delete(ch);
+    const t = this.tracks.get(ch);
+    if (!t) return;
+    t.clear();
+    for (const s of this.series) if (s.ch === ch) this.forget(s);
   }
 
-  /** How many rows have x < `limit` (rows are sorted by x). */
-  private olderThan(limit: number): number {
-    let lo = 0;
-    let hi = this.xs.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.xs[mid] < limit) lo = mid + 1;
-      else hi = mid;
+  private newestX(): number {
+    let x = -Infinity;
+    for (const t of this.tracks.values()) if (t.lastX > x) x = t.lastX;
+    return x;
+  }
+
+  private heldRange(): [number, number] {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const t of this.tracks.values()) {
+      if (!t.length) continue;
+      lo = Math.min(lo, t.xs[0]);
+      hi = Math.max(hi, t.xs[t.length - 1]);
     }
-    return lo;
+    return [lo, hi];
+  }
+
+  // --- controls ---------------------------------------------------------------------------
+
+  /** Show x in [x0, x1] (null: follow the data again). */
+  setZoom(range: [number, number] | null): void {
+    this.zoom = range && range[1] > range[0] ? [range[0], range[1]] : null;
+    this.root.dataset.zoomed = String(this.zoom !== null);
+    this.opts.onZoom?.(this.zoom);
+    this.schedule();
+  }
+
+  resetZoom(): void {
+    this.setZoom(null);
+  }
+
+  setLog(on: boolean): void {
+    this.opts.logY = on;
+    this.toolbar.setLog(on);
+    this.rebuild = true;
+    this.schedule();
+  }
+
+  setSmoothing(s: number): void {
+    this.opts.smoothing = Math.min(0.999, Math.max(0, s));
+    this.toolbar.setSmoothing(this.opts.smoothing);
+    for (const se of this.series) {
+      se.ema.reset();
+      se.smooth.invalidate();
+    }
+    this.schedule();
   }
 
   // --- drawing --------------------------------------------------------------------------
@@ -287,24 +375,98 @@ export class Chart {
   private draw(): void {
     this.pending = false;
     if (this.rebuild || !this.u) this.build();
-    else this.u.setData(this.data());
+    this.prepare();
+    const u = this.u!;
+    u.setData([this.xRange, ...this.series.map(() => [null, null])] as unknown as uPlot.AlignedData);
     this.frames += 1;
-    this.drawnPoints = this.xs.length;
+    let points = 0;
+    for (const t of this.tracks.values()) points += t.values;
+    let shown = 0;
+    for (const [i, s] of this.series.entries()) if (u.series[i + 1]?.show !== false && s.track.length) shown += 1;
+    this.root.dataset.points = String(points);
+    this.root.dataset.series = String(shown);
+    this.root.dataset.empty = String(this.series.length === 0);
   }
 
-  /** The latest value of series `si` (1-based, as uPlot counts), or null. */
-  private latest(si: number): number | null {
-    const col = this.ys[si - 1];
-    if (!col) return null;
-    for (let i = col.length - 1; i >= 0; i--) {
-      const v = col[i];
-      if (typeof v === "number") return v;
+  /** Work out the x range, each shown series' points to draw, and the y ranges. */
+  private prepare(): void {
+    const [lo, hi] = this.heldRange();
+    let x0: number;
+    let x1: number;
+    if (this.zoom) [x0, x1] = this.zoom;
+    else if (lo === Infinity) [x0, x1] = [0, 1];
+    else if (!this.opts.x && this.opts.window !== null) [x0, x1] = [Math.max(lo, hi - this.opts.window), hi];
+    else [x0, x1] = [lo, hi];
+    if (!(x1 > x0)) x1 = x0 + 1;
+    this.xRange = [x0, x1];
+    const pixels = this.u ? this.u.bbox.width / (devicePixelRatio || 1) : 600;
+    const width = bucketWidth(x0, x1, pixels);
+    const ranges: Record<string, [number, number]> = {};
+    const log = this.opts.logY;
+    let drawn = 0;
+    let breach = "";
+    const smoothing = this.opts.smoothing;
+    for (const [i, s] of this.series.entries()) {
+      const col = s.track.cols.get(s.field)!;
+      const isGap = (r: number) => s.track.seqs[r] === GAP;
+      const th = this.opts.thresholds?.[s.field];
+      if (th !== undefined && this.past(s.track.latest(col), th)) breach = s.field;
+      if (this.u && this.u.series[i + 1]?.show === false) continue;
+      s.raw.update(s.track.xs, col, s.track.base, width, isGap, s.track.version);
+      const [a, b] = s.raw.visible(x0, x1, s.ox, s.oy, log);
+      drawn += s.ox.length;
+      const scale = this.scaleOf(s.field);
+      const r = (ranges[scale] ??= [Infinity, -Infinity]);
+      r[0] = Math.min(r[0], a);
+      r[1] = Math.max(r[1], b);
+      if (smoothing > 0) {
+        const sm = this.smoothed(s, col);
+        s.smooth.update(s.track.xs, sm, s.track.base, width, isGap, s.ema.gen);
+        s.smooth.visible(x0, x1, s.sx, s.sy, log);
+        drawn += s.sx.length;
+      } else {
+        s.sx.length = s.sy.length = 0;
+      }
+      if (th !== undefined) for (const v of this.limits(th)) if (!log || v > 0) { r[0] = Math.min(r[0], v); r[1] = Math.max(r[1], v); }
     }
-    return null;
+    for (const [scale, r] of Object.entries(ranges)) {
+      if (r[0] === Infinity) {
+        ranges[scale] = log ? [1, 10] : [0, 1];
+        continue;
+      }
+      if (log) ranges[scale] = [r[0] / 1.2, r[1] * 1.2];
+      else {
+        const pad = (r[1] - r[0]) * 0.05 || Math.abs(r[0]) * 0.1 || 1;
+        ranges[scale] = [r[0] - pad, r[1] + pad];
+      }
+    }
+    this.yRanges = ranges;
+    this.drawnPoints = drawn;
+    if (breach !== this.breach) {
+      this.breach = breach;
+      this.root.classList.toggle("pulseboard-breach", !!breach);
+      if (breach) this.root.dataset.breach = breach;
+      else delete this.root.dataset.breach;
+    }
   }
 
-  private data(): uPlot.AlignedData {
-    return [this.xs, ...this.ys] as unknown as uPlot.AlignedData;
+  /** Bring a series' smoothed column up to date (full resolution, appended rows only). */
+  private smoothed(s: Series, col: number[]): number[] {
+    const t = s.track;
+    const out = s.ema.update(t.xs, col, t.base, t.version, this.opts.smoothing);
+    t.smooth.set(s.field, out); // trimmed with the rows
+    return out;
+  }
+
+  private limits(th: Threshold): number[] {
+    if (typeof th === "number") return [th];
+    return [th.above, th.below].filter((v): v is number => typeof v === "number");
+  }
+
+  private past(v: number, th: Threshold): boolean {
+    if (Number.isNaN(v)) return false;
+    if (typeof th === "number") return v > th;
+    return (th.above !== undefined && v > th.above) || (th.below !== undefined && v < th.below);
   }
 
   private unitOf(field: string): string {
@@ -319,90 +481,94 @@ export class Chart {
     return percent && other && !field.includes("percent") ? "v" : "y";
   }
 
+  private nameOf(s: { ch: string; field: string }): string {
+    const multi = this.opts.channels.length > 1 || this.opts.channels.some(isPattern) || this.tracks.size > 1;
+    return multi ? `${s.ch} · ${s.field}` : s.field;
+  }
+
+  private titleText(): string {
+    return this.opts.title ?? this.opts.channels.join(", ");
+  }
+
   private build(): void {
     this.rebuild = false;
     const shown = this.u ? this.u.series.slice(1).map((s) => s.show) : [];
+    const focused = !!this.u && this.u.over === document.activeElement;
     this.u?.destroy();
-    const fg = cssVar(this.root, "--jp-ui-font-color1", this.dark ? "#e0e0e0" : "#333");
-    const grid = cssVar(this.root, "--jp-border-color2", this.dark ? "#3a3a3a" : "#e6e6e6");
-    const font = `11px ${cssVar(this.root, "--jp-ui-font-family", "system-ui, sans-serif")}`;
-    const multi = this.opts.channels.length > 1;
     const usesV = this.series.some((s) => this.scaleOf(s.field) === "v");
-    const axis = (scale: string, side: number, label?: string): uPlot.Axis => ({
-      scale, side, stroke: fg, font, labelFont: font, label, labelSize: label ? 16 : 0,
-      grid: { stroke: grid, width: 1, show: scale !== "v" },
-      ticks: { stroke: grid, width: 1 },
-      values: scale === "x" && !this.opts.x ? undefined : (_u, vals) => vals.map((v) => (v == null ? "" : fmt(v))),
-      size: scale === "x" ? 50 : 56,
-    });
     const allPercent = this.series.length > 0 && this.series.every((s) => s.field.includes("percent"));
-    const yUnit = typeof this.opts.units === "string" ? this.opts.units : usesV || allPercent ? "%" : undefined;
-    const axes: uPlot.Axis[] = [axis("x", 2, this.opts.x ?? undefined), axis("y", 3, yUnit)];
     const vFields = this.series.filter((s) => this.scaleOf(s.field) === "v").map((s) => s.field);
-    const vUnit = vFields.length > 0 && vFields.every((f) => f.endsWith("_bps")) ? "bytes/s" : undefined;
-    if (usesV) axes.push(axis("v", 1, vUnit));
-    const opts: uPlot.Options = {
-      width: Math.max(200, this.plotEl.clientWidth || this.root.clientWidth || 600),
-      height: this.opts.height,
-      scales: {
-        // A time axis shows the last `window` seconds (older rows wait hidden for their trim).
-        x: this.opts.x
-          ? { time: false }
-          : { time: true, range: (_u, lo, hi) => [Math.max(lo, hi - this.opts.window), hi] },
-        y: { auto: true },
-        v: { auto: true },
+    const units = this.opts.units;
+    this.u = makeFrame({
+      root: this.root, plotEl: this.plotEl, dark: this.dark, height: this.opts.height, x: this.opts.x ?? null,
+      logY: this.opts.logY,
+      yUnit: typeof units === "string" ? units : usesV || allPercent ? "%" : undefined,
+      vUnit: vFields.length > 0 && vFields.every((f) => f.endsWith("_bps")) ? "bytes/s" : undefined,
+      series: this.series.map((s, i) => {
+        const unit = this.unitOf(s.field);
+        return {
+          label: this.nameOf(s) + (unit && typeof units !== "string" ? ` (${unit})` : ""),
+          scale: this.scaleOf(s.field),
+          color: s.color,
+          show: shown[i] ?? !(this.opts.hidden?.(s.ch, s.field) ?? false),
+        };
+      }),
+      xRange: () => this.xRange,
+      yRange: (scale) => this.yRanges[scale],
+      hover: (i, x) => this.hoverText(this.series[i], x, this.unitOf(this.series[i].field)),
+      zoom: (a, b) => this.setZoom([a, b]),
+      resetZoom: () => this.resetZoom(),
+      zoomBy: (scale, shift) => {
+        const [a, b] = this.xRange;
+        const mid = (a + b) / 2 + (b - a) * shift;
+        const half = ((b - a) * scale) / 2;
+        this.setZoom([mid - half, mid + half]);
       },
-      axes,
-      cursor: { points: { size: 6 } },
-      legend: { live: true },
-      series: [
-        { label: this.opts.x ?? "time", value: this.opts.x ? (_u, v) => (v == null ? "" : fmt(v)) : undefined },
-        ...this.series.map((s, i): uPlot.Series => {
-          const unit = this.unitOf(s.field);
-          return {
-            label: (multi ? `${s.ch} ${s.field}` : s.field) + (unit && typeof this.opts.units !== "string" ? ` (${unit})` : ""),
-            scale: this.scaleOf(s.field),
-            stroke: PALETTE[i % PALETTE.length],
-            width: 1,
-            points: { show: false },
-            show: shown[i] ?? !(this.opts.hidden?.(s.ch, s.field) ?? false),
-            value: (_u, v, si, idx) => {
-              // Off the plot the legend shows each series' latest value.
-              const shown = idx == null ? this.latest(si) : v;
-              return shown == null ? "–" : fmt(shown) + (unit ? ` ${unit}` : "");
-            },
-            gaps: (u, si, i0, i1) => this.gapsOf(u, si, i0, i1),
-          };
-        }),
-      ],
-    };
-    this.u = new uPlot(opts, this.data(), this.plotEl);
+      changed: () => this.schedule(),
+      paint: (u) => this.paint(u),
+    });
+    if (focused) this.u.over.focus(); // a rebuilt plot keeps the keyboard
   }
 
-  /** Break a series' line from the point before each gap row to the point after it. */
-  private gapsOf(u: uPlot, si: number, i0: number, i1: number): [number, number][] {
-    if (this.gapRows === 0) return [];
-    const ys = u.data[si] as (number | null | undefined)[];
-    const xs = u.data[0] as number[];
-    const out: [number, number][] = [];
-    for (let i = i0; i <= i1; i++) {
-      if (ys[i] !== null) continue;
-      let j = i - 1;
-      while (j >= 0 && ys[j] == null) j--;
-      let k = i + 1;
-      while (k < ys.length && ys[k] == null) k++;
-      const from = j >= 0 ? Math.round(u.valToPos(xs[j], "x", true)) + 1 : 0;
-      const to = k < ys.length ? Math.round(u.valToPos(xs[k], "x", true)) - 1 : u.bbox.left + u.bbox.width + 1;
-      if (to > from) out.push([from, to]);
-      i = k - 1;
+  /** The legend text of one series: its value at the cursor (raw and smoothed), else its latest. */
+  private hoverText(s: Series, x: number | null, unit: string): string {
+    const col = s.track.cols.get(s.field);
+    if (!col) return "–";
+    const row = x === null ? this.lastRow(col) : s.track.nearest(col, x);
+    if (row < 0) return "–";
+    const u = unit ? ` ${unit}` : "";
+    const sm = s.track.smooth.get(s.field);
+    if (this.opts.smoothing > 0 && sm && row < sm.length && !Number.isNaN(sm[row])) {
+      return `${fmt(sm[row])}${u} (raw ${fmt(col[row])})`;
     }
-    return out;
+    return fmt(col[row]) + u;
+  }
+
+  private lastRow(col: number[]): number {
+    for (let i = col.length - 1; i >= 0 && i >= col.length - 256; i--) if (!Number.isNaN(col[i])) return i;
+    return -1;
+  }
+
+  /** Draw the lines and threshold lines, inside the plot area (uPlot's draw hook). */
+  private paint(u: uPlot): void {
+    const smoothing = this.opts.smoothing > 0;
+    const bg = smoothing ? cssVar(this.root, "--pb-bg", this.dark ? "#1e1e1e" : "#ffffff") : "";
+    paintLines(u, this.xRange, this.yRanges, this.opts.logY, this.series.map((s, i) => ({
+      show: u.series[i + 1]?.show !== false, scale: this.scaleOf(s.field),
+      raw: [s.ox, s.oy], smooth: smoothing ? [s.sx, s.sy] : null,
+      color: smoothing ? fade(s.color, bg, 0.3) : s.color, strong: s.color,
+      paths: [s.rawPath, s.raw.takeDirty(), s.smoothPath, s.smooth.takeDirty()],
+    })), Object.entries(this.opts.thresholds ?? {}).flatMap(([f, th]) =>
+      this.limits(th).map((v) => ({ scale: this.scaleOf(f), value: v }))));
   }
 
   private fit(): void {
     if (!this.u) return;
     const w = Math.max(200, this.plotEl.clientWidth);
-    if (Math.abs(w - this.u.width) > 1) this.u.setSize({ width: w, height: this.opts.height });
+    if (Math.abs(w - this.u.width) > 1) {
+      this.u.setSize({ width: w, height: this.opts.height });
+      this.schedule();
+    }
   }
 
   private applyTheme(): void {
@@ -417,7 +583,7 @@ export class Chart {
     this.root.dataset.theme = this.dark ? "dark" : "light";
   }
 
-  // --- status, messages, snapshots --------------------------------------------------------
+  // --- status, messages, downloads, snapshots --------------------------------------------
 
   setStatus(s: StatusInfo): void {
     this.root.dataset.status = s.status;
@@ -439,13 +605,29 @@ export class Chart {
     this.messageEl.textContent = text ?? "";
   }
 
+  /** Every point held, full resolution: header `x,<series>...`. */
+  csv(): string {
+    const cols = this.series.map((s) => ({ name: this.nameOf(s), track: s.track, field: s.field }));
+    return toCsv(cols, this.opts.x ?? "time");
+  }
+
+  png(): void {
+    if (!this.u) return;
+    download(`${stem(this.titleText())}.png`, this.u.ctx.canvas.toDataURL("image/png"));
+  }
+
+  /** The last `maxRows` rows (merged by x) of every series, for the widget state. */
   snapshot(maxRows = 1000): Snapshot {
-    const from = Math.max(0, this.xs.length - maxRows);
+    const tails = new Map<Track, Rows>();
+    for (const t of this.tracks.values()) tails.set(t, tail(t, maxRows));
+    const cols = this.series.map((s) => ({ name: s.field, track: tails.get(s.track)!, field: s.field }));
+    const lines = toCsv(cols).trimEnd().split("\n").slice(1);
+    const rows = lines.slice(Math.max(0, lines.length - maxRows)).map((l) => l.split(","));
     return {
       v: 1,
-      series: this.series.map((s) => ({ ...s })),
-      x: this.xs.slice(from),
-      y: this.ys.map((col) => col.slice(from).map((v) => (v === undefined ? null : v))),
+      series: this.series.map((s) => ({ ch: s.ch, field: s.field })),
+      x: rows.map((r) => Number(r[0])),
+      y: this.series.map((_, i) => rows.map((r) => (r[i + 1] === "" ? null : Number(r[i + 1])))),
     };
   }
 
@@ -453,17 +635,17 @@ export class Chart {
   loadSnapshot(s: Snapshot): void {
     if (!s || s.v !== 1 || !Array.isArray(s.x)) return;
     this.clear();
-    const cols = s.series.map((k) => this.seriesFor(k.ch, k.field));
+    const values = new Map<string, number>();
     for (let r = 0; r < s.x.length; r++) {
-      this.xs.push(s.x[r]);
-      this.metaCh.push("");
-      this.metaSeq.push(0);
-      this.metaEpoch.push("");
-      for (const col of this.ys) col.push(undefined);
-      cols.forEach((c, i) => {
-        const v = s.y[i]?.[r];
-        this.ys[c][r] = v === null ? undefined : v;
-      });
+      for (const ch of new Set(s.series.map((k) => k.ch))) {
+        values.clear();
+        s.series.forEach((k, i) => {
+          const v = s.y[i]?.[r];
+          if (k.ch === ch && typeof v === "number") values.set(k.field, v);
+        });
+        for (const f of values.keys()) this.seriesFor(ch, f);
+        if (values.size) this.trackOf(ch).insert(s.x[r], 0, "", values);
+      }
     }
     this.schedule();
   }
@@ -477,59 +659,18 @@ export class Chart {
     this.root.remove();
   }
 
-  private debugHook() {
-    const chart = this;
-    const held = (ch: string) => {
-      const out: { epoch: string; seq: number }[] = [];
-      for (let i = 0; i < chart.metaCh.length; i++) {
-        if (chart.metaCh[i] === ch) out.push({ epoch: chart.metaEpoch[i], seq: chart.metaSeq[i] });
-      }
-      return out;
+  /** What the test-only debug hook reads (see chart/debug.ts). */
+  private debugSource(): DebugSource {
+    return {
+      held: () => this.held(),
+      tracks: this.tracks,
+      gapsSeen: this.gapsSeen,
+      series: () => this.series.map((s) => ({ ...s, name: this.nameOf(s) })),
+      frames: () => this.frames,
+      idle: () => !this.pending && this.frames > 0,
+      range: () => ({ x: [...this.xRange], y: { ...this.yRanges }, log: this.opts.logY, zoomed: this.zoom !== null }),
+      csv: () => this.csv(),
+      root: this.root,
     };
-    return Object.freeze({
-      points: () => chart.xs.length - chart.gapRows,
-      /** Seqs held for `ch`, oldest first; -1 marks a drawn gap. */
-      seqs: (ch: string) => held(ch).map((r) => r.seq),
-      /** Runs of seqs between gaps, each with its epoch. */
-      segments: (ch: string) => {
-        const segs: { epoch: string; seqs: number[] }[] = [];
-        let cur: { epoch: string; seqs: number[] } | null = null;
-        for (const r of held(ch)) {
-          if (r.seq === GAP) {
-            cur = null;
-            continue;
-          }
-          if (!cur || cur.epoch !== r.epoch) segs.push((cur = { epoch: r.epoch, seqs: [] }));
-          cur.seqs.push(r.seq);
-        }
-        return segs;
-      },
-      gaps: (ch: string) => chart.gapsSeen.get(ch) ?? 0,
-      series: () => chart.series.map((s) => `${s.ch}:${s.field}`),
-      frames: () => chart.frames,
-      get status() {
-        return chart.root.dataset.status;
-      },
-      get transport() {
-        return chart.root.dataset.transport;
-      },
-    });
   }
-}
-
-function luminance(color: string): number {
-  const m = color.match(/^#([0-9a-f]{6})$/i);
-  let r = 255;
-  let g = 255;
-  let b = 255;
-  if (m) {
-    const n = parseInt(m[1], 16);
-    r = n >> 16;
-    g = (n >> 8) & 255;
-    b = n & 255;
-  } else {
-    const rgb = color.match(/\d+(\.\d+)?/g);
-    if (rgb && rgb.length >= 3) [r, g, b] = rgb.slice(0, 3).map(Number);
-  }
-  return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
 }

@@ -132,6 +132,18 @@ export class Client implements TransportHost {
     if (!res.ok) throw new Error(`publish refused: HTTP ${res.status}`);
   }
 
+  /**
+   * Follow more channels (e.g. a new run matching a chart's pattern). A WebSocket
+   * subscribes to them at once; SSE and long-poll reconnect with the longer list.
+   */
+  addChannels(channels: Record<string, Start>): void {
+    const fresh = Object.entries(channels).filter(([ch]) => !(ch in this.sync.initial));
+    if (this.disposed || !fresh.length) return;
+    for (const [ch, start] of fresh) this.sync.initial[ch] = start;
+    if (this.conn?.kind === "ws" && this.conn.send?.({ op: "subscribe", ch: Object.fromEntries(fresh) })) return;
+    if (this.conn) this.reconnectNow();
+  }
+
   /** Drop the current connection and connect again at once (e.g. the browser is back online). */
   reconnectNow(): void {
     if (this.disposed || this.error) return;

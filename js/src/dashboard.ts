@@ -1,7 +1,10 @@
 // The standalone dashboard at the server's base path: token from `#token=...`,
-// channels from `&ch=...` (default: every `sys.*` channel the token may read).
+// channels from `&ch=...` (default: every `sys.*` channel the token may read). A
+// pattern (`&ch=train.*`, or typed in the pattern box) gets one chart of every matching run.
 
 import { LiveChart, injectStyles } from "./live";
+import { isPattern } from "./chart/glob";
+import { isHostChart } from "./chart/hostgroup";
 
 interface ChannelInfo {
   ch: string;
@@ -9,9 +12,9 @@ interface ChannelInfo {
   seq: number;
 }
 
-function fragment(): { token: string; chs: string[]; params: URLSearchParams } {
+function fragment(): { token: string; chs: string[]; x: string | null; params: URLSearchParams } {
   const params = new URLSearchParams(location.hash.replace(/^#/, ""));
-  return { token: params.get("token") ?? "", chs: params.getAll("ch"), params };
+  return { token: params.get("token") ?? "", chs: params.getAll("ch"), x: params.get("x"), params };
 }
 
 function note(root: HTMLElement, text: string): void {
@@ -30,7 +33,8 @@ async function main(): Promise<void> {
   injectStyles();
   const root = document.getElementById("charts")!;
   const picker = document.getElementById("picker")!;
-  const { token, chs } = fragment();
+  const patternBox = document.getElementById("pattern") as HTMLInputElement | null;
+  const { token, chs, x } = fragment();
   if (!token) {
     note(root, "no token: open this page as …/#token=<jwt> (the server prints a ready link; `pulseboard token` makes one)");
     return;
@@ -65,6 +69,8 @@ async function main(): Promise<void> {
       const slot = document.createElement("section");
       slot.className = "pb-slot";
       slot.dataset.channel = ch;
+      if (isHostChart([ch], null)) slot.classList.add("pb-host");
+      if (isPattern(ch)) slot.classList.add("pb-pattern");
       root.appendChild(slot);
       const chart = new LiveChart(slot, {
         channels: [ch],
@@ -74,6 +80,8 @@ async function main(): Promise<void> {
         url: "./",
         token,
         hidden: (_c, field) => /\.\d+$/.test(field),
+        // `&x=step` plots pattern charts (runs) against a data field instead of time.
+        x: isPattern(ch) ? x : null,
         ...extra,
       });
       const dispose = chart.dispose.bind(chart);
@@ -90,6 +98,7 @@ async function main(): Promise<void> {
     else root.querySelector(".pb-note")?.remove();
     const params = new URLSearchParams({ token });
     for (const ch of chosen) params.append("ch", ch);
+    if (x) params.set("x", x);
     history.replaceState(null, "", "#" + params.toString());
   };
 
@@ -110,6 +119,25 @@ async function main(): Promise<void> {
   picker.replaceChildren();
   for (const ch of names) addBox(ch);
   sync();
+  patternBox?.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Enter") return;
+    const pattern = patternBox.value.trim();
+    if (!pattern || !/^[A-Za-z0-9_.:/*?-]{1,200}$/.test(pattern)) {
+      patternBox.setCustomValidity("a channel or pattern such as train.*");
+      patternBox.reportValidity();
+      return;
+    }
+    patternBox.setCustomValidity("");
+    patternBox.value = "";
+    if (!names.includes(pattern)) {
+      names.push(pattern);
+      names.sort();
+      addBox(pattern);
+    }
+    chosen.add(pattern);
+    for (const box of picker.querySelectorAll<HTMLInputElement>("input")) box.checked = chosen.has(box.value);
+    sync();
+  });
   // Channels that appear later join the picker (and the charts, when on the default sys.* view).
   const refresh = setInterval(async () => {
     try {

@@ -1,11 +1,24 @@
-// A chart fed by a client: the piece the widget and the dashboard both mount.
+// A chart fed by a client: the piece the widget and the dashboard both mount. Channel
+// patterns (`train.*`) are resolved against `GET channels` and looked up again every few
+// seconds, so a new run joins the chart while it is open. A host collector's channel
+// (`sys.<host>`) shows as a group of small charts by unit.
 
 import { Chart } from "./chart";
-import type { ChartOptions } from "./chart";
-import { Client } from "./client";
+import type { ChartOptions, StatusInfo } from "./chart";
+import { Client, baseUrl } from "./client";
 import type { ClientOptions } from "./client";
+import type { Envelope, Gap, Start } from "./sync";
+import { isPattern, matching } from "./chart/glob";
+import { cut, fetchRange, overlaps } from "./chart/history";
+import { HOST_GROUPS, groupOf, isHostChart } from "./chart/hostgroup";
 import css from "./styles.css";
 import uplotCss from "uplot/dist/uPlot.min.css";
+
+/** How often a chart with patterns asks for new channels, and how many it follows at most. */
+export const DISCOVER_EVERY_MS = 5000;
+export const MAX_CHANNELS = 256;
+/** Envelopes asked for when loading a range from history (about four per pixel column). */
+export const HISTORY_POINTS = 4000;
 
 export function injectStyles(doc: Document = document): void {
   if (doc.getElementById("pulseboard-styles")) return;
@@ -23,34 +36,178 @@ export interface LiveOptions extends ChartOptions {
   client?: Partial<ClientOptions>;
   /** Called when the client first goes live (e.g. to drop a saved snapshot). */
   onLive?: () => void;
+  /** How often patterns are looked up again (ms). */
+  discoverEvery?: number;
 }
 
 export class LiveChart {
+  /** The main chart (in a host group: the one for fields no group claims). */
   readonly chart: Chart;
-  readonly client: Client;
+  /** Every chart, the main one last. */
+  readonly charts: Chart[] = [];
+  client: Client | null = null;
+  private groups = new Map<string, Chart>();
+  private seenFields = new Set<string>();
   private wasLive = false;
+  private lastStatus: StatusInfo | null = null;
+  private discover: ReturnType<typeof setInterval> | null = null;
+  private disposed = false;
+  private readonly start: Start;
+  private readonly host: boolean;
+  /** Channels whose older part was asked for, and the ranges of each that came thinned. */
+  private olderAsked = new Set<string>();
+  private thin = new Map<string, [number, number][]>();
 
-  constructor(parent: HTMLElement, opts: LiveOptions) {
+  constructor(private parent: HTMLElement, private opts: LiveOptions) {
     injectStyles(parent.ownerDocument);
-    this.chart = new Chart(parent, opts);
-    const backfill = opts.backfill ?? Math.min(opts.maxPoints ?? 20_000, Math.ceil((opts.window ?? 300) * 20));
-    const channels = Object.fromEntries(opts.channels.map((ch) => [ch, { backfill }]));
+    const host = (this.host = isHostChart(opts.channels, opts.fields));
+    const onZoom = (r: [number, number] | null) => void this.zoomed(r);
+    this.chart = new Chart(parent, host ? { ...opts, onZoom, accept: (f) => groupOf(f) === null } : { ...opts, onZoom });
+    this.charts.push(this.chart);
+    const window = opts.window === undefined ? 300 : opts.window;
+    const maxPoints = opts.maxPoints ?? 200_000;
+    this.start = { backfill: opts.backfill ?? Math.min(maxPoints, window === null ? maxPoints : Math.ceil(window * 20)) };
+    const plain = opts.channels.filter((c) => !isPattern(c));
+    if (plain.length) this.connect(plain);
+    if (plain.length < opts.channels.length) {
+      void this.lookUp();
+      this.discover = setInterval(() => void this.lookUp(), opts.discoverEvery ?? DISCOVER_EVERY_MS);
+    }
+  }
+
+  private connect(channels: string[]): void {
+    if (this.client) {
+      this.client.addChannels(Object.fromEntries(channels.map((ch) => [ch, this.start])));
+      return;
+    }
     this.client = new Client({
-      url: opts.url,
-      token: opts.token,
-      channels,
-      ...opts.client,
+      url: this.opts.url,
+      token: this.opts.token,
+      channels: Object.fromEntries(channels.map((ch) => [ch, this.start])),
+      ...this.opts.client,
       onEnvelopes: (envs) => {
-        if (!this.wasLive) this.goneLive(opts);
-        this.chart.add(envs, (ch) => this.client.sync.epochOf(ch));
+        if (!this.wasLive) this.goneLive();
+        this.add(envs);
       },
-      onGap: (gap) => this.chart.gap(gap),
+      onGap: (gap: Gap) => this.charts.forEach((c) => c.gap(gap)),
       onState: (c) => {
-        if (c.status === "live" && !this.wasLive) this.goneLive(opts);
-        this.chart.setStatus(c);
+        if (c.status === "live" && !this.wasLive) this.goneLive();
+        this.lastStatus = { status: c.status, transport: c.transport, lag: c.lag, rate: c.rate, error: c.error };
+        this.charts.forEach((ch) => ch.setStatus(this.lastStatus!));
       },
     });
     this.expose();
+  }
+
+  /** Resolve the patterns against the channels the token may read; follow the new ones. */
+  private async lookUp(): Promise<void> {
+    try {
+      const t = this.opts.token;
+      const token = typeof t === "function" ? await t() : t;
+      const res = await fetch(new URL("channels", baseUrl(this.opts.url)).toString(), {
+        headers: { Authorization: `Bearer ${token}` }, cache: "no-store",
+      });
+      if (!res.ok || this.disposed) return;
+      const names = ((await res.json()).channels as { ch: string }[]).map((c) => c.ch).sort();
+      const known = this.client ? Object.keys(this.client.sync.initial) : [];
+      const fresh = matching(this.opts.channels.filter(isPattern), names).filter((c) => !known.includes(c));
+      const room = MAX_CHANNELS - known.length;
+      if (fresh.length && room > 0) this.connect(fresh.slice(0, room));
+      else if (!this.client) this.chart.showMessage(`no readable channel matches ${this.opts.channels.join(", ")} yet`);
+    } catch {
+      /* the server is away: try again at the next look-up */
+    }
+  }
+
+  private add(envs: Envelope[]): void {
+    if (this.host) {
+      for (const env of envs) {
+        for (const f in env.data) {
+          if (this.seenFields.has(f)) continue;
+          this.seenFields.add(f);
+          const g = groupOf(f);
+          if (g && !this.groups.has(g.key)) this.addGroup(g.key);
+        }
+      }
+    }
+    const epochOf = (ch: string) => this.client?.sync.epochOf(ch) ?? "";
+    for (const c of this.charts) c.add(envs, epochOf);
+    for (const env of envs) {
+      if (this.olderAsked.has(env.ch)) continue;
+      this.olderAsked.add(env.ch);
+      void this.loadOlder(env.ch);
+    }
+  }
+
+  private get timeAxis(): boolean {
+    return !this.opts.x;
+  }
+
+  private get window(): number | null {
+    return this.opts.window === undefined ? 300 : this.opts.window;
+  }
+
+  /**
+   * The window reaches further back than what the live subscription brought: load the
+   * older part from history (downsampled by the server when long), under the live data.
+   */
+  private async loadOlder(ch: string): Promise<void> {
+    const win = this.window;
+    if (!this.timeAxis && win !== null) return; // a data-field axis shows what arrives
+    const held = this.charts.map((c) => c.oldestTs(ch)).filter((t): t is number => t !== null);
+    if (!held.length || !this.client) return;
+    const to = Math.min(...held);
+    const from = win === null ? null : Date.now() / 1000 - win;
+    if (from !== null && to <= from) return;
+    await this.fetchInto(ch, from, to);
+  }
+
+  private async fetchInto(ch: string, from: number | null, to: number): Promise<void> {
+    const client = this.client;
+    if (!client || this.disposed) return;
+    try {
+      const token = await client.token();
+      const ans = await fetchRange((p, q) => client.endpoint(p, q), token, ch, from, to, HISTORY_POINTS);
+      if (!ans || this.disposed) return;
+      const epoch = client.sync.epochOf(ch);
+      if (ans.epoch && epoch && ans.epoch !== epoch) return; // another numbering: not this chart's past
+      for (const c of this.charts) c.addOlder(ch, ans.msgs, epoch);
+      const ranges = (this.thin.get(ch) ?? []).flatMap(([a, b]) => cut(a, b, from ?? -Infinity, to));
+      if (ans.downsampled) ranges.push([from ?? (ans.msgs[0]?.ts ?? to), to]);
+      this.thin.set(ch, ranges);
+    } catch {
+      /* the server is away: the live part still shows */
+    }
+  }
+
+  /** Zoomed into a part that came thinned: fetch it again, at the resolution of the zoom. */
+  private async zoomed(range: [number, number] | null): Promise<void> {
+    if (!range || !this.timeAxis) return;
+    for (const [ch, ranges] of this.thin) {
+      for (const [a, b] of overlaps(ranges, range[0], range[1])) await this.fetchInto(ch, a, b);
+    }
+  }
+
+  /** A host group's chart, placed in the groups' order above the main chart. */
+  private addGroup(key: string): void {
+    const g = HOST_GROUPS.find((h) => h.key === key)!;
+    const name = this.opts.title ?? this.opts.channels.join(", ");
+    const chart = new Chart(this.parent, {
+      ...this.opts,
+      title: `${name} · ${g.title}`,
+      units: g.units,
+      height: Math.min(this.opts.height ?? 300, 180),
+      accept: g.test,
+      onZoom: (r) => void this.zoomed(r),
+      hidden: (_ch, f) => g.hidden?.(f) ?? false,
+    });
+    chart.root.dataset.group = key;
+    const after = HOST_GROUPS.slice(HOST_GROUPS.indexOf(g) + 1).map((h) => this.groups.get(h.key)).find(Boolean);
+    this.parent.insertBefore(chart.root, after ? after.root : this.chart.root);
+    this.groups.set(key, chart);
+    this.charts.splice(this.charts.length - 1, 0, chart);
+    this.chart.root.classList.add("pulseboard-rest");
+    if (this.lastStatus) chart.setStatus(this.lastStatus);
   }
 
   /** Read-only, for tests: the client behind the chart. */
@@ -58,13 +215,15 @@ export class LiveChart {
     Object.defineProperty(this.chart.root, "__pulseboardClient", { value: this.client, configurable: true });
   }
 
-  private goneLive(opts: LiveOptions): void {
+  private goneLive(): void {
     this.wasLive = true;
-    opts.onLive?.();
+    this.opts.onLive?.();
   }
 
   dispose(): void {
-    this.client.dispose();
-    this.chart.destroy();
+    this.disposed = true;
+    if (this.discover) clearInterval(this.discover);
+    this.client?.dispose();
+    for (const c of this.charts) c.destroy();
   }
 }

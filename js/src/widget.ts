@@ -27,19 +27,22 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   let timer: ReturnType<typeof setInterval> | null = null;
   // The token arrives in a message from the kernel; a client that gave up without one starts over.
   const tokens = new KernelToken(model, () => {
-    if (live?.client.error) start();
+    if (live?.client?.error) start();
   });
 
   const options = () => ({
     channels: (model.get("channels") as string[]) ?? [],
     fields: (model.get("fields") as string[] | null) ?? null,
-    window: Number(model.get("window") ?? 300),
-    maxPoints: Number(model.get("max_points") ?? 20_000),
+    window: model.get("window") === null ? null : Number(model.get("window") ?? 300),
+    maxPoints: Number(model.get("max_points") ?? 200_000),
     title: (model.get("title") as string | null) ?? null,
     height: Number(model.get("height") ?? 300),
     x: (model.get("x") as string | null) || null,
     units: (model.get("units") as string | Record<string, string> | null) ?? null,
     theme: (model.get("theme") as "auto" | "light" | "dark") ?? "auto",
+    smoothing: Number(model.get("smoothing") ?? 0),
+    logY: Boolean(model.get("log_y") ?? false),
+    thresholds: (model.get("thresholds") as Record<string, number> | null) ?? null,
   });
 
   const stop = () => {
@@ -87,19 +90,18 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     let lastStatus = "";
     let lastPoints = -1;
     timer = setInterval(() => {
-      if (!live) return;
-      const c = live.client;
+      const c = live?.client;
+      if (!live || !c) return;
       if (c.status !== lastStatus) {
         lastStatus = c.status;
         model.set("status", c.status);
         model.set("error", c.error ?? "");
         model.save_changes();
       }
-      const hook = (live.chart.root as any).__pulseboard;
-      const points = hook.points() + hook.frames();
+      const points = live.chart.held() + live.chart.frames;
       if (!showingSnapshot && points !== lastPoints) {
         lastPoints = points;
-        const series = Math.max(1, hook.series().length);
+        const series = Math.max(1, live.chart.seriesCount());
         const mine = live.chart.snapshot(Math.min(SNAPSHOT_ROWS, Math.floor(SNAPSHOT_CELLS / series)));
         if (supersedes(mine, model.get("_snapshot") as KernelSnapshot | null)) {
           model.set("_snapshot", mine);
@@ -109,7 +111,8 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     }, SNAPSHOT_EVERY_MS);
   };
 
-  const names = ["channels", "fields", "window", "max_points", "title", "height", "x", "units", "theme", "url", "problem"];
+  const names = ["channels", "fields", "window", "max_points", "title", "height", "x", "units", "theme", "url", "problem",
+    "smoothing", "log_y", "thresholds"];
   const restart = () => start();
   for (const n of names) model.on(`change:${n}`, restart);
   start();

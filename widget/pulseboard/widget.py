@@ -32,19 +32,56 @@ STATIC = Path(__file__).parent / "static"
 SNAPSHOT_RETRY = 30.0  # seconds without automatic snapshots after one failed
 
 
+def chart_window(window: float | str | None) -> float | None:
+    """Seconds shown, or None for everything kept (`window=None` or `"all"`)."""
+    if window is None or window == "all":
+        return None
+    if isinstance(window, str) or not window > 0:
+        raise ValueError('window must be a positive number of seconds, None or "all"')
+    return float(window)
+
+
+def chart_smoothing(smoothing: float) -> float:
+    if not 0 <= smoothing < 1:
+        raise ValueError("smoothing must be in [0, 1): 0 is off, 0.6 is a good start")
+    return float(smoothing)
+
+
+def chart_thresholds(
+    thresholds: dict[str, float | dict[str, float]] | None,
+) -> dict[str, float | dict[str, float]] | None:
+    """Check `{field: value}` or `{field: {"above": v, "below": w}}`."""
+    if thresholds is None:
+        return None
+    out: dict[str, float | dict[str, float]] = {}
+    for field, th in dict(thresholds).items():
+        if isinstance(th, dict) and th and set(th) <= {"above", "below"}:
+            out[str(field)] = {k: float(v) for k, v in th.items()}
+        elif isinstance(th, (int, float)) and not isinstance(th, bool):
+            out[str(field)] = float(th)
+        else:
+            raise ValueError(f'threshold for {field!r}: a number or {{"above": v, "below": w}}')
+    return out
+
+
 class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     """A live uPlot chart of one or more channels.
 
-    `fields` picks data fields (default: every numeric one); `window` is in seconds;
+    `channels` may hold glob patterns (`"train.*"`: every readable matching channel,
+    including ones that appear while the chart is open). `fields` picks data fields
+    (default: every numeric one); `window` is in seconds (None or "all": everything kept);
     `x` plots against a data field (such as `step`) instead of time; `units` is one unit
-    for the y axis or a {field: unit} dict; `max_points` bounds the browser's buffer.
+    for the y axis or a {field: unit} dict; `max_points` bounds the browser's buffer per
+    channel. `smoothing` in [0, 1) draws a debiased EMA over the faint raw line; `log_y`
+    starts on a log scale; `thresholds={"loss": 0.1}` draws the line and marks the chart
+    while the latest value is above it (`{"acc": {"below": 0.9}}` for the other way).
     """
 
     _esm = STATIC / "widget.js"
 
     channels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     fields = traitlets.List(traitlets.Unicode(), allow_none=True, default_value=None).tag(sync=True)
-    window = traitlets.Float(300.0).tag(sync=True)
+    window = traitlets.Float(300.0, allow_none=True).tag(sync=True)
     url = traitlets.Unicode("").tag(sync=True)
     # The token is not a trait: it reaches the browser in a `token` message, on request.
     title = traitlets.Unicode(None, allow_none=True).tag(sync=True)
@@ -55,8 +92,12 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         allow_none=True,
         default_value=None,
     ).tag(sync=True)
-    max_points = traitlets.Int(20_000).tag(sync=True)
+    max_points = traitlets.Int(200_000).tag(sync=True)
     theme = traitlets.Enum(["auto", "light", "dark"], "auto").tag(sync=True)
+    # Chart options (issue 11): smoothing factor, log y axis, threshold lines per field.
+    smoothing = traitlets.Float(0.0).tag(sync=True)
+    log_y = traitlets.Bool(False).tag(sync=True)
+    thresholds = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
     # What the widget shows instead of a chart when it cannot connect (set by Python).
     problem = traitlets.Unicode("").tag(sync=True)
     # The chart's data for saved notebooks and reports: taken by the kernel from the server's
@@ -72,22 +113,24 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         self,
         channels: str | Iterable[str],
         fields: str | Iterable[str] | None = None,
-        window: float = 300,
+        window: float | str | None = 300,
         url: str | None = None,
         token: str | None = None,
         title: str | None = None,
         height: int = 300,
         x: str | None = None,
         units: str | dict[str, str] | None = None,
-        max_points: int = 20_000,
+        max_points: int = 200_000,
         theme: str = "auto",
+        smoothing: float = 0.0,
+        log_y: bool = False,
+        thresholds: dict[str, float | dict[str, float]] | None = None,
         **kwargs: Any,
     ) -> None:
         chs = [channels] if isinstance(channels, str) else list(channels)
         if not chs:
             raise ValueError("LiveChart needs at least one channel")
-        if window <= 0:
-            raise ValueError("window must be a positive number of seconds")
+        span = chart_window(window)
         if max_points < 2:
             raise ValueError("max_points must be at least 2")
         flds = None if fields is None else ([fields] if isinstance(fields, str) else list(fields))
@@ -97,7 +140,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         super().__init__(
             channels=chs,
             fields=flds,
-            window=float(window),
+            window=span,
             url=url or "",
             title=title,
             height=int(height),
@@ -105,6 +148,9 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
             units=units,
             max_points=int(max_points),
             theme=theme,
+            smoothing=chart_smoothing(smoothing),
+            log_y=bool(log_y),
+            thresholds=chart_thresholds(thresholds),
             problem=problem,
             **kwargs,
         )
