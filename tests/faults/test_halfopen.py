@@ -1,6 +1,6 @@
 """Half-open connections (a peer gone without FIN or RST) and handshakes cut short.
 
-- WebSocket: the server pings every `--ping-interval` (10 s) and drops a peer that has not
+- WebSocket: the server pings every `--ping-interval` (10 s by default, 1 s here) and drops a peer that has not
   answered within as long again, so a black-holed WebSocket is closed within 20 s.
 - SSE: the server sends a `: ping` comment whenever the stream was quiet for the heartbeat
   period (15 s; the hidden `--heartbeat` knob shortens it here). A client that hears nothing
@@ -28,7 +28,7 @@ from pulseboard.client import Client
 from pulseboard.protocol import SUBPROTOCOL
 from support import ServerProcess, token
 
-PING_INTERVAL = 10.0  # the server's default --ping-interval (docs/protocol.md)
+PING_INTERVAL = 1.0  # the server's --ping-interval in this test (default 10 s, docs/protocol.md)
 
 
 def connections(server: ServerProcess, transport: str) -> float:
@@ -40,7 +40,7 @@ def connections(server: ServerProcess, transport: str) -> float:
 async def test_a_half_open_websocket_is_dropped_by_the_server_pings(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
-    server = server_factory("--broker", "memory://")
+    server = server_factory("--broker", "memory://", "--ping-interval", str(PING_INTERVAL))
     proxy = await FaultProxy(server.port).start()
     try:
         ws = await connect(proxy.url.replace("http", "ws") + "/ws", subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]

@@ -41,7 +41,7 @@ SITE = """\
             proxy_set_header Connection $connection_upgrade;
             proxy_buffering off;
             proxy_read_timeout 1h;
-            proxy_next_upstream error timeout http_502 http_503;
+            proxy_next_upstream error timeout http_502;
         }}
     }}
 """
