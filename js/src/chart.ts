@@ -516,6 +516,7 @@ export class Chart {
       xRange: () => this.xRange,
       yRange: (scale) => this.yRanges[scale],
       hover: (i, x) => this.hoverText(this.series[i], x, this.unitOf(this.series[i].field)),
+      snapX: (x) => this.snapX(x),
       zoom: (a, b) => this.setZoom([a, b]),
       resetZoom: () => this.resetZoom(),
       zoomBy: (scale, shift) => {
@@ -528,6 +529,17 @@ export class Chart {
       paint: (u) => this.paint(u),
     });
     if (focused) this.u.over.focus(); // a rebuilt plot keeps the keyboard
+  }
+
+  /** The x of the point nearest `x` in the first shown series holding data (what hover values show). */
+  private snapX(x: number): number {
+    for (const [i, s] of this.series.entries()) {
+      const col = s.track.cols.get(s.field);
+      if (!col || this.u?.series[i + 1]?.show === false) continue;
+      const row = s.track.nearest(col, x);
+      if (row >= 0) return s.track.xs[row];
+    }
+    return x;
   }
 
   /** The legend text of one series: its value at the cursor (raw and smoothed), else its latest. */

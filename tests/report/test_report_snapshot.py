@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
 from report_support import publish
 
-from pulseboard.snapshot import MAX_CELLS, Env, Fetched, SnapshotError, build, fetch, thin
+from pulseboard.snapshot import MAX_CELLS, Env, Fetched, SnapshotError, build, fetch, fetch_pages, thin
 from pulseboard.svg import render
 from pulseboard.widget import LiveChart
 from support import ServerProcess, token
@@ -54,14 +55,33 @@ def test_many_series_are_thinned_to_the_cell_bound_keeping_the_whole_range() -> 
     assert snap["x"][0] == 0.0 and snap["x"][-1] == 4999.0 and snap["downsampled"]
 
 
-def test_fetch_reads_exact_pages_from_a_real_server(server_factory: Any) -> None:
+# Recent timestamps: the store drops messages older than --retention (30 days) by their ts.
+T0 = float(int(time.time()) - 10_000)
+
+
+def test_fetch_asks_the_server_to_downsample_a_long_range(server_factory: Any) -> None:
     server: ServerProcess = server_factory("--history", "3000")
-    publish(server.url, [{"ch": "p.a", "data": {"v": float(i)}, "ts": 1_700_000_000 + i} for i in range(2500)])
-    got = fetch(server.url, token("reader", publish=[]), "p.a", None, None)
+    publish(server.url, [{"ch": "p.a", "data": {"v": float(i)}, "ts": T0 + i} for i in range(2500)])
+    reader = token("reader", publish=[])
+    got = fetch(server.url, reader, "p.a", None, None)  # 2,500 kept, at most POINTS (2,000) asked for
+    seqs = [e.seq for e in got.envs]
+    assert got.downsampled and len(seqs) <= 2000 and seqs[0] == 1 and seqs[-1] == 2500 and seqs == sorted(seqs)
+    whole = fetch(server.url, reader, "p.a", None, None, points=5000)
+    assert [e.seq for e in whole.envs] == list(range(1, 2501)) and not whole.downsampled
+    later = fetch(server.url, reader, "p.a", T0 + 2000, None)
+    assert [e.data["v"] for e in later.envs] == [float(i) for i in range(2000, 2500)] and not later.downsampled
+    assert fetch(server.url, reader, "p.none", None, None).envs == []
+
+
+def test_fetch_pages_reads_exact_pages_from_a_real_server(server_factory: Any) -> None:
+    """The path for servers that answer no `downsampled` (before issue 9): exact since/limit pages."""
+    server: ServerProcess = server_factory("--history", "3000")
+    publish(server.url, [{"ch": "p.a", "data": {"v": float(i)}, "ts": T0 + i} for i in range(2500)])
+    reader = token("reader", publish=[])
+    got = fetch_pages(server.url, reader, "p.a", None, None, 1, 2500, "")
     assert [e.seq for e in got.envs] == list(range(1, 2501)) and not got.downsampled
-    later = fetch(server.url, token("reader", publish=[]), "p.a", 1_700_000_000 + 2000, None)
+    later = fetch_pages(server.url, reader, "p.a", T0 + 2000, None, 1, 2500, "")
     assert [e.data["v"] for e in later.envs] == [float(i) for i in range(2000, 2500)]
-    assert fetch(server.url, token("reader", publish=[]), "p.none", None, None).envs == []
 
 
 def test_snapshot_needs_a_readable_server(server: ServerProcess) -> None:
@@ -96,10 +116,12 @@ def test_after_a_cell_the_snapshot_is_read_again_only_when_something_was_publish
 
 
 def test_fetch_reads_what_a_small_history_keeps(server_factory: Any) -> None:
-    server: ServerProcess = server_factory("--history", "50")
+    server: ServerProcess = server_factory("--broker", "memory://", "--history", "50")  # keeps the last 50
     publish(server.url, [{"ch": "p.s", "data": {"v": float(i)}} for i in range(80)])
     got = fetch(server.url, token("reader", publish=[]), "p.s", None, None)
     assert [e.seq for e in got.envs] == list(range(31, 81))
+    pages = fetch_pages(server.url, token("reader", publish=[]), "p.s", None, None, 31, 80, "")
+    assert [e.seq for e in pages.envs] == list(range(31, 81))
 
 
 def test_report_of_a_notebook_saved_before_reports_uses_its_browser_snapshot() -> None:

@@ -228,6 +228,15 @@ def fetch(
     epoch, top, first = str(body.get("epoch") or ""), int(body.get("seq") or 0), int(body.get("first") or 1)
     if "downsampled" in body:
         return Fetched(_envs(body), bool(body["downsampled"]), epoch, top)
+    return fetch_pages(url, token, ch, t0, t1, first, top, epoch, timeout)
+
+
+def fetch_pages(
+    url: str, token: str, ch: str, t0: float | None, t1: float | None,
+    first: int, top: int, epoch: str, timeout: float = 10.0,
+) -> Fetched:
+    """The exact path, for servers that can't downsample: pages of `since/limit` from `first`
+    to `top`, newest `MAX_FETCH` at most, keeping those in [t0, t1]."""
     since = max(first - 1, top - MAX_FETCH, 0)
     truncated = since > first - 1
     envs: list[Env] = []

@@ -27,6 +27,8 @@ export interface FrameHost {
   yRange(scale: string): [number, number] | undefined;
   /** Legend text of series `i`: at x (hovering) or its latest (x null). */
   hover(i: number, x: number | null): string;
+  /** The x of the data point nearest `x` that the legend's values come from (x itself if none). */
+  snapX(x: number): number;
   zoom(a: number, b: number): void;
   resetZoom(): void;
   /** Keyboard zoom: `scale` the x range around its middle, then `shift` it by a fraction of it. */
@@ -77,8 +79,9 @@ export function makeFrame(h: FrameHost): uPlot {
       {
         label: h.x ?? "time",
         value: (u, _v, _si, idx) => {
-          const x = idx == null ? null : hoverX(u);
-          if (x == null) return "";
+          const at = idx == null ? null : hoverX(u);
+          if (at == null) return "";
+          const x = h.snapX(at);
           return h.x ? fmt(x) : new Date(x * 1000).toLocaleTimeString();
         },
       },
