@@ -42,11 +42,29 @@ class RedactFilter(logging.Filter):
         return True
 
 
+class RedactingFormatter(logging.Formatter):
+    """Wraps a handler's formatter: the finished line (tracebacks included) is redacted."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record))
+
+
 def install_log_redaction() -> None:
+    """Redact every line: on the root logger's handlers (so every logger that propagates,
+    uvicorn's access log included) and on the named loggers (for handlers added later)."""
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "pulseboard"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactFilter) for f in logger.filters):
             logger.addFilter(RedactFilter())
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactFilter) for f in handler.filters):
+                handler.addFilter(RedactFilter())
+            if not isinstance(handler.formatter, RedactingFormatter):
+                handler.setFormatter(RedactingFormatter(handler.formatter))
 
 
 async def dashboard(request: Request) -> Response:

@@ -110,6 +110,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--heartbeat", type=positive_float, default=15.0, help=argparse.SUPPRESS)
     s.add_argument("--ticket-ttl", type=positive_float, default=60.0, help=argparse.SUPPRESS)
     s.add_argument("--poll-timeout", type=positive_float, default=25.0, help=argparse.SUPPRESS)
+    # issue 13 limits (docs/security.md); defaults come from Settings
+    d = Settings()
+    s.add_argument("--max-connections-per-sub", type=count, default=d.max_connections_per_sub,
+                   help=f"open ws/sse/poll connections one token subject may hold ({d.max_connections_per_sub})")
+    s.add_argument("--publish-rate", type=positive_float, default=d.publish_rate,
+                   help=f"messages/s one subject may publish, sustained; 0: no limit ({d.publish_rate:g})")
+    s.add_argument("--publish-burst", type=count, default=d.publish_burst,
+                   help=f"messages one subject may publish at once ({d.publish_burst})")
+    s.add_argument("--header-timeout", type=positive_float, default=d.header_timeout,
+                   help=f"seconds a client has to send its request headers; 0: none ({d.header_timeout:g})")
+    s.add_argument("--body-timeout", type=positive_float, default=d.body_timeout,
+                   help=f"seconds a client has to send a request body; 0: none ({d.body_timeout:g})")
 
     t = sub.add_parser("token", help="print a signed token", description="Print a JWT signed with PULSEBOARD_SECRET.")
     t.add_argument("--sub", required=True, help="who the token is for")
@@ -258,6 +270,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ticket_ttl=args.ticket_ttl or 60.0,
         poll_timeout=args.poll_timeout,
     )
+    # issue 13 limits
+    settings.max_connections_per_sub = args.max_connections_per_sub
+    settings.publish_rate, settings.publish_burst = args.publish_rate, args.publish_burst
+    settings.header_timeout, settings.body_timeout = args.header_timeout, args.body_timeout
     if args.public_key:
         try:
             with open(args.public_key) as f:
@@ -314,6 +330,7 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     from .app import build_app, install_log_redaction
     from .brokers import open_broker
     from .node import Node
+    from .timeouts import header_timeout_protocol
 
     install_log_redaction()
     sock = bind(settings.host, settings.port)
@@ -330,6 +347,7 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     app = build_app(settings, node)
     config = uvicorn.Config(
         app,
+        http=header_timeout_protocol(settings.header_timeout),  # issue 13: slowloris
         ws="websockets-sansio",
         ws_max_size=max(4 * settings.max_message_size, 1 << 16),
         ws_ping_interval=settings.ping_interval,

@@ -31,6 +31,12 @@ class Settings:
     poll_timeout: float = 25.0
     ticket_ttl: float = 60.0
     node: str = ""
+    # issue 13 limits (docs/security.md): per subject, per node; 0 turns one off
+    max_connections_per_sub: int = 128  # open ws/sse/poll connections of one `sub`
+    publish_rate: float = 5000.0  # messages/s one `sub` may publish, sustained (429 beyond)
+    publish_burst: int = 20_000  # messages one `sub` may publish at once
+    header_timeout: float = 10.0  # seconds to send a request's line and headers
+    body_timeout: float = 30.0  # seconds to send a request body
 
     @property
     def prefix(self) -> str:

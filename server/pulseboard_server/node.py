@@ -25,6 +25,7 @@ from .auth import TokenVerifier
 from .brokers.base import Broker, BrokerUnavailable, Replay
 from .config import Settings
 from .fanout import Fanout, Subscriber
+from .limits import Limits
 from .metrics import Metrics
 
 log = logging.getLogger("pulseboard")
@@ -41,6 +42,7 @@ class Node:
         self.verifier = TokenVerifier(settings)
         self.broker = broker
         self.metrics = Metrics()
+        self.limits = Limits(settings)  # issue 13: connections per sub, publish rate
         self.fanout = Fanout(broker, self.metrics, settings.tick)
         self.clients: set[Any] = set()  # open connections with an async close(code)
         self.started = time.time()

@@ -434,7 +434,7 @@ def decode_cursor(cursor: str) -> Positions:
     try:
         pad = "=" * (-len(cursor) % 4)
         obj = json.loads(base64.urlsafe_b64decode(cursor + pad))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # RecursionError: nested too deep
         raise bad_request("cursor is not one this server issued") from None
     if not isinstance(obj, dict):
         raise bad_request("cursor is not one this server issued")

@@ -46,6 +46,7 @@ async def poll_endpoint(request: Request) -> Response:
     node.clients.add(poll)
     node.metrics.connections.labels(transport="poll").inc()
     try:
+        node.limits.admit(grants.sub, poll)  # issue 13: connections per sub
         for ch, start in starts.items():
             replay, sync = await node.start_sync(poll, ch, start)
             info = replay.info
@@ -56,6 +57,7 @@ async def poll_endpoint(request: Request) -> Response:
             await poll.wait(timeout, request)
         text = poll.answer()
     finally:
+        node.limits.leave(poll)
         poll.cleanup()
     return Response(text, media_type="application/json", headers=HEADERS)
 

@@ -74,6 +74,7 @@ async def sse_endpoint(request: Request) -> Response:
     node.clients.add(stream)
     node.metrics.connections.labels(transport="sse").inc()
     try:
+        node.limits.admit(grants.sub, stream)  # issue 13: connections per sub; freed in cleanup
         for ch, start in starts.items():
             # Subscribing (and any refusal) happens before the 200; the replays are sent
             # once the stream runs, paced by the client's buffer.
@@ -277,6 +278,7 @@ class SseStream:
         for ch in list(self.syncs):
             self.node.stop_sync(self, ch)
         self.node.clients.discard(self)
+        self.node.limits.leave(self)
         self.node.metrics.connections.labels(transport="sse").dec()
 
 

@@ -40,6 +40,7 @@ from pulseboard.protocol import (
 
 from ..auth import origin_allowed, token_from_request, unauthorized
 from ..fanout import FrameCache, Part, live_parts, replay_chunks
+from ..limits import check_json_depth
 from ..node import Node
 
 log = logging.getLogger("pulseboard.ws")
@@ -71,6 +72,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         if token is None:
             raise unauthorized("a token is required (Authorization: Bearer, bearer.<jwt> subprotocol or ?token=)")
         grants = await node.verifier.verify_async(token)
+        node.limits.admit(grants.sub, ws)  # issue 13: connections per sub; freed in `finally` or by GC
     except PulseboardError as e:
         await deny(ws, e)
         return
@@ -85,6 +87,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await conn.run()
     finally:
         node.clients.discard(conn)
+        node.limits.leave(ws)
         node.metrics.connections.labels(transport="ws").dec()
         conn.cleanup()
 
@@ -186,6 +189,7 @@ class WsConnection:
             exc = task.exception() if not task.cancelled() else None
             if exc is not None and not isinstance(exc, (WebSocketDisconnect, OSError, RuntimeError)):
                 log.error("connection of %s failed: %r", self.grants.sub, exc)
+                await self.close(1011, "server error")  # a close frame, not a dropped connection
 
     def cleanup(self) -> None:
         self._closing = True
@@ -217,6 +221,7 @@ class WsConnection:
                     raise bad_request("binary frames are not supported: send JSON text")
                 if len(text) > limit:
                     raise PulseboardError(TOO_LARGE, f"frame over the {limit}-byte limit")
+                check_json_depth(text)  # issue 13: deep nesting is a 400, not a RecursionError
                 await self._handle(text)
                 self._violations = 0
             except PulseboardError as e:
@@ -241,6 +246,7 @@ class WsConnection:
             self.send(control("unsubscribed", ch=list(op.channels)))
         elif isinstance(op, Publish):
             try:
+                self.node.limits.take_publish(self.grants.sub)  # issue 13: publish rate per sub
                 env = await self.node.publish(self.grants, op.ch, op.data, op.ts)
             except PulseboardError as e:
                 self.node.metrics.errors.labels(code=e.code).inc()
