@@ -53,6 +53,20 @@ class RedactingFormatter(logging.Formatter):
         return redact(self.inner.format(record))
 
 
+class DenialNoiseFilter(logging.Filter):
+    """uvicorn's sans-I/O WebSocket protocol logs an ERROR after every denied upgrade (a
+    401/403/429 sent with `send_denial_response`), though the denial was sent whole. Our
+    endpoint always accepts or denies, so that line is noise: it is kept, at INFO."""
+
+    NOISE = "ASGI callable returned without completing handshake."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.msg == self.NOISE:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "websocket upgrade denied"
+        return True
+
+
 def install_log_redaction() -> None:
     """Redact every line: on the root logger's handlers (so every logger that propagates,
     uvicorn's access log included) and on the named loggers (for handlers added later)."""
@@ -65,6 +79,9 @@ def install_log_redaction() -> None:
                 handler.addFilter(RedactFilter())
             if not isinstance(handler.formatter, RedactingFormatter):
                 handler.setFormatter(RedactingFormatter(handler.formatter))
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, DenialNoiseFilter) for f in uvicorn_error.filters):
+        uvicorn_error.addFilter(DenialNoiseFilter())
 
 
 async def dashboard(request: Request) -> Response:

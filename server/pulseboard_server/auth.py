@@ -226,6 +226,7 @@ def token_from_request(
 # --- origins ---------------------------------------------------------------------
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+_ORIGIN_NETLOC = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(?::[0-9]{1,5})?")
 
 
 def is_loopback(host: str) -> bool:
@@ -266,8 +267,8 @@ def origin_allowed(origin: str | None, host_header: str | None, settings: Settin
         hostname, _port = parts.hostname, parts.port
     except ValueError:
         return False
-    if parts.scheme not in ("http", "https") or not hostname:
-        return False
+    if parts.scheme not in ("http", "https") or not hostname or not _ORIGIN_NETLOC.fullmatch(parts.netloc):
+        return False  # not how a browser serializes an origin (`[::1].evil.com`, `user@host`, paths)
     if host_header and parts.netloc.lower() == host_header.lower():
         host_name = urlsplit("//" + host_header).hostname or ""
         if is_ip_literal(host_name) or is_loopback(host_name):

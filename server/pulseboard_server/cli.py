@@ -118,6 +118,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"messages/s one subject may publish, sustained; 0: no limit ({d.publish_rate:g})")
     s.add_argument("--publish-burst", type=count, default=d.publish_burst,
                    help=f"messages one subject may publish at once ({d.publish_burst})")
+    s.add_argument("--max-subscriptions", type=count, default=d.max_channels_per_client,
+                   help=f"channels one connection may subscribe to ({d.max_channels_per_client})")
     s.add_argument("--header-timeout", type=positive_float, default=d.header_timeout,
                    help=f"seconds a client has to send its request headers; 0: none ({d.header_timeout:g})")
     s.add_argument("--body-timeout", type=positive_float, default=d.body_timeout,
@@ -272,6 +274,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
     # issue 13 limits
     settings.max_connections_per_sub = args.max_connections_per_sub
+    settings.max_channels_per_client = args.max_subscriptions
     settings.publish_rate, settings.publish_burst = args.publish_rate, args.publish_burst
     settings.header_timeout, settings.body_timeout = args.header_timeout, args.body_timeout
     if args.public_key:

@@ -52,7 +52,7 @@ def op_id(text: str | None) -> dict[str, Any]:
         return {}
     try:
         obj = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep (issue 13)
         return {}
     return {"id": obj["id"]} if isinstance(obj, dict) and "id" in obj else {}
 
