@@ -212,9 +212,10 @@ def test_finding4_percent_encoded_names_are_redacted_in_the_access_log(server: S
     tok = token()
     ticket = httpx.post(server.url + "/ticket", headers={"Authorization": f"Bearer {tok}"}).json()["ticket"]
     for query in (f"tok%65n={tok}", f"%74oken={tok}", f"ticke%74={ticket}", f"token={tok.replace('.', '%2E')}",
-                  f"x=1&t%6Fk%65n={tok}"):
+                  f"x=1&t%6Fk%65n={tok}", f"t%6Fken={tok.replace('.', '%2E')}",
+                  f"tick%65t={ticket.replace('.', '%2e')}"):
         httpx.get(f"{server.url}/poll?ch=a&timeout=0&{query}")
-    wait_until(lambda: server.output().count("GET /poll") >= 5, what="the access log lines")
+    wait_until(lambda: server.output().count("GET /poll") >= 7, what="the access log lines")
     scan_log(server, [tok, ticket])
 
 
