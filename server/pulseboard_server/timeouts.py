@@ -4,7 +4,8 @@ uvicorn closes idle keep-alive connections, but a client that sends its request 
 and headers a byte at a time keeps a connection (and its buffers) forever. Here every
 request must finish its headers within `header_timeout` seconds of the connection
 opening or of the previous response ending; otherwise the connection is closed.
-WebSocket upgrades hand the transport to another protocol and are not affected.
+WebSocket upgrades hand the transport to another protocol and are not affected, except
+that a handshake uvicorn's WebSocket protocol refuses is answered and closed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ def header_timeout_protocol(timeout: float) -> type[asyncio.Protocol]:
         def on_response_complete(self) -> None:
             super().on_response_complete()
             self._arm_header_timer()
+
+        def handle_websocket_upgrade(self, event: h11.Request) -> None:
+            super().handle_websocket_upgrade(event)
+            # uvicorn's sans-I/O WebSocket protocol leaves a refused handshake (a header line
+            # over websockets' 8 KiB limit: 431) unsent and the connection open forever.
+            proto = self.transport.get_protocol()
+            conn = getattr(proto, "conn", None)
+            if getattr(conn, "handshake_exc", None) is not None and not self.transport.is_closing():
+                self.transport.write(b"".join(conn.data_to_send()))  # type: ignore[union-attr]
+                self.transport.close()
 
         def _arm_header_timer(self) -> None:
             self._cancel_header_timer()

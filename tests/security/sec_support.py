@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -65,7 +66,7 @@ def bad_tokens(keys: Keys) -> dict[str, Callable[[], str | None]]:
     public key, both with AUDIENCE and ISSUER required.
     """
     rsa_pem = Keys.pem(keys.rsa).decode()
-    nested = b'{"alg":"HS256","x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    nested = b'{"alg":"HS256","x":' + b"[" * 2500 + b"]" * 2500 + b"}"
     deep_header = base64.urlsafe_b64encode(nested).decode().rstrip("=")
     return {
         "none": lambda: None,
@@ -98,6 +99,31 @@ def hs256_raw(payload: dict[str, Any], key: bytes) -> str:
     head = b64({"alg": "HS256", "typ": "JWT"}) + "." + b64(payload)
     sig = hmac.new(key, head.encode(), hashlib.sha256).digest()
     return head + "." + base64.urlsafe_b64encode(sig).decode().rstrip("=")
+
+
+def ws_request(token: str | None = None, host: str = "127.0.0.1", origin: str | None = None,
+               path: str = "/ws") -> bytes:
+    """A WebSocket upgrade request, written by hand (so Host and Origin can be anything)."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13"]
+    if origin is not None:
+        lines.append(f"Origin: {origin}")
+    if token is not None:
+        lines.append(f"Authorization: Bearer {token}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def raw_status(port: int, request: bytes) -> int:
+    """The status code the server answers a hand-written request with."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+        s.sendall(request)
+        head = b""
+        while b"\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"closed without an answer (got {head!r})")
+            head += chunk
+    return int(head.split(b" ", 2)[1])
 
 
 TRACEBACK_MARKERS = ("Traceback (most recent call last)", "Exception in ASGI application",

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sec_support import AUDIENCE, ISSUER, Keys, claims, scan_log
+from sec_support import AUDIENCE, ISSUER, Keys, claims, raw_status, scan_log, ws_request
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -34,19 +34,6 @@ async def ws_status(srv: ServerProcess, headers: dict[str, str]) -> int:
             return 101
     except InvalidStatus as e:
         return int(e.response.status_code)
-
-
-def raw_status(port: int, request: bytes) -> int:
-    """The status code of a hand-written request (for Host headers clients won't send)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(request)
-        head = b""
-        while b"\r\n" not in head:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            head += chunk
-    return int(head.split(b" ", 2)[1])
 
 
 # --- finding 2: one origin rule ------------------------------------------------------
@@ -78,19 +65,14 @@ def test_finding2_dns_rebound_origin_is_refused(server_factory: Factory) -> None
     port, tok = srv.port, token()
     rebound = f"evil.test:{port}"
 
-    def ws_request(host: str, origin: str) -> bytes:
-        return (f"GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {tok}\r\n\r\n").encode()
-
-    assert raw_status(port, ws_request(rebound, f"http://{rebound}")) == 403
+    assert raw_status(port, ws_request(tok, rebound, f"http://{rebound}")) == 403
     r = httpx.get(f"{srv.root}/channels", headers={"Host": rebound, "Origin": f"http://{rebound}",
                                                    "Authorization": f"Bearer {tok}"})
     assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
     own = f"127.0.0.1:{port}"
-    assert raw_status(port, ws_request(own, f"http://{own}")) == 101
+    assert raw_status(port, ws_request(tok, own, f"http://{own}")) == 101
     listed = server_factory("--host", "0.0.0.0", "--allowed-origin", "http://evil.test:1")
-    assert raw_status(listed.port, ws_request("evil.test:1", "http://evil.test:1")) == 101
+    assert raw_status(listed.port, ws_request(tok, "evil.test:1", "http://evil.test:1")) == 101
 
 
 # --- finding 3: client input never causes a 500 ----------------------------------------
@@ -289,3 +271,15 @@ async def test_finding6_view_tokens_work_with_audience_and_issuer(server_factory
         await ws.send(json.dumps({"op": "subscribe", "ch": {"sys.a": None}}))
         assert (await recv_op(ws, "subscribed"))["ch"] == "sys.a"
     scan_log(srv, [tok, narrowed])
+
+
+def test_finding5_refused_websocket_handshake_is_answered_and_closed(server: ServerProcess) -> None:
+    """A header line over the WebSocket parser's 8 KiB gets 431 and a closed connection (uvicorn
+    left it unanswered and open)."""
+    request = ws_request(token(), path="/ws").replace(b"\r\n\r\n", b"\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 ")
