@@ -53,17 +53,22 @@ class RedactingFormatter(logging.Formatter):
         return redact(self.inner.format(record))
 
 
-class DenialNoiseFilter(logging.Filter):
-    """uvicorn's sans-I/O WebSocket protocol logs an ERROR after every denied upgrade (a
-    401/403/429 sent with `send_denial_response`), though the denial was sent whole. Our
-    endpoint always accepts or denies, so that line is noise: it is kept, at INFO."""
+class ClientNoiseFilter(logging.Filter):
+    """uvicorn's sans-I/O WebSocket protocol logs two client-caused events as ERRORs:
+    every denied upgrade (a 401/403/429 sent whole with `send_denial_response`) and a text
+    frame that isn't UTF-8 (with a traceback; it then closes with 1007 as it should). Both
+    are the client's doing, so they are kept as one INFO line, without the traceback."""
 
-    NOISE = "ASGI callable returned without completing handshake."
+    NOISE = {
+        "ASGI callable returned without completing handshake.": "websocket upgrade denied",
+        "Invalid UTF-8 sequence received from client.": "websocket closed with 1007: the client sent invalid UTF-8",
+    }
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.ERROR and record.msg == self.NOISE:
+        if record.levelno == logging.ERROR and record.msg in self.NOISE:
             record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg = "websocket upgrade denied"
+            record.msg, record.args = self.NOISE[record.msg], None
+            record.exc_info, record.exc_text = None, None
         return True
 
 
@@ -80,8 +85,8 @@ def install_log_redaction() -> None:
             if not isinstance(handler.formatter, RedactingFormatter):
                 handler.setFormatter(RedactingFormatter(handler.formatter))
     uvicorn_error = logging.getLogger("uvicorn.error")
-    if not any(isinstance(f, DenialNoiseFilter) for f in uvicorn_error.filters):
-        uvicorn_error.addFilter(DenialNoiseFilter())
+    if not any(isinstance(f, ClientNoiseFilter) for f in uvicorn_error.filters):
+        uvicorn_error.addFilter(ClientNoiseFilter())
 
 
 async def dashboard(request: Request) -> Response:
