@@ -96,6 +96,9 @@ def test_body_size_and_depth(server: ServerProcess) -> None:
     assert r.status_code == 200, r.text
     r = httpx.post(server.url + "/ticket", content=nested(MAX_JSON_DEPTH + 1), headers=auth())
     assert r.status_code == 400 and "nested" in r.json()["detail"]
+    data = '{"ch": "a", "data": {"x": ' + "[" * 33 + "]" * 33 + "}}"  # 33 levels below `data`
+    r = httpx.post(server.url + "/publish", content=data, headers=auth())
+    assert r.status_code == 400 and "nested" in r.json()["detail"]
 
 
 async def test_frame_size(server_factory: Factory) -> None:
