@@ -51,7 +51,7 @@ def op_id(text: str | None) -> dict[str, Any]:
     if text is None or '"id"' not in text:
         return {}
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=lambda _: None)  # no NaN echoed back (issue 13)
     except (ValueError, RecursionError):  # RecursionError: nested too deep (issue 13)
         return {}
     return {"id": obj["id"]} if isinstance(obj, dict) and "id" in obj else {}
