@@ -82,29 +82,16 @@ def check_json_depth(text: str | bytes) -> None:
         raise PulseboardError(BAD_REQUEST, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
 
 
-def _no_constants(name: str) -> Any:
-    raise PulseboardError(BAD_REQUEST, f"{name} is not JSON: send numbers, null or strings")
-
-
 def loads(text: str | bytes, what: str = "body") -> Any:
     """Parse client JSON with the depth bound; every failure is a 400 saying what was wrong.
 
-    `NaN` and `Infinity` (which Python's parser accepts) are refused: nothing downstream
-    could encode them again.
+    `NaN`/`Infinity` parse (a NaN loss is normal); `check_data` turns them into null.
     """
     check_json_depth(text)
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        return json.loads(text)
     except (ValueError, RecursionError):
         raise PulseboardError(BAD_REQUEST, f"{what} is not valid JSON") from None
-
-
-def check_client_json(text: str) -> None:
-    """For JSON that is parsed elsewhere (WebSocket frames): the depth bound, and no
-    `NaN`/`Infinity` (only parsed again when the text holds those words)."""
-    check_json_depth(text)
-    if "NaN" in text or "Infinity" in text:
-        loads(text, "frame")
 
 
 # --- per-subject limits -------------------------------------------------------------

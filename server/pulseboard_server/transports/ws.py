@@ -40,7 +40,7 @@ from pulseboard.protocol import (
 
 from ..auth import origin_allowed, token_from_request, unauthorized
 from ..fanout import FrameCache, Part, live_parts, replay_chunks
-from ..limits import check_client_json
+from ..limits import check_json_depth
 from ..node import Node
 
 log = logging.getLogger("pulseboard.ws")
@@ -221,7 +221,7 @@ class WsConnection:
                     raise bad_request("binary frames are not supported: send JSON text")
                 if len(text) > limit:
                     raise PulseboardError(TOO_LARGE, f"frame over the {limit}-byte limit")
-                check_client_json(text)  # issue 13: deep nesting and NaN are a 400, not a crash
+                check_json_depth(text)  # issue 13: deep nesting is a 400, not a RecursionError
                 await self._handle(text)
                 self._violations = 0
             except PulseboardError as e:
