@@ -20,11 +20,11 @@ import pulseboard
 from pulseboard.protocol import PulseboardError
 
 from . import api
-from .auth import redact
 from .brokers import open_broker
 from .config import Settings
 from .cors import CorsMiddleware
 from .node import Node
+from .redaction import redact
 from .transports.ws import websocket_endpoint
 
 STATIC = Path(pulseboard.__file__).parent / "static"
