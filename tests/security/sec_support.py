@@ -87,7 +87,7 @@ def bad_tokens(keys: Keys) -> dict[str, Callable[[], str | None]]:
         "wrong_aud": lambda: jwt.encode(claims(aud="someone-else"), SECRET, "HS256"),
         "wrong_iss": lambda: jwt.encode(claims(iss="https://evil.test"), SECRET, "HS256"),
         "missing_aud": lambda: jwt.encode(claims(aud=None), SECRET, "HS256"),
-        "hs512": lambda: jwt.encode(claims(), SECRET, "HS512"),
+        "hs512": lambda: jwt.encode(claims(), SECRET * 2, "HS512"),
         "deep_header": lambda: deep_header + "." + b64(claims()) + ".c2ln",
         "sub_not_string": lambda: jwt.encode(claims(sub=["a"]), SECRET, "HS256"),
         "read_not_list": lambda: jwt.encode(claims(read={"a": 1}), SECRET, "HS256"),
