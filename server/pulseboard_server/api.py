@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 import math
 import time
 from typing import Any
 
-import jwt
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from pulseboard.protocol import (
-    FORBIDDEN,
+    BAD_REQUEST,
     HTTP_STATUS,
     NOT_FOUND,
     TOO_LARGE,
@@ -25,9 +24,10 @@ from pulseboard.protocol import (
     check_ts,
 )
 
-from .auth import origin_allowed, token_from_request, unauthorized
 from .brokers.downsample import MAX_POINTS, MIN_POINTS
+from .limits import LimitError, loads
 from .node import Node
+from .transports import common as transport_common
 
 
 def node_of(request: Request) -> Node:
@@ -36,41 +36,42 @@ def node_of(request: Request) -> Node:
 
 
 def error_response(err: PulseboardError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if err.code == "unauthorized" else None
-    return JSONResponse(err.to_dict(), status_code=HTTP_STATUS.get(err.code, 400), headers=headers)
+    """The one place a refusal becomes an HTTP answer: `{"error", "detail"}` and its status."""
+    headers = {"WWW-Authenticate": "Bearer"} if err.code == "unauthorized" else {}
+    status = HTTP_STATUS.get(err.code, 400)
+    if isinstance(err, LimitError):
+        headers.update(err.headers())
+        status = err.status or status
+    return JSONResponse(err.to_dict(), status_code=status, headers=headers)
 
 
 async def authenticate(request: Request, allow_ticket: bool = False) -> Grants:
     """The caller's grants, from a bearer token or (where allowed) a one-time ticket."""
-    node = node_of(request)
-    if not origin_allowed(request.headers.get("origin"), request.headers.get("host"), node.settings):
-        raise PulseboardError(FORBIDDEN, "origin not allowed: see --allowed-origin")
-    ticket = request.query_params.get("ticket")
-    if ticket and allow_ticket:
-        grants, jti, _exp = node.verifier.check_ticket(ticket)
-        if not await node.broker.claim_once("ticket:" + jti, node.settings.ticket_ttl + 10):
-            raise unauthorized("ticket already used: ask for a new one")
-        return grants
-    token, _ = token_from_request(request.headers, request.query_params)
-    if token is None:
-        raise unauthorized("a token is required (Authorization: Bearer or ?token=)")
-    return await node.verifier.verify_async(token)
+    return await transport_common.authenticate(
+        node_of(request), request.headers, request.query_params, allow_ticket=allow_ticket,
+        how="Authorization: Bearer or ?token=",
+    )
 
 
 async def read_json(request: Request) -> Any:
-    limit = node_of(request).settings.max_message_size
+    """The request body as JSON: bounded in size (413), depth and time (408); else 400."""
+    settings = node_of(request).settings
+    limit = settings.max_message_size
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PulseboardError(TOO_LARGE, f"body over the {limit}-byte limit")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PulseboardError(TOO_LARGE, f"body over the {limit}-byte limit")
     try:
-        return json.loads(body)
-    except ValueError:
-        raise bad_request("body is not valid JSON") from None
+        async with asyncio.timeout(settings.body_timeout or None):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise PulseboardError(TOO_LARGE, f"body over the {limit}-byte limit")
+    except TimeoutError:
+        raise LimitError(
+            BAD_REQUEST, f"body not received within {settings.body_timeout:g} s", status=408
+        ) from None
+    return loads(bytes(body))
 
 
 def int_param(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
@@ -93,6 +94,7 @@ async def publish(request: Request) -> Response:
     if not items or not all(isinstance(i, dict) for i in items):
         raise bad_request('body is {"ch": ..., "data": {...}} or a non-empty list of them')
     node = node_of(request)
+    node.limits.take_publish(grants.sub, len(items))  # issue 13: 429 rate_limited + Retry-After
     checked = []
     now = time.time()
     for item in items:  # check everything before publishing anything
@@ -191,11 +193,7 @@ async def view_token(request: Request) -> Response:
     chs = await requested_channels(request, grants)
     if not chs:
         raise bad_request('name the channels: {"ch": ["sys.myhost", ...]}')
-    secret = node.settings.secret
-    if not secret:
-        raise bad_request("view tokens need PULSEBOARD_SECRET on the server (key mode can't sign)")
-    claims = {"sub": grants.sub, "exp": int(grants.exp), "iat": int(time.time()), "read": chs, "view": True}
-    return JSONResponse({"token": jwt.encode(claims, secret, algorithm="HS256"), "exp": int(grants.exp)})
+    return JSONResponse({"token": node.verifier.mint_view_token(grants, chs), "exp": int(grants.exp)})
 
 
 async def healthz(request: Request) -> Response:

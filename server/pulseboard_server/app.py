@@ -20,11 +20,11 @@ import pulseboard
 from pulseboard.protocol import PulseboardError
 
 from . import api
-from .auth import redact
 from .brokers import open_broker
 from .config import Settings
 from .cors import CorsMiddleware
 from .node import Node
+from .redaction import redact
 from .transports.ws import websocket_endpoint
 
 STATIC = Path(pulseboard.__file__).parent / "static"
@@ -42,11 +42,51 @@ class RedactFilter(logging.Filter):
         return True
 
 
+class RedactingFormatter(logging.Formatter):
+    """Wraps a handler's formatter: the finished line (tracebacks included) is redacted."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(self.inner.format(record))
+
+
+class ClientNoiseFilter(logging.Filter):
+    """uvicorn's sans-I/O WebSocket protocol logs two client-caused events as ERRORs:
+    every denied upgrade (a 401/403/429 sent whole with `send_denial_response`) and a text
+    frame that isn't UTF-8 (with a traceback; it then closes with 1007 as it should). Both
+    are the client's doing, so they are kept as one INFO line, without the traceback."""
+
+    NOISE = {
+        "ASGI callable returned without completing handshake.": "websocket upgrade denied",
+        "Invalid UTF-8 sequence received from client.": "websocket closed with 1007: the client sent invalid UTF-8",
+    }
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.msg in self.NOISE:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = self.NOISE[record.msg], None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def install_log_redaction() -> None:
+    """Redact every line: on the root logger's handlers (so every logger that propagates,
+    uvicorn's access log included) and on the named loggers (for handlers added later)."""
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access", "pulseboard"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, RedactFilter) for f in logger.filters):
             logger.addFilter(RedactFilter())
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactFilter) for f in handler.filters):
+                handler.addFilter(RedactFilter())
+            if not isinstance(handler.formatter, RedactingFormatter):
+                handler.setFormatter(RedactingFormatter(handler.formatter))
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, ClientNoiseFilter) for f in uvicorn_error.filters):
+        uvicorn_error.addFilter(ClientNoiseFilter())
 
 
 async def dashboard(request: Request) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import re
 import secrets
 import time
@@ -15,14 +16,17 @@ from urllib.parse import urlsplit
 import jwt
 
 from pulseboard.protocol import (
+    BAD_REQUEST,
     BEARER_PREFIX,
     UNAUTHORIZED,
+    UNAVAILABLE,
     Grants,
     PulseboardError,
     grants_from_claims,
 )
 
 from .config import Settings
+from .redaction import redact as redact  # the old home of `redact`
 
 HMAC_ALGS = ["HS256"]
 KEY_ALGS = ["RS256", "ES256"]
@@ -31,6 +35,31 @@ TICKET_TYPE = "pulseboard.ticket"
 
 def unauthorized(detail: str) -> PulseboardError:
     return PulseboardError(UNAUTHORIZED, detail)
+
+
+# What PyJWT and `cryptography` raise, besides PyJWTError, for a token that doesn't fit the key.
+BAD_TOKEN_ERRORS = (ValueError, TypeError, AttributeError, KeyError, RecursionError, UnicodeError)
+
+
+def token_error(e: Exception) -> PulseboardError:
+    """The 401 (or, for an unreachable JWKS endpoint, 503) for a PyJWT error."""
+    if isinstance(e, jwt.ExpiredSignatureError):
+        return unauthorized("token expired: get a new one")
+    if isinstance(e, jwt.ImmatureSignatureError):
+        return unauthorized("token not valid yet (nbf)")
+    if isinstance(e, jwt.MissingRequiredClaimError):
+        return unauthorized(f"token lacks the {e.claim!r} claim")
+    if isinstance(e, jwt.InvalidAudienceError):
+        return unauthorized("token audience (aud) is wrong")
+    if isinstance(e, jwt.InvalidIssuerError):
+        return unauthorized("token issuer (iss) is wrong")
+    if isinstance(e, jwt.PyJWKClientConnectionError):
+        return PulseboardError(UNAVAILABLE, "the JWKS endpoint can't be reached: try again shortly")
+    if isinstance(e, jwt.PyJWKClientError):
+        return unauthorized("token key not found in the JWKS")
+    if isinstance(e, jwt.InvalidKeyError):
+        return unauthorized("token does not match the server's key (algorithm or key type)")
+    return unauthorized("token is malformed or its signature is bad")
 
 
 class TokenVerifier:
@@ -74,31 +103,41 @@ class TokenVerifier:
             if alg in HMAC_ALGS and self._secret:
                 return jwt.decode(token, self._secret, algorithms=HMAC_ALGS, **kwargs)
             if alg in KEY_ALGS and self._public_key:
-                return jwt.decode(token, self._public_key, algorithms=KEY_ALGS, **kwargs)
+                return jwt.decode(token, self._public_key, algorithms=[alg], **kwargs)
             if alg in KEY_ALGS and self._jwks:
                 key = self._jwks.get_signing_key_from_jwt(token)
-                return jwt.decode(token, key.key, algorithms=KEY_ALGS, **kwargs)
-        except jwt.ExpiredSignatureError:
-            raise unauthorized("token expired: get a new one") from None
-        except jwt.ImmatureSignatureError:
-            raise unauthorized("token not valid yet (nbf)") from None
-        except jwt.MissingRequiredClaimError as e:
-            raise unauthorized(f"token lacks the {e.claim!r} claim") from None
-        except jwt.InvalidAudienceError:
-            raise unauthorized("token audience (aud) is wrong") from None
-        except jwt.InvalidIssuerError:
-            raise unauthorized("token issuer (iss) is wrong") from None
-        except jwt.PyJWKClientError:
-            raise unauthorized("token key not found in the JWKS") from None
-        except jwt.InvalidTokenError:
-            raise unauthorized("token is malformed or its signature is bad") from None
-        raise unauthorized(f"token algorithm {alg!r} is not accepted here")
+                return jwt.decode(token, key.key, algorithms=[alg], **kwargs)
+        except jwt.PyJWTError as e:
+            raise token_error(e) from None
+        except BAD_TOKEN_ERRORS:
+            # A key of another type than the token's algorithm (an EC key for RS256, a JWKS
+            # entry of the wrong kty), or a header nested past the parser's depth.
+            raise unauthorized("token does not match the server's key (algorithm or key type)") from None
+        raise unauthorized(f"token algorithm {str(alg)[:20]!r} is not accepted here")
 
     async def verify_async(self, token: str) -> Grants:
         """Like `verify`, but JWKS fetches run in a thread."""
         if self._jwks is None:
             return self.verify(token)
         return await asyncio.to_thread(self.verify, token)
+
+    def mint_view_token(self, grants: Grants, channels: Iterable[str]) -> str:
+        """A read-only token for `channels`, expiring with the caller's; it carries the
+        configured `aud`/`iss`, so this server (and its peers) accept it back."""
+        secret = self._secret
+        if not secret:
+            raise PulseboardError(
+                BAD_REQUEST, "view tokens need PULSEBOARD_SECRET on the server (key mode can't sign)"
+            )
+        claims: dict[str, Any] = {
+            "sub": grants.sub, "exp": int(grants.exp), "iat": int(time.time()),
+            "read": list(channels), "view": True,
+        }
+        if self.settings.audience:
+            claims["aud"] = self.settings.audience
+        if self.settings.issuer:
+            claims["iss"] = self.settings.issuer
+        return jwt.encode(claims, secret, algorithm="HS256")
 
     # --- tickets: short-lived, one-time, for EventSource and long-poll ---------
 
@@ -126,11 +165,14 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise unauthorized("ticket expired: ask for a new one") from None
-        except jwt.InvalidTokenError:
+        except (jwt.PyJWTError, *BAD_TOKEN_ERRORS):
             raise unauthorized("ticket is malformed or its signature is bad") from None
         if claims.get("typ") != TICKET_TYPE:
             raise unauthorized("not a ticket")
-        grants = grants_from_claims(claims)
+        try:
+            grants = grants_from_claims(claims)
+        except PulseboardError as e:
+            raise unauthorized(e.detail) from None
         token_exp = claims.get("token_exp")
         if isinstance(token_exp, (int, float)) and not isinstance(token_exp, bool):
             grants = dataclasses.replace(grants, exp=float(token_exp))
@@ -184,32 +226,52 @@ def token_from_request(
 
 # --- origins ---------------------------------------------------------------------
 
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+_ORIGIN_NETLOC = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(?::[0-9]{1,5})?")
+
+
+def is_loopback(host: str) -> bool:
+    """True for the names and addresses of this machine's loopback interface (not `127.evil.com`)."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def origin_allowed(origin: str | None, host_header: str | None, settings: Settings) -> bool:
-    """No Origin, our own origin, configured ones, and localhost ones while on loopback."""
+    """The one origin rule, for the WebSocket, CORS and every HTTP endpoint.
+
+    Allowed: no Origin (not a browser page); `--allowed-origin` entries (`*`: all); the
+    server's own origin when the Host header is an IP address or a loopback name (a DNS
+    name could be a rebinding attacker's, so on a DNS name list the public origin with
+    `--allowed-origin`); and, while the server listens on loopback, pages whose origin
+    host is exactly `localhost`, `127.0.0.1` or `[::1]` (so a local JupyterLab works).
+    """
     if not origin:
         return True
     allowed = settings.allowed_origins
     if "*" in allowed or origin.rstrip("/") in {o.rstrip("/") for o in allowed}:
         return True
-    parts = urlsplit(origin)
-    if host_header and parts.netloc == host_header:
-        return True
-    on_loopback = settings.host in LOOPBACK_HOSTS or settings.host.startswith("127.")
-    return on_loopback and parts.scheme in ("http", "https") and (
-        parts.hostname in LOOPBACK_HOSTS or (parts.hostname or "").startswith("127.")
-    )
-
-
-_SECRET_IN_TEXT = re.compile(r"((?:token|ticket)=)[^&\s\"']+|((?:[Bb]earer)[ .])[A-Za-z0-9_\-.]+")
-
-
-_JWT_SHAPED = re.compile(r"eyJ[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*")
-
-
-def redact(text: str) -> str:
-    """Hide tokens and tickets in a log line (named parameters, and anything shaped like a JWT)."""
-    text = _SECRET_IN_TEXT.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
-    return _JWT_SHAPED.sub("[redacted-jwt]", text)
+    try:
+        parts = urlsplit(origin)
+        hostname, _port = parts.hostname, parts.port
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not hostname or not _ORIGIN_NETLOC.fullmatch(parts.netloc):
+        return False  # not how a browser serializes an origin (`[::1].evil.com`, `user@host`, paths)
+    if host_header and parts.netloc.lower() == host_header.lower():
+        host_name = urlsplit("//" + host_header).hostname or ""
+        if is_ip_literal(host_name) or is_loopback(host_name):
+            return True
+    return is_loopback(settings.host) and hostname in LOOPBACK_NAMES

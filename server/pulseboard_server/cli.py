@@ -250,6 +250,7 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     from .brokers.base import store_options
     from .brokers.sqlite_store import StoreError
     from .node import Node
+    from .timeouts import header_timeout_protocol
 
     install_log_redaction()
     sock = bind(settings.host, settings.port)
@@ -269,6 +270,7 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     app = build_app(settings, node)
     config = uvicorn.Config(
         app,
+        http=header_timeout_protocol(settings.header_timeout),  # issue 13: slowloris
         ws="websockets-sansio",
         ws_max_size=max(4 * settings.max_message_size, 1 << 16),
         ws_ping_interval=settings.ping_interval,

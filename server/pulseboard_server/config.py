@@ -74,7 +74,8 @@ def opt(
 
 @dataclass
 class Settings:
-    host: str = opt("127.0.0.1", "address to listen on; on loopback, pages from any localhost origin are allowed")
+    host: str = opt("127.0.0.1", "address to listen on; on loopback, pages whose origin host is exactly localhost, "
+                    "127.0.0.1 or [::1] are allowed")
     port: int = opt(8765, "port; 0 picks a free one (printed)", parse=port_number)
     broker: str = opt("sqlite://", "sqlite:// (the embedded durable store in the data dir), sqlite:///PATH.db, "
                       "memory:// (nothing on disk), redis://host:port/db, rediss://... or redis+cluster://host:port",
@@ -85,7 +86,9 @@ class Settings:
     collect_interval: float = opt(1.0, "host collector period in seconds; 0 turns it off",
                                   parse=positive_float, metavar="S")
     allowed_origins: list[str] = opt(  # noqa: RUF009 - opt() copies a list default per instance
-        [], "allow browser pages from ORIGIN (repeatable; * allows all)", flag="--allowed-origin",
+        [], "allow browser pages from ORIGIN (repeatable; * allows all). A server reached on a DNS name lists "
+        "its public origin here: a page's own origin is trusted by itself only on an IP address or loopback name",
+        flag="--allowed-origin",
         metavar="ORIGIN", shown="")
     secret: str | None = opt(None, "HS256 secret (from PULSEBOARD_SECRET)", cli=False)
     public_key: str | None = opt(None, "PEM public key file: accept RS256/ES256 tokens", metavar="FILE",
@@ -100,7 +103,8 @@ class Settings:
                           metavar="BYTES", shown="8 MiB")
     tick: float = opt(0.005, "seconds over which published messages are batched into one frame; 0 sends at once",
                       parse=positive_float, metavar="S")
-    max_channels_per_client: int = opt(1000, "channels one connection may subscribe", parse=count, hidden=True)
+    max_channels_per_client: int = opt(1000, "channels one connection may subscribe to", parse=count,
+                                       flag="--max-subscriptions", metavar="N")
     max_channels: int = opt(100_000, "channels per node (memory broker)", parse=count, hidden=True)
     max_violations: int = opt(10, "protocol errors in a row before a 4400 close", parse=count, hidden=True)
     ping_interval: float = opt(10.0, "seconds between WebSocket pings; a peer silent for as long again is dropped",
@@ -116,6 +120,16 @@ class Settings:
                            "(90s, 15m, 12h, 30d, 2w)", parse=duration_arg, metavar="AGE", shown="30d")
     max_store_bytes: int = opt(8 << 30, "cap on the store's size (512MiB, 2GB; 0 = none): over it, every channel's "
                                "oldest messages go first", parse=size_arg, metavar="SIZE", shown="8GiB")
+    # issue 13 limits (docs/security.md): per subject, per node
+    max_connections_per_sub: int = opt(128, "open ws/sse/poll connections one token subject may hold on a node; "
+                                       "more get 429 rate_limited", parse=count, metavar="N")
+    publish_rate: float = opt(5000.0, "messages/s one subject may publish, sustained; more get 429 with "
+                              "Retry-After; 0: no limit", parse=positive_float, metavar="N")
+    publish_burst: int = opt(20_000, "messages one subject may publish at once", parse=count, metavar="N")
+    header_timeout: float = opt(10.0, "seconds a client has to send its request line and headers (else the "
+                                "connection is closed); 0: none", parse=positive_float, metavar="S")
+    body_timeout: float = opt(30.0, "seconds a client has to send a request body (else 408); 0: none",
+                              parse=positive_float, metavar="S")
 
     @property
     def prefix(self) -> str:

@@ -2,14 +2,18 @@
 
 WebSockets aren't subject to CORS, but EventSource and fetch are: a chart in a
 JupyterLab on another origin needs these headers to read a fallback transport.
-The origins are the ones `origin_allowed` lets in (the same rule as the WebSocket).
+The origins are the ones `origin_allowed` lets in (the same rule as the WebSocket);
+a request from any other origin gets 403 here, whatever its path.
 No cookies are used, so credentials are never allowed.
 """
 
 from __future__ import annotations
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pulseboard.protocol import FORBIDDEN
 
 from .auth import origin_allowed
 from .config import Settings
@@ -29,8 +33,15 @@ class CorsMiddleware:
             return
         headers = Headers(scope=scope)
         origin = headers.get("origin")
-        if not origin or not origin_allowed(origin, headers.get("host"), self.settings):
-            await self.app(scope, receive, send)  # same-origin, or refused by the endpoint
+        if not origin:
+            await self.app(scope, receive, send)  # not a cross-origin browser request
+            return
+        if not origin_allowed(origin, headers.get("host"), self.settings):
+            # One origin rule for every path (`token` in hub mode too): 403, no CORS headers.
+            refusal = JSONResponse(
+                {"error": FORBIDDEN, "detail": "origin not allowed: see --allowed-origin"}, status_code=403
+            )
+            await refusal(scope, receive, send)
             return
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
             await send({"type": "http.response.start", "status": 204, "headers": [

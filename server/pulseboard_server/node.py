@@ -21,8 +21,9 @@ from .auth import TokenVerifier
 from .brokers.base import Broker, BrokerUnavailable
 from .config import Settings
 from .fanout import Fanout
+from .limits import Limits
 from .metrics import Metrics
-from .session import Limits
+from .session import Limits as SessionLimits
 
 log = logging.getLogger("pulseboard")
 
@@ -34,9 +35,10 @@ class Node:
         self.verifier = TokenVerifier(settings)
         self.broker = broker
         self.metrics = Metrics()
+        self.limits = Limits(settings)  # issue 13: connections per sub, publish rate
         self.fanout = Fanout(broker, self.metrics, settings.tick)
-        self.limits = Limits(settings.max_buffer, settings.max_message_size, settings.max_channels_per_client,
-                             settings.max_violations)  # every session's bounds
+        self.session_limits = SessionLimits(settings.max_buffer, settings.max_message_size,
+                                            settings.max_channels_per_client, settings.max_violations)
         self.clients: set[Any] = set()  # open connections with an async close(code)
         self.started = time.time()
         self.shutting_down = False

@@ -22,6 +22,7 @@ Rules kept here, in one place:
 from __future__ import annotations
 
 import enum
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from pulseboard.protocol import (
 
 from .closes import PROTOCOL_ERRORS, TOKEN_EXPIRED, TOO_SLOW, Close
 from .fanout import FrameCache, Part, live_parts, replay_chunks
+from .limits import check_json_depth
 
 log = logging.getLogger("pulseboard.session")
 
@@ -255,6 +257,7 @@ class Session:
                 raise bad_request("binary frames are not supported: send JSON text")
             if len(text) > self.limits.max_message_size:
                 raise PulseboardError(TOO_LARGE, f"frame over the {self.limits.max_message_size}-byte limit")
+            check_json_depth(text)  # deep nesting is a 400, not a RecursionError (issue 13)
             op = decode_client_frame(text)
         except PulseboardError as e:
             self.violation(e, **op_id(text))
@@ -451,10 +454,8 @@ def op_id(text: str | None) -> dict[str, Any]:
     """The `id` of a refused op, so the client can match the error to its request."""
     if text is None or '"id"' not in text:
         return {}
-    import json
-
     try:
-        obj = json.loads(text)
-    except ValueError:
+        obj = json.loads(text, parse_constant=lambda _: None)  # no NaN echoed back (issue 13)
+    except (ValueError, RecursionError):  # RecursionError: nested too deep (issue 13)
         return {}
     return {"id": obj["id"]} if isinstance(obj, dict) and "id" in obj else {}

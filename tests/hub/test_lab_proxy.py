@@ -45,9 +45,9 @@ def lab() -> Iterator[tuple[JupyterLabProcess, Path]]:
     for name in list(jlab.env):
         if name.startswith(("PULSEBOARD_", "JUPYTERHUB_")):
             del jlab.env[name]
-    # Where the proxied server keeps its store (a location, not a setting the chart needs):
-    # the tests never touch the user's own ~/.local/share/pulseboard.
-    jlab.env["PULSEBOARD_DATA_DIR"] = str(jlab.home / "store")
+    # The proxied server keeps its default sqlite:// store under $XDG_DATA_HOME: this lab's own,
+    # not ~/.local/share, which another run on this machine may hold (one server per store).
+    jlab.env["XDG_DATA_HOME"] = str(jlab.home / "data")
     settings = jlab.home / "settings" / WIDGET_SETTINGS
     settings.parent.mkdir(parents=True, exist_ok=True)
     settings.write_text(json.dumps({"saveState": True}))  # so the saved notebook holds widget state

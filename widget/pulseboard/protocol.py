@@ -378,7 +378,9 @@ ClientOp = Subscribe | Unsubscribe | Publish | Refresh | Ping
 def decode_client_frame(text: str) -> ClientOp:
     """Decode one client text frame; raise `bad_request` saying what was wrong."""
     try:
-        obj = json.loads(text)
+        # NaN/Infinity become null: in `data` as `check_data` would make them, and an
+        # op's `id` is echoed back in `ack`/`error`, which can't carry them (issue 13).
+        obj = json.loads(text, parse_constant=lambda _: None)
     except ValueError:
         raise bad_request("frame is not valid JSON") from None
     if not isinstance(obj, dict):
@@ -434,7 +436,7 @@ def decode_cursor(cursor: str) -> Positions:
     try:
         pad = "=" * (-len(cursor) % 4)
         obj = json.loads(base64.urlsafe_b64decode(cursor + pad))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # RecursionError: nested too deep
         raise bad_request("cursor is not one this server issued") from None
     if not isinstance(obj, dict):
         raise bad_request("cursor is not one this server issued")

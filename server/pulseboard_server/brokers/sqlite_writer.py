@@ -25,6 +25,9 @@ log = logging.getLogger("pulseboard.store")
 
 MAX_BATCH = 50_000  # items per transaction
 TRIM_EVERY = 1.0  # seconds between checks of the byte cap (retention: see `_retention_every`)
+CAP_SLACK = 8  # ...and the cap is checked again once 1/CAP_SLACK of it has been written since the last check
+CAP_ROUNDS = 8  # trims per check at most (each drops at most half of every channel)
+CAP_LOG_EVERY = 10.0  # seconds between log lines about trimming to the cap
 
 
 class Batch(asyncio.Future[None]):
@@ -61,6 +64,9 @@ class Writer:
         self._resume = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pulseboard-store", daemon=True)
         self._next_cap = 0.0
+        self._written = 0  # message bytes written since the last check of the cap
+        self._cap_logged = -CAP_LOG_EVERY
+        self._cap_trims = 0
         self._next_retention = 0.0
 
     def start(self) -> None:
@@ -117,6 +123,7 @@ class Writer:
             self.loop.call_soon_threadsafe(self._fail_on_loop, items, fut, str(e))
             self._resume.wait()  # the loop rolls the numbering back first
             return
+        self._written += sum(len(i.env.raw) for i in items)
         self.loop.call_soon_threadsafe(self._done_on_loop, items, fut)
 
     def _done_on_loop(self, items: list[Item], fut: asyncio.Future[None] | None) -> None:
@@ -142,8 +149,10 @@ class Writer:
     def _housekeeping(self) -> None:
         now = time.monotonic()
         try:
-            if self.max_bytes and now >= self._next_cap:
+            # by time, and by bytes written: a fast publisher can't outgrow the cap between checks
+            if self.max_bytes and (now >= self._next_cap or self._written * CAP_SLACK >= self.max_bytes):
                 self._next_cap = now + TRIM_EVERY
+                self._written = 0
                 self._enforce_cap()
             if now >= self._next_retention:
                 self._next_retention = now + min(60.0, max(0.5, self.retention / 4))
@@ -168,19 +177,30 @@ class Writer:
                 self.loop.call_soon_threadsafe(self.on_trimmed, firsts)
 
     def _enforce_cap(self) -> None:
-        used = self.store.used_bytes()
+        used = start = self.store.used_bytes()
         if used <= self.max_bytes:
             return
-        # Drop the oldest share of every channel, enough to get under 90% of the cap.
-        share = min(0.5, (used - 0.9 * self.max_bytes) / used + 0.01)
+        # Drop the oldest share of every channel until under 90% of the cap (at most half per round).
+        target = 0.9 * self.max_bytes
         firsts: dict[int, int] = {}
-        for ch_id, first, top in self.store.channel_ids():
-            keep = first + max(1, int((top - first + 1) * share))
-            self.store.trim_before(ch_id, min(keep, top + 1))
-            firsts[ch_id] = min(keep, top + 1)
-        log.info("store over --max-store-bytes (%d > %d): dropped the oldest %.0f%%", used, self.max_bytes,
-                 share * 100)
-        self.loop.call_soon_threadsafe(self.on_trimmed, firsts)
+        for _ in range(CAP_ROUNDS):
+            share = min(0.5, (used - target) / used + 0.01)
+            for ch_id, first, top in self.store.channel_ids():
+                keep = min(top + 1, first + max(1, int((top - first + 1) * share)))
+                if keep > first:
+                    self.store.trim_before(ch_id, keep)
+                    firsts[ch_id] = keep
+            used = self.store.used_bytes()
+            if used <= target:
+                break
+        self._cap_trims += 1
+        now = time.monotonic()
+        if now >= self._cap_logged + CAP_LOG_EVERY:  # one line at most every CAP_LOG_EVERY s under a flood
+            log.info("store over --max-store-bytes (%d > %d): dropped the oldest messages, now %d "
+                     "(%d trims since the last such line)", start, self.max_bytes, used, self._cap_trims)
+            self._cap_logged, self._cap_trims = now, 0
+        if firsts:
+            self.loop.call_soon_threadsafe(self.on_trimmed, firsts)
 
 
 __all__ = ["Writer"]

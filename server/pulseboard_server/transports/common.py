@@ -46,7 +46,7 @@ class Connection(Protocol):
 
 def limits(node: Node) -> Limits:
     """The session bounds from the node's settings (one object shared by its sessions)."""
-    return node.limits
+    return node.session_limits
 
 
 async def authenticate(
@@ -54,8 +54,8 @@ async def authenticate(
 ) -> Grants:
     """The one place every transport admits a client: origin, then a ticket or a bearer token.
 
-    `how` names the ways a token may be given, for the error. (Per-subject connection
-    limits belong here: every WebSocket, SSE stream and poll passes through.)
+    `how` names the ways a token may be given, for the error. A streaming client then
+    takes one of its subject's connection slots with `admit` (the HTTP API does not).
     """
     if not origin_allowed(headers.get("origin"), headers.get("host"), node.settings):
         raise PulseboardError(FORBIDDEN, "origin not allowed: see --allowed-origin")
@@ -69,6 +69,13 @@ async def authenticate(
     if token is None:
         raise unauthorized(f"a token is required ({how})")
     return await node.verifier.verify_async(token)
+
+
+def admit(node: Node, conn: Connection) -> None:
+    """Count `conn` against its subject's open connections (ws, sse, poll; issue 13): 429 past
+    `--max-connections-per-sub`. Called right after `authenticate`, before any subscription;
+    `stop_all` (every transport's cleanup) gives the slot back."""
+    node.limits.admit(conn.session.grants.sub, conn)
 
 
 async def start(node: Node, conn: Connection, ch: str, start: Start, quiet_resume: bool = False) -> None:
@@ -104,6 +111,7 @@ async def act(node: Node, conn: Connection, actions: Sequence[Action]) -> None:
             node.fanout.discard(conn, a.ch)
         elif isinstance(a, DoPublish):
             try:
+                node.limits.take_publish(session.grants.sub)  # issue 13: 429 past the publish rate
                 env = await node.publish(session.grants, a.op.ch, a.op.data, a.op.ts)
             except PulseboardError as e:
                 session.published(a.op, e)
@@ -120,9 +128,10 @@ async def act(node: Node, conn: Connection, actions: Sequence[Action]) -> None:
 
 
 def stop_all(node: Node, conn: Connection) -> None:
-    """The connection is gone: unregister its channels."""
+    """The connection is gone: unregister its channels and give back its connection slot."""
     for ch in conn.session.closed():
         node.fanout.discard(conn, ch)
+    node.limits.leave(conn)
 
 
 def expiry_delay(grants: Grants) -> float:

@@ -23,7 +23,7 @@ from ..closes import Close
 from ..fanout import FrameCache, Part
 from ..node import Node
 from ..session import Encoder, Session
-from .common import authenticate, limits, request_starts, start, stop_all, wait_disconnect
+from .common import admit, authenticate, limits, request_starts, start, stop_all, wait_disconnect
 
 HEADERS = {"Cache-Control": "no-store, no-transform"}
 TOKEN_WAYS = "Authorization: Bearer or ?token="
@@ -56,6 +56,7 @@ async def poll_endpoint(request: Request) -> Response:
     node.clients.add(poll)
     node.metrics.connections.labels(transport="poll").inc()
     try:
+        admit(node, poll)  # connections per subject (issue 13); stop_all gives the slot back
         # Channels without a position get a `subscribed` op; resumed ones only when something is missing.
         for a in poll.session.subscribe(starts):
             await start(node, poll, a.ch, a.start, quiet_resume=True)

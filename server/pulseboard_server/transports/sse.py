@@ -24,7 +24,7 @@ from ..closes import Close
 from ..fanout import FrameCache, Part
 from ..node import Node
 from ..session import Encoder, Session, State
-from .common import authenticate, expiry_delay, limits, request_starts, start, stop_all, wait_disconnect
+from .common import admit, authenticate, expiry_delay, limits, request_starts, start, stop_all, wait_disconnect
 
 log = logging.getLogger("pulseboard.sse")
 RETRY_MS = 1000  # the reconnect delay the browser is told to use
@@ -70,6 +70,7 @@ async def sse_endpoint(request: Request) -> Response:
     node.clients.add(stream)
     node.metrics.connections.labels(transport="sse").inc()
     try:
+        admit(node, stream)  # connections per subject (issue 13); stop_all gives the slot back
         # Subscribing (and any refusal) happens before the 200; the replays are queued
         # paced by the client's buffer, and written once the stream runs.
         for a in stream.session.subscribe(starts):

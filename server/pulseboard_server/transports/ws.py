@@ -24,9 +24,10 @@ from pulseboard.protocol import HTTP_STATUS, SUBPROTOCOL, PulseboardError
 
 from ..closes import INTERNAL, Close
 from ..fanout import FrameCache, Part
+from ..limits import LimitError
 from ..node import Node
 from ..session import JSON_FRAMES, Session, State
-from .common import act, authenticate, expiry_delay, limits, stop_all
+from .common import act, admit, authenticate, expiry_delay, limits, stop_all
 
 log = logging.getLogger("pulseboard.ws")
 TOKEN_WAYS = "Authorization: Bearer, bearer.<jwt> subprotocol or ?token="
@@ -34,7 +35,8 @@ TOKEN_WAYS = "Authorization: Bearer, bearer.<jwt> subprotocol or ?token="
 
 async def deny(ws: WebSocket, err: PulseboardError) -> None:
     """Answer the upgrade request with a plain HTTP error; no WebSocket is made."""
-    await ws.send_denial_response(JSONResponse(err.to_dict(), status_code=HTTP_STATUS[err.code]))
+    headers = err.headers() if isinstance(err, LimitError) else {}  # 429: Retry-After
+    await ws.send_denial_response(JSONResponse(err.to_dict(), status_code=HTTP_STATUS[err.code], headers=headers))
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
@@ -47,15 +49,20 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if node.shutting_down:
         await deny(ws, PulseboardError("unavailable", "server is shutting down"))
         return
-    protocols = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
-    await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in protocols else None)
     conn = WsConnection(ws, node, Session(
         grants, limits(node), JSON_FRAMES,
         on_error=lambda code: node.metrics.errors.labels(code=code).inc(), on_drop=node.metrics.drops.inc,
     ))
+    try:
+        admit(node, conn)  # a subject over its connection limit gets 429 before the upgrade
+    except PulseboardError as e:
+        await deny(ws, e)
+        return
     node.clients.add(conn)
     node.metrics.connections.labels(transport="ws").inc()
     try:
+        protocols = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
+        await ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in protocols else None)
         await conn.run()
     finally:
         node.clients.discard(conn)
@@ -101,7 +108,8 @@ class DirectSocket:
 class WsConnection:
     """One WebSocket client: a session, written as soon as the socket takes it."""
 
-    __slots__ = ("_dead", "_expiry", "_finished", "_metrics", "_writing", "direct", "node", "session", "ws")
+    __slots__ = ("__weakref__", "_dead", "_expiry", "_finished", "_metrics", "_writing", "direct", "node", "session",
+                 "ws")  # (weakly referenced by the node's connection slots)
 
     def __init__(self, ws: WebSocket, node: Node, session: Session) -> None:
         self.ws = ws

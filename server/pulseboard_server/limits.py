@@ -1,0 +1,169 @@
+"""Per-subject limits and bounded input: connections per `sub`, publish rate, JSON depth.
+
+Every table here is bounded: connection slots by the open connections themselves,
+rate buckets by `MAX_BUCKETS` (full buckets are dropped first; a full bucket is the
+same as none). The limits are per node; docs/security.md lists them with defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from pulseboard.protocol import BAD_REQUEST, RATE_LIMITED, PulseboardError
+
+from .config import Settings
+
+MAX_JSON_DEPTH = 64  # nesting of arrays/objects in any JSON a client sends
+MAX_BUCKETS = 10_000  # publish-rate buckets kept before full ones are dropped
+
+
+class LimitError(PulseboardError):
+    """A refusal with its own HTTP status or headers (429 + Retry-After, 408)."""
+
+    def __init__(
+        self, code: str, detail: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(code, detail)
+        self.status = status
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
+
+
+def rate_limited(detail: str, retry_after: float | None = None) -> LimitError:
+    return LimitError(RATE_LIMITED, detail, retry_after=retry_after)
+
+
+# --- JSON from clients ------------------------------------------------------------
+
+
+def json_depth(text: str | bytes) -> int:
+    """The deepest nesting of `[`/`{` in `text`, ignoring brackets inside strings.
+
+    Only scans when there are more brackets than the bound could be exceeded with.
+    """
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return 0
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    return deepest
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def check_json_depth(text: str | bytes) -> None:
+    """Raise 400 when `text` nests deeper than `MAX_JSON_DEPTH` (before anything parses it)."""
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise PulseboardError(BAD_REQUEST, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def loads(text: str | bytes, what: str = "body") -> Any:
+    """Parse client JSON with the depth bound; every failure is a 400 saying what was wrong.
+
+    `NaN`/`Infinity` parse (a NaN loss is normal); `check_data` turns them into null.
+    """
+    check_json_depth(text)
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise PulseboardError(BAD_REQUEST, f"{what} is not valid JSON") from None
+
+
+# --- per-subject limits -------------------------------------------------------------
+
+
+class Limits:
+    """One node's per-subject limits: open connections and publish rate.
+
+    `admit(sub, conn)` before a streaming connection starts (ws, sse, poll), `leave(conn)`
+    when it ends; a connection that is garbage-collected without `leave` frees its slot too.
+    `take_publish(sub, n)` before publishing `n` messages.
+    """
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._conns: dict[str, weakref.WeakSet[Any]] = {}
+        self._owner: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._buckets: dict[str, tuple[float, float]] = {}  # sub -> (tokens, when)
+
+    def connections(self, sub: str) -> int:
+        conns = self._conns.get(sub)
+        return len(conns) if conns is not None else 0
+
+    def admit(self, sub: str, conn: object) -> None:
+        """Count `conn` against `sub`; raise 429 when `sub` already holds the limit."""
+        limit = self.settings.max_connections_per_sub
+        conns = self._conns.setdefault(sub, weakref.WeakSet())
+        if conn in conns:
+            return
+        if limit and len(conns) >= limit:
+            raise rate_limited(
+                f"{sub!r} already has {limit} open connections: close some "
+                "(see --max-connections-per-sub)", retry_after=5,
+            )
+        conns.add(conn)
+        self._owner[conn] = sub
+
+    def leave(self, conn: object) -> None:
+        sub = self._owner.pop(conn, None)
+        if sub is None:
+            return
+        conns = self._conns.get(sub)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._conns[sub]
+
+    def take_publish(self, sub: str, n: int = 1) -> None:
+        """Spend `n` from `sub`'s publish bucket, or raise 429 with the seconds to wait."""
+        rate, burst = self.settings.publish_rate, self.settings.publish_burst
+        if rate <= 0:
+            return
+        now = self._clock()
+        tokens, when = self._buckets.get(sub, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - when) * rate)
+        need = min(n, burst)  # a batch over the burst may run the bucket into debt
+        if need > tokens:
+            self._buckets[sub] = (tokens, now)
+            wait = (need - tokens) / rate
+            raise rate_limited(
+                f"publishing over {rate:g} messages/s (burst {burst}) for {sub!r}: "
+                f"retry in {wait:.1f} s", retry_after=wait,
+            )
+        self._buckets[sub] = (tokens - n, now)
+        if len(self._buckets) > MAX_BUCKETS:
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        rate, burst = self.settings.publish_rate, self.settings.publish_burst
+        full = [s for s, (t, w) in self._buckets.items() if t + (now - w) * rate >= burst]
+        for s in full:
+            del self._buckets[s]
+        while len(self._buckets) > MAX_BUCKETS:  # all busy: the oldest go first
+            del self._buckets[next(iter(self._buckets))]
