@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from pulseboard.protocol import TOO_LARGE, Backfill, Envelope, Live, PulseboardError, Start, plan_replay
 
-from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, Replay
+from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishItem, Replay
 from .memory import pending_epoch
 from .sqlite_range import read_range
 from .sqlite_store import Item, Readers, Store, envelopes
@@ -81,7 +81,7 @@ class SqliteBroker:
         self._next_id = 1
         self._subscribed: set[str] = set()
         self._claims: dict[str, float] = {}
-        self._keys: dict[tuple[int, str], tuple[Envelope, asyncio.Future[None]]] = {}
+        self._keys: dict[tuple[int, str], tuple[Envelope, asyncio.Future[None] | None]] = {}
         self._on_message: OnMessage | None = None
         self._store: Store | None = None
         self._readers: Readers | None = None
@@ -123,17 +123,64 @@ class SqliteBroker:
     # --- publishing -----------------------------------------------------------------
 
     async def publish(self, ch: str, data: dict[str, Any], ts: float, key: str | None = None) -> Envelope:
+        writer = self._ready()
+        env, fut, item = self._number(writer, ch, data, ts, key)
+        if item is not None:
+            fut = writer.put(item)
+            if key is not None:
+                self._keys[(item.ch_id, key)] = (env, fut)
+        if fut is not None:
+            await fut
+        return env
+
+    async def publish_many(self, items: list[PublishItem]) -> list[Envelope]:
+        """Number `items` together and wait for the ONE commit that keeps them all."""
+        writer = self._ready()
+        if writer.backlog() + len(items) > MAX_PENDING + 1:
+            raise BrokerUnavailable("store is behind: try again shortly")
+        out: list[Envelope] = []
+        new: list[Item] = []
+        waits: list[asyncio.Future[None]] = []
+        fresh: list[tuple[int, str, Envelope]] = []
+        try:
+            for ch, data, ts, key in items:
+                env, fut, item = self._number(writer, ch, data, ts, key)
+                out.append(env)
+                if item is not None:
+                    new.append(item)
+                    if key is not None:  # a repeat later in this batch answers this envelope
+                        self._keys[(item.ch_id, key)] = (env, None)
+                        fresh.append((item.ch_id, key, env))
+                elif fut is not None:
+                    waits.append(fut)
+        except PulseboardError:
+            self._unnumber(new, fresh)
+            raise
+        if new:
+            fut = writer.put_many(new)
+            for ch_id, key, env in fresh:
+                self._keys[(ch_id, key)] = (env, fut)
+            waits.append(fut)
+        for w in waits:
+            await w
+        return out
+
+    def _ready(self) -> Writer:
         writer = self._writer
         if writer is None:
             raise BrokerUnavailable("store not started")
+        return writer
+
+    def _number(
+        self, writer: Writer, ch: str, data: dict[str, Any], ts: float, key: str | None
+    ) -> tuple[Envelope, asyncio.Future[None] | None, Item | None]:
+        """(loop, no await) Number one message: (envelope, future to await, item to write).
+        A key seen before gives that message's envelope and no item."""
         chan = self._chans.get(ch)
         if key is not None and chan is not None:
             done = self._known_key(chan, key)
             if done is not None:
-                env, fut = done
-                if fut is not None:
-                    await fut
-                return env
+                return done[0], done[1], None
         if writer.backlog() > MAX_PENDING:
             raise BrokerUnavailable("store is behind: try again shortly")
         new: tuple[str, str] | None = None
@@ -146,11 +193,22 @@ class SqliteBroker:
             new = (ch, chan.epoch)
         chan.top += 1
         env = Envelope.make(ch, chan.top, ts, data)
-        fut = writer.put(Item(chan.id, env, key, new))
-        if key is not None:
-            self._keys[(chan.id, key)] = (env, fut)
-        await fut
-        return env
+        return env, None, Item(chan.id, env, key, new)
+
+    def _unnumber(self, items: list[Item], fresh: list[tuple[int, str, Envelope]]) -> None:
+        """Take back `items` numbered by a `publish_many` that failed before handing them over
+        (nothing awaited in between, so they are the newest of their channels)."""
+        for ch_id, key, _ in fresh:
+            self._keys.pop((ch_id, key), None)
+        for item in reversed(items):
+            name = self._by_id.get(item.ch_id)
+            chan = self._chans.get(name) if name is not None else None
+            if chan is None:
+                continue
+            chan.top -= 1
+            if item.new is not None:
+                del self._chans[item.env.ch]
+                del self._by_id[item.ch_id]
 
     def _known_key(self, chan: _Chan, key: str) -> tuple[Envelope, asyncio.Future[None] | None] | None:
         pending = self._keys.get((chan.id, key))
