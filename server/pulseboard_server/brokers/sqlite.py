@@ -136,7 +136,7 @@ class SqliteBroker:
     async def publish_many(self, items: list[PublishItem]) -> list[Envelope]:
         """Number `items` together and wait for the ONE commit that keeps them all."""
         writer = self._ready()
-        if writer.backlog() + len(items) > MAX_PENDING + 1:
+        if writer.backlog() > MAX_PENDING:  # so the backlog stays under MAX_PENDING + one batch
             raise BrokerUnavailable("store is behind: try again shortly")
         out: list[Envelope] = []
         new: list[Item] = []
@@ -144,7 +144,7 @@ class SqliteBroker:
         fresh: list[tuple[int, str, Envelope]] = []
         try:
             for ch, data, ts, key in items:
-                env, fut, item = self._number(writer, ch, data, ts, key)
+                env, fut, item = self._number(None, ch, data, ts, key)
                 out.append(env)
                 if item is not None:
                     new.append(item)
@@ -172,16 +172,17 @@ class SqliteBroker:
         return writer
 
     def _number(
-        self, writer: Writer, ch: str, data: dict[str, Any], ts: float, key: str | None
+        self, writer: Writer | None, ch: str, data: dict[str, Any], ts: float, key: str | None
     ) -> tuple[Envelope, asyncio.Future[None] | None, Item | None]:
         """(loop, no await) Number one message: (envelope, future to await, item to write).
-        A key seen before gives that message's envelope and no item."""
+        A key seen before gives that message's envelope and no item. `writer`: check its
+        backlog (None: the caller did, for a whole batch)."""
         chan = self._chans.get(ch)
         if key is not None and chan is not None:
             done = self._known_key(chan, key)
             if done is not None:
                 return done[0], done[1], None
-        if writer.backlog() > MAX_PENDING:
+        if writer is not None and writer.backlog() > MAX_PENDING:
             raise BrokerUnavailable("store is behind: try again shortly")
         new: tuple[str, str] | None = None
         if chan is None:
@@ -223,16 +224,19 @@ class SqliteBroker:
     def _committed(self, items: list[Item]) -> None:
         """Writer thread -> loop: `items` are durable; fan them out in order."""
         self._failing = None
-        on_message = self._on_message
+        on_message, subscribed, keys = self._on_message, self._subscribed, self._keys
+        tops: dict[str, Item] = {}
         for item in items:
-            ch = item.env.ch
+            env = item.env
+            tops[env.ch] = item
+            if item.key is not None:
+                keys.pop((item.ch_id, item.key), None)
+            if on_message is not None and env.ch in subscribed:
+                on_message(env)
+        for ch, item in tops.items():  # each channel's last item of the batch is its durable top
             chan = self._chans.get(ch)
             if chan is not None and chan.id == item.ch_id:
                 chan.durable = item.env.seq
-            if item.key is not None:
-                self._keys.pop((item.ch_id, item.key), None)
-            if on_message is not None and ch in self._subscribed:
-                on_message(item.env)
 
     def _failed(self, items: list[Item], error: str) -> None:
         """Writer thread -> loop: nothing of `items` (nor anything numbered after) was kept."""
