@@ -25,6 +25,7 @@ log = logging.getLogger("pulseboard.store")
 
 MAX_BATCH = 50_000  # items per transaction
 TRIM_EVERY = 1.0  # seconds between checks of the byte cap (retention: see `_retention_every`)
+CAP_SHARE = 8  # ... or sooner, once an eighth of the cap was written since the last check
 
 
 class Batch(asyncio.Future[None]):
@@ -61,6 +62,7 @@ class Writer:
         self._resume = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pulseboard-store", daemon=True)
         self._next_cap = 0.0
+        self._written = 0  # envelope bytes written since the last check of the byte cap
         self._next_retention = 0.0
 
     def start(self) -> None:
@@ -128,6 +130,7 @@ class Writer:
             self.loop.call_soon_threadsafe(self._fail_on_loop, items, fut, str(e))
             self._resume.wait()  # the loop rolls the numbering back first
             return
+        self._written += sum(len(i.env.raw) for i in items)
         self.loop.call_soon_threadsafe(self._done_on_loop, items, fut)
 
     def _done_on_loop(self, items: list[Item], fut: asyncio.Future[None] | None) -> None:
@@ -153,8 +156,8 @@ class Writer:
     def _housekeeping(self) -> None:
         now = time.monotonic()
         try:
-            if self.max_bytes and now >= self._next_cap:
-                self._next_cap = now + TRIM_EVERY
+            if self.max_bytes and (now >= self._next_cap or self._written * CAP_SHARE > self.max_bytes):
+                self._next_cap, self._written = now + TRIM_EVERY, 0
                 self._enforce_cap()
             if now >= self._next_retention:
                 self._next_retention = now + min(60.0, max(0.5, self.retention / 4))
