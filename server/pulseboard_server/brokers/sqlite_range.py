@@ -46,12 +46,12 @@ def read_range(
         (ch_id, BLOCK, first, lo, hi),
     ).fetchall()
     stats = json.loads("[" + ",".join(st for *_, st in rows) + "]")  # one call: much faster than one per row
-    summaries: list[tuple[int, float, float, dict[str, Any]]] = [
+    summaries: list[tuple[int, float, float, list[list[Any]]]] = [
         (k, a, b, st) for (k, a, b, _), st in zip(rows, stats, strict=True)
     ]
     names: set[str] = set()
     for *_, st in summaries:
-        names.update(st["lo"])
+        names.update(e[0] for e in st)
     covered = {k for k, *_ in summaries}
     spans = _loose_spans(conn, ch_id, first, lo, hi, covered)
     names.update(k for (k,) in _over(conn, spans, ch_id, lo, hi, "DISTINCT j.key", FIELDS, ""))
@@ -75,8 +75,7 @@ def read_range(
         first_seq, last_seq = k * BLOCK + 1, (k + 1) * BLOCK
         bk.first = (first_seq, a) if bk.first is None or first_seq < bk.first[0] else bk.first
         bk.last = (last_seq, b) if bk.last is None or last_seq > bk.last[0] else bk.last
-        for f, (lv, ls) in st["lo"].items():
-            hv, hs = st["hi"][f]
+        for f, lv, ls, hv, hs in st:
             bk.add_extreme(f, lv, ls, hv, hs)
         count += BLOCK
     # The other rows, aggregated per bucket by SQLite (no row is parsed here).
