@@ -39,7 +39,7 @@ from .units import default_data_dir
 log = logging.getLogger("pulseboard.store")
 
 MAX_REPLAY = 100_000  # messages one (re)subscription replays at most (more missing: recovered false)
-MAX_PENDING = 200_000  # messages numbered but not yet written before publishes get 503
+MAX_PENDING = 200_000  # messages numbered but not yet written before publishes get 503 (+ one publish_many batch)
 
 
 @dataclass(slots=True)
