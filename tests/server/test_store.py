@@ -374,3 +374,25 @@ async def test_publish_many_refused_midway_numbers_nothing(tmp_path: Path) -> No
         await feed.wait_for(lambda: feed.seqs("c.0") == [1, 2])
     finally:
         await broker.close()
+
+
+async def test_history_range_reads_summaries_of_the_first_store_format(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    broker, _ = await open_store(path)
+    try:
+        await broker.publish_many([("old", {"v": (i * 37) % 101, "w": i % 13}, 1.0 + i, None) for i in range(640)])
+        now = await broker.history_range("old", None, None, 40)
+    finally:
+        await broker.close()
+    with sqlite3.connect(path) as db:  # rewrite every summary the way the first builds stored it
+        rows = db.execute("SELECT ch, k, stats FROM blocks").fetchall()
+        assert len(rows) == 10
+        db.executemany("UPDATE blocks SET stats=? WHERE ch=? AND k=?", [
+            (json.dumps({"lo": {e[0]: e[1:3] for e in json.loads(st)}, "hi": {e[0]: e[3:5] for e in json.loads(st)}}),
+             ch, k) for ch, k, st in rows])
+    again, _ = await open_store(path)
+    try:
+        before = await again.history_range("old", None, None, 40)
+        assert before[2] and [e.raw for e in before[1]] == [e.raw for e in now[1]]
+    finally:
+        await again.close()

@@ -47,7 +47,7 @@ def read_range(
     ).fetchall()
     stats = json.loads("[" + ",".join(st for *_, st in rows) + "]")  # one call: much faster than one per row
     summaries: list[tuple[int, float, float, list[list[Any]]]] = [
-        (k, a, b, st) for (k, a, b, _), st in zip(rows, stats, strict=True)
+        (k, a, b, st if isinstance(st, list) else _flat(st)) for (k, a, b, _), st in zip(rows, stats, strict=True)
     ]
     names: set[str] = set()
     for *_, st in summaries:
@@ -113,6 +113,11 @@ def read_range(
             )
         )
     return envelopes(raws), len(raws) < count
+
+
+def _flat(st: dict[str, dict[str, list[Any]]]) -> list[list[Any]]:
+    """A summary written by the first store builds ({"lo": {f: [v, seq]}, "hi": ...}) as today's."""
+    return [[f, *st["lo"][f], *st["hi"][f]] for f in st["lo"]]
 
 
 FIELDS = ", json_each(m.raw, '$.data') j"  # with "j.type IN ('integer', 'real')" below
