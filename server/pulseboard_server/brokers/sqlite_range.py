@@ -83,19 +83,17 @@ def read_range(
     b_expr = f"min({grid.nb - 1}, max(0, CAST((m.ts - {lo!r}) / {width!r} AS INTEGER)))"
     if grid.width <= 0:
         b_expr = "0"
-    for b, s_min, s_max, n in _over(conn, spans, ch_id, lo, hi, f"{b_expr}, min(m.seq), max(m.seq), count(*)",
-                                    "", "GROUP BY 1"):
-        bk = bucket(b)
-        bk.first = (s_min, 0.0) if bk.first is None or s_min < bk.first[0] else bk.first
-        bk.last = (s_max, 0.0) if bk.last is None or s_max > bk.last[0] else bk.last
-        count += n
-    # The raw rows, parsed in one json call (SQLite's json_extract per row is several times slower).
+    # The other rows, parsed in one json call (SQLite's json_extract per row is several times slower).
     rows = _over(conn, spans, ch_id, lo, hi, f"{b_expr}, m.seq, m.raw", "", "")
     objs = json.loads("[" + ",".join(r for _, _, r in rows) + "]") if rows else []
+    count += len(rows)
     for (b, seq, _), obj in zip(rows, objs, strict=True):
-        data = obj["data"]
         bk = bucket(b)
-        for f, v in data.items():
+        if bk.first is None or seq < bk.first[0]:
+            bk.first = (seq, 0.0)
+        if bk.last is None or seq > bk.last[0]:
+            bk.last = (seq, 0.0)
+        for f, v in obj["data"].items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 bk.add_one(f, v, seq, low=True)
                 bk.add_one(f, v, seq, low=False)
