@@ -368,6 +368,8 @@ async def test_publish_many_refused_midway_numbers_nothing(tmp_path: Path) -> No
             await broker.publish_many([("c.0", {"x": 1}, 1.0, "a"), ("c.1", {"x": 1}, 1.0, None),
                                        ("c.2", {"x": 1}, 1.0, None)])
         assert err.value.code == "too_large"
+        with pytest.raises(ValueError):  # data the envelope can't hold (callers check it first)
+            await broker.publish_many([("c.0", {"x": 1}, 1.0, None), ("c.1", {"x": float("nan")}, 1.0, None)])
         assert [i.ch for i in await broker.channels()] == ["c.0"]
         envs = await broker.publish_many([("c.0", {"x": 2}, 1.0, "a"), ("c.1", {"x": 2}, 1.0, None)])
         assert [(e.ch, e.seq, e.data["x"]) for e in envs] == [("c.0", 2, 2), ("c.1", 1, 2)]  # no gap, key unused

@@ -153,7 +153,7 @@ class SqliteBroker:
                         fresh.append((item.ch_id, key, env))
                 elif fut is not None:
                     waits.append(fut)
-        except PulseboardError:
+        except BaseException:  # a refusal (channel limit) or bad data: none of the batch is numbered
             self._unnumber(new, fresh)
             raise
         if new:
@@ -184,16 +184,16 @@ class SqliteBroker:
                 return done[0], done[1], None
         if writer is not None and writer.backlog() > MAX_PENDING:
             raise BrokerUnavailable("store is behind: try again shortly")
+        if chan is None and len(self._chans) >= self._max_channels:
+            raise PulseboardError(TOO_LARGE, f"channel limit ({self._max_channels}) reached")
+        env = Envelope.make(ch, (chan.top if chan is not None else 0) + 1, ts, data)  # may raise: nothing changed
         new: tuple[str, str] | None = None
         if chan is None:
-            if len(self._chans) >= self._max_channels:
-                raise PulseboardError(TOO_LARGE, f"channel limit ({self._max_channels}) reached")
             chan = self._chans[ch] = _Chan(self._next_id, pending_epoch(self._salt, ch), 0, 0, 1)
             self._by_id[chan.id] = ch
             self._next_id += 1
             new = (ch, chan.epoch)
         chan.top += 1
-        env = Envelope.make(ch, chan.top, ts, data)
         return env, None, Item(chan.id, env, key, new)
 
     def _unnumber(self, items: list[Item], fresh: list[tuple[int, str, Envelope]]) -> None:
