@@ -21,6 +21,7 @@ import pytest
 from pulseboard.protocol import PulseboardError
 from pulseboard_server.brokers import open_broker
 from pulseboard_server.brokers.base import Broker
+from pulseboard_server.brokers.downsample import pick
 from support import PULSEBOARD, Feed, ServerProcess, token, wait_until
 from wsutil import open_ws, publish, recv_envelopes, subscribe
 
@@ -398,3 +399,31 @@ async def test_history_range_reads_summaries_of_the_first_store_format(tmp_path:
         assert before[2] and [e.raw for e in before[1]] == [e.raw for e in now[1]]
     finally:
         await again.close()
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+async def test_history_range_over_two_summary_levels_picks_like_every_row(tmp_path: Path, seed: int) -> None:
+    """Long buckets (thousands of messages) use level-2 summaries: the picks are exactly those
+    of `downsample.pick` over every message, for the whole range and for parts of it."""
+    import random
+
+    rnd = random.Random(seed)
+    broker, _ = await open_store(tmp_path / "s.db")
+    try:
+        t, items = 1000.0, []
+        for i in range(20_000):
+            t += rnd.choice([0.001, 0.5, 1.0])
+            data: dict[str, Any] = {"loss": round(rnd.gauss(0, 1), 1), "step": i % 97}  # many ties
+            if i % 3 == 0:
+                data["lr"] = rnd.choice([0.1, 0.01])
+            items.append(("two", data, t, None))
+        envs = await broker.publish_many(items)
+        for t0, t1, points in [(None, None, 40), (envs[1500].ts, envs[17_000].ts, 64), (None, envs[9000].ts, 24)]:
+            _, got, down = await broker.history_range("two", t0, t1, points)
+            want, want_down = pick(envs, t0, t1, points)
+            assert down and want_down
+            assert [e.raw for e in got] == [e.raw for e in want]
+    finally:
+        await broker.close()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        assert db.execute("SELECT count(*) FROM blocks2").fetchone()[0] == 20_000 // 1024

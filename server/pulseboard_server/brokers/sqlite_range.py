@@ -12,7 +12,7 @@ from typing import Any
 from pulseboard.protocol import Envelope
 
 from .downsample import Bucket, Grid, bucket_count
-from .sqlite_store import BLOCK, envelopes
+from .sqlite_store import BLOCK, FAN, SPAN2, envelopes, flat
 
 Row = tuple[int, float, str]  # seq, ts, raw
 
@@ -40,19 +40,17 @@ def read_range(
         ).fetchall()
         return envelopes([r for (r,) in rows]), False
 
-    # Whole blocks inside [lo, hi] come from their summaries; the rest row by row.
-    rows = conn.execute(
-        "SELECT k, t_min, t_max, stats FROM blocks WHERE ch=? AND k*?+1>=? AND t_min>=? AND t_max<=?",
-        (ch_id, BLOCK, first, lo, hi),
-    ).fetchall()
-    stats = json.loads("[" + ",".join(st for *_, st in rows) + "]")  # one call: much faster than one per row
-    summaries: list[tuple[int, float, float, list[list[Any]]]] = [
-        (k, a, b, st if isinstance(st, list) else _flat(st)) for (k, a, b, _), st in zip(rows, stats, strict=True)
-    ]
+    # Whole blocks inside [lo, hi] come from their summaries (level 2 where a level-2 block is
+    # inside, else level 1); the rest row by row.
+    big = _summaries(conn, "SELECT k, t_min, t_max, stats FROM blocks2 WHERE ch=? AND k*?+1>=? AND t_min>=? "
+                     "AND t_max<=?", (ch_id, SPAN2, first, lo, hi))
+    summaries = _summaries(conn, "SELECT k, t_min, t_max, stats FROM blocks WHERE ch=? AND k*?+1>=? AND t_min>=? "
+                           "AND t_max<=? AND k/? NOT IN (SELECT value FROM json_each(?))",
+                           (ch_id, BLOCK, first, lo, hi, FAN, json.dumps([k for k, *_ in big])))
     names: set[str] = set()
-    for *_, st in summaries:
+    for *_, st in big + summaries:
         names.update(e[0] for e in st)
-    covered = {k for k, *_ in summaries}
+    covered = {k for k, *_ in summaries} | {k * FAN + j for k, *_ in big for j in range(FAN)}
     spans = _loose_spans(conn, ch_id, first, lo, hi, covered)
     names.update(k for (k,) in _over(conn, spans, ch_id, lo, hi, "DISTINCT j.key", FIELDS, ""))
     grid = Grid(lo, hi, bucket_count(points, len(names)))
@@ -66,19 +64,30 @@ def read_range(
             got = buckets[b] = Bucket()
         return got
 
+    def absorb(i: int, first_seq: int, last_seq: int, st: list[list[Any]]) -> None:
+        bk = bucket(i)
+        bk.first = (first_seq, 0.0) if bk.first is None or first_seq < bk.first[0] else bk.first
+        bk.last = (last_seq, 0.0) if bk.last is None or last_seq > bk.last[0] else bk.last
+        for f, lv, ls, hv, hs in st:
+            bk.add_extreme(f, lv, ls, hv, hs)
+
+    split: list[int] = []  # level-2 blocks across a bucket edge: their level-1 summaries instead
+    for k, a, b, st in big:
+        if grid.index(a) != grid.index(b):
+            split.append(k)
+            continue
+        absorb(grid.index(a), k * SPAN2 + 1, (k + 1) * SPAN2, st)
+        count += SPAN2
+    if split:
+        summaries += _summaries(conn, "SELECT k, t_min, t_max, stats FROM blocks WHERE ch=? AND k/? IN "
+                                "(SELECT value FROM json_each(?))", (ch_id, FAN, json.dumps(split)))
     for k, a, b, st in summaries:
         ia, ib = grid.index(a), grid.index(b)
         if ia != ib:  # a block across a bucket edge: its rows
             spans.append((k * BLOCK + 1, (k + 1) * BLOCK))
             continue
-        bk = bucket(ia)
-        first_seq, last_seq = k * BLOCK + 1, (k + 1) * BLOCK
-        bk.first = (first_seq, a) if bk.first is None or first_seq < bk.first[0] else bk.first
-        bk.last = (last_seq, b) if bk.last is None or last_seq > bk.last[0] else bk.last
-        for f, lv, ls, hv, hs in st:
-            bk.add_extreme(f, lv, ls, hv, hs)
+        absorb(ia, k * BLOCK + 1, (k + 1) * BLOCK, st)
         count += BLOCK
-    # The other rows, aggregated per bucket by SQLite (no row is parsed here).
     width = grid.width if grid.width > 0 else 1.0
     b_expr = f"min({grid.nb - 1}, max(0, CAST((m.ts - {lo!r}) / {width!r} AS INTEGER)))"
     if grid.width <= 0:
@@ -113,9 +122,13 @@ def read_range(
     return envelopes(raws), len(raws) < count
 
 
-def _flat(st: dict[str, dict[str, list[Any]]]) -> list[list[Any]]:
-    """A summary written by the first store builds ({"lo": {f: [v, seq]}, "hi": ...}) as today's."""
-    return [[f, *st["lo"][f], *st["hi"][f]] for f in st["lo"]]
+Summary = tuple[int, float, float, list[list[Any]]]  # k, t_min, t_max, [[field, min, seq, max, seq]]
+
+
+def _summaries(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> list[Summary]:
+    rows = conn.execute(query, args).fetchall()
+    stats = json.loads("[" + ",".join(st for *_, st in rows) + "]")  # one call: much faster than one per row
+    return [(k, a, b, flat(st)) for (k, a, b, _), st in zip(rows, stats, strict=True)]
 
 
 FIELDS = ", json_each(m.raw, '$.data') j"  # with "j.type IN ('integer', 'real')" below
