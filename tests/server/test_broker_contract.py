@@ -288,3 +288,19 @@ async def test_sqlite_idempotency_key_survives_a_restart(make_broker: Factory, t
         assert retried == first and fresh.seq == 3
     finally:
         await reopened.close()
+
+
+async def test_publish_many_numbers_like_one_by_one_and_delivers_in_order(make_broker: Factory) -> None:
+    broker, feed = await make_broker()
+    await broker.subscribe("m.a")
+    await broker.subscribe("m.b")
+    await publish_n(broker, "m.a", 2)
+    items = [(ch, {"i": i}, 100.0 + i, None) for i, ch in enumerate(["m.a", "m.b", "m.a", "m.a", "m.b"])]
+    envs = await broker.publish_many(items)
+    assert [(e.ch, e.seq, e.data["i"], e.ts) for e in envs] == [
+        ("m.a", 3, 0, 100.0), ("m.b", 1, 1, 101.0), ("m.a", 4, 2, 102.0), ("m.a", 5, 3, 103.0), ("m.b", 2, 4, 104.0)]
+    await feed.wait_for(lambda: len(feed.seqs("m.a")) >= 5 and len(feed.seqs("m.b")) >= 2)
+    assert feed.seqs("m.a") == [1, 2, 3, 4, 5] and feed.seqs("m.b") == [1, 2]
+    _, stored = await broker.history("m.a", 0, 100)
+    assert [e.raw for e in stored[2:]] == [e.raw for e in envs if e.ch == "m.a"]
+    assert await broker.publish_many([]) == []

@@ -18,7 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from support import PULSEBOARD, ServerProcess, token, wait_until
+from pulseboard.protocol import PulseboardError
+from pulseboard_server.brokers import open_broker
+from pulseboard_server.brokers.base import Broker
+from pulseboard_server.brokers.downsample import pick
+from support import PULSEBOARD, Feed, ServerProcess, token, wait_until
 from wsutil import open_ws, publish, recv_envelopes, subscribe
 
 AUTH = {"Authorization": f"Bearer {token()}"}
@@ -307,3 +311,119 @@ def test_history_range_over_http(tmp_path: Path) -> None:
         no_traceback(server)
     finally:
         server.stop()
+
+
+async def open_store(path: Path, **options: Any) -> tuple[Broker, Feed]:
+    broker = open_broker(f"sqlite://{path}", 1000, retention=1e12, **options)
+    feed = Feed()
+    await broker.start(feed.on_message, feed.on_reset)
+    return broker, feed
+
+
+async def test_publish_many_answers_after_one_commit_and_survives_a_restart(tmp_path: Path) -> None:
+    broker, feed = await open_store(tmp_path / "s.db")
+    await broker.subscribe("b")
+    try:
+        envs = await broker.publish_many([("b", {"i": i}, 1.0 + i, None) for i in range(1000)])
+        assert [e.seq for e in envs] == list(range(1, 1001))
+        # answered only once durable: another connection to the file already sees all of them
+        with sqlite3.connect(tmp_path / "s.db") as db:
+            assert db.execute("SELECT count(*), max(seq) FROM msgs").fetchone() == (1000, 1000)
+        await feed.wait_for(lambda: len(feed.seqs("b")) == 1000)
+        assert feed.seqs("b") == list(range(1, 1001))
+    finally:
+        await broker.close()
+    again, _ = await open_store(tmp_path / "s.db")
+    try:
+        more = await again.publish_many([("b", {"i": -1}, 2000.0, None)])
+        assert more[0].seq == 1001 and more[0].data == {"i": -1}
+        _, msgs = await again.history("b", None, 2000)
+        assert [m.raw for m in msgs[:1000]] == [e.raw for e in envs]
+    finally:
+        await again.close()
+
+
+async def test_publish_many_keys_answer_the_first_envelope(tmp_path: Path) -> None:
+    broker, _ = await open_store(tmp_path / "s.db")
+    try:
+        first = await broker.publish("k", {"x": 0}, 1.0, key="r/0")  # type: ignore[call-arg]
+        envs = await broker.publish_many([
+            ("k", {"x": 0}, 1.0, "r/0"),  # a retry of a kept one
+            ("k", {"x": 1}, 1.0, "r/1"),
+            ("k", {"x": 1}, 1.0, "r/1"),  # repeated inside the same batch
+            ("k", {"x": 2}, 1.0, None),
+        ])
+        assert envs[0] == first and envs[1] == envs[2] and [e.seq for e in envs] == [1, 2, 2, 3]
+        retried = await broker.publish_many([("k", {"x": 1}, 1.0, "r/1"), ("k", {"x": 3}, 1.0, "r/3")])
+        assert retried[0] == envs[1] and retried[1].seq == 4
+    finally:
+        await broker.close()
+
+
+async def test_publish_many_refused_midway_numbers_nothing(tmp_path: Path) -> None:
+    broker, feed = await open_store(tmp_path / "s.db", max_channels=2)
+    await broker.subscribe("c.0")
+    try:
+        await broker.publish("c.0", {"x": 0}, 1.0)
+        with pytest.raises(PulseboardError) as err:  # the third channel is over the limit
+            await broker.publish_many([("c.0", {"x": 1}, 1.0, "a"), ("c.1", {"x": 1}, 1.0, None),
+                                       ("c.2", {"x": 1}, 1.0, None)])
+        assert err.value.code == "too_large"
+        with pytest.raises(ValueError):  # data the envelope can't hold (callers check it first)
+            await broker.publish_many([("c.0", {"x": 1}, 1.0, None), ("c.1", {"x": float("nan")}, 1.0, None)])
+        assert [i.ch for i in await broker.channels()] == ["c.0"]
+        envs = await broker.publish_many([("c.0", {"x": 2}, 1.0, "a"), ("c.1", {"x": 2}, 1.0, None)])
+        assert [(e.ch, e.seq, e.data["x"]) for e in envs] == [("c.0", 2, 2), ("c.1", 1, 2)]  # no gap, key unused
+        await feed.wait_for(lambda: feed.seqs("c.0") == [1, 2])
+    finally:
+        await broker.close()
+
+
+async def test_history_range_reads_summaries_of_the_first_store_format(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    broker, _ = await open_store(path)
+    try:
+        await broker.publish_many([("old", {"v": (i * 37) % 101, "w": i % 13}, 1.0 + i, None) for i in range(640)])
+        now = await broker.history_range("old", None, None, 40)
+    finally:
+        await broker.close()
+    with sqlite3.connect(path) as db:  # rewrite every summary the way the first builds stored it
+        rows = db.execute("SELECT ch, k, stats FROM blocks").fetchall()
+        assert len(rows) == 10
+        db.executemany("UPDATE blocks SET stats=? WHERE ch=? AND k=?", [
+            (json.dumps({"lo": {e[0]: e[1:3] for e in json.loads(st)}, "hi": {e[0]: e[3:5] for e in json.loads(st)}}),
+             ch, k) for ch, k, st in rows])
+    again, _ = await open_store(path)
+    try:
+        before = await again.history_range("old", None, None, 40)
+        assert before[2] and [e.raw for e in before[1]] == [e.raw for e in now[1]]
+    finally:
+        await again.close()
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+async def test_history_range_over_two_summary_levels_picks_like_every_row(tmp_path: Path, seed: int) -> None:
+    """Long buckets (thousands of messages) use level-2 summaries: the picks are exactly those
+    of `downsample.pick` over every message, for the whole range and for parts of it."""
+    import random
+
+    rnd = random.Random(seed)
+    broker, _ = await open_store(tmp_path / "s.db")
+    try:
+        t, items = 1000.0, []
+        for i in range(20_000):
+            t += rnd.choice([0.001, 0.5, 1.0])
+            data: dict[str, Any] = {"loss": round(rnd.gauss(0, 1), 1), "step": i % 97}  # many ties
+            if i % 3 == 0:
+                data["lr"] = rnd.choice([0.1, 0.01])
+            items.append(("two", data, t, None))
+        envs = await broker.publish_many(items)
+        for t0, t1, points in [(None, None, 40), (envs[1500].ts, envs[17_000].ts, 64), (None, envs[9000].ts, 24)]:
+            _, got, down = await broker.history_range("two", t0, t1, points)
+            want, want_down = pick(envs, t0, t1, points)
+            assert down and want_down
+            assert [e.raw for e in got] == [e.raw for e in want]
+    finally:
+        await broker.close()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        assert db.execute("SELECT count(*) FROM blocks2").fetchone()[0] == 20_000 // 1024

@@ -12,6 +12,7 @@ from pulseboard.protocol import UNAVAILABLE, Envelope, PulseboardError, Start
 
 OnMessage = Callable[[Envelope], None]
 OnReset = Callable[[str, str, int], None]  # channel, new epoch, top seq
+PublishItem = tuple[str, dict[str, Any], float, str | None]  # ch, data, ts, idempotency key
 
 
 class BrokerUnavailable(PulseboardError):
@@ -75,6 +76,12 @@ class Broker(Protocol):
 
     async def channels(self) -> list[ChannelInfo]: ...
 
+    async def publish_many(self, items: list[PublishItem]) -> list[Envelope]:
+        """Publish `items` in order, as `publish` would one by one, answering once all are kept
+        (the embedded store numbers them together and waits for ONE commit). On an error,
+        the items before the failing one may have been published (same as one by one)."""
+        ...
+
     async def claim_once(self, key: str, ttl: float) -> bool:
         """True the first time `key` is claimed within `ttl` seconds (one-time tickets)."""
         ...
@@ -90,6 +97,14 @@ BACKENDS = {
 
 
 STORE_OPTIONS = ("data_dir", "retention", "max_store_bytes")
+
+
+async def publish_each(broker: Any, items: list[PublishItem]) -> list[Envelope]:
+    """`publish_many` as a loop of `publish` (brokers whose publishes don't batch)."""
+    out = []
+    for ch, data, ts, key in items:
+        out.append(await (broker.publish(ch, data, ts) if key is None else broker.publish(ch, data, ts, key)))
+    return out
 
 
 def store_options(settings: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pulseboard.protocol import (
     plan_replay,
 )
 
-from .base import ChannelInfo, OnMessage, OnReset, Replay
+from .base import ChannelInfo, OnMessage, OnReset, PublishItem, Replay, publish_each
 from .downsample import pick
 
 
@@ -100,6 +100,9 @@ class MemoryBroker:
 
     async def channels(self) -> list[ChannelInfo]:
         return [self._info(ch, w) for ch, w in sorted(self._windows.items())]
+
+    async def publish_many(self, items: list[PublishItem]) -> list[Envelope]:
+        return await publish_each(self, items)
 
     async def claim_once(self, key: str, ttl: float) -> bool:
         now = time.monotonic()

@@ -30,7 +30,7 @@ from redis.retry import Retry
 
 from pulseboard.protocol import Envelope, Live, Since, Start, dumps, plan_replay
 
-from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, Replay
+from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishItem, Replay, publish_each
 from .redis_fanout import Delivery
 from .redis_link import Link
 from .redis_range import ChannelGuard, redis_range
@@ -320,6 +320,9 @@ class RedisBroker:
             infos = await asyncio.gather(*(self._read(ch, False) for ch in names[i : i + 100]))
             out.extend(info for info, _ in infos if info.epoch)
         return out
+
+    async def publish_many(self, items: list[PublishItem]) -> list[Envelope]:
+        return await publish_each(self, items)
 
     async def claim_once(self, key: str, ttl: float) -> bool:
         try:

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from pulseboard.protocol import TOO_LARGE, Backfill, Envelope, Live, PulseboardError, Start, plan_replay
 
-from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, Replay
+from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishItem, Replay
 from .memory import pending_epoch
 from .sqlite_range import read_range
 from .sqlite_store import Item, Readers, Store, envelopes
@@ -39,7 +39,7 @@ from .units import default_data_dir
 log = logging.getLogger("pulseboard.store")
 
 MAX_REPLAY = 100_000  # messages one (re)subscription replays at most (more missing: recovered false)
-MAX_PENDING = 200_000  # messages numbered but not yet written before publishes get 503
+MAX_PENDING = 200_000  # messages numbered but not yet written before publishes get 503 (+ one publish_many batch)
 
 
 @dataclass(slots=True)
@@ -81,7 +81,7 @@ class SqliteBroker:
         self._next_id = 1
         self._subscribed: set[str] = set()
         self._claims: dict[str, float] = {}
-        self._keys: dict[tuple[int, str], tuple[Envelope, asyncio.Future[None]]] = {}
+        self._keys: dict[tuple[int, str], tuple[Envelope, asyncio.Future[None] | None]] = {}
         self._on_message: OnMessage | None = None
         self._store: Store | None = None
         self._readers: Readers | None = None
@@ -123,34 +123,93 @@ class SqliteBroker:
     # --- publishing -----------------------------------------------------------------
 
     async def publish(self, ch: str, data: dict[str, Any], ts: float, key: str | None = None) -> Envelope:
+        writer = self._ready()
+        env, fut, item = self._number(writer, ch, data, ts, key)
+        if item is not None:
+            fut = writer.put(item)
+            if key is not None:
+                self._keys[(item.ch_id, key)] = (env, fut)
+        if fut is not None:
+            await fut
+        return env
+
+    async def publish_many(self, items: list[PublishItem]) -> list[Envelope]:
+        """Number `items` together and wait for the ONE commit that keeps them all."""
+        writer = self._ready()
+        if writer.backlog() > MAX_PENDING:  # so the backlog stays under MAX_PENDING + one batch
+            raise BrokerUnavailable("store is behind: try again shortly")
+        out: list[Envelope] = []
+        new: list[Item] = []
+        waits: list[asyncio.Future[None]] = []
+        fresh: list[tuple[int, str, Envelope]] = []
+        try:
+            for ch, data, ts, key in items:
+                env, fut, item = self._number(None, ch, data, ts, key)
+                out.append(env)
+                if item is not None:
+                    new.append(item)
+                    if key is not None:  # a repeat later in this batch answers this envelope
+                        self._keys[(item.ch_id, key)] = (env, None)
+                        fresh.append((item.ch_id, key, env))
+                elif fut is not None:
+                    waits.append(fut)
+        except BaseException:  # a refusal (channel limit) or bad data: none of the batch is numbered
+            self._unnumber(new, fresh)
+            raise
+        if new:
+            fut = writer.put_many(new)
+            for ch_id, key, env in fresh:
+                self._keys[(ch_id, key)] = (env, fut)
+            waits.append(fut)
+        for w in waits:
+            await w
+        return out
+
+    def _ready(self) -> Writer:
         writer = self._writer
         if writer is None:
             raise BrokerUnavailable("store not started")
+        return writer
+
+    def _number(
+        self, writer: Writer | None, ch: str, data: dict[str, Any], ts: float, key: str | None
+    ) -> tuple[Envelope, asyncio.Future[None] | None, Item | None]:
+        """(loop, no await) Number one message: (envelope, future to await, item to write).
+        A key seen before gives that message's envelope and no item. `writer`: check its
+        backlog (None: the caller did, for a whole batch)."""
         chan = self._chans.get(ch)
         if key is not None and chan is not None:
             done = self._known_key(chan, key)
             if done is not None:
-                env, fut = done
-                if fut is not None:
-                    await fut
-                return env
-        if writer.backlog() > MAX_PENDING:
+                return done[0], done[1], None
+        if writer is not None and writer.backlog() > MAX_PENDING:
             raise BrokerUnavailable("store is behind: try again shortly")
+        if chan is None and len(self._chans) >= self._max_channels:
+            raise PulseboardError(TOO_LARGE, f"channel limit ({self._max_channels}) reached")
+        env = Envelope.make(ch, (chan.top if chan is not None else 0) + 1, ts, data)  # may raise: nothing changed
         new: tuple[str, str] | None = None
         if chan is None:
-            if len(self._chans) >= self._max_channels:
-                raise PulseboardError(TOO_LARGE, f"channel limit ({self._max_channels}) reached")
             chan = self._chans[ch] = _Chan(self._next_id, pending_epoch(self._salt, ch), 0, 0, 1)
             self._by_id[chan.id] = ch
             self._next_id += 1
             new = (ch, chan.epoch)
         chan.top += 1
-        env = Envelope.make(ch, chan.top, ts, data)
-        fut = writer.put(Item(chan.id, env, key, new))
-        if key is not None:
-            self._keys[(chan.id, key)] = (env, fut)
-        await fut
-        return env
+        return env, None, Item(chan.id, env, key, new)
+
+    def _unnumber(self, items: list[Item], fresh: list[tuple[int, str, Envelope]]) -> None:
+        """Take back `items` numbered by a `publish_many` that failed before handing them over
+        (nothing awaited in between, so they are the newest of their channels)."""
+        for ch_id, key, _ in fresh:
+            self._keys.pop((ch_id, key), None)
+        for item in reversed(items):
+            name = self._by_id.get(item.ch_id)
+            chan = self._chans.get(name) if name is not None else None
+            if chan is None:
+                continue
+            chan.top -= 1
+            if item.new is not None:
+                del self._chans[item.env.ch]
+                del self._by_id[item.ch_id]
 
     def _known_key(self, chan: _Chan, key: str) -> tuple[Envelope, asyncio.Future[None] | None] | None:
         pending = self._keys.get((chan.id, key))
@@ -165,16 +224,19 @@ class SqliteBroker:
     def _committed(self, items: list[Item]) -> None:
         """Writer thread -> loop: `items` are durable; fan them out in order."""
         self._failing = None
-        on_message = self._on_message
+        on_message, subscribed, keys = self._on_message, self._subscribed, self._keys
+        tops: dict[str, Item] = {}
         for item in items:
-            ch = item.env.ch
+            env = item.env
+            tops[env.ch] = item
+            if item.key is not None:
+                keys.pop((item.ch_id, item.key), None)
+            if on_message is not None and env.ch in subscribed:
+                on_message(env)
+        for ch, item in tops.items():  # each channel's last item of the batch is its durable top
             chan = self._chans.get(ch)
             if chan is not None and chan.id == item.ch_id:
                 chan.durable = item.env.seq
-            if item.key is not None:
-                self._keys.pop((item.ch_id, item.key), None)
-            if on_message is not None and ch in self._subscribed:
-                on_message(item.env)
 
     def _failed(self, items: list[Item], error: str) -> None:
         """Writer thread -> loop: nothing of `items` (nor anything numbered after) was kept."""

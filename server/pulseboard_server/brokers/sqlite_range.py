@@ -12,7 +12,7 @@ from typing import Any
 from pulseboard.protocol import Envelope
 
 from .downsample import Bucket, Grid, bucket_count
-from .sqlite_store import BLOCK, envelopes
+from .sqlite_store import BLOCK, FAN, SPAN2, envelopes, flat
 
 Row = tuple[int, float, str]  # seq, ts, raw
 
@@ -21,7 +21,9 @@ def read_range(
     conn: sqlite3.Connection, ch_id: int, first: int, t0: float | None, t1: float | None, points: int
 ) -> tuple[list[Envelope], bool]:
     """(chosen envelopes in seq order, downsampled?) for t0 <= ts <= t1 of channel `ch_id`."""
-    lo_t, hi_t = conn.execute("SELECT min(ts), max(ts) FROM msgs WHERE ch=?", (ch_id,)).fetchone()
+    lo_t, hi_t = conn.execute(  # two subqueries: each is one index probe (min and max together scan)
+        "SELECT (SELECT min(ts) FROM msgs WHERE ch=?1), (SELECT max(ts) FROM msgs WHERE ch=?1)", (ch_id,)
+    ).fetchone()
     if lo_t is None:
         return [], False
     lo = t0 if t0 is not None else lo_t
@@ -38,19 +40,17 @@ def read_range(
         ).fetchall()
         return envelopes([r for (r,) in rows]), False
 
-    # Whole blocks inside [lo, hi] come from their summaries; the rest row by row.
-    rows = conn.execute(
-        "SELECT k, t_min, t_max, stats FROM blocks WHERE ch=? AND k*?+1>=? AND t_min>=? AND t_max<=?",
-        (ch_id, BLOCK, first, lo, hi),
-    ).fetchall()
-    stats = json.loads("[" + ",".join(st for *_, st in rows) + "]")  # one call: much faster than one per row
-    summaries: list[tuple[int, float, float, dict[str, Any]]] = [
-        (k, a, b, st) for (k, a, b, _), st in zip(rows, stats, strict=True)
-    ]
+    # Whole blocks inside [lo, hi] come from their summaries (level 2 where a level-2 block is
+    # inside, else level 1); the rest row by row.
+    big = _summaries(conn, "SELECT k, t_min, t_max, stats FROM blocks2 WHERE ch=? AND k*?+1>=? AND t_min>=? "
+                     "AND t_max<=?", (ch_id, SPAN2, first, lo, hi))
+    summaries = _summaries(conn, "SELECT k, t_min, t_max, stats FROM blocks WHERE ch=? AND k*?+1>=? AND t_min>=? "
+                           "AND t_max<=? AND k/? NOT IN (SELECT value FROM json_each(?))",
+                           (ch_id, BLOCK, first, lo, hi, FAN, json.dumps([k for k, *_ in big])))
     names: set[str] = set()
-    for *_, st in summaries:
-        names.update(st["lo"])
-    covered = {k for k, *_ in summaries}
+    for *_, st in big + summaries:
+        names.update(e[0] for e in st)
+    covered = {k for k, *_ in summaries} | {k * FAN + j for k, *_ in big for j in range(FAN)}
     spans = _loose_spans(conn, ch_id, first, lo, hi, covered)
     names.update(k for (k,) in _over(conn, spans, ch_id, lo, hi, "DISTINCT j.key", FIELDS, ""))
     grid = Grid(lo, hi, bucket_count(points, len(names)))
@@ -64,35 +64,45 @@ def read_range(
             got = buckets[b] = Bucket()
         return got
 
+    def absorb(i: int, first_seq: int, last_seq: int, st: list[list[Any]]) -> None:
+        bk = bucket(i)
+        bk.first = (first_seq, 0.0) if bk.first is None or first_seq < bk.first[0] else bk.first
+        bk.last = (last_seq, 0.0) if bk.last is None or last_seq > bk.last[0] else bk.last
+        for f, lv, ls, hv, hs in st:
+            bk.add_extreme(f, lv, ls, hv, hs)
+
+    split: list[int] = []  # level-2 blocks across a bucket edge: their level-1 summaries instead
+    for k, a, b, st in big:
+        if grid.index(a) != grid.index(b):
+            split.append(k)
+            continue
+        absorb(grid.index(a), k * SPAN2 + 1, (k + 1) * SPAN2, st)
+        count += SPAN2
+    if split:
+        summaries += _summaries(conn, "SELECT k, t_min, t_max, stats FROM blocks WHERE ch=? AND k/? IN "
+                                "(SELECT value FROM json_each(?))", (ch_id, FAN, json.dumps(split)))
     for k, a, b, st in summaries:
         ia, ib = grid.index(a), grid.index(b)
         if ia != ib:  # a block across a bucket edge: its rows
             spans.append((k * BLOCK + 1, (k + 1) * BLOCK))
             continue
-        bk = bucket(ia)
-        first_seq, last_seq = k * BLOCK + 1, (k + 1) * BLOCK
-        bk.first = (first_seq, a) if bk.first is None or first_seq < bk.first[0] else bk.first
-        bk.last = (last_seq, b) if bk.last is None or last_seq > bk.last[0] else bk.last
-        for f, (lv, ls) in st["lo"].items():
-            hv, hs = st["hi"][f]
-            bk.add_extreme(f, lv, ls, hv, hs)
+        absorb(ia, k * BLOCK + 1, (k + 1) * BLOCK, st)
         count += BLOCK
-    # The other rows, aggregated per bucket by SQLite (no row is parsed here).
     width = grid.width if grid.width > 0 else 1.0
     b_expr = f"min({grid.nb - 1}, max(0, CAST((m.ts - {lo!r}) / {width!r} AS INTEGER)))"
     if grid.width <= 0:
         b_expr = "0"
-    for b, s_min, s_max, n in _over(conn, spans, ch_id, lo, hi, f"{b_expr}, min(m.seq), max(m.seq), count(*)",
-                                    "", "GROUP BY 1"):
+    # The other rows, parsed in one json call (SQLite's json_extract per row is several times slower).
+    rows = _over(conn, spans, ch_id, lo, hi, f"{b_expr}, m.seq, m.raw", "", "")
+    objs = json.loads("[" + ",".join(r for _, _, r in rows) + "]") if rows else []
+    count += len(rows)
+    for (b, seq, _), obj in zip(rows, objs, strict=True):
         bk = bucket(b)
-        bk.first = (s_min, 0.0) if bk.first is None or s_min < bk.first[0] else bk.first
-        bk.last = (s_max, 0.0) if bk.last is None or s_max > bk.last[0] else bk.last
-        count += n
-    rows = _over(conn, spans, ch_id, lo, hi, f"{b_expr}, m.seq, json_extract(m.raw, '$.data')", "", "")
-    datas = json.loads("[" + ",".join(d for _, _, d in rows) + "]") if rows else []  # one call for all
-    for (b, seq, _), data in zip(rows, datas, strict=True):
-        bk = bucket(b)
-        for f, v in data.items():
+        if bk.first is None or seq < bk.first[0]:
+            bk.first = (seq, 0.0)
+        if bk.last is None or seq > bk.last[0]:
+            bk.last = (seq, 0.0)
+        for f, v in obj["data"].items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 bk.add_one(f, v, seq, low=True)
                 bk.add_one(f, v, seq, low=False)
@@ -110,6 +120,15 @@ def read_range(
             )
         )
     return envelopes(raws), len(raws) < count
+
+
+Summary = tuple[int, float, float, list[list[Any]]]  # k, t_min, t_max, [[field, min, seq, max, seq]]
+
+
+def _summaries(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> list[Summary]:
+    rows = conn.execute(query, args).fetchall()
+    stats = json.loads("[" + ",".join(st for *_, st in rows) + "]")  # one call: much faster than one per row
+    return [(k, a, b, flat(st)) for (k, a, b, _), st in zip(rows, stats, strict=True)]
 
 
 FIELDS = ", json_each(m.raw, '$.data') j"  # with "j.type IN ('integer', 'real')" below

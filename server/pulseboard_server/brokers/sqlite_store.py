@@ -7,7 +7,10 @@ killed; an OS crash may lose the last commits, see `Store.open`):
     channels(id, name, epoch, top)   top = highest durable seq
     msgs(ch, seq, ts, raw, key)      one row per envelope, raw = its JSON
     blocks(ch, k, t_min, t_max, stats)  per BLOCK seqs (k*BLOCK+1 .. (k+1)*BLOCK):
-                                     each numeric field's min and max and their seqs,
+                                     each numeric field's min and max and their seqs
+                                     (JSON [[field, min, seq, max, seq], ...]),
+    blocks2(ch, k, t_min, t_max, stats)  the same per FAN blocks (SPAN2 seqs), merged from
+                                     theirs, so a long bucket takes few summaries
                                      so a long range is downsampled without reading it
 
 Only the writer thread writes. Readers use their own connections (one per
@@ -30,6 +33,8 @@ from typing import Any
 from pulseboard.protocol import Envelope, PulseboardError
 
 BLOCK = 64
+FAN = 16  # level-1 blocks per level-2 block
+SPAN2 = BLOCK * FAN  # seqs per level-2 block
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS channels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
@@ -39,6 +44,8 @@ CREATE TABLE IF NOT EXISTS msgs(ch INTEGER NOT NULL, seq INTEGER NOT NULL, ts RE
 CREATE INDEX IF NOT EXISTS msgs_ts ON msgs(ch, ts);
 CREATE INDEX IF NOT EXISTS msgs_key ON msgs(ch, key) WHERE key IS NOT NULL;
 CREATE TABLE IF NOT EXISTS blocks(ch INTEGER NOT NULL, k INTEGER NOT NULL, t_min REAL NOT NULL,
+  t_max REAL NOT NULL, stats TEXT NOT NULL, PRIMARY KEY(ch, k)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks2(ch INTEGER NOT NULL, k INTEGER NOT NULL, t_min REAL NOT NULL,
   t_max REAL NOT NULL, stats TEXT NOT NULL, PRIMARY KEY(ch, k)) WITHOUT ROWID;
 """
 
@@ -62,6 +69,30 @@ def envelopes(raws: list[str]) -> list[Envelope]:
         return []
     objs = json.loads("[" + ",".join(raws) + "]")
     return [Envelope(o["ch"], o["seq"], float(o["ts"]), o["data"], r) for o, r in zip(objs, raws, strict=True)]
+
+
+def flat(st: Any) -> list[list[Any]]:
+    """A block summary as [[field, min, seq, max, seq], ...]; the first store builds wrote
+    {"lo": {field: [min, seq]}, "hi": {field: [max, seq]}}."""
+    if isinstance(st, list):
+        return st
+    return [[f, *st["lo"][f], *st["hi"][f]] for f in st["lo"]]
+
+
+def merge_stats(parts: list[list[list[Any]]]) -> list[list[Any]]:
+    """One summary from consecutive blocks' (in seq order: on a tie the earlier, lower seq stays)."""
+    acc: dict[str, list[Any]] = {}
+    for st in parts:
+        for f, lv, ls, hv, hs in st:
+            cur = acc.get(f)
+            if cur is None:
+                acc[f] = [f, lv, ls, hv, hs]
+                continue
+            if lv < cur[1]:
+                cur[1], cur[2] = lv, ls
+            if hv > cur[3]:
+                cur[3], cur[4] = hv, hs
+    return list(acc.values())
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -180,6 +211,9 @@ class Store:
             done = self._summarize(items)
             if done:
                 c.executemany("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?)", done)
+                done2 = self._summarize2(done)
+                if done2:
+                    c.executemany("INSERT OR REPLACE INTO blocks2 VALUES (?, ?, ?, ?, ?)", done2)
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
@@ -201,8 +235,27 @@ class Store:
             ).fetchone()
             lo = {f: [v, s] for f, v, s in c.execute(SUMMARY.format("min"), span)}
             hi = {f: [v, s] for f, v, s in c.execute(SUMMARY.format("max"), span)}
-            done.append((i.ch_id, k, t_min, t_max, json.dumps({"lo": lo, "hi": hi})))
+            # [[field, min, its seq, max, its seq], ...]: flat lists parse ~5x faster than dicts
+            stats = [[f, *lo[f], *hi[f]] for f in lo]
+            done.append((i.ch_id, k, t_min, t_max, json.dumps(stats, separators=(",", ":"))))
         return done
+
+    def _summarize2(self, done: list[tuple[int, int, float, float, str]]) -> list[tuple[int, int, float, float, str]]:
+        """Level-2 summaries of the level-2 blocks whose last block is in `done`."""
+        out = []
+        for ch_id, k, *_ in done:
+            if (k + 1) % FAN:
+                continue
+            k2 = (k + 1) // FAN - 1
+            rows = self.conn.execute(
+                "SELECT t_min, t_max, stats FROM blocks WHERE ch=? AND k>=? AND k<=? ORDER BY k", (ch_id, k2 * FAN, k)
+            ).fetchall()
+            if len(rows) < FAN:  # partly trimmed
+                continue
+            stats = merge_stats([flat(json.loads(st)) for _, _, st in rows])
+            out.append((ch_id, k2, min(r[0] for r in rows), max(r[1] for r in rows),
+                        json.dumps(stats, separators=(",", ":"))))
+        return out
 
     # --- trimming (writer thread, between batches) --------------------------------------
 
@@ -218,6 +271,7 @@ class Store:
         try:
             c.execute("DELETE FROM msgs WHERE ch=? AND seq<?", (ch_id, first))
             c.execute("DELETE FROM blocks WHERE ch=? AND (k+1)*?<?", (ch_id, BLOCK, first))
+            c.execute("DELETE FROM blocks2 WHERE ch=? AND (k+1)*?<?", (ch_id, SPAN2, first))
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
@@ -283,4 +337,7 @@ class Readers:
                 pass
 
 
-__all__ = ["BLOCK", "Item", "Loaded", "Readers", "Store", "StoreError", "boot_id", "envelopes"]
+__all__ = [
+    "BLOCK", "FAN", "SPAN2", "Item", "Loaded", "Readers", "Store", "StoreError", "boot_id", "envelopes", "flat",
+    "merge_stats",
+]

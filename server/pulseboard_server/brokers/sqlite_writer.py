@@ -92,6 +92,17 @@ class Writer:
                 self._cond.notify()
             return self._fut
 
+    def put_many(self, items: list[Item]) -> asyncio.Future[None]:
+        """(loop) Add `items` to the open batch together: one future for all of them."""
+        with self._cond:
+            if self._fut is None:
+                self._fut = Batch(loop=self.loop)
+            was_empty = not self._items
+            self._items.extend(items)
+            if was_empty and self._items:
+                self._cond.notify()
+            return self._fut
+
     def _take(self) -> tuple[list[Item], asyncio.Future[None] | None]:
         with self._cond:
             if len(self._items) <= MAX_BATCH:
