@@ -67,11 +67,11 @@ class Sender:
     """A queue and the daemon thread that delivers it. `pulseboard.log` uses one per process."""
 
     def __init__(self, url: str | None = None, token: str | None = None, max_queue: int = MAX_QUEUE,
-                 tick: float = TICK, exit_timeout: float = 10.0) -> None:
+                 tick: float = TICK, exit_timeout: float = 10.0, warn_after: float = WARN_AFTER) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be at least 1")
         self._url_arg, self._token_arg = url, token
-        self.max_queue, self.tick, self.exit_timeout = max_queue, tick, exit_timeout
+        self.max_queue, self.tick, self.exit_timeout, self.warn_after = max_queue, tick, exit_timeout, warn_after
         self._queue: deque[tuple[str, Any, float]] = deque()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when `_outstanding` drops
@@ -278,9 +278,9 @@ class Sender:
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
-        elif not self._warned_down and now - self._down_since >= WARN_AFTER:
+        elif not self._warned_down and now - self._down_since >= self.warn_after:
             self._warned_down = True
-            note(f"server unreachable for {WARN_AFTER:.0f} s ({error}); log() keeps queueing "
+            note(f"nothing delivered for {self.warn_after:g} s ({error}); log() keeps queueing "
                  f"({self._outstanding} waiting, up to {self.max_queue})")
 
     def _reject(self, error: str) -> None:

@@ -1,0 +1,167 @@
+"""pulseboard.log's sender against a real server: batching, lost answers, a full queue, types."""
+
+from __future__ import annotations
+
+import logging
+import math
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+import pytest
+from logsupport import LosingProxy, read_all
+
+import pulseboard
+from pulseboard.sender import Sender
+from support import ServerProcess, free_port, token, wait_until
+
+
+@pytest.fixture
+def senders() -> Iterator[Callable[..., Sender]]:
+    made: list[Sender] = []
+
+    def make(url: str, **kwargs: object) -> Sender:
+        s = Sender(url, token(), **kwargs)  # type: ignore[arg-type]
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.flush(5)
+
+
+def test_lost_answers_cause_no_duplicate(server_factory: Callable[..., ServerProcess],
+                                         senders: Callable[..., Sender]) -> None:
+    server = server_factory("--history", "5000")
+    proxy = LosingProxy(server.port)
+    try:
+        sender = senders(f"http://127.0.0.1:{proxy.port}")
+        for round_ in range(3):
+            proxy.drop = 1  # the server numbers the next batch, its answer never arrives
+            for i in range(500):
+                sender.log("lost.a", {"i": round_ * 500 + i})
+            assert sender.flush(60)
+        assert proxy.dropped == 3
+    finally:
+        proxy.close()
+    msgs = read_all(server.url, "lost.a")
+    assert [m["seq"] for m in msgs] == list(range(1, 1501))
+    assert [m["data"]["i"] for m in msgs] == list(range(1500))
+    status = sender.status()
+    assert (status.sent, status.dropped, status.rejected, status.queued) == (1500, 0, 0, 0)
+
+
+def test_full_queue_drops_the_oldest_and_reports_once(
+    server_factory: Callable[..., ServerProcess], senders: Callable[..., Sender],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port()  # nothing listens here yet
+    sender = senders(f"http://127.0.0.1:{port}", max_queue=100)
+    for i in range(350):
+        sender.log("full.a", {"i": i})  # never raises, server or not
+    status = sender.status()
+    assert status.dropped >= 150 and status.queued <= 100 + 5000
+    assert status.dropped + status.queued == 350
+    wait_until(lambda: sender.status().server_reachable is False, what="a failed attempt")
+    assert capfd.readouterr().err.count("log queue full") == 1
+    server = server_factory("--history", "1000", port=port)
+    assert sender.flush(60)
+    got = [m["data"]["i"] for m in read_all(server.url, "full.a")]
+    assert got == list(range(350 - len(got), 350))  # the newest survive, in order
+    assert len(got) == 350 - sender.status().dropped
+
+
+def test_warns_once_when_unreachable_and_once_when_back(
+    server_factory: Callable[..., ServerProcess], senders: Callable[..., Sender],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port()
+    sender = senders(f"http://127.0.0.1:{port}", warn_after=0.3)
+    sender.log("warn.a", {"i": 1})
+    err = wait_until(lambda: capfd.readouterr().err, what="the unreachable warning")
+    assert "nothing delivered for 0.3 s" in err and err.count("\n") == 1
+    assert sender.status().server_reachable is False and "cannot reach" in (sender.status().last_error or "")
+    server = server_factory(port=port)
+    assert sender.flush(30)
+    err = capfd.readouterr().err
+    assert err.count("reachable again") == 1 and err.count("\n") == 1
+    assert sender.status().server_reachable is True
+    assert [m["data"] for m in read_all(server.url, "warn.a")] == [{"i": 1}]
+
+
+def test_types_step_and_rows(server: ServerProcess, senders: Callable[..., Sender]) -> None:
+    sender = senders(server.url)
+    sender.log("types.a", {"np_f": np.float32(0.5), "np_i": np.int64(7), "zero_d": np.array(2.5),
+                           "dec": Decimal("1.25"), "flag": True, "nan": math.nan, "inf": np.float64("inf"),
+                           "vec": np.arange(3), "name": "x"}, step=np.int64(3))
+    sender.log("types.a", [{"a": 1}, {"a": 2}], step=4)
+    sender.log("types.a", pd.DataFrame({"a": [3.0, 4.0], "b": [np.nan, 1.0]}))
+    assert sender.flush(30)
+    got = [m["data"] for m in read_all(server.url, "types.a")]
+    assert got == [
+        {"np_f": 0.5, "np_i": 7, "zero_d": 2.5, "dec": 1.25, "flag": 1, "nan": None, "inf": None,
+         "vec": [0, 1, 2], "name": "x", "step": 3},
+        {"a": 1, "step": 4}, {"a": 2, "step": 4},
+        {"a": 3.0, "b": None}, {"a": 4.0, "b": 1.0},
+    ]
+
+
+def test_bad_messages_are_refused_alone(server: ServerProcess, senders: Callable[..., Sender],
+                                        capfd: pytest.CaptureFixture[str]) -> None:
+    sender = senders(server.url)
+    sender.log("bad.a", {"i": 0})
+    sender.log("no spaces allowed", {"i": 1})  # a bad channel: refused here, never raises
+    sender.log("bad.a", {"when": object()})  # JSON can't carry it
+    sender.log("bad.a", {"big": "x" * 2_000_000})  # over the server's 1 MiB limit: refused there
+    sender.log("bad.a", 42)
+    sender.log("bad.a", {"i": 2})
+    assert sender.flush(30)
+    status = sender.status()
+    assert (status.sent, status.rejected) == (2, 4)
+    assert [m["data"] for m in read_all(server.url, "bad.a")] == [{"i": 0}, {"i": 2}]
+    assert capfd.readouterr().err.count("message not logged") == 1
+
+
+def test_module_level_log_flush_and_status(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pulseboard.sender as sender_module
+
+    monkeypatch.setattr(sender_module, "_default", None)
+    monkeypatch.setenv("PULSEBOARD_URL", server.url)
+    monkeypatch.setenv("PULSEBOARD_TOKEN", token())
+    for step in range(100):
+        pulseboard.log("mod.a", {"loss": 1 / (step + 1)}, step=step)
+    assert pulseboard.flush(timeout=30)
+    assert pulseboard.sender_status().sent == 100
+    assert [m["data"]["step"] for m in read_all(server.url, "mod.a")] == list(range(100))
+
+
+def test_log_handler(server: ServerProcess, senders: Callable[..., Sender]) -> None:
+    sender = senders(server.url)
+    logger = logging.getLogger("pulseboard.test.handler")
+    logger.setLevel(logging.INFO)
+    handler = pulseboard.LogHandler("logs.a", sender=sender)
+    logger.addHandler(handler)
+    try:
+        logger.debug("not this one")
+        logger.info("epoch %d done", 3, extra={"loss": np.float32(0.25), "note": "text is not charted"})
+        logger.warning("slow step", extra={"seconds": 2})
+    finally:
+        logger.removeHandler(handler)
+    assert sender.flush(30)
+    got = [m["data"] for m in read_all(server.url, "logs.a")]
+    assert got == [
+        {"level": "INFO", "levelno": 20, "logger": "pulseboard.test.handler", "message": "epoch 3 done",
+         "loss": 0.25},
+        {"level": "WARNING", "levelno": 30, "logger": "pulseboard.test.handler", "message": "slow step",
+         "seconds": 2},
+    ]
+
+
+def test_import_pulseboard_imports_no_framework() -> None:
+    code = ("import sys, pulseboard, pulseboard.integrations; "
+            "print(sorted(m for m in ('numpy', 'pandas', 'keras', 'jax', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
