@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from logsupport import read_all
+
 from support import ServerProcess, token
 
 TRAIN = """
