@@ -24,19 +24,24 @@ from dataclasses import dataclass
 
 # Publish one message: numbering, epoch, history and fan-out in one atomic step.
 # KEYS: meta, log, keys. ARGV: candidate epoch, history, envelope prefix, envelope
-# suffix, pub/sub channel, "1" for SPUBLISH, idempotency key ('' = none).
+# suffix, pub/sub channel, "1" for SPUBLISH, idempotency key ('' or absent = none;
+# the keys key may then be left out too).
 # Returns {epoch, seq, created}, or {epoch, seq, 0, envelope JSON} when the key
 # was already numbered (nothing is written or published then).
 PUBLISH = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local created = 0
+local key = ARGV[7] or ''
 if not epoch then
   epoch = ARGV[1]
   created = 1
-  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[2])
+  if KEYS[3] then
+    redis.call('DEL', KEYS[3])
+  end
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
-elseif ARGV[7] ~= '' then
-  local old = redis.call('ZSCORE', KEYS[3], ARGV[7])
+elseif key ~= '' then
+  local old = redis.call('ZSCORE', KEYS[3], key)
   if old then
     local hit = redis.call('XRANGE', KEYS[2], '0-' .. old, '0-' .. old)
     if #hit > 0 then
@@ -47,8 +52,8 @@ end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local raw = ARGV[3] .. seq .. ARGV[4]
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '0-' .. seq, 'm', raw)
-if ARGV[7] ~= '' then
-  redis.call('ZADD', KEYS[3], seq, ARGV[7])
+if key ~= '' then
+  redis.call('ZADD', KEYS[3], seq, key)
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (seq - tonumber(ARGV[2]) + 1))
 end
 local payload = epoch .. ' ' .. raw
