@@ -151,7 +151,7 @@ def main() -> None:
                 server.stop()
 
         print(f"3. lost / duplicated over {args.run} messages and {args.restarts} restarts (target 0 / 0)")
-        for broker in brokers[1:]:
+        for broker in brokers[1:] if args.run > 0 else []:
             probe = start_server(broker) if broker.startswith("sqlite") else None
             if probe is not None:
                 probe.stop()

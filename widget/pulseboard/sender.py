@@ -77,7 +77,7 @@ class Sender:
         self._idle = threading.Condition(self._lock)  # notified when `_outstanding` drops
         self._wake = threading.Event()
         self._outstanding = 0
-        self._pending: deque[tuple[str, str]] = deque()  # (channel, encoded item), keyed, in order
+        self._pending: deque[dict[str, Any]] = deque()  # checked and keyed items, in order
         self._run = uuid.uuid4().hex[:16]
         self._next_key = 0
         self._cap = BATCH_MAX
@@ -159,8 +159,9 @@ class Sender:
         backoff = BACKOFF_MIN
         while True:
             if not self._pending:
-                self._wake.wait(self.tick)
-                self._wake.clear()
+                if len(self._queue) < BATCH_MAX:  # a full batch goes at once, the rest once a tick
+                    self._wake.wait(self.tick)
+                    self._wake.clear()
                 self._take()
                 if not self._pending:
                     continue
@@ -185,39 +186,39 @@ class Sender:
                 item: dict[str, Any] = {"ch": check_channel(ch), "data": coerce_data(data), "ts": ts,
                                         "key": f"{self._run}-{self._next_key}"}
                 self._next_key += 1
-                self._pending.append((ch, _encode(item)))
+                self._pending.append(item)
             except (PulseboardError, ValueError, TypeError) as e:
                 self._reject(f"channel {ch!r}: {getattr(e, 'detail', e)}")
                 self._settled(1)
 
-    def _batch(self) -> list[str]:
-        out: list[str] = []
-        size = 2
-        for _, raw in self._pending:
-            if out and (len(out) >= self._cap or size + len(raw) + 1 > BATCH_BYTES):
-                break
-            out.append(raw)
-            size += len(raw) + 1
-        return out
+    def _batch(self) -> tuple[int, bytes]:
+        """The head of the pending batch, encoded: at most `_cap` items and (unless one item
+        is bigger on its own) BATCH_BYTES bytes."""
+        while True:
+            n = min(self._cap, len(self._pending))
+            body = _encode([self._pending[i] for i in range(n)]).encode()
+            if len(body) <= BATCH_BYTES or n == 1:
+                return n, body
+            self._cap = max(1, n // 2)
 
     def _send_batch(self) -> bool:
         """One attempt at the head of the pending batch; True when it may go on at once."""
-        batch = self._batch()
+        n, body = self._batch()
         try:
-            status, answer = self._post("[" + ",".join(batch) + "]")
+            status, answer = self._post(body)
         except (OSError, http.client.HTTPException, PulseboardError) as e:
             self._close()
             self._failed(getattr(e, "detail", None) or f"cannot reach the server: {e!r}")
             return False
         if status == 200:
-            self._delivered(len(batch))
+            self._delivered(n)
             return True
         code, detail = _error_of(answer)
         if status in (400, 403, 404, 413):  # this content can never pass: isolate and refuse it
-            if len(batch) > 1:
-                self._cap = max(1, len(batch) // 2)
+            if n > 1:
+                self._cap = max(1, n // 2)
                 return True
-            ch, _ = self._pending.popleft()
+            ch = self._pending.popleft()["ch"]
             self._cap = BATCH_MAX
             self._reject(f"server refused a message on {ch!r} ({status} {code}): {detail}")
             self._settled(1)
@@ -228,11 +229,11 @@ class Sender:
         self._failed(f"server answered {status} {code}: {detail}", reached=status not in (502, 503, 504))
         return False
 
-    def _post(self, body: str) -> tuple[int, bytes]:
+    def _post(self, body: bytes) -> tuple[int, bytes]:
         if self._conn is None:
             self._connect()
         assert self._conn is not None
-        self._conn.request("POST", self._path, body.encode(), {
+        self._conn.request("POST", self._path, body, {
             "Authorization": f"Bearer {self._token}", "Content-Type": "application/json"})
         resp = self._conn.getresponse()
         answer = resp.read()
