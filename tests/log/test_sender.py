@@ -165,3 +165,29 @@ def test_import_pulseboard_imports_no_framework() -> None:
             "print(sorted(m for m in ('numpy', 'pandas', 'keras', 'jax', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _log_in_child(url: str, tok: str) -> None:
+    sender = _FORK_SENDER[0]
+    for i in range(100):
+        sender.log("fork.a", {"who": "child", "i": i})
+    sys.exit(0 if sender.flush(30) else 1)
+
+
+_FORK_SENDER: list[Sender] = []
+
+
+def test_a_forked_child_logs_with_keys_of_its_own(server: ServerProcess, senders: Callable[..., Sender]) -> None:
+    import multiprocessing
+
+    sender = senders(server.url)
+    _FORK_SENDER[:] = [sender]
+    for i in range(100):
+        sender.log("fork.a", {"who": "parent", "i": i})
+    assert sender.flush(30)  # the parent's thread runs and its first keys are used
+    child = multiprocessing.get_context("fork").Process(target=_log_in_child, args=(server.url, token()))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0  # its own thread delivered everything
+    got = [(m["data"]["who"], m["data"]["i"]) for m in read_all(server.url, "fork.a")]
+    assert got == [("parent", i) for i in range(100)] + [("child", i) for i in range(100)]

@@ -20,11 +20,13 @@ from __future__ import annotations
 import atexit
 import http.client
 import json
+import os
 import random
 import sys
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -90,6 +92,18 @@ class Sender:
         self._conn: http.client.HTTPConnection | None = None
         self._path = self._netloc = self._token = ""
         self._https = False
+        _live.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's thread is gone and its keys are the parent's; start afresh."""
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._queue.clear()
+        self._pending.clear()
+        self._outstanding = 0
+        self._run, self._next_key = uuid.uuid4().hex[:16], 0
+        self._thread, self._conn = None, None
 
     # --- the caller's side: cheap, never raises ------------------------------------------
 
@@ -292,6 +306,18 @@ class Sender:
             note(f"message not logged: {error} (further ones are counted in sender_status())")
 
 
+_live: weakref.WeakSet[Sender] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for sender in list(_live):
+        sender._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 def _error_of(answer: bytes) -> tuple[str, str]:
     try:
         err = json.loads(answer)
@@ -309,8 +335,6 @@ def default_sender() -> Sender:
     if _default is None:
         with _default_lock:
             if _default is None:
-                import os
-
                 size = os.environ.get("PULSEBOARD_LOG_QUEUE", "")
                 _default = Sender(max_queue=int(size) if size.isdigit() and int(size) > 0 else MAX_QUEUE)
     return _default
