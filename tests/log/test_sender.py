@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -191,3 +192,12 @@ def test_a_forked_child_logs_with_keys_of_its_own(server: ServerProcess, senders
     assert child.exitcode == 0  # its own thread delivered everything
     got = [(m["data"]["who"], m["data"]["i"]) for m in read_all(server.url, "fork.a")]
     assert got == [("parent", i) for i in range(100)] + [("child", i) for i in range(100)]
+
+
+def test_without_a_server_configured_log_never_raises_and_exit_says_why() -> None:
+    code = "import pulseboard\npulseboard.log('none.a', {'i': 1})\nprint(pulseboard.flush(timeout=1))\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSEBOARD_", "JUPYTERHUB_"))}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "False"  # log() never raised
+    assert "1 logged messages not delivered: no pulseboard server" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -92,6 +92,7 @@ class Sender:
         self._conn: http.client.HTTPConnection | None = None
         self._path = self._netloc = self._token = ""
         self._https = False
+        self._unconfigured = False  # discovery found no server URL or token
         _live.add(self)
 
     def _after_fork(self) -> None:
@@ -163,7 +164,9 @@ class Sender:
                                 self.last_error, self.reachable)
 
     def _at_exit(self) -> None:
-        if self._outstanding and not self.flush(self.exit_timeout):
+        if self._outstanding and self._unconfigured:  # no URL or token: waiting can't help
+            note(f"{self._outstanding} logged messages not delivered: {self.last_error}")
+        elif self._outstanding and not self.flush(self.exit_timeout):
             note(f"{self._outstanding} logged messages not delivered at exit "
                  f"({self.last_error or 'server unreachable'})")
 
@@ -257,9 +260,14 @@ class Sender:
 
     def _connect(self) -> None:
         if not self._token:
-            from .discovery import discover_for_kernel
+            from .discovery import DiscoveryError, discover_for_kernel
 
-            url, self._token = discover_for_kernel(self._url_arg, self._token_arg)
+            try:
+                url, self._token = discover_for_kernel(self._url_arg, self._token_arg)
+            except DiscoveryError as e:  # missing settings, as opposed to a hub that is away
+                self._unconfigured = e.detail.startswith(("no pulseboard", "PULSEBOARD_URL"))
+                raise
+            self._unconfigured = False
             parts = urlsplit(url.rstrip("/"))
             self._path = parts.path + "/publish"
             self._netloc, self._https = parts.netloc, parts.scheme == "https"
