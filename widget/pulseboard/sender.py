@@ -83,6 +83,7 @@ class Sender:
         self._run = uuid.uuid4().hex[:16]
         self._next_key = 0
         self._cap = BATCH_MAX
+        self._ready: tuple[dict[str, Any], int, bytes] | None = None  # the next batch, encoded early
         self.sent = self.dropped = self.rejected = 0
         self.last_error: str | None = None
         self.reachable: bool | None = None
@@ -102,6 +103,7 @@ class Sender:
         self._wake = threading.Event()
         self._queue.clear()
         self._pending.clear()
+        self._ready = None
         self._outstanding = 0
         self._run, self._next_key = uuid.uuid4().hex[:16], 0
         self._thread, self._conn = None, None
@@ -194,9 +196,9 @@ class Sender:
                 backoff = min(BACKOFF_MAX, backoff * 2)
 
     def _take(self) -> None:
-        """Move up to BATCH_MAX queued messages into the pending batch, checked and keyed."""
+        """Move queued messages into `_pending` (up to two batches' worth), checked and keyed."""
         with self._lock:
-            n = min(len(self._queue), BATCH_MAX)
+            n = min(len(self._queue), 2 * BATCH_MAX - len(self._pending))
             taken = [self._queue.popleft() for _ in range(n)]
         for ch, data, ts in taken:
             try:
@@ -211,6 +213,9 @@ class Sender:
     def _batch(self) -> tuple[int, bytes]:
         """The head of the pending batch, encoded: at most `_cap` items and (unless one item
         is bigger on its own) BATCH_BYTES bytes."""
+        ready = self._ready
+        if ready is not None and ready[0] is self._pending[0] and ready[1] <= self._cap:
+            return ready[1], ready[2]
         while True:
             n = min(self._cap, len(self._pending))
             body = _encode([self._pending[i] for i in range(n)]).encode()
@@ -218,11 +223,22 @@ class Sender:
                 return n, body
             self._cap = max(1, n // 2)
 
+    def _prepare_next(self, n: int) -> None:
+        """While the server works on the first `n` pending items: take and encode what follows."""
+        self._ready = None
+        if self._queue:
+            self._take()
+        m = min(self._cap, len(self._pending) - n)
+        if m > 0:
+            body = _encode([self._pending[i] for i in range(n, n + m)]).encode()
+            if len(body) <= BATCH_BYTES:
+                self._ready = (self._pending[n], m, body)
+
     def _send_batch(self) -> bool:
         """One attempt at the head of the pending batch; True when it may go on at once."""
         n, body = self._batch()
         try:
-            status, answer = self._post(body)
+            status, answer = self._post(body, n)
         except (OSError, http.client.HTTPException, PulseboardError) as e:
             self._close()
             self._failed(getattr(e, "detail", None) or f"cannot reach the server: {e!r}")
@@ -246,12 +262,13 @@ class Sender:
         self._failed(f"server answered {status} {code}: {detail}", reached=status not in (502, 503, 504))
         return False
 
-    def _post(self, body: bytes) -> tuple[int, bytes]:
+    def _post(self, body: bytes, n: int) -> tuple[int, bytes]:
         if self._conn is None:
             self._connect()
         assert self._conn is not None
         self._conn.request("POST", self._path, body, {
             "Authorization": f"Bearer {self._token}", "Content-Type": "application/json"})
+        self._prepare_next(n)
         resp = self._conn.getresponse()
         answer = resp.read()
         if resp.will_close:
