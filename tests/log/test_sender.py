@@ -22,16 +22,11 @@ from support import ServerProcess, free_port, token, wait_until
 
 @pytest.fixture
 def senders() -> Iterator[Callable[..., Sender]]:
-    made: list[Sender] = []
-
     def make(url: str, **kwargs: object) -> Sender:
-        s = Sender(url, token(), **kwargs)  # type: ignore[arg-type]
-        made.append(s)
-        return s
+        kwargs.setdefault("exit_timeout", 0.0)  # what a test leaves undelivered does not hold up pytest's exit
+        return Sender(url, token(), **kwargs)  # type: ignore[arg-type]
 
     yield make
-    for s in made:
-        s.flush(5)
 
 
 def test_lost_answers_cause_no_duplicate(server_factory: Callable[..., ServerProcess],
@@ -201,3 +196,12 @@ def test_without_a_server_configured_log_never_raises_and_exit_says_why() -> Non
     assert done.returncode == 0 and done.stdout.strip() == "False"  # log() never raised
     assert "1 logged messages not delivered: no pulseboard server" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_wrong_base_path_loses_nothing(server: ServerProcess, senders: Callable[..., Sender]) -> None:
+    sender = senders(server.url + "/not-here")  # every answer is 404: a setting to fix, not bad data
+    for i in range(10):
+        sender.log("path.a", {"i": i})
+    wait_until(lambda: "404" in (sender.status().last_error or ""), what="a 404 answer")
+    status = sender.status()
+    assert (status.queued, status.rejected, status.sent) == (10, 0, 0)

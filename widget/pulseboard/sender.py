@@ -226,7 +226,7 @@ class Sender:
     def _prepare_next(self, n: int) -> None:
         """While the server works on the first `n` pending items: take and encode what follows."""
         self._ready = None
-        if self._queue:
+        if len(self._queue) >= BATCH_MAX:  # like the loop: a full batch at once, the rest on the tick
             self._take()
         m = min(self._cap, len(self._pending) - n)
         if m > 0:
@@ -247,7 +247,7 @@ class Sender:
             self._delivered(n)
             return True
         code, detail = _error_of(answer)
-        if status in (400, 403, 404, 413):  # this content can never pass: isolate and refuse it
+        if status in (400, 403, 413):  # this content can never pass: isolate and refuse it
             if n > 1:
                 self._cap = max(1, n // 2)
                 return True
