@@ -112,6 +112,8 @@ def main() -> None:
     p.add_argument("--run", type=int, default=100_000)
     p.add_argument("--restarts", type=int, default=10)
     args = p.parse_args()
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} (figures scale with what else runs)")
     redis = RedisProcess().start()
     tmp = tempfile.mkdtemp(prefix="pb-bench-log-")
     brokers = ["memory://", redis.url, f"sqlite:///{tmp}/bench.db"]

@@ -9,8 +9,9 @@ per batch. A batch that fails for a reason that may pass (server down, restartin
 channel's messages arrive in the order they were logged.
 
 Bounds: the queue holds `max_queue` messages (default 100,000); at that point the
-oldest are dropped, counted in `status().dropped` and reported once on stderr. One
-batch (at most `BATCH_MAX` messages, `BATCH_BYTES` bytes) is in flight beside it.
+oldest are dropped, counted in `status().dropped` and reported once on stderr. Beside
+it the sender holds at most 2 x `BATCH_MAX` messages taken from it: the batch in flight
+(at most `BATCH_MAX` messages and `BATCH_BYTES` bytes) and the next one, encoded early.
 A message the server refuses for what it is (bad data, forbidden channel, too large)
 is counted in `rejected` with the reason in `last_error`: it is never retried.
 """
@@ -49,7 +50,7 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=
 
 @dataclass(frozen=True, slots=True)
 class SenderStatus:
-    queued: int  # logged, not yet delivered (queue plus the batch in flight)
+    queued: int  # logged, not yet delivered (the queue plus the batches taken from it)
     sent: int  # delivered and numbered by the server
     dropped: int  # oldest messages dropped because the queue was full
     rejected: int  # refused for what they are (bad data, forbidden, too large); see last_error
