@@ -205,3 +205,12 @@ def test_a_wrong_base_path_loses_nothing(server: ServerProcess, senders: Callabl
     wait_until(lambda: "404" in (sender.status().last_error or ""), what="a 404 answer")
     status = sender.status()
     assert (status.queued, status.rejected, status.sent) == (10, 0, 0)
+
+
+def test_publish_shares_the_type_rules(server: ServerProcess) -> None:
+    seq = pulseboard.publish("pub.a", {"x": np.float32(1.5), "ok": np.bool_(True), "d": Decimal("2")},
+                             step=np.int64(2), url=server.url, token=token())
+    assert seq == 1
+    assert [m["data"] for m in read_all(server.url, "pub.a")] == [{"x": 1.5, "ok": 1, "d": 2.0, "step": 2}]
+    with pytest.raises(pulseboard.PublishError, match="JSON can't carry"):
+        pulseboard.publish("pub.a", {"when": object()}, url=server.url, token=token())
