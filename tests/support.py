@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import shutil
 import signal
@@ -58,6 +59,10 @@ class ServerProcess:
         if secret is not None:
             self.env["PULSEBOARD_SECRET"] = secret
         self.env.update(env or {})
+        if not (env and "PULSEBOARD_DATA_DIR" in env):  # sqlite:// is the default: never share a store
+            self.env["PULSEBOARD_DATA_DIR"] = tempfile.mkdtemp(prefix="pb-store-")
+            atexit.register(shutil.rmtree, self.env["PULSEBOARD_DATA_DIR"], True)
+        self.data_dir = Path(self.env["PULSEBOARD_DATA_DIR"])
         self.log = tempfile.NamedTemporaryFile(prefix="pulseboard-", suffix=".log", delete=False)
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -25,6 +26,7 @@ from pulseboard.protocol import (
 )
 
 from .auth import origin_allowed, token_from_request, unauthorized
+from .brokers.downsample import MAX_POINTS, MIN_POINTS
 from .node import Node
 
 
@@ -110,21 +112,46 @@ async def publish(request: Request) -> Response:
     return JSONResponse({"seqs": seqs})
 
 
+def float_param(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise bad_request(f"{name!r} must be unix seconds (a number)") from None
+    if not math.isfinite(value):
+        raise bad_request(f"{name!r} must be a finite number")
+    return value
+
+
 async def history(request: Request) -> Response:
     grants = await authenticate(request, allow_ticket=True)
     ch = check_channel(request.query_params.get("ch"))
     grants.check_read(ch)
     node = node_of(request)
-    since = int_param(request, "since", None, 0, 1 << 62)
-    limit = int_param(request, "limit", 100, 1, max(1, node.settings.history)) or 100
-    info, msgs = await node.broker.history(ch, since, limit)
+    q = request.query_params
+    ranged = any(k in q for k in ("from", "to", "points"))
+    if ranged and any(k in q for k in ("since", "limit")):
+        raise bad_request("ask either since/limit (exact) or from/to/points (a range), not both")
+    if ranged:
+        t0, t1 = float_param(request, "from"), float_param(request, "to")
+        if t0 is not None and t1 is not None and t0 > t1:
+            raise bad_request("'from' must not be after 'to'")
+        points = int_param(request, "points", 2000, MIN_POINTS, MAX_POINTS) or 2000
+        info, msgs, downsampled = await node.broker.history_range(ch, t0, t1, points)
+    else:
+        since = int_param(request, "since", None, 0, 1 << 62)
+        limit = int_param(request, "limit", 100, 1, max(1, node.settings.history)) or 100
+        info, msgs = await node.broker.history(ch, since, limit)
     if not info.epoch:
         raise PulseboardError(NOT_FOUND, f"no channel {ch!r} yet")
-    return JSONResponse(
-        {"ch": ch, "epoch": info.epoch, "seq": info.seq, "first": info.first, "msgs": [
-            {"ch": e.ch, "seq": e.seq, "ts": e.ts, "data": e.data} for e in msgs
-        ]}
-    )
+    body: dict[str, Any] = {"ch": ch, "epoch": info.epoch, "seq": info.seq, "first": info.first, "msgs": [
+        {"ch": e.ch, "seq": e.seq, "ts": e.ts, "data": e.data} for e in msgs
+    ]}
+    if ranged:
+        body["downsampled"] = downsampled
+    return JSONResponse(body)
 
 
 async def channels(request: Request) -> Response:

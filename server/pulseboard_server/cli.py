@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, NoReturn
 
+from .brokers.units import duration_arg, size_arg
 from .config import Settings
 
 log = logging.getLogger("pulseboard")
@@ -76,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the server", description="Run the pulseboard server.")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     s.add_argument("--port", type=port_number, default=8765, help="port (8765; 0 picks a free one)")
-    s.add_argument("--broker", default="memory://", help="memory:// (default) or redis://host:port/db")
+    s.add_argument("--broker", default="sqlite://", help="sqlite:// (default, on disk), memory:// or redis://host:port/db")
     s.add_argument("--base-path", default="/", help="serve every path under this prefix (/)")
     s.add_argument("--history", type=count, default=1000, help="messages kept per channel (1000)")
     s.add_argument(
@@ -105,6 +106,9 @@ def parser() -> argparse.ArgumentParser:
         help="seconds between WebSocket pings; a peer silent for as long again is dropped (10)",
     )
     s.add_argument("--node", default="", help="node name shown to clients (random)")
+    s.add_argument("--data-dir", default="", help="sqlite:// store dir (PULSEBOARD_DATA_DIR)")
+    s.add_argument("--retention", type=duration_arg, default="30d", help="age kept per channel on disk (30d)")
+    s.add_argument("--max-store-bytes", type=size_arg, default="8GiB", help="cap on the store's size, 0 = none (8GiB)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     # hidden knobs for tests and benchmarks
     s.add_argument("--heartbeat", type=positive_float, default=15.0, help=argparse.SUPPRESS)
@@ -261,6 +265,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         heartbeat=args.heartbeat or 15.0,
         ticket_ttl=args.ticket_ttl or 60.0,
         poll_timeout=args.poll_timeout,
+        data_dir=args.data_dir,
+        retention=args.retention,
+        max_store_bytes=args.max_store_bytes,
     )
     if args.public_key:
         try:
@@ -317,13 +324,15 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
 
     from .app import build_app, install_log_redaction
     from .brokers import open_broker
+    from .brokers.base import store_options
     from .node import Node
 
     install_log_redaction()
     sock = bind(settings.host, settings.port)
     settings.port = sock.getsockname()[1]
     try:
-        broker = open_broker(settings.broker, settings.history, max_channels=settings.max_channels)
+        broker = open_broker(settings.broker, settings.history, max_channels=settings.max_channels,
+                             **store_options(settings))
     except (ValueError, ImportError) as e:
         raise CliError(str(e)) from None
     node = Node(settings, broker)

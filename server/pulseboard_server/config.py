@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8765
-    broker: str = "memory://"
+    broker: str = "sqlite://"
     base_path: str = "/"
     history: int = 1000
     collect_interval: float = 1.0
@@ -31,6 +31,10 @@ class Settings:
     poll_timeout: float = 25.0
     ticket_ttl: float = 60.0
     node: str = ""
+    # the embedded store (sqlite://, issue 9): where it lives, how long and how much it keeps
+    data_dir: str = ""  # "" = $PULSEBOARD_DATA_DIR, else $XDG_DATA_HOME/pulseboard, else ~/.local/share/pulseboard
+    retention: float = 30 * 86400.0  # seconds a message is kept on disk, per channel
+    max_store_bytes: int = 8 << 30  # the whole store's size cap (0 = none); oldest messages go first
 
     @property
     def prefix(self) -> str:

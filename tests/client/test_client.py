@@ -52,7 +52,7 @@ async def test_resumes_exactly_after_drops(server: ServerProcess) -> None:
 
 
 async def test_restart_reports_a_gap(server_factory: Callable[..., ServerProcess]) -> None:
-    srv = server_factory()
+    srv = server_factory("--broker", "memory://")  # its numbering restarts (sqlite:// keeps it)
     gaps: list[Gap] = []
     client = Client(["c"], url=srv.url, token=token(), on_gap=gaps.append)
     it = client.__aiter__()

@@ -209,6 +209,7 @@ class HubProcess:
     def config(self) -> str:
         pb_cmd = [sys.executable, "-m", "pulseboard_server", "serve", "--hub",
                   "--port", str(self.pulseboard_port), "--base-path", "/services/pulseboard/",
+                  "--data-dir", f"{self.dir}/store",  # its own sqlite:// store, never the user's
                   *self.pulseboard_args]
         return textwrap.dedent(f"""
             c.JupyterHub.ip = "127.0.0.1"

@@ -116,9 +116,10 @@ def restart_and_check(page: Any, server: ServerProcess, make: Callable[[], Serve
 def test_server_restart_on_the_same_port_memory_broker(
     page: Any, server_factory: Callable[..., ServerProcess], feeder: Callable[..., Feeder]
 ) -> None:
-    server = server_factory()
+    server = server_factory("--broker", "memory://")
     feed = feeder(server.url, [CH])
-    restart_and_check(page, server, lambda: server_factory(port=server.port), feed, same_epoch=False)
+    restart_and_check(page, server, lambda: server_factory("--broker", "memory://", port=server.port), feed,
+                      same_epoch=False)
 
 
 @pytest.mark.redis

@@ -8,15 +8,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from pulseboard.protocol import Backfill, Envelope, Live, Since
+from pulseboard.protocol import Backfill, Envelope, Live, PulseboardError, Since
 from pulseboard_server.brokers import open_broker
 from pulseboard_server.brokers.base import Broker
 from support import Feed, RedisProcess
 
-BACKENDS = ["memory", pytest.param("redis", marks=pytest.mark.redis)]
+BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)]
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +31,18 @@ Factory = Callable[..., Awaitable[tuple[Broker, Feed]]]
 
 
 @pytest.fixture(params=BACKENDS)
-async def make_broker(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
+async def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
     made: list[Broker] = []
     prefix = "t" + uuid.uuid4().hex[:8]  # every test gets its own key space
 
-    async def make(history: int = 1000) -> tuple[Broker, Feed]:
+    async def make(history: int = 1000, **options: object) -> tuple[Broker, Feed]:
         if request.param == "memory":
             url = "memory://"
+        elif request.param == "sqlite":
+            url = f"sqlite://{tmp_path}/store-{len(made)}.db"
         else:
             url = request.getfixturevalue("redis_proc").url + f"?prefix={prefix}"
-        broker = open_broker(url, history)
+        broker = open_broker(url, history, retention=1e12, **options)  # the tests' ts are from 1970
         feed = Feed()
         await broker.start(feed.on_message, feed.on_reset)
         made.append(broker)
@@ -76,7 +79,9 @@ async def test_two_handles_on_one_backend_share_the_numbering(make_broker: Facto
     assert seqs == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.parametrize("make_broker", ["memory", pytest.param("redis", marks=pytest.mark.redis)], indirect=True)
 async def test_history_window_keeps_the_last_n(make_broker: Factory) -> None:
+    """sqlite:// keeps by age and size (--retention, --max-store-bytes), not by count."""
     broker, _ = await make_broker(history=5)
     await publish_n(broker, "w", 12)
     info, msgs = await broker.history("w", None, 100)
@@ -105,7 +110,9 @@ async def test_replay_live_and_backfill(make_broker: Factory) -> None:
     assert none.msgs == []
 
 
+@pytest.mark.parametrize("make_broker", ["memory", pytest.param("redis", marks=pytest.mark.redis)], indirect=True)
 async def test_replay_since(make_broker: Factory) -> None:
+    """sqlite:// trims by age and size: its `recovered: false` is in test_store.py."""
     broker, _ = await make_broker(history=10)
     await publish_n(broker, "s", 15)
     epoch = (await broker.replay("s", Live())).info.epoch
@@ -189,9 +196,13 @@ async def test_idempotency_key_numbers_a_message_once_while_in_history(make_brok
     await broker.publish("k", {"i": 4}, 5.0, key="run-4")
     await broker.publish("k", {"i": 5}, 6.0, key="run-5")
     assert (await broker.publish("k", {"i": 5}, 6.0, key="run-5")).seq == 5
-    assert (await broker.publish("k", {"i": 1}, 7.0, key="run-1")).seq == 6  # seq 1 left history: new
-    info, msgs = await broker.history("k", None, 10)
-    assert info.seq == 6 and [m.data["i"] for m in msgs] == [4, 5, 1]
+    _, kept = await broker.history("k", 0, 10)
+    if kept[0].seq == 1:  # a durable store may keep more than --history: seq 1 is still there
+        assert (await broker.publish("k", {"i": 1}, 7.0, key="run-1")).seq == 1
+    else:  # seq 1 left history: its key is forgotten, the message is numbered anew
+        assert (await broker.publish("k", {"i": 1}, 7.0, key="run-1")).seq == 6
+        info, msgs = await broker.history("k", None, 10)
+        assert info.seq == 6 and [m.data["i"] for m in msgs] == [4, 5, 1]
 
 
 async def test_a_repeated_key_is_not_fanned_out_again(make_broker: Factory) -> None:
@@ -204,3 +215,108 @@ async def test_a_repeated_key_is_not_fanned_out_again(make_broker: Factory) -> N
     await broker.publish("f", {"i": 2}, 3.0)
     await feed.wait_for(lambda: 3 in feed.seqs("f"))
     assert feed.seqs("f") == [2, 3] and feed.resets == []
+
+
+# --- downsampled history (issue 9) ---------------------------------------------------
+
+
+def brute_force(envs: list[Envelope], t0: float, t1: float, nb: int) -> dict[int, dict[str, tuple[float, float]]]:
+    """Per bucket, each numeric field's (min, max), from every envelope."""
+    out: dict[int, dict[str, tuple[float, float]]] = {}
+    width = (t1 - t0) / nb
+    for e in envs:
+        if not t0 <= e.ts <= t1:
+            continue
+        b = min(nb - 1, int((e.ts - t0) / width))
+        fields = out.setdefault(b, {})
+        for k, v in e.data.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                lo, hi = fields.get(k, (v, v))
+                fields[k] = (min(lo, v), max(hi, v))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_downsampled_range_keeps_every_buckets_min_and_max(make_broker: Factory, seed: int) -> None:
+    import random
+
+    rnd = random.Random(seed)
+    broker, _ = await make_broker(history=3000)
+    envs = []
+    t = 1000.0
+    for i in range(2500):
+        t += rnd.choice([0.01, 0.5, 1.0, 3.0])  # uneven spacing: some buckets are empty
+        data: dict[str, object] = {"loss": rnd.gauss(0, 1) * (1 + i % 7), "acc": rnd.random(), "tag": "x"}
+        if i % 5 == 0:
+            data["lr"] = rnd.choice([0.1, 0.01, 0.1])  # ties and a field some messages lack
+        envs.append(await broker.publish("ds", data, t))
+    t0, t1, points = envs[100].ts, envs[2300].ts, 160
+    info, msgs, down = await broker.history_range("ds", t0, t1, points)
+    inside = [e for e in envs if t0 <= e.ts <= t1]
+    assert down and info.seq == 2500
+    assert 0 < len(msgs) <= points
+    assert [m.seq for m in msgs] == sorted({m.seq for m in msgs})
+    assert all(m == envs[m.seq - 1] for m in msgs)  # real envelopes, unchanged
+    nb = max(1, min(points // 4, points // (2 + 2 * 3)))  # three numeric fields
+    want = brute_force(inside, t0, t1, nb)
+    got = brute_force(msgs, t0, t1, nb)
+    assert got == want  # the picks hold exactly each bucket's extremes
+    assert msgs[0] == inside[0] and msgs[-1] == inside[-1]
+    _, every, down_all = await broker.history_range("ds", None, None, 100_000)
+    assert not down_all and [m.seq for m in every] == list(range(1, 2501))
+    _, few, _ = await broker.history_range("ds", None, None, 4)
+    assert 0 < len(few) <= 4
+    _, none, d = await broker.history_range("ds", 0.0, 10.0, 100)
+    assert none == [] and not d
+
+
+async def test_reads_never_create_channels(make_broker: Factory) -> None:
+    broker, _ = await make_broker()
+    for i in range(50):
+        name = f"ghost.{i}"
+        await broker.subscribe(name)
+        rep = await broker.replay(name, Backfill(10))
+        assert rep.info.seq == 0 and rep.msgs == [] and rep.info.epoch
+        info, msgs = await broker.history(name, None, 10)
+        assert (info.epoch, msgs) == ("", [])
+        info, msgs, _ = await broker.history_range(name, None, None, 100)
+        assert (info.epoch, msgs) == ("", [])
+        await broker.unsubscribe(name)
+    assert [i.ch for i in await broker.channels()] == []
+    env = await broker.publish("ghost.3", {"x": 1}, 1.0)
+    assert env.seq == 1
+    assert [i.ch for i in await broker.channels()] == ["ghost.3"]
+
+
+async def test_channel_limit_counts_publishes_only(make_broker: Factory) -> None:
+    limit = 5
+    broker, _ = await make_broker(max_channels=limit)
+    for i in range(200):
+        await broker.replay(f"read.{i}", Live())
+    for i in range(limit):
+        await broker.publish(f"w.{i}", {"x": i}, 1.0)
+    with pytest.raises(PulseboardError) as err:
+        await broker.publish("w.extra", {"x": 1}, 1.0)
+    assert err.value.code == "too_large"
+    await broker.publish("w.0", {"x": 2}, 1.0)  # existing channels go on
+
+
+@pytest.mark.parametrize("make_broker", ["sqlite"], indirect=True)  # memory/redis: issue 12's suite
+async def test_sqlite_idempotency_key_survives_a_restart(make_broker: Factory, tmp_path: Path) -> None:
+    broker, _ = await make_broker()
+    url = broker.url
+    first = await broker.publish("k", {"x": 1}, 1.0, key="batch-1/0")  # type: ignore[call-arg]
+    again, other = await asyncio.gather(
+        broker.publish("k", {"x": 1}, 1.0, key="batch-1/0"),  # type: ignore[call-arg]
+        broker.publish("k", {"x": 2}, 1.0, key="batch-1/1"),  # type: ignore[call-arg]
+    )
+    assert (first.seq, again.seq, other.seq) == (1, 1, 2) and again == first
+    await broker.close()
+    reopened = open_broker(url, 1000, retention=1e12)
+    await reopened.start(lambda e: None, lambda c, e, s: None)
+    try:
+        retried = await reopened.publish("k", {"x": 1}, 1.0, key="batch-1/0")  # type: ignore[call-arg]
+        fresh = await reopened.publish("k", {"x": 3}, 1.0)
+        assert retried == first and fresh.seq == 3
+    finally:
+        await reopened.close()

@@ -120,7 +120,7 @@ async def test_poll_backfill_without_cursor(server: ServerProcess) -> None:
 async def test_poll_recovered_false_for_wrong_epoch_or_lost_history(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
-    server = server_factory("--history", "5")
+    server = server_factory("--history", "5", "--broker", "memory://")  # a count-bounded window
     async with httpx.AsyncClient(timeout=40) as client:
         await post(client, server, [{"ch": "lost", "data": {"i": i}} for i in range(20)])
         epoch = (await poll(client, server, "ch=lost"))["ops"][0]["epoch"]

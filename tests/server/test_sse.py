@@ -223,7 +223,7 @@ async def test_sse_long_replay_is_paced_not_dropped(server_factory: Callable[...
 async def test_sse_resume_after_lost_history_or_epoch_says_recovered_false(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
-    server = server_factory("--history", "5")
+    server = server_factory("--history", "5", "--broker", "memory://")  # a count-bounded window
     async with httpx.AsyncClient(timeout=15) as client:
         await post(client, server, [{"ch": "r.a", "data": {"i": i}} for i in range(20)])
         r = await client.get(server.url + "/channels", headers=auth())

@@ -70,7 +70,7 @@ async def test_exact_resume(server: ServerProcess) -> None:
 
 
 async def test_resume_older_than_history_is_not_recovered(server_factory: Callable[..., ServerProcess]) -> None:
-    srv = server_factory("--history", "10")
+    srv = server_factory("--history", "10", "--broker", "memory://")  # a count-bounded window
     async with await open_ws(srv) as ws:
         (sub,) = await subscribe(ws, {"r": None})
     publish(srv, "r", 40)
@@ -91,7 +91,7 @@ async def test_resume_with_other_epoch_is_not_recovered(server: ServerProcess) -
 
 
 async def test_restart_gives_a_new_epoch(server_factory: Callable[..., ServerProcess]) -> None:
-    srv = server_factory()
+    srv = server_factory("--broker", "memory://")  # sqlite:// keeps its epoch: test_store.py
     publish(srv, "r", 3)
     async with await open_ws(srv) as ws:
         (before,) = await subscribe(ws, {"r": None})

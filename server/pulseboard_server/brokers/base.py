@@ -73,6 +73,13 @@ class Broker(Protocol):
 
     async def history(self, ch: str, since: int | None, limit: int) -> tuple[ChannelInfo, list[Envelope]]: ...
 
+    async def history_range(
+        self, ch: str, t0: float | None, t1: float | None, points: int
+    ) -> tuple[ChannelInfo, list[Envelope], bool]:
+        """At most `points` envelopes of `ch` with t0 <= ts <= t1 (see `downsample`), and
+        whether any was left out. Like `history`, never creates the channel."""
+        ...
+
     async def channels(self) -> list[ChannelInfo]: ...
 
     async def claim_once(self, key: str, ttl: float) -> bool:
@@ -81,6 +88,7 @@ class Broker(Protocol):
 
 
 BACKENDS = {
+    "sqlite": "pulseboard_server.brokers.sqlite:SqliteBroker",
     "memory": "pulseboard_server.brokers.memory:MemoryBroker",
     "redis": "pulseboard_server.brokers.redis:RedisBroker",
     "rediss": "pulseboard_server.brokers.redis:RedisBroker",
@@ -88,12 +96,22 @@ BACKENDS = {
 }
 
 
+STORE_OPTIONS = ("data_dir", "retention", "max_store_bytes")
+
+
+def store_options(settings: Any) -> dict[str, Any]:
+    """The embedded store's options from `Settings` (ignored by other brokers)."""
+    return {k: getattr(settings, k) for k in STORE_OPTIONS if hasattr(settings, k)}
+
+
 def open_broker(url: str, history: int, **options: Any) -> Broker:
     """Make (not start) the broker for `url`; the backend module is imported lazily."""
     scheme = urlsplit(url).scheme
     target = BACKENDS.get(scheme)
     if target is None:
-        raise ValueError(f"unknown broker {url!r}: use memory:// or redis://host:port/db")
+        raise ValueError(f"unknown broker {url!r}: use sqlite://, memory:// or redis://host:port/db")
+    if scheme != "sqlite":  # the store's options (data_dir, retention, ...) are its own
+        options = {k: v for k, v in options.items() if k not in STORE_OPTIONS}
     module, _, name = target.partition(":")
     cls = getattr(importlib.import_module(module), name)
     broker: Broker = cls(url, history=history, **options)

@@ -1,7 +1,13 @@
-"""The embedded broker: one process, history in memory, a new epoch per run."""
+"""The in-memory broker: one process, history in memory, a new epoch per run.
+
+Reads never create channels: a channel exists from its first publish (which is
+where the channel limit is counted); before that, reads see its `pending_epoch`,
+the epoch its first publish will give it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from typing import Any
@@ -16,6 +22,7 @@ from pulseboard.protocol import (
 )
 
 from .base import ChannelInfo, OnMessage, OnReset, Replay
+from .downsample import pick
 
 
 def remember_key(keys: dict[str, Envelope], key: str, env: Envelope, first: int) -> None:
@@ -38,6 +45,7 @@ class MemoryBroker:
         self._subscribed: set[str] = set()
         self._claims: dict[str, float] = {}
         self._on_message: OnMessage | None = None
+        self._salt = uuid.uuid4().hex
 
     async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
         self._on_message = on_message
@@ -53,8 +61,15 @@ class MemoryBroker:
         if w is None:
             if len(self._windows) >= self._max_channels:
                 raise PulseboardError(TOO_LARGE, f"channel limit ({self._max_channels}) reached")
-            w = self._windows[ch] = HistoryWindow(uuid.uuid4().hex[:12], self._history)
+            w = self._windows[ch] = HistoryWindow(pending_epoch(self._salt, ch), self._history)
         return w
+
+    def _read_info(self, ch: str) -> tuple[ChannelInfo, HistoryWindow | None]:
+        """Where `ch` is, without creating it."""
+        w = self._windows.get(ch)
+        if w is None:
+            return ChannelInfo(ch, pending_epoch(self._salt, ch), 0, 1), None
+        return self._info(ch, w), w
 
     def _info(self, ch: str, w: HistoryWindow) -> ChannelInfo:
         return ChannelInfo(ch, w.epoch, w.top, w.first)
@@ -73,16 +88,15 @@ class MemoryBroker:
         return env
 
     async def subscribe(self, ch: str) -> None:
-        self._window(ch)
         self._subscribed.add(ch)
 
     async def unsubscribe(self, ch: str) -> None:
         self._subscribed.discard(ch)
 
     async def replay(self, ch: str, start: Start) -> Replay:
-        w = self._window(ch)
-        plan = plan_replay(start, w.epoch, w.first, w.top)
-        return Replay(self._info(ch, w), plan.recovered, w.replay(plan))
+        info, w = self._read_info(ch)
+        plan = plan_replay(start, info.epoch, info.first, info.seq)
+        return Replay(info, plan.recovered, w.replay(plan) if w is not None else [])
 
     async def history(self, ch: str, since: int | None, limit: int) -> tuple[ChannelInfo, list[Envelope]]:
         w = self._windows.get(ch)
@@ -90,6 +104,15 @@ class MemoryBroker:
             return ChannelInfo(ch, "", 0, 1), []
         msgs = w.last(limit) if since is None else w.after(since, limit)
         return self._info(ch, w), msgs
+
+    async def history_range(
+        self, ch: str, t0: float | None, t1: float | None, points: int
+    ) -> tuple[ChannelInfo, list[Envelope], bool]:
+        w = self._windows.get(ch)
+        if w is None:
+            return ChannelInfo(ch, "", 0, 1), [], False
+        msgs, downsampled = pick(w.after(0), t0, t1, points)
+        return self._info(ch, w), msgs, downsampled
 
     async def channels(self) -> list[ChannelInfo]:
         return [self._info(ch, w) for ch, w in sorted(self._windows.items())]
@@ -102,3 +125,8 @@ class MemoryBroker:
             return False
         self._claims[key] = now + ttl
         return True
+
+
+def pending_epoch(salt: str, ch: str) -> str:
+    """The epoch a channel gets at its first publish, known before it exists."""
+    return hashlib.blake2b(f"{salt}/{ch}".encode(), digest_size=6).hexdigest()

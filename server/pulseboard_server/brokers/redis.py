@@ -33,6 +33,7 @@ from pulseboard.protocol import Envelope, Live, Since, Start, dumps, plan_replay
 from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, Replay
 from .redis_fanout import Delivery
 from .redis_link import Link
+from .redis_range import ChannelGuard, redis_range
 from .redis_scripts import PUBLISH, READ, Keys
 
 log = logging.getLogger("pulseboard.redis")
@@ -101,6 +102,7 @@ class RedisBroker:
         self._up_event = asyncio.Event()
         self._health_task: asyncio.Task[None] | None = None
         self._metrics: Any = None
+        self._guard = ChannelGuard(self.prefix, max_channels)
 
     def attach_metrics(self, metrics: Any) -> None:
         """Count outages and repaired gaps in the node's `Metrics`."""
@@ -145,6 +147,7 @@ class RedisBroker:
             except BaseException:
                 await self.close()
                 raise
+        await self._refresh_salt()
         self._health_task = asyncio.get_running_loop().create_task(self._health())
 
     async def _connect(self) -> None:
@@ -180,6 +183,7 @@ class RedisBroker:
             await asyncio.sleep(self._health_interval / (4 if self.status() != "ok" else 1))
             try:
                 await self._client.ping()
+                await self._refresh_salt()
             except (RedisError, OSError):
                 self._set_cmd_ok(False)
             except Exception:  # never let the health check die quietly
@@ -189,6 +193,8 @@ class RedisBroker:
                 self._set_cmd_ok(True)
 
     def _set_cmd_ok(self, ok: bool) -> None:
+        if not ok:
+            self._guard.forget()
         if ok != self._cmd_ok:
             self._cmd_ok = ok
             if ok:
@@ -205,6 +211,7 @@ class RedisBroker:
         if up:
             self._up_event.set()
         else:
+            self._guard.forget()
             if self._metrics is not None:
                 self._metrics.broker_errors.inc()
             if self.cluster and link.channels:  # the shard may have moved: look again
@@ -226,7 +233,8 @@ class RedisBroker:
         keys = Keys.of(self.prefix, ch)
         head = '{"ch":' + dumps(ch) + ',"seq":'
         tail = ',"ts":' + dumps(ts) + ',"data":' + dumps(data) + "}"
-        args = [_new_epoch(), self._history, head, tail, keys.live, "1" if self.cluster else "0", key or ""]
+        await self._check_new_channel(ch)
+        args = [self._pending_epoch(ch), self._history, head, tail, keys.live, "1" if self.cluster else "0", key or ""]
         try:
             out = await self._publish(keys=[keys.meta, keys.log, keys.keys], args=args)
         except (RedisError, OSError) as e:
@@ -237,6 +245,18 @@ class RedisBroker:
         if created:
             await self._register(ch)
         return Envelope(ch, int(seq), ts, data, head + str(seq) + tail)
+
+    def _pending_epoch(self, ch: str) -> str:
+        return self._guard.pending_epoch(ch)
+
+    async def _refresh_salt(self) -> None:
+        await self._guard.refresh_salt(self._client)
+
+    async def _check_new_channel(self, ch: str) -> None:
+        try:
+            await self._guard.check(self._client, ch)
+        except (RedisError, OSError) as e:
+            raise self._unavailable(e) from None
 
     async def _register(self, ch: str) -> None:
         try:
@@ -251,7 +271,7 @@ class RedisBroker:
         if self._client is None:
             raise BrokerUnavailable("broker not started")
         keys = Keys.of(self.prefix, ch)
-        args = [_new_epoch() if ensure else "", mode, a, b]
+        args = ["", mode, a, b]  # reads never create a channel
         for retry in (True, False):
             try:
                 out = await self._read_script(keys=[keys.meta, keys.log], args=args)
@@ -262,9 +282,13 @@ class RedisBroker:
                     raise self._unavailable(e) from None
             except RedisError as e:
                 raise self._unavailable(e) from None
-        epoch, top, first, created = str(out[0]), int(out[1]), int(out[2]), int(out[3])
-        if created:
-            await self._register(ch)
+        epoch, top, first = str(out[0]), int(out[1]), int(out[2])
+        if not epoch and ensure:  # not published yet: the epoch its first publish will give it
+            try:
+                await self._refresh_salt()
+            except (RedisError, OSError) as e:
+                raise self._unavailable(e) from None
+            epoch = self._pending_epoch(ch)
         return ChannelInfo(ch, epoch, top, first), [Envelope.from_raw(r) for r in out[4:]]
 
     async def replay(self, ch: str, start: Start) -> Replay:
@@ -283,6 +307,11 @@ class RedisBroker:
         if since is None:
             return await self._read(ch, False, "last", limit)
         return await self._read(ch, False, "after", since, limit)
+
+    async def history_range(
+        self, ch: str, t0: float | None, t1: float | None, points: int
+    ) -> tuple[ChannelInfo, list[Envelope], bool]:
+        return await redis_range(self._read, ch, t0, t1, points)
 
     async def channels(self) -> list[ChannelInfo]:
         try:

@@ -1,0 +1,184 @@
+"""The embedded store's figures (issue 9), each next to its target, in one run.
+
+1. sustained publish into 10 channels with every message delivered to a subscriber
+   callback, sqlite:// against memory:// in the same run: msgs/s, and CPU per message
+   of the event-loop thread (delivery) and of the whole process (plus the writer thread);
+2. `history_range(points=2000)` over N stored messages of one channel;
+3. `pulseboard serve` start to answering /healthz with M stored messages;
+4. exact resume of 10,000 missed messages after a restart (`replay` with since+epoch
+   on a broker opened anew on the same file).
+
+Smoke sizes by default (seconds); `--full` (or PULSEBOARD_LONG=1) runs the target sizes:
+N = 1,000,000 and M = 10,000,000 (minutes, ~2 GB of disk).
+
+    .venv/bin/python bench/history.py [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from pulseboard.protocol import Envelope, Live, Since
+from pulseboard_server.brokers import open_broker
+from pulseboard_server.brokers.base import Broker
+from support import ServerProcess
+
+
+async def publish_load(url: str, total: int, channels: int = 10, batch: int = 500) -> dict[str, float]:
+    broker = open_broker(url, 1000, retention=1e12)
+    delivered = 0
+
+    def on_message(env: Envelope) -> None:
+        nonlocal delivered
+        delivered += 1
+
+    await broker.start(on_message, lambda c, e, s: None)
+    for c in range(channels):
+        await broker.subscribe(f"load.{c}")
+    per = total // channels
+
+    async def one(c: int) -> None:  # up to 4 batches in flight per channel, like busy publishers
+        ch = f"load.{c}"
+        flying: list[asyncio.Future[list[Envelope]]] = []
+        for first in range(0, per, batch):
+            flying.append(asyncio.gather(*(broker.publish(ch, {"i": i, "v": i * 0.5}, 1e9 + i)
+                                           for i in range(first, min(per, first + batch)))))
+            if len(flying) >= 4:
+                await flying.pop(0)
+        for f in flying:
+            await f
+
+    cpu0, loop0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
+    await asyncio.gather(*(one(c) for c in range(channels)))
+    while delivered < per * channels:
+        await asyncio.sleep(0.001)
+    wall, loop_cpu, cpu = time.perf_counter() - t0, time.thread_time() - loop0, time.process_time() - cpu0
+    await broker.close()
+    n = per * channels
+    return {"rate": n / wall, "loop_us": loop_cpu / n * 1e6, "cpu_us": cpu / n * 1e6}
+
+
+async def fill(broker: Broker, ch: str, n: int, batch: int = 2000) -> None:
+    for first in range(0, n, batch):
+        await asyncio.gather(*(broker.publish(ch, {"loss": (i % 1000) / 1000 + (i % 7), "step": i}, 1e9 + i)
+                               for i in range(first, min(n, first + batch))))
+
+
+async def range_query(path: Path, n: int) -> tuple[float, float, int]:
+    broker = open_broker(f"sqlite://{path}", 1000, retention=1e12)
+    await broker.start(lambda e: None, lambda c, e, s: None)
+    await fill(broker, "long", n)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        _, msgs, down = await broker.history_range("long", None, None, 2000)
+        times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    await broker.history_range("long", 1e9 + n * 0.25, 1e9 + n * 0.75, 2000)
+    part = time.perf_counter() - t0
+    await broker.close()
+    assert down and len(msgs) <= 2000
+    return min(times), part, len(msgs)
+
+
+def bulk_store(path: Path, n: int, channels: int = 10) -> None:
+    """A store file with `n` messages, written straight with SQL (as the writer lays it out)."""
+    broker = open_broker(f"sqlite://{path}", 1000, retention=1e12)
+
+    async def make() -> None:  # the schema and one message per channel, through the broker
+        await broker.start(lambda e: None, lambda c, e, s: None)
+        for c in range(channels):
+            await broker.publish(f"big.{c}", {"v": 0}, 1e9)
+        await broker.close()
+
+    asyncio.run(make())
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    per = n // channels
+    for c in range(channels):
+        ch_id, name = db.execute("SELECT id, name FROM channels WHERE name=?", (f"big.{c}",)).fetchone()
+        for first in range(2, per + 1, 100_000):
+            rows = []
+            for s in range(first, min(per, first + 99_999) + 1):
+                raw = json.dumps({"ch": name, "seq": s, "ts": 1e9 + s, "data": {"v": s % 100}}, separators=(",", ":"))
+                rows.append((ch_id, s, 1e9 + s, raw, None))
+            db.executemany("INSERT INTO msgs VALUES (?, ?, ?, ?, ?)", rows)
+            db.execute("UPDATE channels SET top=? WHERE id=?", (rows[-1][1], ch_id))
+            db.commit()
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+def start_time(data_dir: Path) -> float:
+    srv = ServerProcess("--log-level", "warning", env={"PULSEBOARD_DATA_DIR": str(data_dir)})
+    t0 = time.perf_counter()
+    srv.start()
+    took = time.perf_counter() - t0
+    srv.stop()
+    return took
+
+
+async def resume_time(path: Path, missed: int = 10_000) -> float:
+    broker = open_broker(f"sqlite://{path}", 1000, retention=1e12)
+    await broker.start(lambda e: None, lambda c, e, s: None)
+    await fill(broker, "resume", 1000)
+    seen = (await broker.replay("resume", Live())).info
+    await fill(broker, "resume", missed)
+    await broker.close()
+    again = open_broker(f"sqlite://{path}", 1000, retention=1e12)  # the restart
+    await again.start(lambda e: None, lambda c, e, s: None)
+    t0 = time.perf_counter()
+    rep = await again.replay("resume", Since(seen.seq, seen.epoch))
+    took = time.perf_counter() - t0
+    await again.close()
+    assert rep.recovered and len(rep.msgs) == missed and rep.msgs[0].seq == seen.seq + 1
+    return took
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", default=os.environ.get("PULSEBOARD_LONG") == "1")
+    args = ap.parse_args()
+    load = 300_000 if args.full else 50_000
+    n_range = 1_000_000 if args.full else 50_000
+    n_start = 10_000_000 if args.full else 200_000
+    tmp = Path(tempfile.mkdtemp(prefix="pb-bench-"))
+    print(f"mode: {'full' if args.full else 'smoke (--full for the target sizes)'}; files in {tmp}")
+
+    mem = asyncio.run(publish_load("memory://", load))
+    sql = asyncio.run(publish_load(f"sqlite://{tmp}/load.db", load))
+    print(f"publish {load:,} msgs into 10 channels, each delivered (target >= 100,000 msgs/s, delivery CPU within 10%)")
+    for name, r in (("memory://", mem), ("sqlite://", sql)):
+        print(f"  {name:10} {r['rate']:>10,.0f} msgs/s   loop CPU {r['loop_us']:.2f} us/msg   "
+              f"process CPU {r['cpu_us']:.2f} us/msg")
+    print(f"  sqlite/memory: rate {sql['rate'] / mem['rate']:.2f}x, loop CPU {sql['loop_us'] / mem['loop_us']:.2f}x, "
+          f"process CPU {sql['cpu_us'] / mem['cpu_us']:.2f}x")
+
+    whole, part, got = asyncio.run(range_query(tmp / "range.db", n_range))
+    print(f"history_range points=2000 over {n_range:,} messages (target <= 100 ms): "
+          f"whole range {whole * 1000:.1f} ms ({got} envelopes), middle half {part * 1000:.1f} ms")
+
+    t0 = time.perf_counter()
+    (tmp / "start").mkdir()
+    bulk_store(tmp / "start" / "pulseboard.db", n_start)
+    size = (tmp / "start" / "pulseboard.db").stat().st_size
+    print(f"  (made a {n_start:,}-message store of {size / 1e6:.0f} MB in {time.perf_counter() - t0:.0f} s)")
+    took_start = start_time(tmp / "start")
+    print(f"serve start to /healthz with {n_start:,} stored messages (target <= 2 s): {took_start:.2f} s")
+
+    took = asyncio.run(resume_time(tmp / "resume.db"))
+    print(f"exact resume of 10,000 missed messages after a restart (target <= 50 ms): {took * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""The embedded durable store (`sqlite://`, the default broker).
+
+Publishing numbers a message on the event loop and hands it to the one writer
+thread, which writes everything handed to it since its last commit in one
+transaction (group commit: under load, one commit per tick of work). Only
+after that commit is the message fanned out and its publish answered, so no
+client, subscriber or publisher, ever sees a seq that a crash could take back:
+`kill -9` loses at most the batch being written, which nobody saw, and after a
+restart numbering continues from the last durable seq in the same epoch. If the
+machine itself went down under a running store (WAL with synchronous=NORMAL
+may then lose the last commits), every channel gets a new epoch.
+
+URLs: `sqlite://` (the file `pulseboard.db` in the data dir) or `sqlite:///PATH.db`.
+Reads never create channels; a channel that does not exist yet answers with the
+epoch its first publish will give it (`pending_epoch`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pulseboard.protocol import TOO_LARGE, Backfill, Envelope, Live, PulseboardError, Start, plan_replay
+
+from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, Replay
+from .memory import pending_epoch
+from .sqlite_range import read_range
+from .sqlite_store import Item, Readers, Store, envelopes
+from .sqlite_writer import Writer
+from .units import default_data_dir
+
+log = logging.getLogger("pulseboard.store")
+
+MAX_REPLAY = 100_000  # messages one (re)subscription replays at most (more missing: recovered false)
+MAX_PENDING = 200_000  # messages numbered but not yet written before publishes get 503
+
+
+@dataclass(slots=True)
+class _Chan:
+    id: int
+    epoch: str
+    top: int  # numbered
+    durable: int  # written (and so fanned out)
+    first: int  # oldest kept
+
+
+def store_path(url: str, data_dir: str | None) -> Path:
+    parts = urlsplit(url)
+    path = unquote(parts.netloc + parts.path)
+    if path:
+        return Path(path)
+    return Path(data_dir or default_data_dir()) / "pulseboard.db"
+
+
+class SqliteBroker:
+    def __init__(
+        self,
+        url: str = "sqlite://",
+        history: int = 1000,
+        max_channels: int = 100_000,
+        data_dir: str | None = None,
+        retention: float = 30 * 86400,
+        max_store_bytes: int = 0,
+        **_options: Any,
+    ) -> None:
+        self.url = url
+        self.path = store_path(url, data_dir)
+        self._history = history
+        self._max_channels = max_channels
+        self._retention = retention
+        self._max_bytes = max_store_bytes
+        self._chans: dict[str, _Chan] = {}
+        self._by_id: dict[int, str] = {}
+        self._next_id = 1
+        self._subscribed: set[str] = set()
+        self._claims: dict[str, float] = {}
+        self._keys: dict[tuple[int, str], tuple[Envelope, asyncio.Future[None]]] = {}
+        self._on_message: OnMessage | None = None
+        self._store: Store | None = None
+        self._readers: Readers | None = None
+        self._writer: Writer | None = None
+        self._salt = ""
+        self._failing: str | None = None
+
+    async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
+        store, loaded = await asyncio.to_thread(Store.open, self.path)
+        self._store, self._salt = store, loaded.store_id
+        if loaded.fresh_epochs:
+            log.warning("store %s: the machine restarted while it ran; every channel starts a new epoch", self.path)
+        for ch_id, name, epoch, top, first in loaded.channels:
+            self._chans[name] = _Chan(ch_id, epoch, top, top, first)
+            self._by_id[ch_id] = name
+            self._next_id = max(self._next_id, ch_id + 1)
+        self._readers = Readers(self.path)
+        loop = asyncio.get_running_loop()
+        self._writer = Writer(store, loop, self._committed, self._failed, self._trimmed,
+                              retention=self._retention, max_bytes=self._max_bytes)
+        self._writer.start()
+        self._on_message = on_message
+        log.info("store %s: %d channels", self.path, len(self._chans))
+
+    async def close(self) -> None:
+        self._on_message = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await asyncio.to_thread(writer.stop)
+        if self._readers is not None:
+            self._readers.close()
+        if self._store is not None:
+            self._store.close(clean=True)
+            self._store = None
+
+    def status(self) -> str:
+        return "ok" if self._writer is not None and self._failing is None else "degraded"
+
+    # --- publishing -----------------------------------------------------------------
+
+    async def publish(self, ch: str, data: dict[str, Any], ts: float, key: str | None = None) -> Envelope:
+        writer = self._writer
+        if writer is None:
+            raise BrokerUnavailable("store not started")
+        chan = self._chans.get(ch)
+        if key is not None and chan is not None:
+            done = self._known_key(chan, key)
+            if done is not None:
+                env, fut = done
+                if fut is not None:
+                    await fut
+                return env
+        if writer.backlog() > MAX_PENDING:
+            raise BrokerUnavailable("store is behind: try again shortly")
+        new: tuple[str, str] | None = None
+        if chan is None:
+            if len(self._chans) >= self._max_channels:
+                raise PulseboardError(TOO_LARGE, f"channel limit ({self._max_channels}) reached")
+            chan = self._chans[ch] = _Chan(self._next_id, pending_epoch(self._salt, ch), 0, 0, 1)
+            self._by_id[chan.id] = ch
+            self._next_id += 1
+            new = (ch, chan.epoch)
+        chan.top += 1
+        env = Envelope.make(ch, chan.top, ts, data)
+        fut = writer.put(Item(chan.id, env, key, new))
+        if key is not None:
+            self._keys[(chan.id, key)] = (env, fut)
+        await fut
+        return env
+
+    def _known_key(self, chan: _Chan, key: str) -> tuple[Envelope, asyncio.Future[None] | None] | None:
+        pending = self._keys.get((chan.id, key))
+        if pending is not None:
+            return pending
+        assert self._readers is not None
+        row = self._readers.conn().execute(
+            "SELECT raw FROM msgs WHERE ch=? AND key=? LIMIT 1", (chan.id, key)
+        ).fetchone()
+        return (Envelope.from_raw(row[0]), None) if row else None
+
+    def _committed(self, items: list[Item]) -> None:
+        """Writer thread -> loop: `items` are durable; fan them out in order."""
+        self._failing = None
+        on_message = self._on_message
+        for item in items:
+            ch = item.env.ch
+            chan = self._chans.get(ch)
+            if chan is not None and chan.id == item.ch_id:
+                chan.durable = item.env.seq
+            if item.key is not None:
+                self._keys.pop((item.ch_id, item.key), None)
+            if on_message is not None and ch in self._subscribed:
+                on_message(item.env)
+
+    def _failed(self, items: list[Item], error: str) -> None:
+        """Writer thread -> loop: nothing of `items` (nor anything numbered after) was kept."""
+        if self._failing is None:
+            log.error("store %s: writes fail (%s): publishes get 503, reads go on", self.path, error)
+        self._failing = error
+        for item in items:
+            self._keys.pop((item.ch_id, item.key), None) if item.key is not None else None
+            name = self._by_id.get(item.ch_id)
+            chan = self._chans.get(name) if name is not None else None
+            if chan is None or chan.id != item.ch_id:
+                continue
+            chan.top = chan.durable  # nobody saw the seqs above: they are issued again
+            if item.new is not None and chan.durable == 0:
+                del self._chans[name]  # type: ignore[arg-type]
+                del self._by_id[item.ch_id]
+
+    def _trimmed(self, firsts: dict[int, int]) -> None:
+        for ch_id, first in firsts.items():
+            name = self._by_id.get(ch_id)
+            chan = self._chans.get(name) if name is not None else None
+            if chan is not None:
+                chan.first = max(chan.first, first)
+
+    # --- reading --------------------------------------------------------------------
+
+    def _info(self, ch: str) -> ChannelInfo:
+        chan = self._chans.get(ch)
+        if chan is None or (chan.durable == 0 and chan.first == 1):
+            epoch = chan.epoch if chan is not None else pending_epoch(self._salt, ch)
+            return ChannelInfo(ch, epoch, 0, 1)
+        return ChannelInfo(ch, chan.epoch, chan.durable, min(chan.first, chan.durable + 1))
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        readers = self._readers
+        if readers is None:
+            raise BrokerUnavailable("store not started")
+        try:
+            return await asyncio.to_thread(readers.run, fn)
+        except sqlite3.Error as e:
+            raise BrokerUnavailable(f"store read failed ({e}): try again shortly") from None
+
+    async def _rows(self, ch: str, query: str, args: tuple[Any, ...]) -> tuple[ChannelInfo, list[Envelope]]:
+        """The channel's position and the `raw` column of `query`'s rows, from one snapshot."""
+        chan = self._chans.get(ch)
+        info = self._info(ch)
+        if chan is None:
+            return info, []
+
+        def read(conn: sqlite3.Connection) -> tuple[int, int, list[str]]:
+            top = conn.execute("SELECT top FROM channels WHERE id=?", (chan.id,)).fetchone()
+            first = conn.execute("SELECT min(seq) FROM msgs WHERE ch=?", (chan.id,)).fetchone()[0]
+            rows = conn.execute(query, (chan.id, *args)).fetchall()
+            t = int(top[0]) if top else 0
+            return t, int(first) if first is not None else t + 1, [r for (r,) in rows]
+
+        top, first, raws = await self._read(read)
+        return ChannelInfo(ch, info.epoch, top, first), envelopes(raws)
+
+    async def _after(self, ch: str, seq: int, limit: int) -> tuple[ChannelInfo, list[Envelope]]:
+        return await self._rows(
+            ch, "SELECT raw FROM msgs WHERE ch=? AND seq>? ORDER BY seq LIMIT ?", (seq, limit)
+        )
+
+    async def _last(self, ch: str, n: int) -> tuple[ChannelInfo, list[Envelope]]:
+        return await self._rows(
+            ch, "SELECT raw FROM (SELECT raw, seq FROM msgs WHERE ch=? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+            (n,),
+        )
+
+    async def subscribe(self, ch: str) -> None:
+        self._subscribed.add(ch)
+
+    async def unsubscribe(self, ch: str) -> None:
+        self._subscribed.discard(ch)
+
+    async def replay(self, ch: str, start: Start) -> Replay:
+        if isinstance(start, Live) or ch not in self._chans:
+            info = self._info(ch)
+            return Replay(info, plan_replay(start, info.epoch, info.first, info.seq).recovered, [])
+        if isinstance(start, Backfill):
+            info, msgs = await self._last(ch, min(start.n, max(self._history, 1)))
+            return Replay(info, True, msgs)
+        info = self._info(ch)
+        if start.epoch == info.epoch and info.seq - start.seq > MAX_REPLAY:
+            info, msgs = await self._last(ch, MAX_REPLAY)
+            return Replay(info, False, msgs)
+        info, msgs = await self._after(ch, start.seq, MAX_REPLAY)
+        plan = plan_replay(start, info.epoch, info.first, info.seq)
+        if plan.after is None:
+            msgs = []
+        return Replay(info, plan.recovered, msgs)
+
+    async def history(self, ch: str, since: int | None, limit: int) -> tuple[ChannelInfo, list[Envelope]]:
+        if ch not in self._chans or self._chans[ch].durable == 0:
+            return ChannelInfo(ch, "", 0, 1), []
+        if since is None:
+            return await self._last(ch, limit)
+        return await self._after(ch, since, limit)
+
+    async def history_range(
+        self, ch: str, t0: float | None, t1: float | None, points: int
+    ) -> tuple[ChannelInfo, list[Envelope], bool]:
+        chan = self._chans.get(ch)
+        if chan is None or chan.durable == 0:
+            return ChannelInfo(ch, "", 0, 1), [], False
+
+        def read(conn: sqlite3.Connection) -> tuple[int, int, list[Envelope], bool]:
+            top = int(conn.execute("SELECT top FROM channels WHERE id=?", (chan.id,)).fetchone()[0])
+            first = conn.execute("SELECT min(seq) FROM msgs WHERE ch=?", (chan.id,)).fetchone()[0]
+            first = int(first) if first is not None else top + 1
+            msgs, down = read_range(conn, chan.id, first, t0, t1, points)
+            return top, first, msgs, down
+
+        top, first, msgs, down = await self._read(read)
+        return ChannelInfo(ch, chan.epoch, top, first), msgs, down
+
+    async def channels(self) -> list[ChannelInfo]:
+        return [self._info(ch) for ch, c in sorted(self._chans.items()) if c.durable > 0]
+
+    async def claim_once(self, key: str, ttl: float) -> bool:
+        now = time.monotonic()
+        if len(self._claims) > 10_000:
+            self._claims = {k: t for k, t in self._claims.items() if t > now}
+        if self._claims.get(key, 0.0) > now:
+            return False
+        self._claims[key] = now + ttl
+        return True
+
+
+__all__ = ["SqliteBroker", "store_path"]

@@ -1,0 +1,286 @@
+"""The embedded store's file: schema, the one writer thread, reads and trimming.
+
+Layout (SQLite, WAL, synchronous=NORMAL: a commit survives the process being
+killed; an OS crash may lose the last commits, see `Store.open`):
+
+    meta(k, v)                       store id, the boot that last ran it
+    channels(id, name, epoch, top)   top = highest durable seq
+    msgs(ch, seq, ts, raw, key)      one row per envelope, raw = its JSON
+    blocks(ch, k, t_min, t_max, stats)  per BLOCK seqs (k*BLOCK+1 .. (k+1)*BLOCK):
+                                     each numeric field's min and max and their seqs,
+                                     so a long range is downsampled without reading it
+
+Only the writer thread writes. Readers use their own connections (one per
+thread); WAL lets them read while it writes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pulseboard.protocol import Envelope, PulseboardError
+
+BLOCK = 64
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS channels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+  epoch TEXT NOT NULL, top INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS msgs(ch INTEGER NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL,
+  raw TEXT NOT NULL, key TEXT, PRIMARY KEY(ch, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS msgs_ts ON msgs(ch, ts);
+CREATE INDEX IF NOT EXISTS msgs_key ON msgs(ch, key) WHERE key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS blocks(ch INTEGER NOT NULL, k INTEGER NOT NULL, t_min REAL NOT NULL,
+  t_max REAL NOT NULL, stats TEXT NOT NULL, PRIMARY KEY(ch, k)) WITHOUT ROWID;
+"""
+
+
+# Each numeric field's min (or max) over some rows, with the seq holding it (SQLite's bare
+# column rule: the other columns of an aggregate min()/max() come from the row that has it).
+SUMMARY = """SELECT j.key, {}(j.value), m.seq FROM msgs m, json_each(m.raw, '$.data') j
+WHERE m.ch=? AND m.seq>=? AND m.seq<=? AND j.type IN ('integer', 'real') GROUP BY j.key"""
+
+
+class StoreError(PulseboardError):
+    """The store can't be used (locked, damaged, unreadable): a one-line reason."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("unavailable", detail)
+
+
+def envelopes(raws: list[str]) -> list[Envelope]:
+    """Stored envelopes, parsed in one `json.loads` call (much faster than one per row)."""
+    if not raws:
+        return []
+    objs = json.loads("[" + ",".join(raws) + "]")
+    return [Envelope(o["ch"], o["seq"], float(o["ts"]), o["data"], r) for o, r in zip(objs, raws, strict=True)]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+@dataclass(slots=True)
+class Item:
+    """One envelope for the writer; `new` carries (name, epoch) when it creates its channel."""
+
+    ch_id: int
+    env: Envelope
+    key: str | None
+    new: tuple[str, str] | None = None
+
+
+@dataclass(slots=True)
+class Loaded:
+    store_id: str
+    fresh_epochs: bool  # the machine rebooted under a running store: epochs were renewed
+    channels: list[tuple[int, str, str, int, int]] = field(default_factory=list)  # id, name, epoch, top, first
+
+
+class Store:
+    """The file, its lock and the writer's side. Make it with `Store.open` (blocking)."""
+
+    def __init__(self, path: Path, lock_fd: int, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._lock_fd = lock_fd
+        self.conn = conn  # the writer's connection
+
+    @classmethod
+    def open(cls, path: Path) -> tuple[Store, Loaded]:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock_fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise StoreError(f"cannot use store {path}: {e.strerror}") from None
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock_fd)
+            raise StoreError(
+                f"store {path} is in use by another pulseboard server: stop it or use --data-dir"
+            ) from None
+        os.ftruncate(lock_fd, 0)
+        os.write(lock_fd, f"{os.getpid()}\n".encode())
+        try:
+            conn = connect(path)
+            store = cls(path, lock_fd, conn)
+            loaded = store._load()
+        except sqlite3.DatabaseError as e:
+            os.close(lock_fd)
+            raise StoreError(f"store {path} is damaged or not a pulseboard store ({e}): move it away") from None
+        return store, loaded
+
+    def _load(self) -> Loaded:
+        c = self.conn
+        c.executescript(SCHEMA)
+        meta = dict(c.execute("SELECT k, v FROM meta").fetchall())
+        store_id = meta.get("id") or uuid.uuid4().hex
+        running, now = meta.get("running", ""), boot_id()
+        # Killed, the process left its commits in the WAL: nothing a client saw is lost. If the
+        # machine itself went down while it ran, the last commits may be gone: new epochs.
+        fresh = bool(running) and running != now
+        c.execute("BEGIN")
+        if fresh:
+            for (ch_id,) in c.execute("SELECT id FROM channels").fetchall():
+                c.execute("UPDATE channels SET epoch=? WHERE id=?", (uuid.uuid4().hex[:12], ch_id))
+        c.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [("id", store_id), ("running", now)])
+        c.execute("COMMIT")
+        rows = c.execute(
+            "SELECT id, name, epoch, top, (SELECT min(seq) FROM msgs WHERE ch=channels.id) FROM channels"
+        ).fetchall()
+        loaded = Loaded(store_id, fresh)
+        loaded.channels = [(i, n, e, t, f if f is not None else t + 1) for i, n, e, t, f in rows]
+        return loaded
+
+    def close(self, clean: bool) -> None:
+        try:
+            if clean:
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('running', '')")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.conn.close()
+        finally:
+            os.close(self._lock_fd)
+
+    # --- writing (writer thread only) ---------------------------------------------------
+
+    def write(self, items: list[Item]) -> None:
+        """Write a batch in one transaction; on error nothing of it is kept."""
+        c = self.conn
+        tops: dict[int, int] = {}
+        c.execute("BEGIN")
+        try:
+            new = [(i.ch_id, *i.new) for i in items if i.new is not None]
+            if new:
+                c.executemany("INSERT INTO channels(id, name, epoch, top) VALUES (?, ?, ?, 0)", new)
+            c.executemany(
+                "INSERT INTO msgs VALUES (?, ?, ?, ?, ?)",
+                [(i.ch_id, i.env.seq, i.env.ts, i.env.raw, i.key) for i in items],
+            )
+            for i in items:
+                tops[i.ch_id] = i.env.seq
+            c.executemany("UPDATE channels SET top=? WHERE id=?", [(s, ch) for ch, s in tops.items()])
+            done = self._summarize(items)
+            if done:
+                c.executemany("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?)", done)
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                c.execute("ROLLBACK")
+            raise
+
+    def _summarize(self, items: list[Item]) -> list[tuple[int, int, float, float, str]]:
+        """Summaries of the blocks this batch completed, computed by SQLite from the stored
+        rows (in C, without the GIL, so the event loop keeps running)."""
+        done = []
+        c = self.conn
+        for i in items:
+            seq = i.env.seq
+            if seq % BLOCK:
+                continue
+            k, span = seq // BLOCK - 1, (i.ch_id, seq - BLOCK + 1, seq)
+            t_min, t_max = c.execute(
+                "SELECT min(ts), max(ts) FROM msgs WHERE ch=? AND seq>=? AND seq<=?", span
+            ).fetchone()
+            lo = {f: [v, s] for f, v, s in c.execute(SUMMARY.format("min"), span)}
+            hi = {f: [v, s] for f, v, s in c.execute(SUMMARY.format("max"), span)}
+            done.append((i.ch_id, k, t_min, t_max, json.dumps({"lo": lo, "hi": hi})))
+        return done
+
+    # --- trimming (writer thread, between batches) --------------------------------------
+
+    def used_bytes(self) -> int:
+        c = self.conn
+        pages = c.execute("PRAGMA page_count").fetchone()[0] - c.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(pages) * int(c.execute("PRAGMA page_size").fetchone()[0])
+
+    def trim_before(self, ch_id: int, first: int) -> None:
+        """Drop the channel's messages with seq < first (never leaves holes)."""
+        c = self.conn
+        c.execute("BEGIN")
+        try:
+            c.execute("DELETE FROM msgs WHERE ch=? AND seq<?", (ch_id, first))
+            c.execute("DELETE FROM blocks WHERE ch=? AND (k+1)*?<?", (ch_id, BLOCK, first))
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                c.execute("ROLLBACK")
+            raise
+
+    def expired_prefix(self, ch_id: int, cutoff: float, chunk: int = 5000) -> int | None:
+        """The first seq to keep when the head's messages older than `cutoff` go, looking at
+        most `chunk` rows ahead (None: the head is not expired)."""
+        rows = self.conn.execute(
+            "SELECT seq, ts FROM msgs WHERE ch=? ORDER BY seq LIMIT ?", (ch_id, chunk)
+        ).fetchall()
+        if not rows or rows[0][1] >= cutoff:
+            return None
+        for seq, ts in rows:
+            if ts >= cutoff:
+                return int(seq)
+        return int(rows[-1][0]) + 1
+
+    def channel_ids(self) -> list[tuple[int, int, int]]:
+        """(id, first, top) of every channel with stored messages."""
+        rows = self.conn.execute(
+            "SELECT id, (SELECT min(seq) FROM msgs WHERE ch=channels.id), top FROM channels"
+        ).fetchall()
+        return [(i, f, t) for i, f, t in rows if f is not None]
+
+
+class Readers:
+    """One read connection per thread (reads run in the default executor)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `fn` in one read transaction (a consistent snapshot)."""
+        conn = self.conn()
+        conn.execute("BEGIN")
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+
+
+__all__ = ["BLOCK", "Item", "Loaded", "Readers", "Store", "StoreError", "boot_id", "envelopes"]

@@ -1,0 +1,309 @@
+"""The embedded store (sqlite://) on real `pulseboard serve` processes: restarts, one server
+per store, damaged files, trimming while data flows, a full disk; and reads that never
+create channels (issue 13, finding 1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support import PULSEBOARD, ServerProcess, token, wait_until
+from wsutil import open_ws, publish, recv_envelopes, subscribe
+
+AUTH = {"Authorization": f"Bearer {token()}"}
+
+
+def store_server(data_dir: Path, *args: str) -> ServerProcess:
+    return ServerProcess(*args, env={"PULSEBOARD_DATA_DIR": str(data_dir)})
+
+
+def history(server: ServerProcess, ch: str, **params: Any) -> dict[str, Any]:
+    r = httpx.get(server.url + "/history", params={"ch": ch, **params}, headers=AUTH, timeout=30)
+    r.raise_for_status()
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def no_traceback(server: ServerProcess) -> None:
+    assert "Traceback" not in server.output(), server.output()
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill"])
+async def test_restart_resumes_exactly(tmp_path: Path, how: str) -> None:
+    first = store_server(tmp_path).start()
+    acked: list[tuple[int, int]] = []  # (seq, i) the publisher was answered
+    stop = threading.Event()
+
+    def burst() -> None:
+        i = 0
+        with httpx.Client(headers=AUTH, timeout=30) as c:
+            while not stop.is_set():
+                body = [{"ch": "run", "data": {"i": i + k}} for k in range(50)]
+                try:
+                    r = c.post(first.url + "/publish", json=body)
+                except httpx.HTTPError:
+                    return  # the server is gone
+                if r.status_code != 200:
+                    return
+                acked.extend(zip(r.json()["seqs"], range(i, i + 50), strict=True))
+                i += 50
+
+    try:
+        ws = await open_ws(first)
+        (sub,) = await subscribe(ws, {"run": None})
+        epoch = sub["epoch"]
+        writer = threading.Thread(target=burst)
+        writer.start()
+        seen = await recv_envelopes(ws, 400)  # in the middle of the burst
+        if how == "kill":
+            first.kill()
+        else:
+            assert first.terminate() == 0
+        stop.set()
+        writer.join(30)
+        try:  # what arrived before the end
+            seen += await recv_envelopes(ws, 10**9, timeout=2)
+        except Exception:
+            pass
+        await ws.close()
+    finally:
+        first.stop()
+    seqs = [e["seq"] for e in seen]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    last = seqs[-1]
+
+    second = store_server(tmp_path).start()
+    try:
+        publish(second, "run", 30, start=10**6)
+        h = history(second, "run", since=0, limit=1000)
+        assert h["epoch"] == epoch  # the numbering goes on in the same epoch
+        kept = {m["seq"]: m["data"]["i"] for m in h["msgs"]}
+        top = h["seq"]
+        # nothing a subscriber or a publisher saw was lost or numbered again
+        for e in seen:
+            assert kept.get(e["seq"]) == e["data"]["i"] or e["seq"] < min(kept)
+        assert all(s <= top for s, _ in acked)
+        full = httpx.get(second.url + "/history", params={"ch": "run", "since": 0, "limit": 1000},
+                         headers=AUTH).json()
+        assert full["seq"] == top
+        ws2 = await open_ws(second)
+        (resub,) = await subscribe(ws2, {"run": {"since": last, "epoch": epoch}})
+        assert resub["recovered"] is True and resub["epoch"] == epoch
+        missed = await recv_envelopes(ws2, top - last)
+        assert [m["seq"] for m in missed] == list(range(last + 1, top + 1))
+        await ws2.close()
+        no_traceback(second)
+    finally:
+        second.stop()
+    acked_i = dict(acked)
+    with sqlite3.connect(tmp_path / "pulseboard.db") as db:
+        rows = dict(db.execute(
+            "SELECT seq, json_extract(raw, '$.data.i') FROM msgs JOIN channels ON channels.id=msgs.ch "
+            "WHERE channels.name='run'"))
+    assert all(rows.get(s) == i for s, i in acked_i.items())  # acknowledged = durable
+
+
+def test_second_server_on_one_store_is_refused(tmp_path: Path) -> None:
+    first = store_server(tmp_path).start()
+    try:
+        second = store_server(tmp_path).start(wait=False)
+        assert second.proc is not None
+        code = second.proc.wait(30)
+        out = second.output().strip()
+        assert code != 0
+        assert "in use by another pulseboard server" in out and "Traceback" not in out
+        assert len(out.splitlines()) == 1, out
+        assert first.healthy()
+    finally:
+        first.stop()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "directory"])
+def test_damaged_store_is_refused_with_one_line(tmp_path: Path, damage: str) -> None:
+    db = tmp_path / "pulseboard.db"
+    if damage == "garbage":
+        db.write_bytes(os.urandom(8192))
+    else:
+        db.mkdir()
+    server = store_server(tmp_path).start(wait=False)
+    assert server.proc is not None
+    code = server.proc.wait(30)
+    out = server.output().strip()
+    assert code != 0 and "Traceback" not in out
+    assert len(out.splitlines()) == 1 and str(db) in out, out
+    if damage == "garbage":
+        assert "damaged or not a pulseboard store" in out
+
+
+def test_retention_trims_old_messages_while_new_ones_flow(tmp_path: Path) -> None:
+    server = store_server(tmp_path, "--retention", "3s").start()
+    try:
+        old = time.time() - 3600
+        body = [{"ch": "age", "data": {"i": i}, "ts": old + i} for i in range(500)]
+        assert httpx.post(server.url + "/publish", json=body, headers=AUTH).status_code == 200
+        n = 0
+
+        def trimmed() -> bool:
+            nonlocal n
+            publish(server, "age", 20, start=1000 + n)  # new data keeps flowing
+            n += 20
+            return bool(history(server, "age", since=0, limit=1000)["first"] > 500)
+
+        wait_until(trimmed, 30, 0.2, what="retention to drop the hour-old messages")
+        h = history(server, "age", since=0, limit=1000)
+        assert all(m["data"]["i"] >= 1000 for m in h["msgs"]) and h["seq"] == 500 + n
+        no_traceback(server)
+    finally:
+        server.stop()
+
+
+def test_byte_cap_trims_oldest_while_new_ones_flow(tmp_path: Path) -> None:
+    cap = 3 << 20
+    server = store_server(tmp_path, "--max-store-bytes", str(cap)).start()
+    try:
+        pad = "x" * 900
+        sent = 0
+        with httpx.Client(headers=AUTH, timeout=30) as c:
+            for _ in range(40):  # ~36 MB through a 3 MB store
+                body = [{"ch": f"cap.{k % 3}", "data": {"i": sent + k, "pad": pad}} for k in range(1000)]
+                assert c.post(server.url + "/publish", json=body).status_code == 200
+                sent += 1000
+        h = history(server, "cap.0", since=0, limit=1000)
+        assert h["first"] > 1 and h["seq"] == 40 * 334  # 334 of every 1000 go to cap.0
+        newest = history(server, "cap.0", limit=5)["msgs"]
+        assert newest[-1]["data"]["i"] >= sent - 3  # the newest stay
+
+        def under_cap() -> bool:
+            with sqlite3.connect(f"file:{tmp_path / 'pulseboard.db'}?mode=ro", uri=True) as db:
+                pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute(
+                    "PRAGMA freelist_count").fetchone()[0]
+                return bool(pages * db.execute("PRAGMA page_size").fetchone()[0] <= cap)
+
+        wait_until(under_cap, 30, 0.2, what="the store to be under its byte cap")
+        file_size = (tmp_path / "pulseboard.db").stat().st_size
+        assert file_size < 4 * cap  # freed pages are reused: the file stops growing
+        no_traceback(server)
+    finally:
+        server.stop()
+
+
+class ServerInNamespace(ServerProcess):
+    """A server started behind a command prefix (a user+mount namespace that has the tmpfs)."""
+
+    def __init__(self, prefix: list[str], *args: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prefix = prefix
+
+    def start(self, wait: bool = True) -> ServerProcess:
+        cmd = [*self.prefix, *PULSEBOARD, "serve", "--port", str(self.port), "--collect-interval", "0", *self.args]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        if wait:
+            self.wait_ready()
+        return self
+
+
+def mount_tmpfs(path: Path, size: str) -> list[str]:
+    """A size-limited tmpfs at `path`: mounted here as root, else inside a user+mount namespace
+    that the server runs in (the returned command prefix)."""
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+        return []
+    script = f'mount -t tmpfs -o size={size} tmpfs {path} && exec "$@"'
+    return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"]
+
+
+def test_full_disk_gives_503_on_publish_while_reads_go_on() -> None:
+    """A real full file system (a 2 MB tmpfs), not a simulated one."""
+    root = Path(tempfile.mkdtemp(prefix="pb-full-"))
+    prefix = mount_tmpfs(root, "2m")
+    server = ServerInNamespace(prefix, "--max-store-bytes", "0", env={"PULSEBOARD_DATA_DIR": str(root)})
+    try:
+        server.start()
+        pad = "y" * 2000
+        codes: list[int] = []
+        bodies: list[dict[str, Any]] = []
+        with httpx.Client(headers=AUTH, timeout=30) as c:
+            for n in range(200):
+                r = c.post(server.url + "/publish", json=[{"ch": "fill", "data": {"i": n, "pad": pad}}] * 50)
+                codes.append(r.status_code)
+                if r.status_code != 200:
+                    bodies.append(r.json())
+                    break
+        assert codes[-1] == 503 and bodies[0]["error"] == "unavailable", codes[-5:]
+        assert "full" in bodies[0]["detail"]
+        h = history(server, "fill", since=0, limit=100)  # reads go on
+        assert h["msgs"] and 50 * (len(codes) - 1) <= h["seq"] < 50 * len(codes)
+        assert [m["seq"] for m in h["msgs"]] == list(range(1, len(h["msgs"]) + 1))
+        assert httpx.get(server.url + "/healthz").status_code == 200
+        again = httpx.post(server.url + "/publish", json={"ch": "fill", "data": {"pad": pad * 10}}, headers=AUTH)
+        assert again.status_code == 503  # still full, still a clean answer
+        no_traceback(server)
+    finally:
+        server.stop()
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(root)], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("broker", ["memory://", "sqlite://"])
+async def test_reads_never_create_channels(tmp_path: Path, broker: str) -> None:
+    """Issue 13, finding 1: 100,000 names subscribed with a read-only token allocate nothing."""
+    server = store_server(tmp_path, "--broker", broker).start()
+    try:
+        reader = token("reader", read=["*"], publish=[])
+        ws = await open_ws(server, reader)
+        for batch in range(100):
+            names = {f"probe.{batch}.{i}": {"backfill": 5} for i in range(1000)}
+            await ws.send(json.dumps({"op": "subscribe", "ch": names}))
+            await ws.send(json.dumps({"op": "unsubscribe", "ch": list(names)}))
+        await ws.send(json.dumps({"op": "ping"}))
+        while True:  # everything before the pong was handled
+            msg = json.loads(await ws.recv())
+            if isinstance(msg, dict) and msg.get("op") == "pong":
+                break
+        await ws.close()
+        r = httpx.get(server.url + "/poll", params={"ch": "probe.poll"}, headers={"Authorization": f"Bearer {reader}"})
+        assert r.status_code == 200
+        assert httpx.get(server.url + "/history", params={"ch": "probe.1.1"}, headers=AUTH).status_code == 404
+        assert publish(server, "brand.new", 1) == [1]  # the limit was not used up by reads
+        chans = httpx.get(server.url + "/channels", headers=AUTH).json()["channels"]
+        assert [c["ch"] for c in chans] == ["brand.new"]
+        no_traceback(server)
+    finally:
+        server.stop()
+
+
+def test_history_range_over_http(tmp_path: Path) -> None:
+    server = store_server(tmp_path).start()
+    t0 = float(int(time.time()) - 4000)  # recent: inside the 30-day retention
+    try:
+        body = [{"ch": "curve", "data": {"loss": (i * 7919) % 101, "step": i}, "ts": t0 + i} for i in range(3000)]
+        assert httpx.post(server.url + "/publish", json=body, headers=AUTH, timeout=30).status_code == 200
+        got = history(server, "curve", **{"from": t0 + 100, "to": t0 + 2899, "points": 200})
+        assert got["downsampled"] is True and 0 < len(got["msgs"]) <= 200 and got["seq"] == 3000
+        assert all(t0 + 100 <= m["ts"] <= t0 + 2899 for m in got["msgs"])
+        assert min(m["data"]["loss"] for m in got["msgs"]) == 0 and max(m["data"]["loss"] for m in got["msgs"]) == 100
+        small = history(server, "curve", **{"from": t0, "to": t0 + 9, "points": 100})
+        assert small["downsampled"] is False and [m["seq"] for m in small["msgs"]] == list(range(1, 11))
+        exact = history(server, "curve", since=10, limit=5)
+        assert "downsampled" not in exact and [m["seq"] for m in exact["msgs"]] == [11, 12, 13, 14, 15]
+        for bad in ({"from": "x"}, {"from": "5", "to": "4"}, {"points": "3"}, {"points": "t0"},
+                    {"since": "1", "points": "100"}, {"to": "nan"}):
+            r = httpx.get(server.url + "/history", params={"ch": "curve", **bad}, headers=AUTH)
+            assert r.status_code == 400 and r.json()["error"] == "bad_request", bad
+        r = httpx.get(server.url + "/history", params={"ch": "nobody", "points": "100"}, headers=AUTH)
+        assert r.status_code == 404
+        no_traceback(server)
+    finally:
+        server.stop()
