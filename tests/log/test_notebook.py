@@ -20,7 +20,10 @@ CELLS = [
 
 def test_notebook_exit_delivers_everything(server_factory: Callable[..., ServerProcess],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    server = server_factory("--history", "10000")
+    # memory://: what is tested is the exit hook. A kernel asked to shut down is killed after
+    # 5 s (jupyter_client's shutdown_wait_time), so the store must take 10,000 keyed messages
+    # in less than that on a loaded CI machine.
+    server = server_factory("--broker", "memory://", "--history", "10000")
     secret_token = token()
     monkeypatch.setenv("PULSEBOARD_URL", server.url)  # the kernel inherits these
     monkeypatch.setenv("PULSEBOARD_TOKEN", secret_token)

@@ -242,6 +242,8 @@ class Sender:
             status, answer = self._post(body, n)
         except (OSError, http.client.HTTPException, PulseboardError) as e:
             self._close()
+            if isinstance(e, TimeoutError):  # a slow server: ask less of it next time
+                self._cap = max(1, n // 2)
             self._failed(getattr(e, "detail", None) or f"cannot reach the server: {e!r}")
             return False
         if status == 200:
