@@ -97,13 +97,19 @@ async def publish(request: Request) -> Response:
     node.limits.take_publish(grants.sub, len(items))  # issue 13: 429 rate_limited + Retry-After
     checked = []
     now = time.time()
+    allowed: set[str] = set()  # channels already checked in this body
     for item in items:  # check everything before publishing anything
-        ch = check_channel(item.get("ch"))
-        grants.check_publish(ch)
-        checked.append((ch, check_data(item.get("data")), check_ts(item.get("ts"), now)))
+        ch = item.get("ch")
+        if not isinstance(ch, str) or ch not in allowed:
+            grants.check_publish(check_channel(ch))
+            allowed.add(ch)
+        key = item.get("key")  # idempotency key: a retried message gets its first seq back
+        if key is not None and not (isinstance(key, str) and 0 < len(key) <= 200):
+            raise bad_request("'key' must be a string of 1 to 200 characters")
+        checked.append((ch, check_data(item.get("data")), check_ts(item.get("ts"), now), key))
     seqs = []
-    for ch, data, ts in checked:
-        env = await node.publish(grants, ch, data, ts)
+    for ch, data, ts, key in checked:
+        env = await node.publish(grants, ch, data, ts, key)
         seqs.append(env.seq)
     return JSONResponse({"seqs": seqs})
 

@@ -58,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("publish", help="publish one message", description="Publish one message over HTTP.")
     u.add_argument("channel")
-    u.add_argument("json", help="the message's data, a JSON object")
+    u.add_argument("json", nargs="?", help="the message's data, a JSON object (none: one per JSON line on stdin)")
     u.add_argument("--url", default=None, help="server URL (PULSEBOARD_URL)")
     u.add_argument("--token", default=None, help="token (PULSEBOARD_TOKEN)")
 
@@ -108,6 +108,10 @@ def token_command(args: argparse.Namespace) -> None:
 def publish_command(args: argparse.Namespace) -> None:
     from pulseboard.publish import PublishError, publish
 
+    if args.json is None:  # JSON lines on stdin, through the background sender (publish_lines)
+        from .publish_lines import publish_lines
+
+        raise SystemExit(publish_lines(args.channel, args.url, args.token, 30.0))
     try:
         data = json.loads(args.json)
     except ValueError:

@@ -70,14 +70,16 @@ class Node:
 
     # --- shared by transports ---------------------------------------------------
 
-    async def publish(self, grants: Grants, ch: object, data: object, ts: object = None) -> Envelope:
+    async def publish(
+        self, grants: Grants, ch: object, data: object, ts: object = None, key: str | None = None
+    ) -> Envelope:
         """Check and publish one message; raise `PulseboardError` saying what was wrong."""
         name = check_channel(ch)
         grants.check_publish(name)
         body = check_data(data)
         when = check_ts(ts, time.time())
         try:
-            env = await self.broker.publish(name, body, when)
+            env = await self.broker.publish(name, body, when, key)
         except PulseboardError:
             self.metrics.broker_errors.inc()
             raise

@@ -199,3 +199,20 @@ def test_hub_config_from_env_and_owner_checks() -> None:
     assert check_owner({"kind": "user", "name": "a.b", "groups": ["ml"]}, config) == "a.b"
     with pytest.raises(Exception, match="none of the groups"):
         check_owner({"kind": "user", "name": "z", "groups": []}, config)
+
+
+@pytest.mark.jupyter  # starts a JupyterHub
+def test_log_finds_the_server_through_the_hub(hub: HubProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulseboard.sender import Sender  # issue 12: log() discovers like publish()
+
+    for name in ("PULSEBOARD_URL", "PULSEBOARD_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", hub.user_token("frank"))
+    monkeypatch.setenv("PULSEBOARD_HUB_URL", hub.service_url)
+    sender = Sender(exit_timeout=0.0)
+    for step in range(20):
+        sender.log("user.frank.loss", {"loss": 1 / (step + 1)}, step=step)
+    assert sender.flush(60), sender.status()
+    _, token = discover_for_kernel()
+    status, answer = http("GET", hub.service_url + "/history?ch=user.frank.loss", token, scheme="Bearer")
+    assert status == 200 and [m["data"]["step"] for m in answer["msgs"]] == list(range(20))

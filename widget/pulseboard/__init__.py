@@ -1,17 +1,33 @@
 """pulseboard: live metric charts in Jupyter, straight from a pulseboard server.
 
-`LiveChart` is the notebook widget, `publish` sends a message from Python code
-and `subscribe` is an async iterator of envelopes with exact resume.
+`LiveChart` is the notebook widget, `log` queues a message from training code and
+returns at once (a background thread delivers it), `publish` sends one and waits
+for its seq, and `subscribe` is an async iterator of envelopes with exact resume.
+No framework (numpy, pandas, Keras) is imported here.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .loghandler import LogHandler
 from .publish import Publisher, PublishError, publish
+from .sender import SenderStatus, flush, log, sender_status
 
 __version__ = "0.1.0"
-__all__ = ["Client", "LiveChart", "PublishError", "Publisher", "publish", "subscribe"]
+__all__ = [
+    "Client",
+    "LiveChart",
+    "LogHandler",
+    "PublishError",
+    "Publisher",
+    "SenderStatus",
+    "flush",
+    "log",
+    "publish",
+    "sender_status",
+    "subscribe",
+]
 
 if TYPE_CHECKING:
     from .client import Client, subscribe

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 from .protocol import PulseboardError
@@ -15,6 +18,71 @@ from .protocol import PulseboardError
 
 class PublishError(PulseboardError):
     """Publishing failed; the message says why and what to do."""
+
+
+def coerce_data(data: Any) -> dict[str, Any]:
+    """`data` as plain JSON values: numpy scalars and 0-d arrays, `Decimal` and bools become
+    numbers (arrays become lists), NaN and infinities become null (a gap in a chart).
+
+    Raises `PublishError` for what JSON can't carry.
+    """
+    if not isinstance(data, Mapping):
+        raise PublishError("bad_request", f"data must be a dict of fields, not {type(data).__name__}")
+    return _coerce_map(data, 0)
+
+
+def _coerce_map(data: Mapping[Any, Any], depth: int) -> dict[str, Any]:
+    out = {}
+    for k, v in data.items():
+        if not isinstance(k, str):
+            raise PublishError("bad_request", f"field names must be strings, not {k!r}")
+        out[k] = _coerce(v, depth + 1)
+    return out
+
+
+def _coerce(v: Any, depth: int) -> Any:
+    t = type(v)
+    if t is float:
+        return v if math.isfinite(v) else None
+    if t is int or t is str or v is None:
+        return v
+    if t is bool:
+        return int(v)
+    if depth > 32:
+        raise PublishError("bad_request", "data is nested too deeply (over 32 levels)")
+    if isinstance(v, Mapping):
+        return _coerce_map(v, depth)
+    if isinstance(v, (list, tuple)):
+        return [_coerce(x, depth + 1) for x in v]
+    if isinstance(v, Decimal):
+        return _coerce(float(v), depth)
+    if hasattr(v, "ndim") and hasattr(v, "tolist"):  # numpy scalars and arrays, without importing numpy
+        return _coerce(v.tolist(), depth)
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        return _coerce(float(v), depth)
+    if isinstance(v, str):
+        return str(v)
+    raise PublishError("bad_request", f"data holds a {t.__name__}, which JSON can't carry: use numbers or strings")
+
+
+def rows(data: Any) -> Iterator[dict[str, Any]]:
+    """The messages in `data`: a dict is one, a list of dicts or a pandas DataFrame one per row."""
+    if isinstance(data, Mapping):
+        yield dict(data)
+    elif isinstance(data, (list, tuple)):
+        for row in data:
+            if not isinstance(row, Mapping):
+                raise PublishError("bad_request", f"a list of rows must hold dicts, not {type(row).__name__}")
+            yield dict(row)
+    elif hasattr(data, "to_dict") and hasattr(data, "columns"):  # a DataFrame, without importing pandas
+        yield from data.to_dict("records")
+    else:
+        raise PublishError("bad_request", f"data must be a dict, a list of dicts or a DataFrame, "
+                           f"not {type(data).__name__}")
 
 
 def server_url(url: str | None = None) -> str:
@@ -51,7 +119,7 @@ class Publisher:
 
     def publish_many(self, items: list[tuple[str, Mapping[str, Any], float | None]]) -> list[int]:
         body = [
-            {"ch": ch, "data": dict(data), **({"ts": ts} if ts is not None else {})}
+            {"ch": ch, "data": coerce_data(data), **({"ts": ts} if ts is not None else {})}
             for ch, data, ts in items
         ]
         req = urllib.request.Request(
@@ -83,15 +151,19 @@ def publish(
     channel: str,
     data: Mapping[str, Any],
     *,
+    step: Any = None,
     ts: float | None = None,
     url: str | None = None,
     token: str | None = None,
 ) -> int:
-    """Publish `data` (a dict of fields) on `channel`; return its seq.
+    """Publish `data` (a dict of fields) on `channel` and wait for its seq; raise `PublishError`.
 
-    `url`/`token` default to PULSEBOARD_URL / PULSEBOARD_TOKEN.
+    `step`, when given, becomes the field `step`. `url`/`token` default to PULSEBOARD_URL /
+    PULSEBOARD_TOKEN (or JupyterHub discovery). For training loops use `pulseboard.log`.
     """
     global _default
+    if step is not None:
+        data = {**data, "step": step}
     if url is not None or token is not None:
         return Publisher(url, token).publish(channel, data, ts)
     if _default is None or (

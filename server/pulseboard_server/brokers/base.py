@@ -57,7 +57,14 @@ class Broker(Protocol):
         """'ok' or 'degraded'."""
         ...
 
-    async def publish(self, ch: str, data: dict[str, Any], ts: float) -> Envelope: ...
+    async def publish(self, ch: str, data: dict[str, Any], ts: float, key: str | None = None) -> Envelope:
+        """Number, keep and fan out one message.
+
+        `key` is the contract's idempotency key: when the channel already numbered a
+        message with that key (while it is in history), return that message's
+        envelope (same seq) and do not number or fan it out again.
+        """
+        ...
 
     async def subscribe(self, ch: str) -> None: ...
 

@@ -25,12 +25,23 @@ from .base import ChannelInfo, OnMessage, OnReset, PublishItem, Replay, publish_
 from .downsample import pick
 
 
+def remember_key(keys: dict[str, Envelope], key: str, env: Envelope, first: int) -> None:
+    """Record `key` -> `env`; forget keys whose message left history (dicts keep insertion order)."""
+    keys[key] = env
+    while keys:
+        oldest = next(iter(keys))
+        if keys[oldest].seq >= first:
+            break
+        del keys[oldest]
+
+
 class MemoryBroker:
     def __init__(self, url: str = "memory://", history: int = 1000, max_channels: int = 100_000) -> None:
         self.url = url
         self._history = history
         self._max_channels = max_channels
         self._windows: dict[str, HistoryWindow] = {}
+        self._keys: dict[str, dict[str, Envelope]] = {}  # per channel: idempotency key -> envelope
         self._subscribed: set[str] = set()
         self._claims: dict[str, float] = {}
         self._on_message: OnMessage | None = None
@@ -63,10 +74,15 @@ class MemoryBroker:
     def _info(self, ch: str, w: HistoryWindow) -> ChannelInfo:
         return ChannelInfo(ch, w.epoch, w.top, w.first)
 
-    async def publish(self, ch: str, data: dict[str, Any], ts: float) -> Envelope:
+    async def publish(self, ch: str, data: dict[str, Any], ts: float, key: str | None = None) -> Envelope:
         w = self._window(ch)
+        keys = self._keys.setdefault(ch, {}) if key is not None else None
+        if keys is not None and key in keys:
+            return keys[key]  # already numbered: same envelope, no second fan-out
         env = Envelope.make(ch, w.next_seq(), ts, data)
         w.append(env)
+        if keys is not None and key is not None:
+            remember_key(keys, key, env, w.first)
         if ch in self._subscribed and self._on_message is not None:
             self._on_message(env)
         return env

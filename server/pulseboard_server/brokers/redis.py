@@ -227,18 +227,21 @@ class RedisBroker:
             log.error("redis command failed: %r", e)
         return BrokerUnavailable(f"broker unavailable ({e.__class__.__name__}): try again shortly")
 
-    async def publish(self, ch: str, data: dict[str, Any], ts: float) -> Envelope:
+    async def publish(self, ch: str, data: dict[str, Any], ts: float, key: str | None = None) -> Envelope:
         if self._client is None:
             raise BrokerUnavailable("broker not started")
         keys = Keys.of(self.prefix, ch)
         head = '{"ch":' + dumps(ch) + ',"seq":'
         tail = ',"ts":' + dumps(ts) + ',"data":' + dumps(data) + "}"
         await self._check_new_channel(ch)
-        args = [self._pending_epoch(ch), self._history, head, tail, keys.live, "1" if self.cluster else "0"]
+        args = [self._pending_epoch(ch), self._history, head, tail, keys.live, "1" if self.cluster else "0", key or ""]
         try:
-            _epoch, seq, created = await self._publish(keys=[keys.meta, keys.log], args=args)
+            out = await self._publish(keys=[keys.meta, keys.log, keys.keys], args=args)
         except (RedisError, OSError) as e:
             raise self._unavailable(e) from None
+        if len(out) == 4:  # the key was numbered before: that message, not a new one
+            return Envelope.from_raw(str(out[3]))
+        _epoch, seq, created = out
         if created:
             await self._register(ch)
         return Envelope(ch, int(seq), ts, data, head + str(seq) + tail)

@@ -9,6 +9,8 @@ one slot and a script can touch them atomically:
                            trimmed to the last --history entries
     <prefix>:{<ch>}:live   pub/sub channel (SPUBLISH on a cluster):
                            "<epoch> <envelope JSON>"
+    <prefix>:{<ch>}:keys   sorted set: idempotency key -> its seq (score), trimmed
+                           with the stream to the last --history seqs
     <prefix>:channels      set of channel names (not slot-bound; a hint for `channels`)
     <prefix>:claim:<key>   one-time claims (SET NX PX)
 
@@ -21,21 +23,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Publish one message: numbering, epoch, history and fan-out in one atomic step.
-# KEYS: meta, log. ARGV: candidate epoch, history, envelope prefix, envelope
-# suffix, pub/sub channel, "1" for SPUBLISH.
-# Returns {epoch, seq, created}.
+# KEYS: meta, log, keys. ARGV: candidate epoch, history, envelope prefix, envelope
+# suffix, pub/sub channel, "1" for SPUBLISH, idempotency key ('' or absent = none;
+# the keys key may then be left out too).
+# Returns {epoch, seq, created}, or {epoch, seq, 0, envelope JSON} when the key
+# was already numbered (nothing is written or published then).
 PUBLISH = """
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local created = 0
+local key = ARGV[7] or ''
 if not epoch then
   epoch = ARGV[1]
   created = 1
   redis.call('DEL', KEYS[2])
+  if KEYS[3] then
+    redis.call('DEL', KEYS[3])
+  end
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+elseif key ~= '' then
+  local old = redis.call('ZSCORE', KEYS[3], key)
+  if old then
+    local hit = redis.call('XRANGE', KEYS[2], '0-' .. old, '0-' .. old)
+    if #hit > 0 then
+      return {epoch, tonumber(old), 0, hit[1][2][2]}
+    end
+  end
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local raw = ARGV[3] .. seq .. ARGV[4]
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '0-' .. seq, 'm', raw)
+if key ~= '' then
+  redis.call('ZADD', KEYS[3], seq, key)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (seq - tonumber(ARGV[2]) + 1))
+end
 local payload = epoch .. ' ' .. raw
 if ARGV[6] == '1' then
   redis.call('SPUBLISH', ARGV[5], payload)
@@ -103,11 +123,12 @@ class Keys:
     meta: str
     log: str
     live: str
+    keys: str  # idempotency keys of the messages in history
 
     @classmethod
     def of(cls, prefix: str, ch: str) -> Keys:
         base = f"{prefix}:{{{ch}}}"
-        return cls(base + ":meta", base + ":log", base + ":live")
+        return cls(base + ":meta", base + ":log", base + ":live", base + ":keys")
 
 
 def channel_of_live(prefix: str, name: str) -> str | None:

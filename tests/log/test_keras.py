@@ -1,0 +1,45 @@
+"""The Keras 3 callback, with real Keras on the JAX CPU backend training a tiny model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from logsupport import read_all
+
+from support import ServerProcess, token
+
+TRAIN = """
+import numpy as np
+import keras
+import pulseboard
+from pulseboard.integrations.keras import PulseboardCallback
+
+assert keras.backend.backend() == "jax"
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 4)).astype("float32")
+y = (x.sum(axis=1) > 0).astype("float32")
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                          keras.layers.Dense(1, activation="sigmoid")])
+model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+model.fit(x, y, batch_size=16, epochs=3, validation_split=0.25, verbose=0,
+          callbacks=[PulseboardCallback("keras.run", every_n_batches=2)])
+assert pulseboard.flush(timeout=60)
+"""
+
+
+def test_keras_callback_logs_batches_and_epochs(server: ServerProcess) -> None:
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
+               PULSEBOARD_URL=server.url, PULSEBOARD_TOKEN=token())
+    subprocess.run([sys.executable, "-c", TRAIN], env=env, check=True, timeout=240)
+    msgs = [m["data"] for m in read_all(server.url, "keras.run")]
+    epochs = [m for m in msgs if "epoch/loss" in m]
+    batches = [m for m in msgs if "loss" in m]
+    # 48 training rows in batches of 16: 3 batches an epoch, 9 in all, every 2nd one logged
+    assert [b["step"] for b in batches] == [2, 4, 6, 8]
+    assert [(e["epoch"], e["step"]) for e in epochs] == [(0, 3), (1, 6), (2, 9)]
+    for e in epochs:
+        assert {"epoch/loss", "epoch/accuracy", "epoch/val_loss", "epoch/val_accuracy"} <= set(e)
+        assert all(isinstance(e[k], float) for k in e if k.startswith("epoch/"))
+    assert all(isinstance(b["loss"], float) and 0 <= b["accuracy"] <= 1 for b in batches)

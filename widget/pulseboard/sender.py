@@ -1,0 +1,396 @@
+"""The background sender behind `pulseboard.log()`: never blocks, never raises, never doubles.
+
+`Sender.log` appends `(channel, data, ts)` to a bounded in-process queue and returns
+(about a microsecond). A daemon thread wakes every `tick`, takes what arrived, gives
+every message an idempotency key (`<run id>-<n>`) and posts it in one `POST publish`
+per batch. A batch that fails for a reason that may pass (server down, restarting,
+503, a lost answer) is retried, as is and with the same keys, after a growing pause
+(`BACKOFF_MIN`..`BACKOFF_MAX`), so the server numbers each message once and each
+channel's messages arrive in the order they were logged.
+
+Bounds: the queue holds `max_queue` messages (default 100,000); at that point the
+oldest are dropped, counted in `status().dropped` and reported once on stderr. Beside
+it the sender holds at most 2 x `BATCH_MAX` messages taken from it: the batch in flight
+(at most `BATCH_MAX` messages and `BATCH_BYTES` bytes) and the next one, encoded early.
+A message the server refuses for what it is (bad data, forbidden channel, too large)
+is counted in `rejected` with the reason in `last_error`: it is never retried.
+"""
+
+from __future__ import annotations
+
+import atexit
+import http.client
+import json
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .protocol import PulseboardError, check_channel
+from .publish import coerce_data, rows
+
+MAX_QUEUE = 100_000
+BATCH_MAX = 5_000
+BATCH_BYTES = 512 * 1024  # well under the server's default --max-message-size (1 MiB)
+TICK = 0.05
+BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
+WARN_AFTER = 10.0  # seconds unreachable before the one warning line
+TIMEOUT = 15.0  # per request
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+@dataclass(frozen=True, slots=True)
+class SenderStatus:
+    queued: int  # logged, not yet delivered (the queue plus the batches taken from it)
+    sent: int  # delivered and numbered by the server
+    dropped: int  # oldest messages dropped because the queue was full
+    rejected: int  # refused for what they are (bad data, forbidden, too large); see last_error
+    last_error: str | None
+    server_reachable: bool | None  # None until the first attempt
+
+
+def note(line: str) -> None:
+    """One line for the person watching (a notebook shows stderr under the cell)."""
+    try:
+        print(f"pulseboard: {line}", file=sys.stderr, flush=True)
+    except Exception:  # a closed stderr at exit must not matter
+        pass
+
+
+class Sender:
+    """A queue and the daemon thread that delivers it. `pulseboard.log` uses one per process."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, max_queue: int = MAX_QUEUE,
+                 tick: float = TICK, exit_timeout: float = 10.0, warn_after: float = WARN_AFTER) -> None:
+        if max_queue < 1:
+            raise ValueError("max_queue must be at least 1")
+        self._url_arg, self._token_arg = url, token
+        self.max_queue, self.tick, self.exit_timeout, self.warn_after = max_queue, tick, exit_timeout, warn_after
+        self._queue: deque[tuple[str, Any, float]] = deque()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when `_outstanding` drops
+        self._wake = threading.Event()
+        self._outstanding = 0
+        self._pending: deque[dict[str, Any]] = deque()  # checked and keyed items, in order
+        self._run = uuid.uuid4().hex[:16]
+        self._next_key = 0
+        self._cap = BATCH_MAX
+        self._ready: tuple[dict[str, Any], int, bytes] | None = None  # the next batch, encoded early
+        self.sent = self.dropped = self.rejected = 0
+        self.last_error: str | None = None
+        self.reachable: bool | None = None
+        self._down_since: float | None = None
+        self._warned_down = self._warned_drop = False
+        self._thread: threading.Thread | None = None
+        self._conn: http.client.HTTPConnection | None = None
+        self._path = self._netloc = self._token = ""
+        self._https = False
+        self._unconfigured = False  # discovery found no server URL or token
+        _live.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's thread is gone and its keys are the parent's; start afresh."""
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._queue.clear()
+        self._pending.clear()
+        self._ready = None
+        self._outstanding = 0
+        self._run, self._next_key = uuid.uuid4().hex[:16], 0
+        self._thread, self._conn = None, None
+
+    # --- the caller's side: cheap, never raises ------------------------------------------
+
+    def log(self, channel: str, data: Any, step: Any = None, ts: float | None = None) -> None:
+        """Queue one message (a dict), or one per row (a list of dicts, a DataFrame)."""
+        when = time.time() if ts is None else ts
+        try:
+            if type(data) is dict:
+                self._put(channel, {**data, "step": step} if step is not None else dict(data), when)
+            else:
+                for row in rows(data):
+                    self._put(channel, row if step is None else {**row, "step": step}, when)
+        except Exception as e:  # never an exception in a training loop
+            self._reject(f"log({channel!r}, ...): {e}")
+
+    def _put(self, channel: str, data: Any, ts: float) -> None:
+        with self._lock:
+            if len(self._queue) >= self.max_queue:
+                self._queue.popleft()
+                self.dropped += 1
+                self._outstanding -= 1
+                first_drop = not self._warned_drop
+                self._warned_drop = True
+            else:
+                first_drop = False
+            self._queue.append((channel, data, ts))
+            self._outstanding += 1
+        if self._thread is None:
+            self._start()
+        if first_drop:
+            note(f"log queue full ({self.max_queue} messages): dropping the oldest; "
+                 "see pulseboard.sender_status() for the count")
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._loop, name="pulseboard-sender", daemon=True)
+            self._thread.start()
+        atexit.register(self._at_exit)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything logged so far is delivered (or refused); False on timeout."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        with self._idle:
+            while self._outstanding > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.5))
+        return True
+
+    def status(self) -> SenderStatus:
+        with self._lock:
+            return SenderStatus(self._outstanding, self.sent, self.dropped, self.rejected,
+                                self.last_error, self.reachable)
+
+    def _at_exit(self) -> None:
+        if self._outstanding and self._unconfigured:  # no URL or token: waiting can't help
+            note(f"{self._outstanding} logged messages not delivered: {self.last_error}")
+        elif self._outstanding and not self.flush(self.exit_timeout):
+            note(f"{self._outstanding} logged messages not delivered at exit "
+                 f"({self.last_error or 'server unreachable'})")
+
+    # --- the sender thread -----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        backoff = BACKOFF_MIN
+        while True:
+            if not self._pending:
+                if len(self._queue) < BATCH_MAX:  # a full batch goes at once, the rest once a tick
+                    self._wake.wait(self.tick)
+                    self._wake.clear()
+                self._take()
+                if not self._pending:
+                    continue
+            try:
+                ok = self._send_batch()
+            except Exception as e:  # a bug here must not end delivery silently
+                self._failed(f"sender error: {e!r}")
+                ok = False
+            if ok:
+                backoff = BACKOFF_MIN
+            else:
+                time.sleep(backoff * random.uniform(0.8, 1.2))
+                backoff = min(BACKOFF_MAX, backoff * 2)
+
+    def _take(self) -> None:
+        """Move queued messages into `_pending` (up to two batches' worth), checked and keyed."""
+        with self._lock:
+            n = min(len(self._queue), 2 * BATCH_MAX - len(self._pending))
+            taken = [self._queue.popleft() for _ in range(n)]
+        for ch, data, ts in taken:
+            try:
+                item: dict[str, Any] = {"ch": check_channel(ch), "data": coerce_data(data), "ts": ts,
+                                        "key": f"{self._run}-{self._next_key}"}
+                self._next_key += 1
+                self._pending.append(item)
+            except (PulseboardError, ValueError, TypeError) as e:
+                self._reject(f"channel {ch!r}: {getattr(e, 'detail', e)}")
+                self._settled(1)
+
+    def _batch(self) -> tuple[int, bytes]:
+        """The head of the pending batch, encoded: at most `_cap` items and (unless one item
+        is bigger on its own) BATCH_BYTES bytes."""
+        ready = self._ready
+        if ready is not None and ready[0] is self._pending[0] and ready[1] <= self._cap:
+            return ready[1], ready[2]
+        while True:
+            n = min(self._cap, len(self._pending))
+            body = _encode([self._pending[i] for i in range(n)]).encode()
+            if len(body) <= BATCH_BYTES or n == 1:
+                return n, body
+            self._cap = max(1, n // 2)
+
+    def _prepare_next(self, n: int) -> None:
+        """While the server works on the first `n` pending items: take and encode what follows."""
+        self._ready = None
+        if len(self._queue) >= BATCH_MAX:  # like the loop: a full batch at once, the rest on the tick
+            self._take()
+        m = min(self._cap, len(self._pending) - n)
+        if m > 0:
+            body = _encode([self._pending[i] for i in range(n, n + m)]).encode()
+            if len(body) <= BATCH_BYTES:
+                self._ready = (self._pending[n], m, body)
+
+    def _send_batch(self) -> bool:
+        """One attempt at the head of the pending batch; True when it may go on at once."""
+        n, body = self._batch()
+        try:
+            status, answer = self._post(body, n)
+        except (OSError, http.client.HTTPException, PulseboardError) as e:
+            self._close()
+            if isinstance(e, TimeoutError):  # a slow server: ask less of it next time
+                self._cap = max(1, n // 2)
+            self._failed(getattr(e, "detail", None) or f"cannot reach the server: {e!r}")
+            return False
+        if status == 200:
+            self._delivered(n)
+            return True
+        code, detail = _error_of(answer)
+        if status in (400, 403, 413):  # this content can never pass: isolate and refuse it
+            if n > 1:
+                self._cap = max(1, n // 2)
+                return True
+            ch = self._pending.popleft()["ch"]
+            self._cap = BATCH_MAX
+            self._reject(f"server refused a message on {ch!r} ({status} {code}): {detail}")
+            self._settled(1)
+            return True
+        if status == 401:  # expired or replaced token: look it up again
+            self._close()
+            self._token = ""
+        self._failed(f"server answered {status} {code}: {detail}", reached=status not in (502, 503, 504))
+        return False
+
+    def _post(self, body: bytes, n: int) -> tuple[int, bytes]:
+        if self._conn is None:
+            self._connect()
+        assert self._conn is not None
+        self._conn.request("POST", self._path, body, {
+            "Authorization": f"Bearer {self._token}", "Content-Type": "application/json"})
+        self._prepare_next(n)
+        resp = self._conn.getresponse()
+        answer = resp.read()
+        if resp.will_close:
+            self._close()
+        return resp.status, answer
+
+    def _connect(self) -> None:
+        if not self._token:
+            from .discovery import DiscoveryError, discover_for_kernel
+
+            try:
+                url, self._token = discover_for_kernel(self._url_arg, self._token_arg)
+            except DiscoveryError as e:  # missing settings, as opposed to a hub that is away
+                self._unconfigured = e.detail.startswith(("no pulseboard", "PULSEBOARD_URL"))
+                raise
+            self._unconfigured = False
+            parts = urlsplit(url.rstrip("/"))
+            self._path = parts.path + "/publish"
+            self._netloc, self._https = parts.netloc, parts.scheme == "https"
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        self._conn = cls(self._netloc, timeout=TIMEOUT)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _delivered(self, n: int) -> None:
+        for _ in range(n):
+            self._pending.popleft()
+        self._cap = min(BATCH_MAX, self._cap * 2)
+        self.sent += n
+        self.reachable = True
+        if self._warned_down:
+            note(f"server reachable again; delivering {self._outstanding - n} queued messages")
+        self._down_since, self._warned_down = None, False
+        self._settled(n)
+
+    def _settled(self, n: int) -> None:
+        with self._idle:
+            self._outstanding -= n
+            self._idle.notify_all()
+
+    def _failed(self, error: str, reached: bool = False) -> None:
+        self.last_error = error
+        self.reachable = reached
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+        elif not self._warned_down and now - self._down_since >= self.warn_after:
+            self._warned_down = True
+            note(f"nothing delivered for {self.warn_after:g} s ({error}); log() keeps queueing "
+                 f"({self._outstanding} waiting, up to {self.max_queue})")
+
+    def _reject(self, error: str) -> None:
+        first = self.rejected == 0
+        self.rejected += 1
+        self.last_error = error
+        if first:
+            note(f"message not logged: {error} (further ones are counted in sender_status())")
+
+
+_live: weakref.WeakSet[Sender] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for sender in list(_live):
+        sender._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _error_of(answer: bytes) -> tuple[str, str]:
+    try:
+        err = json.loads(answer)
+        return str(err.get("error", "error")), str(err.get("detail", ""))
+    except (ValueError, AttributeError):
+        return "error", answer[:200].decode(errors="replace")
+
+
+_default: Sender | None = None
+_default_lock = threading.Lock()
+
+
+def default_sender() -> Sender:
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                size = os.environ.get("PULSEBOARD_LOG_QUEUE", "")
+                _default = Sender(max_queue=int(size) if size.isdigit() and int(size) > 0 else MAX_QUEUE)
+    return _default
+
+
+def configure(url: str | None = None, token: str | None = None, max_queue: int = MAX_QUEUE) -> None:
+    """Point `log()` at another server or give it another queue size (flushes the old sender first)."""
+    global _default
+    with _default_lock:
+        old, _default = _default, Sender(url, token, max_queue)
+    if old is not None:
+        old.flush()
+
+
+def log(channel: str, data: Mapping[str, Any] | Any, step: Any = None) -> None:
+    """Queue `data` for `channel` and return at once; a background thread delivers it.
+
+    `data` is a dict of fields, or a list of dicts / a pandas DataFrame (one message per
+    row, in order). `step`, when given, becomes the field `step`. Never raises.
+    """
+    (_default or default_sender()).log(channel, data, step)
+
+
+def flush(timeout: float = 10.0) -> bool:
+    """Wait until everything logged so far is delivered; False if `timeout` passed first."""
+    return _default.flush(timeout) if _default is not None else True
+
+
+def sender_status() -> SenderStatus:
+    """Queued, sent, dropped and rejected counts, the last error, and whether the server answers."""
+    return default_sender().status()
