@@ -24,6 +24,7 @@ from pulseboard.protocol import (
     check_ts,
 )
 
+from .brokers.base import PublishItem
 from .brokers.downsample import MAX_POINTS, MIN_POINTS
 from .limits import LimitError, loads
 from .node import Node
@@ -95,7 +96,7 @@ async def publish(request: Request) -> Response:
         raise bad_request('body is {"ch": ..., "data": {...}} or a non-empty list of them')
     node = node_of(request)
     node.limits.take_publish(grants.sub, len(items))  # issue 13: 429 rate_limited + Retry-After
-    checked = []
+    checked: list[PublishItem] = []
     now = time.time()
     allowed: set[str] = set()  # channels already checked in this body
     for item in items:  # check everything before publishing anything
@@ -107,11 +108,8 @@ async def publish(request: Request) -> Response:
         if key is not None and not (isinstance(key, str) and 0 < len(key) <= 200):
             raise bad_request("'key' must be a string of 1 to 200 characters")
         checked.append((ch, check_data(item.get("data")), check_ts(item.get("ts"), now), key))
-    seqs = []
-    for ch, data, ts, key in checked:
-        env = await node.publish(grants, ch, data, ts, key)
-        seqs.append(env.seq)
-    return JSONResponse({"seqs": seqs})
+    envs = await node.publish_many(checked)  # every item checked above; one commit on the store
+    return JSONResponse({"seqs": [e.seq for e in envs]})
 
 
 def float_param(request: Request, name: str) -> float | None:

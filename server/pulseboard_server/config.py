@@ -123,9 +123,9 @@ class Settings:
     # issue 13 limits (docs/security.md): per subject, per node
     max_connections_per_sub: int = opt(128, "open ws/sse/poll connections one token subject may hold on a node; "
                                        "more get 429 rate_limited", parse=count, metavar="N")
-    publish_rate: float = opt(5000.0, "messages/s one subject may publish, sustained; more get 429 with "
+    publish_rate: float = opt(100_000.0, "messages/s one subject may publish, sustained; more get 429 with "
                               "Retry-After; 0: no limit", parse=positive_float, metavar="N")
-    publish_burst: int = opt(20_000, "messages one subject may publish at once", parse=count, metavar="N")
+    publish_burst: int = opt(200_000, "messages one subject may publish at once", parse=count, metavar="N")
     header_timeout: float = opt(10.0, "seconds a client has to send its request line and headers (else the "
                                 "connection is closed); 0: none", parse=positive_float, metavar="S")
     body_timeout: float = opt(30.0, "seconds a client has to send a request body (else 408); 0: none",

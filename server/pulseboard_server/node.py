@@ -18,7 +18,7 @@ from pulseboard.protocol import (
 )
 
 from .auth import TokenVerifier
-from .brokers.base import Broker, BrokerUnavailable
+from .brokers.base import Broker, BrokerUnavailable, PublishItem
 from .config import Settings
 from .fanout import Fanout
 from .limits import Limits
@@ -88,3 +88,17 @@ class Node:
             raise BrokerUnavailable(f"broker unavailable ({e.__class__.__name__}): try again shortly") from None
         self.metrics.messages_in.inc()
         return env
+
+    async def publish_many(self, items: list[PublishItem]) -> list[Envelope]:
+        """Publish already-checked `(ch, data, ts, key)` items in order: the embedded store numbers
+        them together and answers after one commit (memory and Redis publish one by one)."""
+        try:
+            envs = await self.broker.publish_many(items)
+        except PulseboardError:
+            self.metrics.broker_errors.inc()
+            raise
+        except (OSError, ConnectionError) as e:
+            self.metrics.broker_errors.inc()
+            raise BrokerUnavailable(f"broker unavailable ({e.__class__.__name__}): try again shortly") from None
+        self.metrics.messages_in.inc(len(envs))
+        return envs

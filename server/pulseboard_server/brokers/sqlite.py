@@ -217,7 +217,9 @@ class SqliteBroker:
             return pending
         assert self._readers is not None
         row = self._readers.conn().execute(
-            "SELECT raw FROM msgs WHERE ch=? AND key=? LIMIT 1", (chan.id, key)
+            # INDEXED BY: the planner otherwise walks the channel by its primary key (a keyed batch
+            # of 5,000 took 19 s at 55k rows); the key index makes each lookup a few microseconds.
+            "SELECT raw FROM msgs INDEXED BY msgs_key WHERE ch=? AND key=? LIMIT 1", (chan.id, key)
         ).fetchone()
         return (Envelope.from_raw(row[0]), None) if row else None
 
