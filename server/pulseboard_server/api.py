@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from pulseboard.protocol import (
     BAD_REQUEST,
+    FORBIDDEN,
     HTTP_STATUS,
     NOT_FOUND,
     TOO_LARGE,
@@ -21,6 +22,7 @@ from pulseboard.protocol import (
     bad_request,
     check_channel,
     check_data,
+    check_pattern,
     check_ts,
 )
 
@@ -164,8 +166,9 @@ async def channels(request: Request) -> Response:
     )
 
 
-async def requested_channels(request: Request, grants: Grants) -> list[str] | None:
-    """The optional body {"ch": [...]}: channels the caller may read, checked."""
+async def requested_channels(request: Request, grants: Grants, patterns: bool = False) -> list[str] | None:
+    """The optional body {"ch": [...]}: channels the caller may read, checked. With `patterns`,
+    an entry may also be a prefix pattern (`train.*`) that the caller's read grants cover."""
     if request.headers.get("content-length", "0") in ("", "0"):
         return None
     body = await read_json(request)
@@ -176,9 +179,15 @@ async def requested_channels(request: Request, grants: Grants) -> list[str] | No
         raw = [raw]
     if not isinstance(raw, list):
         raise bad_request("'ch' is a list of channels")
-    chs = [check_channel(c) for c in raw]
+    if not patterns:
+        chs = [check_channel(c) for c in raw]
+        for c in chs:
+            grants.check_read(c)
+        return chs
+    chs = [check_pattern(c) for c in raw]
     for c in chs:
-        grants.check_read(c)
+        if not grants.covers(c):
+            raise PulseboardError(FORBIDDEN, f"token may not read every channel of {c!r}")
     return chs
 
 
@@ -194,9 +203,9 @@ async def view_token(request: Request) -> Response:
     """A read-only token for some channels, expiring with the caller's: safe(r) to store in a notebook."""
     grants = await authenticate(request)
     node = node_of(request)
-    chs = await requested_channels(request, grants)
+    chs = await requested_channels(request, grants, patterns=True)
     if not chs:
-        raise bad_request('name the channels: {"ch": ["sys.myhost", ...]}')
+        raise bad_request('name the channels: {"ch": ["sys.myhost", "train.*", ...]}')
     return JSONResponse({"token": node.verifier.mint_view_token(grants, chs), "exp": int(grants.exp)})
 
 

@@ -10,6 +10,7 @@ from pulseboard.protocol import (
     Backfill,
     ChannelSync,
     Envelope,
+    Grants,
     HistoryWindow,
     Live,
     Ping,
@@ -222,3 +223,13 @@ class TestChannelSync:
             s.hold(Envelope.make("c", seq, 0.0, {}))
         assert s.overflowed
         assert [e.seq for e in s.finish("e", 0)] == [8, 9, 10]
+
+
+def test_grants_cover_prefix_patterns_only_when_sound() -> None:
+    g = Grants("u", 0, read=("sys.*", "train.run*", "x.[ab]", "a?c*"))
+    assert g.covers("sys.host1") and g.covers("sys.*") and g.covers("sys.cpu.*")
+    assert g.covers("train.run*") and g.covers("train.run1*")
+    assert not g.covers("train.*")  # wider than the grant
+    assert not g.covers("s*") and not g.covers("*")
+    assert not g.covers("abc.*")  # 'a?c*' has a wildcard in its prefix: not trusted to contain it
+    assert Grants("u", 0, read=("*",)).covers("*")

@@ -164,3 +164,24 @@ def test_view_token_is_read_only_and_narrow(server: ServerProcess) -> None:
     r = httpx.post(server.url + "/view-token", json={"ch": ["train"]}, headers=auth(narrow))
     assert r.status_code == 403
     assert httpx.post(server.url + "/view-token", headers=auth(full)).status_code == 400
+
+
+def test_view_token_for_a_pattern_chart_is_narrowed_to_the_pattern(server: ServerProcess) -> None:
+    import jwt as pyjwt
+
+    from support import SECRET
+
+    runs = token(read=["sys.*", "train.*"], publish=["train.*"], ttl=600)
+    r = httpx.post(server.url + "/view-token", json={"ch": ["train.run*"]}, headers=auth(runs))
+    assert r.status_code == 200, r.text
+    view = r.json()["token"]
+    assert pyjwt.decode(view, SECRET, algorithms=["HS256"])["read"] == ["train.run*"]
+    httpx.post(server.url + "/publish", json=[{"ch": "train.run1", "data": {"v": 1}},
+                                             {"ch": "train.other", "data": {"v": 2}}], headers=auth(runs))
+    listed = httpx.get(server.url + "/channels", headers=auth(view)).json()
+    assert [c["ch"] for c in listed["channels"]] == ["train.run1"]  # only what the pattern matches
+    assert httpx.get(server.url + "/history?ch=train.other", headers=auth(view)).status_code == 403
+    # A pattern wider than the caller's grants, or a glob that isn't a plain prefix, is refused.
+    for wide, code in (("t*", 403), ("*", 403), ("train.?un*", 400), ("train.[ab]", 400)):
+        r = httpx.post(server.url + "/view-token", json={"ch": [wide]}, headers=auth(runs))
+        assert r.status_code == code, (wide, r.text)

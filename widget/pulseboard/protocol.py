@@ -68,6 +68,13 @@ def bad_request(detail: str) -> PulseboardError:
 # --- channel names and grants -------------------------------------------------
 
 
+def check_pattern(name: object) -> str:
+    """A channel name, or a channel-name prefix followed by one `*` (`train.*`); else `bad_request`."""
+    if isinstance(name, str) and name.endswith("*") and (name == "*" or CHANNEL_RE.fullmatch(name[:-1])):
+        return name
+    return check_channel(name)
+
+
 def check_channel(name: object) -> str:
     """Return `name` if it is a valid channel name, else raise `bad_request`."""
     if not isinstance(name, str) or CHANNEL_RE.fullmatch(name) is None:
@@ -100,6 +107,24 @@ class Grants:
     def check_publish(self, ch: str) -> None:
         if not self.can_publish(ch):
             raise PulseboardError(FORBIDDEN, f"token may not publish to {ch!r}")
+
+    def covers(self, pattern: str) -> bool:
+        """True when every channel `pattern` can match is readable.
+
+        `pattern` is a channel name, or a name prefix followed by one trailing `*` (`train.*`).
+        A prefix pattern is covered by a read grant `*` or a grant `<p>*` whose `<p>` (free of
+        wildcards) starts the pattern's prefix; anything else is refused rather than guessed.
+        """
+        if not pattern.endswith("*"):
+            return self.can_read(pattern)
+        prefix = pattern[:-1]
+        for g in self.read:
+            if g == "*":
+                return True
+            gp = g[:-1]
+            if g.endswith("*") and not any(c in gp for c in "*?[") and prefix.startswith(gp):
+                return True
+        return False
 
 
 def grants_from_claims(claims: Mapping[str, Any]) -> Grants:
