@@ -95,6 +95,10 @@ def setup_pulseboard() -> dict[str, Any]:
 
 def _servers(env: Mapping[str, str]) -> list[dict[str, Any]]:
     """The Jupyter server this kernel runs under (its parent process), if any."""
+    if env.get("JPY_PARENT_PID") != str(os.getppid()):
+        # Not a kernel a Jupyter server started (jupyter_client sets this): skip importing
+        # jupyter_server at all, which a plain script may be doing as it exits.
+        return []
     try:
         from jupyter_server.serverapp import list_running_servers
     except ImportError:
