@@ -387,3 +387,23 @@ async def test_retention_drops_old_messages_and_keeps_new(make_broker: Factory) 
     assert msgs == new
     again = await broker.publish("ret", {"i": 0}, now + 7200, key="k0")  # its first message left history
     assert again.seq == 7
+
+
+@pytest.mark.parametrize("make_broker", [pytest.param("redis", marks=pytest.mark.redis)], indirect=True)
+async def test_retention_sweeps_on_several_nodes_agree(make_broker: Factory) -> None:
+    """Every node sweeps every channel; together they drop exactly the old head, no more."""
+    nodes = [(await make_broker(history=50, retention=3.0))[0] for _ in range(3)]
+    now = time.time()
+    for i in range(40):  # interleaved old and new publishes through all nodes
+        await nodes[i % 3].publish("multi", {"i": i}, now - 1000 if i < 30 else now + 3600)
+
+    async def trimmed() -> bool:
+        info, _ = await nodes[0].history("multi", 0, 100)
+        return info.first == 31
+
+    await until("the old head dropped", trimmed)
+    for node in nodes:
+        info, msgs = await node.history("multi", 0, 100)
+        assert (info.seq, info.first) == (40, 31)
+        assert [m.data["i"] for m in msgs] == list(range(30, 40))
+    assert (await nodes[1].publish("multi", {"i": 40}, now + 3600)).seq == 41

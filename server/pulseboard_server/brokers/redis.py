@@ -84,7 +84,7 @@ class RedisBroker:
         max_channels: int = 100_000,
         connect_timeout: float = 3.0,
         health_interval: float = 1.0,
-        retention: float = 30 * 86400.0,  # issue 9: --retention on redis:// (redis_retention.py)
+        retention: float | None = None,  # issue 9: `serve --retention` (redis_retention.py); None: no sweep
         sweep_every: float | None = None,
         **options: Any,
     ) -> None:
@@ -107,7 +107,7 @@ class RedisBroker:
         self._metrics: Any = None
         self._guard = ChannelGuard(self.prefix, max_channels)
         self._retention = retention
-        self._sweep_every = sweep_every if sweep_every is not None else sweep_period(retention)
+        self._sweep_every = sweep_every if sweep_every is not None or retention is None else sweep_period(retention)
         self._sweep_task: asyncio.Task[None] | None = None
 
     def attach_metrics(self, metrics: Any) -> None:
@@ -155,8 +155,9 @@ class RedisBroker:
                 raise
         await self._refresh_salt()
         self._health_task = asyncio.get_running_loop().create_task(self._health())
-        self._sweep_task = asyncio.get_running_loop().create_task(
-            sweep_loop(self._client, self.prefix, self._retention, self._sweep_every))
+        if self._retention is not None and self._sweep_every is not None:  # not for `pulseboard agent`
+            self._sweep_task = asyncio.get_running_loop().create_task(
+                sweep_loop(self._client, self.prefix, self._retention, self._sweep_every))
 
     async def _connect(self) -> None:
         if self.cluster:
