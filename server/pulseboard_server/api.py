@@ -26,7 +26,7 @@ from pulseboard.protocol import (
     check_ts,
 )
 
-from .brokers.base import PublishItem
+from .brokers.base import PublishItem, history_cap
 from .brokers.downsample import MAX_POINTS, MIN_POINTS
 from .limits import LimitError, loads
 from .node import Node
@@ -144,7 +144,7 @@ async def history(request: Request) -> Response:
         info, msgs, downsampled = await node.broker.history_range(ch, t0, t1, points)
     else:
         since = int_param(request, "since", None, 0, 1 << 62)
-        limit = int_param(request, "limit", 100, 1, max(1, node.settings.history)) or 100
+        limit = int_param(request, "limit", 100, 1, history_cap(node.settings.history)) or 100
         info, msgs = await node.broker.history(ch, since, limit)
     if not info.epoch:
         raise PulseboardError(NOT_FOUND, f"no channel {ch!r} yet")

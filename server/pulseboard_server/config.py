@@ -81,8 +81,10 @@ class Settings:
                       "memory:// (nothing on disk), redis://host:port/db, rediss://... or redis+cluster://host:port",
                       metavar="URL")
     base_path: str = opt("/", "serve every endpoint and the dashboard under this prefix", metavar="PATH")
-    history: int = opt(1000, "messages kept per channel on memory:// and redis://; on sqlite:// it bounds backfill "
-                       "and limit (the store keeps by --retention and --max-store-bytes)", parse=count, metavar="N")
+    history: int | None = opt(None, "messages kept per channel, on every broker; also the most one backfill or "
+                              "history limit returns. Not given: 1000 on memory:// and redis://, no count limit "
+                              "on sqlite:// (it keeps by --retention and --max-store-bytes; backfill and limit "
+                              "stay at most 1000)", parse=count, metavar="N", shown="1000; sqlite:// none")
     collect_interval: float = opt(1.0, "host collector period in seconds; 0 turns it off",
                                   parse=positive_float, metavar="S")
     allowed_origins: list[str] = opt(  # noqa: RUF009 - opt() copies a list default per instance
@@ -116,8 +118,10 @@ class Settings:
     # the embedded store (sqlite://, issue 9): where it lives, how long and how much it keeps
     data_dir: str = opt("", "where sqlite:// keeps pulseboard.db (one server per store)", metavar="DIR",
                         shown="$PULSEBOARD_DATA_DIR, else $XDG_DATA_HOME/pulseboard, else ~/.local/share/pulseboard")
-    retention: float = opt(30 * 86400.0, "per channel, messages older than this are dropped from the store "
-                           "(90s, 15m, 12h, 30d, 2w)", parse=duration_arg, metavar="AGE", shown="30d")
+    retention: float = opt(30 * 86400.0, "on every broker, per channel, messages whose ts is older than this "
+                           "are dropped, oldest first, checked at every publish (memory://) and in a background sweep "
+                           "every quarter of AGE (at least 0.5 s, at most 60 s) (90s, 15m, 12h, 30d, 2w)",
+                           parse=duration_arg, metavar="AGE", shown="30d")
     max_store_bytes: int = opt(8 << 30, "cap on the store's size (512MiB, 2GB; 0 = none): over it, every channel's "
                                "oldest messages go first", parse=size_arg, metavar="SIZE", shown="8GiB")
     # issue 13 limits (docs/security.md): per subject, per node

@@ -6,6 +6,7 @@ The Redis backend runs against a real redis-server started for this module.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -35,14 +36,15 @@ async def make_broker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
     made: list[Broker] = []
     prefix = "t" + uuid.uuid4().hex[:8]  # every test gets its own key space
 
-    async def make(history: int = 1000, **options: object) -> tuple[Broker, Feed]:
+    async def make(history: int | None = None, **options: object) -> tuple[Broker, Feed]:
         if request.param == "memory":
             url = "memory://"
         elif request.param == "sqlite":
             url = f"sqlite://{tmp_path}/store-{len(made)}.db"
         else:
             url = request.getfixturevalue("redis_proc").url + f"?prefix={prefix}"
-        broker = open_broker(url, history, retention=1e12, **options)  # the tests' ts are from 1970
+        options.setdefault("retention", 1e12)  # the tests' ts are from 1970
+        broker = open_broker(url, history, **options)
         feed = Feed()
         await broker.start(feed.on_message, feed.on_reset)
         made.append(broker)
@@ -79,9 +81,8 @@ async def test_two_handles_on_one_backend_share_the_numbering(make_broker: Facto
     assert seqs == [1, 2, 3, 4, 5, 6]
 
 
-@pytest.mark.parametrize("make_broker", ["memory", pytest.param("redis", marks=pytest.mark.redis)], indirect=True)
 async def test_history_window_keeps_the_last_n(make_broker: Factory) -> None:
-    """sqlite:// keeps by age and size (--retention, --max-store-bytes), not by count."""
+    """An explicit --history caps every broker, the durable store included."""
     broker, _ = await make_broker(history=5)
     await publish_n(broker, "w", 12)
     info, msgs = await broker.history("w", None, 100)
@@ -110,9 +111,7 @@ async def test_replay_live_and_backfill(make_broker: Factory) -> None:
     assert none.msgs == []
 
 
-@pytest.mark.parametrize("make_broker", ["memory", pytest.param("redis", marks=pytest.mark.redis)], indirect=True)
 async def test_replay_since(make_broker: Factory) -> None:
-    """sqlite:// trims by age and size: its `recovered: false` is in test_store.py."""
     broker, _ = await make_broker(history=10)
     await publish_n(broker, "s", 15)
     epoch = (await broker.replay("s", Live())).info.epoch
@@ -336,3 +335,75 @@ async def test_publish_many_numbers_like_one_by_one_and_delivers_in_order(make_b
     _, stored = await broker.history("m.a", 0, 100)
     assert [e.raw for e in stored[2:]] == [e.raw for e in envs if e.ch == "m.a"]
     assert await broker.publish_many([]) == []
+
+
+async def test_history_default_is_per_broker(make_broker: Factory, request: pytest.FixtureRequest) -> None:
+    """Without --history: 1000 per channel on memory:// and redis://, no count limit on sqlite://."""
+    broker, _ = await make_broker()
+    await broker.publish_many([("d", {"i": i}, 1000.0 + i, None) for i in range(1005)])
+    info, msgs = await broker.history("d", 0, 1000)
+    kind = request.node.callspec.params["make_broker"]
+    assert (info.seq, info.first) == (1005, 1 if kind == "sqlite" else 6)
+    assert len(msgs) == 1000  # `limit` stays bounded by the default either way
+
+
+async def until(what: str, check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    """Await an observable state (the background sweeps run every 0.5 s here)."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_retention_drops_old_messages_and_keeps_new(make_broker: Factory) -> None:
+    broker, _ = await make_broker(retention=3.0)
+    now = time.time()
+    old = [await broker.publish("ret", {"i": i}, now - 1000 + i, key=f"k{i}") for i in range(3)]
+    new = [await broker.publish("ret", {"i": i}, now + 3600 + i) for i in range(3, 6)]
+    aging = await broker.publish("aging", {"i": 0}, now - 1.0)  # expires while nobody publishes
+
+    async def trimmed() -> bool:
+        info, _ = await broker.history("ret", 0, 10)
+        return info.first == 4
+
+    async def aged() -> bool:
+        info, _ = await broker.history("aging", 0, 10)
+        return info.first == 2
+
+    await until("old messages dropped", trimmed)
+    await until("an idle channel's old message dropped", aged)
+    info, msgs = await broker.history("ret", 0, 10)
+    assert (info.seq, info.first) == (6, 4)
+    assert msgs == new  # the new ones stay, unchanged
+    info, msgs = await broker.history("aging", None, 10)
+    assert (info.seq, info.first, msgs) == (1, 2, []) and aging.seq == 1
+    epoch = (await broker.replay("ret", Live())).info.epoch
+    lost = await broker.replay("ret", Since(1, epoch))  # 2 and 3 are gone
+    assert not lost.recovered and lost.msgs == new
+    exact = await broker.replay("ret", Since(old[-1].seq, epoch))
+    assert exact.recovered and exact.msgs == new
+    _, msgs, _ = await broker.history_range("ret", None, None, 100)
+    assert msgs == new
+    again = await broker.publish("ret", {"i": 0}, now + 7200, key="k0")  # its first message left history
+    assert again.seq == 7
+
+
+@pytest.mark.parametrize("make_broker", [pytest.param("redis", marks=pytest.mark.redis)], indirect=True)
+async def test_retention_sweeps_on_several_nodes_agree(make_broker: Factory) -> None:
+    """Every node sweeps every channel; together they drop exactly the old head, no more."""
+    nodes = [(await make_broker(history=50, retention=3.0))[0] for _ in range(3)]
+    now = time.time()
+    for i in range(40):  # interleaved old and new publishes through all nodes
+        await nodes[i % 3].publish("multi", {"i": i}, now - 1000 if i < 30 else now + 3600)
+
+    async def trimmed() -> bool:
+        info, _ = await nodes[0].history("multi", 0, 100)
+        return info.first == 31
+
+    await until("the old head dropped", trimmed)
+    for node in nodes:
+        info, msgs = await node.history("multi", 0, 100)
+        assert (info.seq, info.first) == (40, 31)
+        assert [m.data["i"] for m in msgs] == list(range(30, 40))
+    assert (await nodes[1].publish("multi", {"i": 40}, now + 3600)).seq == 41

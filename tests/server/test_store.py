@@ -318,7 +318,7 @@ def test_history_range_over_http(tmp_path: Path) -> None:
 
 
 async def open_store(path: Path, **options: Any) -> tuple[Broker, Feed]:
-    broker = open_broker(f"sqlite://{path}", 1000, retention=1e12, **options)
+    broker = open_broker(f"sqlite://{path}", None, retention=1e12, **options)
     feed = Feed()
     await broker.start(feed.on_message, feed.on_reset)
     return broker, feed

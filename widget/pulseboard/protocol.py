@@ -348,6 +348,15 @@ class HistoryWindow:
         self._items.append(env)
         self.top = env.seq
 
+    def expire(self, cutoff: float) -> int:
+        """Drop the head's envelopes whose ts is before `cutoff` (retention); how many went.
+        Stops at the first newer one, so history never has holes."""
+        items, n = self._items, 0
+        while items and items[0].ts < cutoff:
+            items.popleft()
+            n += 1
+        return n
+
     def after(self, seq: int, limit: int | None = None) -> list[Envelope]:
         """Envelopes with seq > `seq`, oldest first, at most `limit` of them."""
         start = max(seq + 1, self.first) - self.first

@@ -104,6 +104,18 @@ BACKENDS = {
 
 
 STORE_OPTIONS = ("data_dir", "retention", "max_store_bytes")
+SHARED_OPTIONS = ("retention",)  # store options every broker takes (issue 9: same meaning everywhere)
+DEFAULT_HISTORY = 1000  # messages kept per channel on memory:// and redis:// when --history is not given
+
+
+def history_cap(history: int | None) -> int:
+    """The bound of one backfill or `history?limit` read: --history, else DEFAULT_HISTORY."""
+    return history if history is not None else DEFAULT_HISTORY
+
+
+def sweep_period(retention: float) -> float:
+    """Seconds between background retention sweeps: a quarter of the retention, 0.5-60 s."""
+    return min(60.0, max(0.5, retention / 4))
 
 
 async def publish_each(broker: Any, items: list[PublishItem]) -> list[Envelope]:
@@ -119,14 +131,18 @@ def store_options(settings: Any) -> dict[str, Any]:
     return {k: getattr(settings, k) for k in STORE_OPTIONS if hasattr(settings, k)}
 
 
-def open_broker(url: str, history: int, **options: Any) -> Broker:
-    """Make (not start) the broker for `url`; the backend module is imported lazily."""
+def open_broker(url: str, history: int | None, **options: Any) -> Broker:
+    """Make (not start) the broker for `url`; the backend module is imported lazily.
+
+    `history` None is each broker's default: DEFAULT_HISTORY messages per channel on
+    memory:// and redis://, no count limit on sqlite:// (age and bytes only)."""
     scheme = urlsplit(url).scheme
     target = BACKENDS.get(scheme)
     if target is None:
         raise ValueError(f"unknown broker {url!r}: use sqlite://, memory:// or redis://host:port/db")
-    if scheme != "sqlite":  # the store's options (data_dir, retention, ...) are its own
-        options = {k: v for k, v in options.items() if k not in STORE_OPTIONS}
+    if scheme != "sqlite":  # the store's options (data_dir, max_store_bytes) are its own
+        options = {k: v for k, v in options.items() if k not in STORE_OPTIONS or k in SHARED_OPTIONS}
+        history = history_cap(history)
     module, _, name = target.partition(":")
     cls = getattr(importlib.import_module(module), name)
     broker: Broker = cls(url, history=history, **options)

@@ -1,5 +1,9 @@
 """The in-memory broker: one process, history in memory, a new epoch per run.
 
+Retention (issue 9): messages whose `ts` is older than now - `retention` leave each
+channel's history from the front, at every publish to the channel and in a sweep of
+all channels every `sweep_period(retention)` seconds; `history` caps the count.
+
 Reads never create channels: a channel exists from its first publish (which is
 where the channel limit is counted); before that, reads see its `pending_epoch`,
 the epoch its first publish will give it.
@@ -7,6 +11,8 @@ the epoch its first publish will give it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import time
 import uuid
@@ -21,7 +27,7 @@ from pulseboard.protocol import (
     plan_replay,
 )
 
-from .base import ChannelInfo, OnMessage, OnReset, PublishItem, Replay, publish_each
+from .base import ChannelInfo, OnMessage, OnReset, PublishItem, Replay, publish_each, sweep_period
 from .downsample import pick
 
 
@@ -36,9 +42,19 @@ def remember_key(keys: dict[str, Envelope], key: str, env: Envelope, first: int)
 
 
 class MemoryBroker:
-    def __init__(self, url: str = "memory://", history: int = 1000, max_channels: int = 100_000) -> None:
+    def __init__(
+        self,
+        url: str = "memory://",
+        history: int = 1000,
+        max_channels: int = 100_000,
+        retention: float = 30 * 86400.0,
+        sweep_every: float | None = None,
+    ) -> None:
         self.url = url
         self._history = history
+        self._retention = retention
+        self._sweep_every = sweep_every if sweep_every is not None else sweep_period(retention)
+        self._sweeper: asyncio.Task[None] | None = None
         self._max_channels = max_channels
         self._windows: dict[str, HistoryWindow] = {}
         self._keys: dict[str, dict[str, Envelope]] = {}  # per channel: idempotency key -> envelope
@@ -49,9 +65,38 @@ class MemoryBroker:
 
     async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
         self._on_message = on_message
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
 
     async def close(self) -> None:
         self._on_message = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    def sweep(self) -> int:
+        """Drop every channel's expired head now; how many messages went."""
+        cutoff, dropped = time.time() - self._retention, 0
+        for ch, w in self._windows.items():
+            if n := w.expire(cutoff):
+                dropped += n
+                self._forget_keys(ch, w.first)
+        return dropped
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_every)
+            self.sweep()
+
+    def _forget_keys(self, ch: str, first: int) -> None:
+        keys = self._keys.get(ch)
+        while keys:
+            oldest = next(iter(keys))
+            if keys[oldest].seq >= first:
+                break
+            del keys[oldest]
 
     def status(self) -> str:
         return "ok"
@@ -77,10 +122,12 @@ class MemoryBroker:
     async def publish(self, ch: str, data: dict[str, Any], ts: float, key: str | None = None) -> Envelope:
         w = self._window(ch)
         keys = self._keys.setdefault(ch, {}) if key is not None else None
-        if keys is not None and key in keys:
+        if keys is not None and key in keys and keys[key].seq >= w.first:
             return keys[key]  # already numbered: same envelope, no second fan-out
         env = Envelope.make(ch, w.next_seq(), ts, data)
         w.append(env)
+        if w.expire(time.time() - self._retention):  # cheap: looks at the head only
+            self._forget_keys(ch, w.first)
         if keys is not None and key is not None:
             remember_key(keys, key, env, w.first)
         if ch in self._subscribed and self._on_message is not None:

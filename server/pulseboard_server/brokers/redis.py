@@ -30,10 +30,11 @@ from redis.retry import Retry
 
 from pulseboard.protocol import Envelope, Live, Since, Start, dumps, plan_replay
 
-from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishItem, Replay, publish_each
+from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishItem, Replay, publish_each, sweep_period
 from .redis_fanout import Delivery
 from .redis_link import Link
 from .redis_range import ChannelGuard, redis_range
+from .redis_retention import sweep_loop
 from .redis_scripts import PUBLISH, READ, Keys
 
 log = logging.getLogger("pulseboard.redis")
@@ -83,6 +84,8 @@ class RedisBroker:
         max_channels: int = 100_000,
         connect_timeout: float = 3.0,
         health_interval: float = 1.0,
+        retention: float | None = None,  # issue 9: `serve --retention` (redis_retention.py); None: no sweep
+        sweep_every: float | None = None,
         **options: Any,
     ) -> None:
         if history < 1:
@@ -103,6 +106,9 @@ class RedisBroker:
         self._health_task: asyncio.Task[None] | None = None
         self._metrics: Any = None
         self._guard = ChannelGuard(self.prefix, max_channels)
+        self._retention = retention
+        self._sweep_every = sweep_every if sweep_every is not None or retention is None else sweep_period(retention)
+        self._sweep_task: asyncio.Task[None] | None = None
 
     def attach_metrics(self, metrics: Any) -> None:
         """Count outages and repaired gaps in the node's `Metrics`."""
@@ -149,6 +155,9 @@ class RedisBroker:
                 raise
         await self._refresh_salt()
         self._health_task = asyncio.get_running_loop().create_task(self._health())
+        if self._retention is not None and self._sweep_every is not None:  # not for `pulseboard agent`
+            self._sweep_task = asyncio.get_running_loop().create_task(
+                sweep_loop(self._client, self.prefix, self._retention, self._sweep_every))
 
     async def _connect(self) -> None:
         if self.cluster:
@@ -167,6 +176,9 @@ class RedisBroker:
         if self._health_task is not None:
             self._health_task.cancel()
             self._health_task = None
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
+            self._sweep_task = None
         await self.delivery.close()
         await self._aclose_client()
 

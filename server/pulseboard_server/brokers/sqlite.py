@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from pulseboard.protocol import TOO_LARGE, Backfill, Envelope, Live, PulseboardError, Start, plan_replay
 
-from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishItem, Replay
+from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishItem, Replay, history_cap
 from .memory import pending_epoch
 from .sqlite_range import read_range
 from .sqlite_store import Item, Readers, Store, envelopes
@@ -63,7 +63,7 @@ class SqliteBroker:
     def __init__(
         self,
         url: str = "sqlite://",
-        history: int = 1000,
+        history: int | None = None,  # None: no count limit (explicit --history caps each channel)
         max_channels: int = 100_000,
         data_dir: str | None = None,
         retention: float = 30 * 86400,
@@ -101,7 +101,7 @@ class SqliteBroker:
         self._readers = Readers(self.path)
         loop = asyncio.get_running_loop()
         self._writer = Writer(store, loop, self._committed, self._failed, self._trimmed,
-                              retention=self._retention, max_bytes=self._max_bytes)
+                              retention=self._retention, max_bytes=self._max_bytes, max_count=self._history)
         self._writer.start()
         self._on_message = on_message
         log.info("store %s: %d channels", self.path, len(self._chans))
@@ -320,7 +320,7 @@ class SqliteBroker:
             info = self._info(ch)
             return Replay(info, plan_replay(start, info.epoch, info.first, info.seq).recovered, [])
         if isinstance(start, Backfill):
-            info, msgs = await self._last(ch, min(start.n, max(self._history, 1)))
+            info, msgs = await self._last(ch, min(start.n, history_cap(self._history)))
             return Replay(info, True, msgs)
         info = self._info(ch)
         if start.epoch == info.epoch and info.seq - start.seq > MAX_REPLAY:

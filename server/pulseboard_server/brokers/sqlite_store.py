@@ -278,6 +278,21 @@ class Store:
                 c.execute("ROLLBACK")
             raise
 
+    def trim_many(self, keeps: dict[int, int]) -> None:
+        """`trim_before` for several channels (ch_id -> first seq to keep) in one transaction."""
+        c = self.conn
+        c.execute("BEGIN")
+        try:
+            for ch_id, first in keeps.items():
+                c.execute("DELETE FROM msgs WHERE ch=? AND seq<?", (ch_id, first))
+                c.execute("DELETE FROM blocks WHERE ch=? AND (k+1)*?<?", (ch_id, BLOCK, first))
+                c.execute("DELETE FROM blocks2 WHERE ch=? AND (k+1)*?<?", (ch_id, SPAN2, first))
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
     def expired_prefix(self, ch_id: int, cutoff: float, chunk: int = 5000) -> int | None:
         """The first seq to keep when the head's messages older than `cutoff` go, looking at
         most `chunk` rows ahead (None: the head is not expired)."""

@@ -49,6 +49,7 @@ class Writer:
         on_trimmed: Callable[[dict[int, int]], None],
         retention: float,
         max_bytes: int,
+        max_count: int | None = None,
     ) -> None:
         self.store = store
         self.loop = loop
@@ -57,6 +58,7 @@ class Writer:
         self.on_trimmed = on_trimmed
         self.retention = retention
         self.max_bytes = max_bytes
+        self.max_count = max_count  # an explicit --history: messages kept per channel, after every batch
         self._cond = threading.Condition(threading.Lock())
         self._items: list[Item] = []
         self._fut: asyncio.Future[None] | None = None
@@ -135,7 +137,10 @@ class Writer:
             self._resume.wait()  # the loop rolls the numbering back first
             return
         self._written += sum(len(i.env.raw) for i in items)
+        firsts = self._enforce_count(items) if self.max_count is not None else {}
         self.loop.call_soon_threadsafe(self._done_on_loop, items, fut)
+        if firsts:
+            self.loop.call_soon_threadsafe(self.on_trimmed, firsts)
 
     def _done_on_loop(self, items: list[Item], fut: asyncio.Future[None] | None) -> None:
         self.on_committed(items)
@@ -170,6 +175,23 @@ class Writer:
                 self._enforce_retention()
         except sqlite3.Error as e:
             log.warning("store trimming failed (%s); trying again later", e)
+
+    def _enforce_count(self, items: list[Item]) -> dict[int, int]:
+        """Keep the last `max_count` messages of each channel just written (before the batch
+        is answered, so a publisher never sees more than that kept)."""
+        assert self.max_count is not None
+        keeps: dict[int, int] = {}
+        for item in items:
+            keep = item.env.seq - self.max_count + 1
+            if keep > 1:
+                keeps[item.ch_id] = keep  # items are in seq order per channel: the last wins
+        if keeps:
+            try:
+                self.store.trim_many(keeps)
+            except sqlite3.Error as e:
+                log.warning("store trimming to --history failed (%s); trying again next batch", e)
+                return {}
+        return keeps
 
     def _enforce_retention(self) -> None:
         """Drop each channel's expired head, a chunk at a time; publishes waiting go first."""
