@@ -75,7 +75,8 @@ def main() -> None:
     limit = raise_fd_limit()
     if a.clients + 100 > limit:
         raise SystemExit(f"open-file limit {limit} is below {a.clients} connections: raise `ulimit -n`")
-    srv = ServerProcess("--log-level", "warning", "--max-subscriptions", "10").start()
+    srv = ServerProcess("--log-level", "warning", "--max-subscriptions", "10",
+                        "--max-connections-per-sub", "1000000").start()  # one subject for every client
     assert srv.proc is not None
     server = psutil.Process(srv.proc.pid)
     ctx = mp.get_context("spawn")

@@ -108,6 +108,7 @@ class Target:
     name: str
     kind: str  # client protocol: pulseboard, bare, socketio
     redis: bool
+    broker: str = "memory://"  # the embedded broker when not on Redis
     procs: list[psutil.Process] = field(default_factory=list)
     stops: list[Any] = field(default_factory=list)
     port: int = 0
@@ -119,9 +120,9 @@ class Target:
             self.stops.append(redis.stop)
             self.procs.append(psutil.Process(redis.proc.pid))
         if self.kind == "pulseboard":
-            args = ["--log-level", "warning", "--max-buffer", str(64 << 20)]
-            if redis is not None:
-                args += ["--broker", redis.url]
+            # Every bench client has the same token subject: lift the per-subject connection limit.
+            args = ["--log-level", "warning", "--max-buffer", str(64 << 20), "--max-connections-per-sub", "1000000",
+                    "--broker", redis.url if redis is not None else self.broker]
             srv = ServerProcess(*args).start()
             assert srv.proc is not None
             self.port, pid = srv.port, srv.proc.pid
@@ -173,6 +174,7 @@ def port_open(port: int) -> bool:
 TARGETS = {  # name: (label, client protocol, uses redis)
     "bare": ("bare websockets.broadcast()", "bare", False),
     "pulseboard": ("pulseboard, memory broker", "pulseboard", False),
+    "pulseboard-sqlite": ("pulseboard, sqlite:// store (the default)", "pulseboard", False),
     "pulseboard-redis": ("pulseboard, Redis (+ redis-server)", "pulseboard", True),
     "socketio": ("python-socketio + AsyncRedisManager (+ redis-server)", "socketio", True),
 }
@@ -289,7 +291,7 @@ def profile_stop(spy: subprocess.Popen[bytes] | None, profile: Path | None, name
 def run(name: str, clients: int, channels: int, rate: float, seconds: float, procs: int,
         profile: Path | None = None) -> Result:
     label, kind, redis = TARGETS[name]
-    target = Target(label, kind, redis)
+    target = Target(label, kind, redis, broker="sqlite://" if name == "pulseboard-sqlite" else "memory://")
     target.start()
     ctx = mp.get_context("spawn")
     ready, out, stop = ctx.Queue(), ctx.Queue(), ctx.Event()

@@ -39,7 +39,7 @@ async def publish_load(
 ) -> dict[str, float]:
     """Batches of `batch` messages, as HTTP publishes of lists arrive: one `publish_many` each
     (`many`), or one `publish` per message (how the API published a list before)."""
-    broker = open_broker(url, 1000, retention=1e12)
+    broker = open_broker(url, None, retention=1e12)
     delivered = 0
 
     def on_message(env: Envelope) -> None:
@@ -83,7 +83,7 @@ async def fill(broker: Broker, ch: str, n: int, batch: int = 2000) -> None:
 
 
 async def range_query(path: Path, n: int) -> tuple[float, float, int]:
-    broker = open_broker(f"sqlite://{path}", 1000, retention=1e12)
+    broker = open_broker(f"sqlite://{path}", None, retention=1e12)
     await broker.start(lambda e: None, lambda c, e, s: None)
     await fill(broker, "long", n)
     times = []
@@ -101,7 +101,7 @@ async def range_query(path: Path, n: int) -> tuple[float, float, int]:
 
 def bulk_store(path: Path, n: int, channels: int = 10) -> None:
     """A store file with `n` messages, written straight with SQL (as the writer lays it out)."""
-    broker = open_broker(f"sqlite://{path}", 1000, retention=1e12)
+    broker = open_broker(f"sqlite://{path}", None, retention=1e12)
 
     async def make() -> None:  # the schema and one message per channel, through the broker
         await broker.start(lambda e: None, lambda c, e, s: None)
@@ -137,13 +137,13 @@ def start_time(data_dir: Path) -> float:
 
 
 async def resume_time(path: Path, missed: int = 10_000) -> float:
-    broker = open_broker(f"sqlite://{path}", 1000, retention=1e12)
+    broker = open_broker(f"sqlite://{path}", None, retention=1e12)
     await broker.start(lambda e: None, lambda c, e, s: None)
     await fill(broker, "resume", 1000)
     seen = (await broker.replay("resume", Live())).info
     await fill(broker, "resume", missed)
     await broker.close()
-    again = open_broker(f"sqlite://{path}", 1000, retention=1e12)  # the restart
+    again = open_broker(f"sqlite://{path}", None, retention=1e12)  # the restart
     await again.start(lambda e: None, lambda c, e, s: None)
     t0 = time.perf_counter()
     rep = await again.replay("resume", Since(seen.seq, seen.epoch))

@@ -88,7 +88,7 @@ def restart_run(broker: str, n: int, restarts: int) -> tuple[int, int, float]:
         seconds = time.perf_counter() - t0
         if child.returncode != 0:
             print(f"  logging process failed: {out} {err}")
-        values = [m["data"]["i"] for m in read_all(server.url, "bench.restart", page=5000)]
+        values = [m["data"]["i"] for m in read_all(server.url, "bench.restart", page=min(5000, n))]
     finally:
         if child.poll() is None:
             child.kill()

@@ -20,7 +20,8 @@ def test_fanout_compares_every_server() -> None:
               "--procs", "1")
     rows = [line for line in out.splitlines() if line.startswith("| ") and "µs" in line]
     assert [r.split(" | ")[0] for r in rows] == [
-        "| bare websockets.broadcast()", "| pulseboard, memory broker", "| pulseboard, Redis (+ redis-server)",
+        "| bare websockets.broadcast()", "| pulseboard, memory broker", "| pulseboard, sqlite:// store (the default)",
+        "| pulseboard, Redis (+ redis-server)",
         "| python-socketio + AsyncRedisManager (+ redis-server)",
     ]
     assert all(" 0.00% " in r for r in rows), out  # nothing lost at this size
@@ -28,5 +29,18 @@ def test_fanout_compares_every_server() -> None:
 
 
 def test_connections_prints_memory_per_connection() -> None:
-    out = run(str(BENCH / "connections.py"), "--clients", "20", "--channels", "3", "--procs", "1")
-    assert "20 idle subscribed WebSocket connections" in out and "KiB per connection" in out
+    # More clients than the per-subject connection limit (128): the bench's one subject must be let in.
+    out = run(str(BENCH / "connections.py"), "--clients", "150", "--channels", "3", "--procs", "1")
+    assert "150 idle subscribed WebSocket connections" in out and "KiB per connection" in out
+
+
+def test_history_prints_every_figure() -> None:
+    out = run(str(BENCH / "history.py"))  # the small mode; --full is the sizes
+    for figure in ("msgs/s", "history_range points=2000", "serve start to /healthz", "exact resume of 10,000"):
+        assert figure in out, out
+
+
+def test_log_prints_every_figure_and_loses_nothing() -> None:
+    out = run(str(BENCH / "log.py"), "--calls", "2000", "--deliver", "2000", "--run", "2000", "--restarts", "1")
+    assert "caller cost of log()" in out and "msgs/s" in out
+    assert out.count("lost 0  duplicated 0") == 2, out  # redis and sqlite, across a restart
