@@ -77,19 +77,6 @@ async def read_json(request: Request) -> Any:
     return loads(bytes(body))
 
 
-def int_param(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_request(f"{name!r} must be an integer") from None
-    if not lo <= value <= hi:
-        raise bad_request(f"{name!r} must be between {lo} and {hi}")
-    return value
-
-
 async def publish(request: Request) -> Response:
     grants = await authenticate(request)
     body = await read_json(request)
@@ -140,11 +127,11 @@ async def history(request: Request) -> Response:
         t0, t1 = float_param(request, "from"), float_param(request, "to")
         if t0 is not None and t1 is not None and t0 > t1:
             raise bad_request("'from' must not be after 'to'")
-        points = int_param(request, "points", 2000, MIN_POINTS, MAX_POINTS) or 2000
+        points = transport_common.int_param(q, "points", 2000, MIN_POINTS, MAX_POINTS)
         info, msgs, downsampled = await node.broker.history_range(ch, t0, t1, points)
     else:
-        since = int_param(request, "since", None, 0, 1 << 62)
-        limit = int_param(request, "limit", 100, 1, history_cap(node.settings.history)) or 100
+        since = transport_common.int_param(q, "since", None, 0, 1 << 62)
+        limit = transport_common.int_param(q, "limit", 100, 1, history_cap(node.settings.history))
         info, msgs = await node.broker.history(ch, since, limit)
     if not info.epoch:
         raise PulseboardError(NOT_FOUND, f"no channel {ch!r} yet")

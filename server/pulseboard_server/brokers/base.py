@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -116,6 +117,23 @@ def history_cap(history: int | None) -> int:
 def sweep_period(retention: float) -> float:
     """Seconds between background retention sweeps: a quarter of the retention, 0.5-60 s."""
     return min(60.0, max(0.5, retention / 4))
+
+
+class LocalClaims:
+    """One-time keys held in this process (`Broker.claim_once` for single-node brokers), bounded:
+    past 10,000 keys the expired ones are dropped."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def claim(self, key: str, ttl: float) -> bool:
+        now = time.monotonic()
+        if len(self._until) > 10_000:
+            self._until = {k: t for k, t in self._until.items() if t > now}
+        if self._until.get(key, 0.0) > now:
+            return False
+        self._until[key] = now + ttl
+        return True
 
 
 async def publish_each(broker: Any, items: list[PublishItem]) -> list[Envelope]:

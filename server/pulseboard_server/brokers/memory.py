@@ -27,7 +27,7 @@ from pulseboard.protocol import (
     plan_replay,
 )
 
-from .base import ChannelInfo, OnMessage, OnReset, PublishItem, Replay, publish_each, sweep_period
+from .base import ChannelInfo, LocalClaims, OnMessage, OnReset, PublishItem, Replay, publish_each, sweep_period
 from .downsample import pick
 
 
@@ -59,7 +59,7 @@ class MemoryBroker:
         self._windows: dict[str, HistoryWindow] = {}
         self._keys: dict[str, dict[str, Envelope]] = {}  # per channel: idempotency key -> envelope
         self._subscribed: set[str] = set()
-        self._claims: dict[str, float] = {}
+        self._claims = LocalClaims()
         self._on_message: OnMessage | None = None
         self._salt = uuid.uuid4().hex
 
@@ -168,13 +168,7 @@ class MemoryBroker:
         return await publish_each(self, items)
 
     async def claim_once(self, key: str, ttl: float) -> bool:
-        now = time.monotonic()
-        if len(self._claims) > 10_000:
-            self._claims = {k: t for k, t in self._claims.items() if t > now}
-        if self._claims.get(key, 0.0) > now:
-            return False
-        self._claims[key] = now + ttl
-        return True
+        return self._claims.claim(key, ttl)
 
 
 def pending_epoch(salt: str, ch: str) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 from pulseboard.protocol import TOO_LARGE, Backfill, Envelope, Live, PulseboardError, Start, plan_replay
 
-from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishItem, Replay, history_cap
+from .base import BrokerUnavailable, ChannelInfo, LocalClaims, OnMessage, OnReset, PublishItem, Replay, history_cap
 from .memory import pending_epoch
 from .sqlite_range import read_range
 from .sqlite_store import Item, Readers, Store, envelopes
@@ -80,7 +79,7 @@ class SqliteBroker:
         self._by_id: dict[int, str] = {}
         self._next_id = 1
         self._subscribed: set[str] = set()
-        self._claims: dict[str, float] = {}
+        self._claims = LocalClaims()
         self._keys: dict[tuple[int, str], tuple[Envelope, asyncio.Future[None] | None]] = {}
         self._on_message: OnMessage | None = None
         self._store: Store | None = None
@@ -360,13 +359,7 @@ class SqliteBroker:
         return [self._info(ch) for ch, c in sorted(self._chans.items()) if c.durable > 0]
 
     async def claim_once(self, key: str, ttl: float) -> bool:
-        now = time.monotonic()
-        if len(self._claims) > 10_000:
-            self._claims = {k: t for k, t in self._claims.items() if t > now}
-        if self._claims.get(key, 0.0) > now:
-            return False
-        self._claims[key] = now + ttl
-        return True
+        return self._claims.claim(key, ttl)
 
 
 __all__ = ["SqliteBroker", "store_path"]

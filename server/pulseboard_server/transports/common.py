@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from starlette.datastructures import QueryParams
 from starlette.types import Receive
@@ -31,6 +31,7 @@ from ..node import Node
 from ..session import Action as Action
 from ..session import DoPublish, DoRefresh, Limits, Session, StartSub, StopSub
 
+D = TypeVar("D", int, None)
 
 class Connection(Protocol):
     """A transport's client: its session, and how it is told there is something to write."""
@@ -138,7 +139,8 @@ def expiry_delay(grants: Grants) -> float:
     return max(0.0, grants.exp - time.time())
 
 
-def int_param(query: QueryParams, name: str, default: int, lo: int, hi: int) -> int:
+def int_param(query: QueryParams, name: str, default: D, lo: int, hi: int) -> int | D:
+    """The integer query parameter `name` in [lo, hi], `default` when absent; else `bad_request`."""
     raw = query.get(name)
     if raw is None:
         return default
