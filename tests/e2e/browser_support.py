@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import itertools
 import json
@@ -10,7 +11,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from support import ROOT, token
@@ -26,6 +28,25 @@ STATIC = ROOT / "widget" / "pulseboard" / "static"
 def bundle_built() -> bool:
     js = STATIC / "dashboard.js"
     return bool(js.exists() and js.stat().st_size > 1000)
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's headless chromium through Playwright; fails the test (never skips) when missing."""
+    import pytest
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: run scripts/setup (apt-get install chromium)")
+    if not bundle_built():
+        pytest.fail("the JS bundle is not built: run `npm ci && npm run build` in js/")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 Make = Callable[[str, int, float], dict[str, Any]]
