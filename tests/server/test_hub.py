@@ -20,6 +20,8 @@ from pulseboard.discovery import DiscoveryError, discover, discover_for_kernel
 from pulseboard_server.hub import HubConfig, channel_safe, check_owner
 from support import SECRET, ServerProcess, free_port
 
+pytestmark = pytest.mark.process  # starts pulseboard serve (or the CLI) as a subprocess
+
 
 @pytest.fixture(scope="module")
 def hub() -> Iterator[HubProcess]:

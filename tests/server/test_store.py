@@ -25,6 +25,8 @@ from pulseboard_server.brokers.downsample import pick
 from support import PULSEBOARD, Feed, ServerProcess, token, wait_until
 from wsutil import open_ws, publish, recv_envelopes, subscribe
 
+pytestmark = pytest.mark.process  # starts pulseboard serve (or the CLI) as a subprocess
+
 AUTH = {"Authorization": f"Bearer {token()}"}
 
 
