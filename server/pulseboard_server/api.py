@@ -87,7 +87,7 @@ async def publish(request: Request) -> Response:
     if not items or not all(isinstance(i, dict) for i in items):
         raise bad_request('body is {"ch": ..., "data": {...}} or a non-empty list of them')
     node = node_of(request)
-    node.limits.take_publish(grants.sub, len(items))  # issue 13: 429 rate_limited + Retry-After
+    node.limits.take_publish(grants.sub, len(items))  # 429 rate_limited + Retry-After: one subject can't flood the node
     checked: list[PublishItem] = []
     now = time.time()
     allowed: set[str] = set()  # channels already checked in this body

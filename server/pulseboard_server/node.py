@@ -29,7 +29,7 @@ class Node:
         self.verifier = TokenVerifier(settings)
         self.broker = broker
         self.metrics = Metrics()
-        self.limits = Limits(settings)  # issue 13: connections per sub, publish rate
+        self.limits = Limits(settings)  # connections per subject, publish rate: no subject starves the rest
         self.fanout = Fanout(broker, self.metrics, settings.tick)
         self.session_limits = SessionLimits(settings.max_buffer, settings.max_message_size,
                                             settings.max_channels_per_client, settings.max_violations)

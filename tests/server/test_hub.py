@@ -205,7 +205,7 @@ def test_hub_config_from_env_and_owner_checks() -> None:
 
 @pytest.mark.jupyter  # starts a JupyterHub
 def test_log_finds_the_server_through_the_hub(hub: HubProcess, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pulseboard.sender import Sender  # issue 12: log() discovers like publish()
+    from pulseboard.sender import Sender  # log() finds the server the way publish() does
 
     for name in ("PULSEBOARD_URL", "PULSEBOARD_TOKEN"):
         monkeypatch.delenv(name, raising=False)

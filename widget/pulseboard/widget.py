@@ -94,7 +94,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     ).tag(sync=True)
     max_points = traitlets.Int(200_000).tag(sync=True)
     theme = traitlets.Enum(["auto", "light", "dark"], "auto").tag(sync=True)
-    # Chart options (issue 11): smoothing factor, log y axis, threshold lines per field.
+    # Chart options: smoothing factor, log y axis, threshold lines per field.
     smoothing = traitlets.Float(0.0).tag(sync=True)
     log_y = traitlets.Bool(False).tag(sync=True)
     thresholds = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)

@@ -40,7 +40,7 @@ async def poll_endpoint(request: Request) -> Response:
     node.clients.add(poll)
     node.metrics.connections.labels(transport="poll").inc()
     try:
-        admit(node, poll)  # connections per subject (issue 13); stop_all gives the slot back
+        admit(node, poll)  # connections per subject; stop_all gives the slot back
         # Channels without a position get a `subscribed` op; resumed ones only when something is missing.
         for a in poll.session.subscribe(starts):
             await start(node, poll, a.ch, a.start, quiet_resume=True)

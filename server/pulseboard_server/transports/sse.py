@@ -70,7 +70,7 @@ async def sse_endpoint(request: Request) -> Response:
     node.clients.add(stream)
     node.metrics.connections.labels(transport="sse").inc()
     try:
-        admit(node, stream)  # connections per subject (issue 13); stop_all gives the slot back
+        admit(node, stream)  # connections per subject; stop_all gives the slot back
         # Subscribing (and any refusal) happens before the 200; the replays are queued
         # paced by the client's buffer, and written once the stream runs.
         for a in stream.session.subscribe(starts):
