@@ -273,7 +273,7 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     app = build_app(settings, node)
     config = uvicorn.Config(
         app,
-        http=header_timeout_protocol(settings.header_timeout),  # a client that sends headers slowly must not hold a slot (slowloris)
+        http=header_timeout_protocol(settings.header_timeout),  # slow headers must not hold a slot (slowloris)
         ws="websockets-sansio",
         ws_max_size=max(4 * settings.max_message_size, 1 << 16),
         ws_ping_interval=settings.ping_interval,

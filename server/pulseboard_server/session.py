@@ -452,7 +452,7 @@ def op_id(text: str | None) -> dict[str, Any]:
     if text is None or '"id"' not in text:
         return {}
     try:
-        obj = json.loads(text, parse_constant=lambda _: None)  # an `id` of NaN is echoed back as null: JSON can't carry NaN
+        obj = json.loads(text, parse_constant=lambda _: None)  # NaN `id`s echo back as null
     except (ValueError, RecursionError):  # RecursionError: nested too deep
         return {}
     return {"id": obj["id"]} if isinstance(obj, dict) and "id" in obj else {}
