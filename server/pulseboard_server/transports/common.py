@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from starlette.datastructures import QueryParams
 from starlette.types import Receive
@@ -29,7 +29,7 @@ from ..fanout import FrameCache, Part
 from ..grants import Grants
 from ..node import Node
 from ..session import Action as Action
-from ..session import DoPublish, DoRefresh, Limits, Session, StartSub, StopSub
+from ..session import DoPublish, DoRefresh, Encoder, Session, StartSub, StopSub
 
 D = TypeVar("D", int, None)
 
@@ -45,9 +45,12 @@ class Connection(Protocol):
     def flush(self) -> None: ...
 
 
-def limits(node: Node) -> Limits:
-    """The session bounds from the node's settings (one object shared by its sessions)."""
-    return node.session_limits
+def new_session(node: Node, grants: Grants, encoder: Encoder, **kw: Any) -> Session:
+    """A session for one client of any transport, wired to the node's bounds and metrics."""
+    return Session(
+        grants, node.session_limits, encoder,
+        on_error=lambda code: node.metrics.errors.labels(code=code).inc(), on_drop=node.metrics.drops.inc, **kw,
+    )
 
 
 async def authenticate(
