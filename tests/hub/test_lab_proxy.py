@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_support import notebook
 
-from e2e.browser_support import chart_state
-from e2e.jupyter_support import JupyterLabProcess
+from harness.browsers import chart_state
+from harness.jupyter import JupyterLabProcess
+from harness.notebooks import notebook
+from harness.servers import free_port, wait_until
+from harness.tokens import token
 from pulseboard.discovery import DiscoveryError, discover
-from support import free_port, token, wait_until
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -35,12 +36,12 @@ WIDGET_SETTINGS = "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-setting
 def lab() -> Iterator[tuple[JupyterLabProcess, Path]]:
     root = Path(tempfile.mkdtemp(prefix="pb-proxylab-"))
     dead = f"http://127.0.0.1:{free_port()}"
-    (root / "proxy.ipynb").write_text(notebook([
+    notebook(root / "proxy.ipynb", [
         f"from pulseboard import LiveChart\nchart = LiveChart({HOST!r}, fields=['cpu_percent'], window=60)\nchart",
         # view-token fails here (nothing listens): the full token goes to the browser in a
         # message, and must not be saved.
         f"import os\nLiveChart('demo.down', url={dead!r}, token=os.environ['PB_TEST_FULL_TOKEN'])",
-    ]))
+    ])
     jlab = JupyterLabProcess(root, env={"PB_TEST_FULL_TOKEN": FULL})
     for name in list(jlab.env):
         if name.startswith(("PULSEBOARD_", "JUPYTERHUB_")):

@@ -13,11 +13,13 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pytest
-from logsupport import LosingProxy, read_all
+from logsupport import LosingProxy
 
 import pulseboard
+from harness.channels import read_all
+from harness.servers import ServerProcess, free_port, wait_until
+from harness.tokens import token
 from pulseboard.sender import Sender
-from support import ServerProcess, free_port, token, wait_until
 
 
 @pytest.fixture
