@@ -98,6 +98,10 @@ def test_livechart_goes_live_through_jupyter_server_proxy_and_saves_no_token(
         down = page.locator(".jp-CodeCell").nth(1).locator(".pulseboard-chart")
         down.wait_for(timeout=30_000)
         assert down.evaluate("async (el) => await el.__pulseboardClient.token()") == FULL
+        # Nothing listens at its URL: the chart says so on screen (and keeps trying).
+        said = down.locator(".pulseboard-message")
+        wait_until(lambda: said.is_visible() and said.inner_text().startswith("cannot reach http://127.0.0.1:"),
+                   timeout=30, interval=0.2, what="the dead chart to say it cannot reach its server")
 
         page.keyboard.press("Control+s")
         saved = root / "proxy.ipynb"
