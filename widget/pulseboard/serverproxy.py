@@ -40,8 +40,10 @@ def runtime_dir(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get("JUPYTER_RUNTIME_DIR"):
         return Path(env["JUPYTER_RUNTIME_DIR"])
-    from jupyter_core.paths import jupyter_runtime_dir
-
+    try:
+        from jupyter_core.paths import jupyter_runtime_dir
+    except ImportError:  # a plain `pip install pulseboard` outside Jupyter: Jupyter's default place
+        return Path(env.get("JUPYTER_DATA_DIR") or Path.home() / ".local/share/jupyter") / "runtime"
     return Path(jupyter_runtime_dir())
 
 
