@@ -38,7 +38,8 @@ TIMEOUT = 900
 
 def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
     done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    said = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{' '.join(cmd)} failed ({done.returncode}):\n{said}"
     return done.stdout
 
 
