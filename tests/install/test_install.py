@@ -50,7 +50,7 @@ def plain_env(venv: Path | None = None) -> dict[str, str]:
     path = ["/usr/local/bin", "/usr/bin", "/bin"]
     env["PATH"] = ":".join(([str(venv / "bin")] if venv else []) + path)
     env["HOME"] = env.get("HOME", "/root")
-    env["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="pb-install-data-")  # the default store: a fresh one
+    env["XDG_DATA_HOME"] = str((venv or Path(tempfile.gettempdir())) / "data")  # the default store: a fresh one
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
 
@@ -90,8 +90,8 @@ def runtime_deps(dist: Path) -> Iterator[Path]:
     shutil.rmtree(venv.parent, ignore_errors=True)
 
 
-def install(target: str, deps: Path, cwd: Path | None = None) -> tuple[Path, dict[str, str]]:
-    venv = make_venv(Path(tempfile.mkdtemp(prefix="pb-user-")) / "venv", over=deps)
+def install(target: str, deps: Path, where: Path, cwd: Path | None = None) -> tuple[Path, dict[str, str]]:
+    venv = make_venv(where / "venv", over=deps)
     env = plain_env(venv)
     run([str(venv / "bin" / "pip"), "install", "-q", target], env, cwd)
     run([str(venv / "bin" / "pip"), "check"], env)
@@ -141,12 +141,12 @@ def smoke(venv: Path, env: dict[str, str]) -> None:
         proc.wait(15)
 
 
-def test_wheel(dist: Path, runtime_deps: Path) -> None:
-    smoke(*install(str(next(dist.glob("*.whl"))), runtime_deps))
+def test_wheel(dist: Path, runtime_deps: Path, tmp_path: Path) -> None:
+    smoke(*install(str(next(dist.glob("*.whl"))), runtime_deps, tmp_path))
 
 
-def test_sdist(dist: Path, runtime_deps: Path) -> None:
-    smoke(*install(str(next(dist.glob("*.tar.gz"))), runtime_deps))
+def test_sdist(dist: Path, runtime_deps: Path, tmp_path: Path) -> None:
+    smoke(*install(str(next(dist.glob("*.tar.gz"))), runtime_deps, tmp_path))
 
 
 def test_pip_install_dot_from_a_fresh_clone(runtime_deps: Path, tmp_path: Path) -> None:
@@ -155,12 +155,12 @@ def test_pip_install_dot_from_a_fresh_clone(runtime_deps: Path, tmp_path: Path) 
     clone = tmp_path / "pulseboard"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=300)
     assert not (clone / "widget" / "pulseboard" / "static" / "widget.js").exists()
-    smoke(*install(".", runtime_deps, cwd=clone))
+    smoke(*install(".", runtime_deps, tmp_path, cwd=clone))
 
 
-def test_lab_and_report_extras(dist: Path, runtime_deps: Path) -> None:
+def test_lab_and_report_extras(dist: Path, runtime_deps: Path, tmp_path: Path) -> None:
     wheel = next(dist.glob("*.whl"))
-    venv, env = install(f"pulseboard[lab,report] @ {wheel.as_uri()}", runtime_deps)
+    venv, env = install(f"pulseboard[lab,report] @ {wheel.as_uri()}", runtime_deps, tmp_path)
     probe = """
 from importlib.metadata import entry_points
 import jupyter_server_proxy, nbconvert, nbclient
