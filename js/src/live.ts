@@ -150,8 +150,7 @@ export class LiveChart {
 
   /** Live, but some plain channels brought nothing: name them, and readable channels like them. */
   private async checkNoData(): Promise<void> {
-    const empty = () => (this.client ? Object.keys(this.client.sync.initial) : []).filter((ch) => !this.fieldsOf.has(ch));
-    if (this.disposed || !empty().length) return;
+    if (this.disposed || !this.emptyChannels().length) return;
     let readable: string[] = [];
     try {
       const t = this.opts.token;
@@ -164,8 +163,13 @@ export class LiveChart {
       /* no list: the notice names the channel alone */
     }
     this.readable = readable;
-    if (this.disposed || !empty().length) return;
-    this.notice("noData", noDataText(empty(), readable));
+    const empty = this.emptyChannels();
+    if (!this.disposed && empty.length) this.notice("noData", noDataText(empty, readable));
+  }
+
+  /** The channels followed that have brought no message yet. */
+  private emptyChannels(): string[] {
+    return (this.client ? Object.keys(this.client.sync.initial) : []).filter((ch) => !this.fieldsOf.has(ch));
   }
 
   /** Track the fields each channel carries; clear or update the notices they answer. */
@@ -181,7 +185,7 @@ export class LiveChart {
     }
     if (fresh && this.notices.noData) {
       // Data came to a channel that had none: it goes live; name only those still empty.
-      const empty = (this.client ? Object.keys(this.client.sync.initial) : []).filter((ch) => !this.fieldsOf.has(ch));
+      const empty = this.emptyChannels();
       this.notice("noData", empty.length ? noDataText(empty, this.readable) : null);
     }
     const wanted = [...(this.opts.fields ?? []), ...(this.opts.x ? [this.opts.x] : [])];
