@@ -15,6 +15,8 @@ FOLDER_MARKS = {
     "faults": "faults",
     "redis": "redis",
     "bench": "bench",
+    "install": "install",
+    "docs": "jupyter",
 }
 # Fixtures that start processes: a test using one is not in-process.
 PROCESS_FIXTURES = {
