@@ -40,7 +40,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pulseboard.protocol import FORBIDDEN, UNAVAILABLE, PulseboardError
+from pulseboard.protocol import BAD_REQUEST, FORBIDDEN, UNAVAILABLE, PulseboardError
 
 from .auth import mint_token, unauthorized
 from .hub_policy import DEFAULT_PUBLISH, DEFAULT_READ, Policy, channel_safe, load_policy
@@ -179,6 +179,10 @@ def check_owner(model: Mapping[str, Any], config: HubConfig) -> str:
     name = model.get("name")
     if model.get("kind", "user") != "user" or not isinstance(name, str) or not name:
         raise PulseboardError(FORBIDDEN, "only a JupyterHub user's token can be exchanged")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # JSON can carry a lone surrogate; no token or log line may hold one
+        raise PulseboardError(BAD_REQUEST, "the JupyterHub user name is not valid unicode text") from None
     if config.scope is not None:
         scopes = model.get("scopes") or []
         if config.scope not in scopes:
