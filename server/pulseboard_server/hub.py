@@ -40,6 +40,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pulseboard.credhttp import open_request
 from pulseboard.protocol import BAD_REQUEST, FORBIDDEN, UNAVAILABLE, PulseboardError
 
 from .auth import mint_token, unauthorized
@@ -137,7 +138,7 @@ def ask_hub(api_url: str, hub_token: str, timeout: float = HUB_TIMEOUT) -> dict[
         headers={"Authorization": f"token {hub_token}", "Accept": "application/json"},
     )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with open_request(req, timeout=timeout) as resp:
             model = json.loads(resp.read())
     except urllib.error.HTTPError as e:
         if e.code in (401, 403, 404):
@@ -162,7 +163,7 @@ def ask_admin_flag(api_url: str, user: str) -> bool:
         headers={"Authorization": f"token {service_token}", "Accept": "application/json"},
     )
     try:
-        with urllib.request.urlopen(req, timeout=HUB_TIMEOUT) as resp:
+        with open_request(req, timeout=HUB_TIMEOUT) as resp:
             model = json.loads(resp.read())
     except urllib.error.HTTPError as e:
         raise PulseboardError(

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
+from .credhttp import open_request
 from .protocol import PulseboardError
 
 
@@ -129,7 +130,7 @@ class Publisher:
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with open_request(req, timeout=self.timeout) as resp:
                 seqs: list[int] = json.loads(resp.read())["seqs"]
                 return seqs
         except urllib.error.HTTPError as e:

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .credhttp import open_request
+
 PREFIX = "pulseboard/"
 TOKEN_TTL = 12 * 3600
 START_TIMEOUT = 30.0  # seconds for the proxied server to answer after it is started
@@ -118,7 +120,7 @@ def find_proxied(env: Mapping[str, str] | None = None) -> tuple[str, str, str] |
         auth = {"Authorization": f"token {server.get('token', '')}"}
         req = urllib.request.Request(url + PREFIX + "healthz", headers=auth)
         try:
-            with urllib.request.urlopen(req, timeout=START_TIMEOUT + 5) as resp:
+            with open_request(req, timeout=START_TIMEOUT + 5) as resp:
                 json.loads(resp.read())
         except urllib.error.HTTPError as e:
             hint = " (is jupyter-server-proxy installed?)" if e.code == 404 else ""

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .credhttp import open_request
+
 POINTS = 2000  # rows per channel in a snapshot: about four per pixel column of a wide chart
 MAX_FETCH = 200_000  # envelopes read per channel when the server cannot downsample
 MAX_CELLS = 60_000  # rows x series in one snapshot (keeps the saved notebook small)
@@ -191,7 +193,7 @@ def _get(url: str, token: str, params: dict[str, Any], timeout: float) -> dict[s
     q = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
     req = urllib.request.Request(f"{url.rstrip('/')}/history?{q}", headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with open_request(req, timeout=timeout) as resp:
             body: dict[str, Any] = json.loads(resp.read())
             return body
     except urllib.error.HTTPError as e:
