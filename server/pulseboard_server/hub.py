@@ -33,9 +33,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -50,6 +51,13 @@ log = logging.getLogger("pulseboard.hub")
 
 HUB_TIMEOUT = 10.0
 MIN_TTL = 60
+# Hub calls get their own threads: a slow Hub (or a flood of garbage tokens) must never
+# take the default executor, where the store's reads run. Past MAX_WAITING exchanges in
+# flight, the next one is 503 at once instead of queueing without bound.
+HUB_THREADS = 4
+MAX_WAITING = 64
+_pool: ThreadPoolExecutor | None = None
+_in_flight = 0
 
 __all__ = ["HubConfig", "channel_safe", "check_owner", "exchange_token"]
 
@@ -193,22 +201,40 @@ def check_owner(model: Mapping[str, Any], config: HubConfig) -> str:
     return name
 
 
+T = TypeVar("T")
+
+
+async def on_hub_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking Hub call on the Hub's own threads (bounded: 503 past MAX_WAITING)."""
+    global _pool, _in_flight
+    if _in_flight >= MAX_WAITING:
+        raise PulseboardError(UNAVAILABLE, "too many token exchanges waiting for JupyterHub: try again shortly")
+    if _pool is None:
+        _pool = ThreadPoolExecutor(HUB_THREADS, thread_name_prefix="pulseboard-hub")
+    _in_flight += 1
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
+    finally:
+        _in_flight -= 1
+
+
 async def exchange_token(request: Request) -> Response:
     """`POST token`: a JupyterHub token in, `{"token", "sub", "exp", "read", "publish"}` out."""
     node = request.app.state.node
+    node.limits.take_exchange(request.client.host if request.client else "unknown")  # 429 past the rate
     hub_token = hub_token_from(request.headers)
     config = HubConfig.from_env()
     secret: str | None = node.settings.secret
     if not secret:
         raise PulseboardError(UNAVAILABLE, "hub mode needs PULSEBOARD_SECRET to sign tokens")
-    model = await asyncio.to_thread(ask_hub, config.api_url, hub_token)
+    model = await on_hub_thread(ask_hub, config.api_url, hub_token)
     user = check_owner(model, config)
     groups = [g for g in model.get("groups") or [] if isinstance(g, str)]
     admin = model.get("admin")
     if admin is None and (config.policy.admin.read or config.policy.admin.publish):
         # A narrow token's `GET /user` names the user and groups but not the admin flag:
         # ask with the service's own token (it needs the `read:users` scope for that).
-        admin = (await asyncio.to_thread(ask_admin_flag, config.api_url, user)) is True
+        admin = (await on_hub_thread(ask_admin_flag, config.api_url, user)) is True
     read, publish = config.grants_for(user, groups, admin is True)
     now = int(time.time())
     extra: dict[str, Any] = {}
