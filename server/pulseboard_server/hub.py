@@ -41,7 +41,6 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pulseboard.credhttp import open_request
 from pulseboard.protocol import BAD_REQUEST, FORBIDDEN, UNAVAILABLE, PulseboardError
 
 from .auth import mint_token, unauthorized
@@ -141,6 +140,8 @@ def hub_token_from(headers: Mapping[str, str]) -> str:
 
 def ask_hub(api_url: str, hub_token: str, timeout: float = HUB_TIMEOUT) -> dict[str, Any]:
     """The model of the token's owner from the Hub (blocking; run it in a thread)."""
+    from pulseboard.credhttp import open_request  # never follows a redirect off the Hub's origin
+
     req = urllib.request.Request(
         api_url + "/user",
         headers={"Authorization": f"token {hub_token}", "Accept": "application/json"},
@@ -163,6 +164,8 @@ def ask_hub(api_url: str, hub_token: str, timeout: float = HUB_TIMEOUT) -> dict[
 
 def ask_admin_flag(api_url: str, user: str) -> bool:
     """Whether the Hub says `user` is an admin, asked with the service's own API token."""
+    from pulseboard.credhttp import open_request
+
     service_token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
     if not service_token:
         raise PulseboardError(UNAVAILABLE, "the hub policy grants admins, but the service has no JUPYTERHUB_API_TOKEN")

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from .credhttp import open_request
 from .protocol import PulseboardError
 
 
@@ -119,6 +118,8 @@ class Publisher:
         return self.publish_many([(channel, data, ts)])[0]
 
     def publish_many(self, items: list[tuple[str, Mapping[str, Any], float | None]]) -> list[int]:
+        from .credhttp import open_request  # here: the server imports this module, and loads only wire code
+
         body = [
             {"ch": ch, "data": coerce_data(data), **({"ts": ts} if ts is not None else {})}
             for ch, data, ts in items
