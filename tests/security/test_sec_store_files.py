@@ -168,7 +168,7 @@ async def test_a_damaged_row_is_a_gap_not_an_error(open_parent: Path) -> None:
         assert r.status_code == 200 and [m["seq"] for m in r.json()["msgs"]] == [1, 2, 5]
         r = httpx.get(srv.url + "/history", params={"ch": "run", "since": 1}, headers=auth(), timeout=10)
         assert r.status_code == 200 and [m["seq"] for m in r.json()["msgs"]] == [2, 5]
-        r = httpx.get(srv.url + "/history", params={"ch": "run", "t0": 0, "points": 100}, headers=auth(),
+        r = httpx.get(srv.url + "/history", params={"ch": "run", "from": 0, "points": 100}, headers=auth(),
                       timeout=10)
         assert r.status_code == 200, r.text
         ws = await open_ws(srv)
@@ -181,6 +181,10 @@ async def test_a_damaged_row_is_a_gap_not_an_error(open_parent: Path) -> None:
         publish(srv, "run", 1)  # the connection (and the channel) goes on
         assert [m["seq"] for m in await recv_envelopes(ws, 2)] == [5, 6]
         await ws.close()
+        publish(srv, "run", 70)  # completes the first block: its summary skips the damaged rows
+        r = httpx.get(srv.url + "/history", params={"ch": "run", "from": 0, "points": 10}, headers=auth(),
+                      timeout=10)
+        assert r.status_code == 200 and r.json()["seq"] == 76, r.text
         assert "Traceback" not in srv.output()
     finally:
         srv.stop()
