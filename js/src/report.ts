@@ -2,6 +2,7 @@
 // the page, with the live charts' Chart class (zoom, hover values, legend toggles) and a CSV
 // download of every point. No network: no server, no token.
 
+import { quote } from "./chart/export";
 import { Chart } from "./chart";
 import type { ChartOptions, Snapshot } from "./chart";
 import { injectStyles } from "./live";
@@ -77,14 +78,10 @@ function label(s: Snapshot, i: number): string {
   return many ? `${k.ch} · ${k.field}` : k.field;
 }
 
-function csvCell(v: string): string {
-  return /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
-}
-
 /** Every point of the snapshot: header `x,<series>...` (as the chart toolbar's CSV), one row per x
  * (unix seconds on a time axis, else the x field's value). */
 export function toCsv(s: Snapshot): string {
-  const lines = [["x", ...s.series.map((_k, i) => label(s, i))].map(csvCell).join(",")];
+  const lines = [["x", ...s.series.map((_k, i) => label(s, i))].map(quote).join(",")];
   for (let r = 0; r < s.x.length; r++) {
     const vals = s.series.map((_k, i) => {
       const v = s.y[i]?.[r];

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from types import FrameType
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from pulseboard.report_cli import add_report_parser, report_command
 
@@ -237,6 +238,8 @@ def serve_command(args: argparse.Namespace) -> None:
             check_startup(settings.secret)
         except PulseboardError as e:
             raise CliError(e.detail) from None
+    if settings.jwks_url and urlsplit(settings.jwks_url).scheme not in ("http", "https"):
+        raise CliError(f"--jwks-url must be an http:// or https:// URL, not {settings.jwks_url[:80]!r}")
     if not (settings.secret or settings.public_key or settings.jwks_url or settings.hub):
         from .auth import ephemeral_secret, mint_token
 

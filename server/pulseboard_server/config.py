@@ -97,7 +97,8 @@ class Settings:
     secret: str | None = opt(None, "HS256 secret (from PULSEBOARD_SECRET)", cli=False)
     public_key: str | None = opt(None, "PEM public key file: accept RS256/ES256 tokens", metavar="FILE",
                                  shown="")  # PEM text once loaded
-    jwks_url: str | None = opt(None, "JWKS endpoint: accept RS256/ES256 tokens", metavar="URL", shown="")
+    jwks_url: str | None = opt(None, "JWKS endpoint (http:// or https://): accept RS256/ES256 tokens", metavar="URL",
+                               shown="")
     audience: str | None = opt(None, "require this 'aud' claim", shown="")
     issuer: str | None = opt(None, "require this 'iss' claim", shown="")
     hub: bool = opt(False, "JupyterHub service mode (POST token)", shown="off")

@@ -33,14 +33,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from pulseboard.protocol import FORBIDDEN, UNAVAILABLE, PulseboardError
+from pulseboard.protocol import BAD_REQUEST, FORBIDDEN, UNAVAILABLE, PulseboardError
 
 from .auth import mint_token, unauthorized
 from .hub_policy import DEFAULT_PUBLISH, DEFAULT_READ, Policy, channel_safe, load_policy
@@ -49,6 +50,13 @@ log = logging.getLogger("pulseboard.hub")
 
 HUB_TIMEOUT = 10.0
 MIN_TTL = 60
+# Hub calls get their own threads: a slow Hub (or a flood of garbage tokens) must never
+# take the default executor, where the store's reads run. Past MAX_WAITING exchanges in
+# flight, the next one is 503 at once instead of queueing without bound.
+HUB_THREADS = 4
+MAX_WAITING = 64
+_pool: ThreadPoolExecutor | None = None
+_in_flight = 0
 
 __all__ = ["HubConfig", "channel_safe", "check_owner", "exchange_token"]
 
@@ -132,12 +140,14 @@ def hub_token_from(headers: Mapping[str, str]) -> str:
 
 def ask_hub(api_url: str, hub_token: str, timeout: float = HUB_TIMEOUT) -> dict[str, Any]:
     """The model of the token's owner from the Hub (blocking; run it in a thread)."""
+    from pulseboard.credhttp import open_request  # never follows a redirect off the Hub's origin
+
     req = urllib.request.Request(
         api_url + "/user",
         headers={"Authorization": f"token {hub_token}", "Accept": "application/json"},
     )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with open_request(req, timeout=timeout) as resp:
             model = json.loads(resp.read())
     except urllib.error.HTTPError as e:
         if e.code in (401, 403, 404):
@@ -154,6 +164,8 @@ def ask_hub(api_url: str, hub_token: str, timeout: float = HUB_TIMEOUT) -> dict[
 
 def ask_admin_flag(api_url: str, user: str) -> bool:
     """Whether the Hub says `user` is an admin, asked with the service's own API token."""
+    from pulseboard.credhttp import open_request
+
     service_token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
     if not service_token:
         raise PulseboardError(UNAVAILABLE, "the hub policy grants admins, but the service has no JUPYTERHUB_API_TOKEN")
@@ -162,7 +174,7 @@ def ask_admin_flag(api_url: str, user: str) -> bool:
         headers={"Authorization": f"token {service_token}", "Accept": "application/json"},
     )
     try:
-        with urllib.request.urlopen(req, timeout=HUB_TIMEOUT) as resp:
+        with open_request(req, timeout=HUB_TIMEOUT) as resp:
             model = json.loads(resp.read())
     except urllib.error.HTTPError as e:
         raise PulseboardError(
@@ -179,6 +191,10 @@ def check_owner(model: Mapping[str, Any], config: HubConfig) -> str:
     name = model.get("name")
     if model.get("kind", "user") != "user" or not isinstance(name, str) or not name:
         raise PulseboardError(FORBIDDEN, "only a JupyterHub user's token can be exchanged")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # JSON can carry a lone surrogate; no token or log line may hold one
+        raise PulseboardError(BAD_REQUEST, "the JupyterHub user name is not valid unicode text") from None
     if config.scope is not None:
         scopes = model.get("scopes") or []
         if config.scope not in scopes:
@@ -188,22 +204,40 @@ def check_owner(model: Mapping[str, Any], config: HubConfig) -> str:
     return name
 
 
+T = TypeVar("T")
+
+
+async def on_hub_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking Hub call on the Hub's own threads (bounded: 503 past MAX_WAITING)."""
+    global _pool, _in_flight
+    if _in_flight >= MAX_WAITING:
+        raise PulseboardError(UNAVAILABLE, "too many token exchanges waiting for JupyterHub: try again shortly")
+    if _pool is None:
+        _pool = ThreadPoolExecutor(HUB_THREADS, thread_name_prefix="pulseboard-hub")
+    _in_flight += 1
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
+    finally:
+        _in_flight -= 1
+
+
 async def exchange_token(request: Request) -> Response:
     """`POST token`: a JupyterHub token in, `{"token", "sub", "exp", "read", "publish"}` out."""
     node = request.app.state.node
+    node.limits.take_exchange(request.client.host if request.client else "unknown")  # 429 past the rate
     hub_token = hub_token_from(request.headers)
     config = HubConfig.from_env()
     secret: str | None = node.settings.secret
     if not secret:
         raise PulseboardError(UNAVAILABLE, "hub mode needs PULSEBOARD_SECRET to sign tokens")
-    model = await asyncio.to_thread(ask_hub, config.api_url, hub_token)
+    model = await on_hub_thread(ask_hub, config.api_url, hub_token)
     user = check_owner(model, config)
     groups = [g for g in model.get("groups") or [] if isinstance(g, str)]
     admin = model.get("admin")
     if admin is None and (config.policy.admin.read or config.policy.admin.publish):
         # A narrow token's `GET /user` names the user and groups but not the admin flag:
         # ask with the service's own token (it needs the `read:users` scope for that).
-        admin = (await asyncio.to_thread(ask_admin_flag, config.api_url, user)) is True
+        admin = (await on_hub_thread(ask_admin_flag, config.api_url, user)) is True
     read, publish = config.grants_for(user, groups, admin is True)
     now = int(time.time())
     extra: dict[str, Any] = {}

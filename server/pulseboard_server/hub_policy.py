@@ -37,7 +37,10 @@ _SAFE = re.compile(r"[A-Za-z0-9-]")
 
 def channel_safe(name: str) -> str:
     """`name` as a channel-name fragment: one-to-one, and with no `.`, `*`, `?` or `[`."""
-    return "".join(c if _SAFE.fullmatch(c) else "".join(f"_{b:02x}" for b in c.encode()) for c in name)
+    # surrogatepass: a name that isn't valid text still maps one-to-one (never raises)
+    return "".join(
+        c if _SAFE.fullmatch(c) else "".join(f"_{b:02x}" for b in c.encode("utf-8", "surrogatepass")) for c in name
+    )
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,20 @@ def _globs(value: Any, where: str) -> tuple[str, ...]:
     return tuple(g.strip() for g in value)
 
 
+def _keys_are_text(value: dict[Any, Any], where: str) -> None:
+    """YAML reads unquoted null/no/off/on/yes and numbers as non-strings: a group `no:`
+    would silently become "False". Refuse them and say how to write the name."""
+    for k in value:
+        if not isinstance(k, str):
+            raise ValueError(
+                f"{where} has a key YAML reads as {k!r}, not as a name: put it in quotes (\"no\": not no:)"
+            )
+
+
 def _grant(value: Any, where: str) -> Grant:
     if not isinstance(value, dict):
         raise ValueError(f"{where} must be a mapping with 'read' and/or 'publish'")
+    _keys_are_text(value, where)
     unknown = set(value) - {"read", "publish"}
     if unknown:
         raise ValueError(f"{where} has unknown keys {sorted(unknown)}: only 'read' and 'publish'")
@@ -86,6 +100,13 @@ def _grant(value: Any, where: str) -> Grant:
 
 def parse_policy(text: str, name: str = "policy") -> Policy:
     """A policy from JSON or YAML text; `ValueError` saying what is wrong."""
+    try:
+        return _parse(text, name)
+    except RecursionError:  # both parsers recurse per level: a bound, not a crash
+        raise ValueError(f"{name} is nested too deeply: a policy is a few levels deep") from None
+
+
+def _parse(text: str, name: str) -> Policy:
     try:
         doc = json.loads(text)
     except ValueError:
@@ -101,14 +122,16 @@ def parse_policy(text: str, name: str = "policy") -> Policy:
         doc = {}
     if not isinstance(doc, dict):
         raise ValueError(f"{name} must be a mapping with 'groups' and/or 'admin'")
+    _keys_are_text(doc, name)
     unknown = set(doc) - {"groups", "admin"}
     if unknown:
         raise ValueError(f"{name} has unknown keys {sorted(unknown)}: only 'groups' and 'admin'")
     groups = doc.get("groups") or {}
     if not isinstance(groups, dict):
         raise ValueError(f"{name}: 'groups' must map group names to grants")
+    _keys_are_text(groups, "groups")
     return Policy(
-        groups={str(g): _grant(v, f"groups.{g}") for g, v in groups.items()},
+        groups={g: _grant(v, f"groups.{g}") for g, v in groups.items()},
         admin=_grant(doc.get("admin") or {}, "admin"),
     )
 

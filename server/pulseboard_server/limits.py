@@ -19,7 +19,11 @@ from pulseboard.protocol import BAD_REQUEST, RATE_LIMITED, PulseboardError
 from .config import Settings
 
 MAX_JSON_DEPTH = 64  # nesting of arrays/objects in any JSON a client sends
-MAX_BUCKETS = 10_000  # publish-rate buckets kept before full ones are dropped
+MAX_BUCKETS = 10_000  # rate buckets kept (per table) before full ones are dropped
+# `POST token` (Hub mode) per client address: a kernel exchanges about once an hour, but a
+# class starting its notebooks at once may come from one address (a local spawner, a NAT).
+EXCHANGE_RATE = 5.0
+EXCHANGE_BURST = 50
 
 
 class LimitError(PulseboardError):
@@ -102,7 +106,8 @@ class Limits:
 
     `admit(sub, conn)` before a streaming connection starts (ws, sse, poll), `leave(conn)`
     when it ends; a connection that is garbage-collected without `leave` frees its slot too.
-    `take_publish(sub, n)` before publishing `n` messages.
+    `take_publish(sub, n)` before publishing `n` messages; `take_exchange(address)` before a
+    Hub token exchange.
     """
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
@@ -110,7 +115,8 @@ class Limits:
         self._clock = clock
         self._conns: dict[str, weakref.WeakSet[Any]] = {}
         self._owner: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-        self._buckets: dict[str, tuple[float, float]] = {}  # sub -> (tokens, when)
+        self._buckets = Buckets(clock)  # publish rate, by subject
+        self._exchanges = Buckets(clock)  # Hub token exchanges, by client address
 
     def connections(self, sub: str) -> int:
         conns = self._conns.get(sub)
@@ -145,25 +151,50 @@ class Limits:
         rate, burst = self.settings.publish_rate, self.settings.publish_burst
         if rate <= 0:
             return
-        now = self._clock()
-        tokens, when = self._buckets.get(sub, (float(burst), now))
-        tokens = min(float(burst), tokens + (now - when) * rate)
-        need = min(n, burst)  # a batch over the burst may run the bucket into debt
-        if need > tokens:
-            self._buckets[sub] = (tokens, now)
-            wait = (need - tokens) / rate
+        wait = self._buckets.take(sub, n, rate, burst)
+        if wait:
             raise rate_limited(
                 f"publishing over {rate:g} messages/s (burst {burst}) for {sub!r}: "
                 f"retry in {wait:.1f} s", retry_after=wait,
             )
-        self._buckets[sub] = (tokens - n, now)
-        if len(self._buckets) > MAX_BUCKETS:
-            self._prune(now)
 
-    def _prune(self, now: float) -> None:
-        rate, burst = self.settings.publish_rate, self.settings.publish_burst
-        full = [s for s, (t, w) in self._buckets.items() if t + (now - w) * rate >= burst]
-        for s in full:
-            del self._buckets[s]
-        while len(self._buckets) > MAX_BUCKETS:  # all busy: the oldest go first
-            del self._buckets[next(iter(self._buckets))]
+    def take_exchange(self, address: str) -> None:
+        """Spend one Hub token exchange (`POST token`) of a client address, or raise 429."""
+        wait = self._exchanges.take(address, 1, EXCHANGE_RATE, EXCHANGE_BURST)
+        if wait:
+            raise rate_limited(
+                f"too many token exchanges from {address} (over {EXCHANGE_RATE:g}/s, burst {EXCHANGE_BURST}): "
+                f"retry in {wait:.1f} s", retry_after=wait,
+            )
+
+
+class Buckets:
+    """Token buckets by key (a subject, a client address); at most `MAX_BUCKETS` are kept:
+    full ones are dropped first (a full bucket is the same as none), then the oldest."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._b: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+
+    def __len__(self) -> int:
+        return len(self._b)
+
+    def take(self, key: str, n: int, rate: float, burst: int) -> float:
+        """Spend `n` from `key`'s bucket and return 0.0, or return the seconds to wait
+        (nothing spent). A batch over the burst may run the bucket into debt."""
+        now = self._clock()
+        tokens, when = self._b.get(key, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - when) * rate)
+        need = min(n, burst)
+        wait = (need - tokens) / rate if need > tokens else 0.0
+        self._b[key] = (tokens if wait else tokens - n, now)
+        if len(self._b) > MAX_BUCKETS:
+            self._prune(now, rate, burst)
+        return wait
+
+    def _prune(self, now: float, rate: float, burst: int) -> None:
+        full = [k for k, (t, w) in self._b.items() if t + (now - w) * rate >= burst]
+        for k in full:
+            del self._b[k]
+        while len(self._b) > MAX_BUCKETS:  # all busy: the oldest go first
+            del self._b[next(iter(self._b))]

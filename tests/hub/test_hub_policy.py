@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from harness.servers import free_port
+from harness.http_stub import stub
+from harness.hub import http
+from harness.servers import ServerProcess, free_port
 from pulseboard.protocol import PulseboardError
 from pulseboard_server.hub import HubConfig
 from pulseboard_server.hub_policy import load_policy, parse_policy
@@ -90,3 +94,45 @@ def test_hub_mode_without_a_secret_refuses_to_start_instead_of_a_throwaway_key(t
     assert done.returncode != 0
     assert "hub mode needs PULSEBOARD_SECRET" in done.stderr and "Traceback" not in done.stderr
     assert "token" not in done.stdout  # no throwaway dashboard token printed
+
+
+# --- hostile policy files and names (issue: one string must not stop the server) ------------
+
+
+def test_deep_nesting_is_a_clear_error(tmp_path: Path) -> None:
+    for text in ('{"groups": ' + "[" * 50_000 + "]" * 50_000 + "}", "groups: " + "[" * 50_000 + "]" * 50_000):
+        with pytest.raises(PulseboardError) as err:
+            config(tmp_path, text)
+        assert err.value.code == "unavailable" and "nested too deeply" in err.value.detail
+
+
+@pytest.mark.parametrize("key", ["null", "no", "on", "yes", "off", "~", "1"])
+def test_yaml_keys_that_are_not_text_are_refused(tmp_path: Path, key: str) -> None:
+    for text in (f"groups: {{{key}: {{read: [x.*]}}}}", f"{key}: {{}}", f"groups: {{g: {{{key}: [x.*]}}}}"):
+        with pytest.raises(PulseboardError) as err:
+            config(tmp_path, text)
+        assert "put it in quotes" in err.value.detail, text
+    quoted = config(tmp_path, f'groups: {{"{key}": {{read: [x.*]}}}}')
+    assert quoted.grants_for("ann", [key])[0][-1] == "x.*"
+    assert quoted.grants_for("ann", ["None", "False", "True"])[0] == ["sys.*", "shared.*", "user.ann.*"]
+
+
+def test_hub_user_name_with_a_lone_surrogate_is_400(server_factory: Any) -> None:
+    with stub({"kind": "user", "name": "ann\udc00", "groups": []}) as hub:
+        server: ServerProcess = server_factory("--hub", env={"JUPYTERHUB_API_URL": hub.url + "/hub/api"})
+        status, answer = http("POST", server.url + "/token", "a-hub-token")
+    assert status == 400 and answer["error"] == "bad_request", answer
+    assert "not valid unicode" in answer["detail"]
+    assert "Traceback" not in server.output()
+
+
+def test_jwks_url_that_is_not_http_is_one_line_at_start() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pulseboard_server", "serve", "--port", str(free_port()),
+         "--jwks-url", "file:///etc/passwd"],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "--jwks-url must be an http:// or https:// URL" in done.stderr

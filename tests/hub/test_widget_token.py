@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from harness.browsers import HOOK, Feeder, PageServer, chart_state, open_widget, widget_state
-from harness.servers import ServerProcess, wait_until
+from harness.servers import ServerProcess, free_port, wait_until
 from harness.tokens import token
 
 pytestmark = pytest.mark.browser
@@ -52,3 +52,27 @@ def test_the_token_comes_in_a_message_and_the_chart_goes_live(
         assert "token" not in page.evaluate("Object.keys(model.state)")
     finally:
         feed.stop()
+
+
+def test_a_failed_view_token_is_shown_and_the_full_token_stays_in_the_kernel(
+    page_server: PageServer, page: Any
+) -> None:
+    from pulseboard import LiveChart
+
+    full = token(sub="caller", read=["*"], publish=["*"])
+    dead = f"http://127.0.0.1:{free_port()}"  # view-token can't be asked: no fallback to `full`
+    chart = LiveChart(CH, url=dead, token=full)
+    try:
+        problem, held = chart.problem, chart._tokens.token
+    finally:
+        chart.close()
+    assert held == ""
+    open_widget(page, page_server.url, widget_state(channels=[CH], url=chart.url, problem=problem, token=held))
+    message = page.locator(".pulseboard-message")
+    message.wait_for(timeout=30_000)
+    shown = message.inner_text()
+    assert "cannot get a read-only token for the browser" in shown
+    assert "does not fall back to your full token" in shown
+    assert page.locator(".pulseboard-chart").get_attribute("data-status") == "offline"
+    page.screenshot(path="/work/wt/shots/trust-edges-view-token-fails-closed.png")
+    assert full not in page.content()

@@ -221,12 +221,13 @@ class ServerInNamespace(ServerProcess):
 
 
 def mount_tmpfs(path: Path, size: str) -> list[str]:
-    """A size-limited tmpfs at `path`: mounted here as root, else inside a user+mount namespace
+    """A size-limited tmpfs at `path` (0700: a store folder others may write is refused):
+    mounted here as root, else inside a user+mount namespace
     that the server runs in (the returned command prefix)."""
     if os.geteuid() == 0:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True)
         return []
-    script = f'mount -t tmpfs -o size={size} tmpfs {path} && exec "$@"'
+    script = f'mount -t tmpfs -o size={size},mode=0700 tmpfs {path} && exec "$@"'
     return ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"]
 
 

@@ -27,7 +27,9 @@ def test_arguments_become_synced_state() -> None:
     assert state["fields"] == ["loss"]
     assert (state["window"], state["height"], state["x"], state["max_points"]) == (60.0, 200, "step", 500)
     assert state["units"] == {"loss": "nats"} and state["theme"] == "dark"
-    assert (state["url"], state["problem"]) == ("http://h:1", "")
+    assert state["url"] == "http://h:1"
+    # nothing listens there: the chart says so and gets no token (never the one it was given)
+    assert "does not fall back to your full token" in state["problem"] and w._tokens.token == ""
     assert "token" not in state  # the token reaches the browser in a message, never in state
     assert state["_snapshot"] is None
 
@@ -36,9 +38,8 @@ def test_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PULSEBOARD_URL", "http://env:8765")
     monkeypatch.setenv("PULSEBOARD_TOKEN", "env-token")
     w = LiveChart("sys.a")
-    assert (w.channels, w.url, w._tokens.token, w.window, w.height) == (
-        ["sys.a"], "http://env:8765", "env-token", 300.0, 300
-    )
+    assert (w.channels, w.url, w.window, w.height) == (["sys.a"], "http://env:8765", 300.0, 300)
+    assert w._tokens.token == "" and "from http://env:8765" in w.problem  # found, then not narrowed
     assert w.get_state()["fields"] is None  # every numeric field
 
 
@@ -55,13 +56,20 @@ def test_bad_arguments(kwargs: dict[str, object]) -> None:
         LiveChart(**args)  # type: ignore[arg-type]
 
 
-def test_refresh_token_hands_the_browser_a_new_one() -> None:
-    w = LiveChart("sys.a", url="http://h:1", token="tok-old-0123")
+def test_refresh_token_hands_the_browser_a_new_one(server: ServerProcess) -> None:
+    old, new = token(sub="old"), token(sub="new")
+    w = LiveChart("sys.a", url=server.url, token=old)
     sent: list[dict[str, object]] = []
     w.send = sent.append  # what the comm would carry to the browser
-    w.refresh_token("tok-new-4567")
-    assert sent == [{"type": "token", "token": "tok-new-4567"}]
-    assert "tok-" not in str(w.get_state())
+    w.refresh_token(new)
+    [msg] = sent
+    assert msg["type"] == "token" and msg["token"] not in (old, new)  # narrowed, never as given
+    import jwt as pyjwt
+
+    from harness.tokens import SECRET
+
+    assert pyjwt.decode(str(msg["token"]), SECRET, algorithms=["HS256"])["sub"] == "new"
+    assert old not in str(w.get_state()) and new not in str(w.get_state())
 
 
 def test_the_bundle_is_built() -> None:

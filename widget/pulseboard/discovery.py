@@ -33,6 +33,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 
+from .credhttp import open_request
 from .protocol import UNAUTHORIZED, UNAVAILABLE, PulseboardError
 
 EXCHANGE_TIMEOUT = 10.0
@@ -69,7 +70,7 @@ def exchange_hub_token(server_url: str, hub_token: str, timeout: float = EXCHANG
         headers={"Authorization": f"token {hub_token}", "Accept": "application/json"},
     )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with open_request(req, timeout=timeout) as resp:
             answer = json.loads(resp.read())
     except urllib.error.HTTPError as e:
         try:

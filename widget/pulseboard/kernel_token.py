@@ -20,8 +20,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .credhttp import open_request
 from .discovery import DiscoveryError, discover, discover_for_kernel, token_expiry
-from .protocol import FORBIDDEN
+from .protocol import FORBIDDEN, UNAVAILABLE
 
 EARLY_PUSHES = (1.0, 4.0, 10.0, 30.0)  # seconds after the chart is made
 RENEW_SHARE = 0.7  # push a fresh token when this share of the current one's life has passed
@@ -31,12 +32,13 @@ MIN_RENEW_WAIT = 5.0
 def view_token(url: str, token: str, channels: list[str]) -> str:
     """Trade `token` for a read-only one limited to `channels` (`POST view-token`).
 
-    The browser holds what it is given, so it should be able to do as little as possible.
-    If the server can't be asked (down, key mode), the caller's token is used as it is; it
-    still only travels in a message, never in saved widget state. When the server says the
-    token may not read one of `channels`, `DiscoveryError(forbidden)` says "not allowed".
+    The browser holds what it is given, so it gets the narrowed token or nothing: on any
+    failure (server down, key mode, a refused or odd answer, a redirect to another origin)
+    `DiscoveryError` says why, and the chart shows that in its status line. When the server
+    says the token may not read one of `channels`, the reason starts "not allowed".
     """
-
+    why = "get a read-only token for the browser"
+    closed = "the chart does not fall back to your full token"
     try:
         kernel_url, _ = discover_for_kernel(url, token)
         req = urllib.request.Request(
@@ -45,19 +47,26 @@ def view_token(url: str, token: str, channels: list[str]) -> str:
             method="POST",
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            narrowed: str = json.loads(resp.read())["token"]
-            return narrowed
+        with open_request(req, timeout=5) as resp:
+            narrowed = json.loads(resp.read())["token"]
+        if not isinstance(narrowed, str) or not narrowed:
+            raise ValueError("no token in the answer")
+        return narrowed
     except urllib.error.HTTPError as e:
-        if e.code != 403:
-            return token
         try:
-            detail = str(json.loads(e.read()).get("detail") or "forbidden")
+            detail = str(json.loads(e.read()).get("detail") or e.reason)
         except (ValueError, AttributeError, OSError):
-            detail = "forbidden"
-        raise DiscoveryError(FORBIDDEN, f"not allowed: {detail} (channels: {', '.join(channels)})") from None
-    except (OSError, ValueError, KeyError, DiscoveryError):
-        return token
+            detail = str(e.reason)
+        if e.code == 403:
+            raise DiscoveryError(FORBIDDEN, f"not allowed: {detail} (channels: {', '.join(channels)})") from None
+        raise DiscoveryError(
+            UNAVAILABLE, f"the server would not {why} ({e.code}: {detail}): {closed}"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        reason = getattr(e, "reason", e)
+        raise DiscoveryError(
+            UNAVAILABLE, f"cannot {why} from {url}: {reason}; {closed}"
+        ) from None
 
 
 def _not_newer(token: str, held: Any) -> bool:

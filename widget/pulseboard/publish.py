@@ -118,6 +118,8 @@ class Publisher:
         return self.publish_many([(channel, data, ts)])[0]
 
     def publish_many(self, items: list[tuple[str, Mapping[str, Any], float | None]]) -> list[int]:
+        from .credhttp import open_request  # here: the server imports this module, and loads only wire code
+
         body = [
             {"ch": ch, "data": coerce_data(data), **({"ts": ts} if ts is not None else {})}
             for ch, data, ts in items
@@ -129,7 +131,7 @@ class Publisher:
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with open_request(req, timeout=self.timeout) as resp:
                 seqs: list[int] = json.loads(resp.read())["seqs"]
                 return seqs
         except urllib.error.HTTPError as e:

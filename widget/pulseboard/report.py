@@ -113,7 +113,15 @@ def _first_line(e: Exception) -> str:
 
 
 def _script_safe(text: str) -> str:
+    """Our own bundle inside <script>: `</` can't end the element early."""
     return text.replace("</", "<\\/")
+
+
+def json_in_html(obj: Any) -> str:
+    """JSON to inline in a <script> element: no `<`, `>` or `&` at all (as \\u003c, ...), so no
+    string in it (a field named `<!--<script>`, `</script>`) can switch the HTML parser's
+    script state and take every chart on the page with it. JSON.parse reads it unchanged."""
+    return json.dumps(obj).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 class ReportExporter(HTMLExporter):  # type: ignore[misc]
@@ -132,7 +140,7 @@ class ReportExporter(HTMLExporter):  # type: ignore[misc]
         html = re.sub(r'<script[^>]*\ssrc="https?://[^"]*"[^>]*>\s*</script>', "", html)
         tail = (
             f"<style>{PAGE_CSS}</style>\n"
-            f'<script type="application/json" id="pulseboard-report-data">{_script_safe(json.dumps(charts))}</script>\n'
+            f'<script type="application/json" id="pulseboard-report-data">{json_in_html(charts)}</script>\n'
             f"<script>{_script_safe(BUNDLE.read_text())}</script>\n"
         )
         at = html.rfind("</body>")

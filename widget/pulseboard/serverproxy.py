@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .credhttp import open_request
 from .discovery import DiscoveryError
 from .protocol import UNAVAILABLE
 
@@ -156,7 +157,7 @@ def find_proxied(env: Mapping[str, str] | None = None) -> tuple[str, str, str] |
         auth = {"Authorization": f"token {server.get('token', '')}"}
         req = urllib.request.Request(url + PREFIX + "healthz", headers=auth)
         try:
-            with urllib.request.urlopen(req, timeout=START_TIMEOUT + 5) as resp:
+            with open_request(req, timeout=START_TIMEOUT + 5) as resp:
                 json.loads(resp.read())
         except urllib.error.HTTPError as e:
             reason = _failure_of(e)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+from .credhttp import open_request
+
 POINTS = 2000  # rows per channel in a snapshot: about four per pixel column of a wide chart
 MAX_FETCH = 200_000  # envelopes read per channel when the server cannot downsample
 MAX_CELLS = 60_000  # rows x series in one snapshot (keeps the saved notebook small)
@@ -57,15 +59,28 @@ class Fetched:
 # --- the pure core -------------------------------------------------------------------
 
 
-def _x_of(env: Env, x_field: str | None) -> float | None:
-    v = env.ts if x_field is None else env.data.get(x_field)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+MAX_DRAWABLE = 1e300  # beyond this a chart's span (max - min) would overflow to infinity
+
+
+def as_number(v: Any) -> float | None:
+    """`v` as a float a chart can draw, or None (drawn as missing) for anything else: not a
+    number, a bool, NaN or infinity, an integer too large for a float (a published 400-digit
+    int raises OverflowError in `float()` and `math.isfinite()`), or beyond +-MAX_DRAWABLE."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         return None
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) and abs(f) <= MAX_DRAWABLE else None
+
+
+def _x_of(env: Env, x_field: str | None) -> float | None:
+    return as_number(env.ts if x_field is None else env.data.get(x_field))
 
 
 def _numeric(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return as_number(v) is not None
 
 
 def thin(envs: Sequence[Env], points: int, x_field: str | None) -> list[Env]:
@@ -161,8 +176,8 @@ def build(
                 gaps.setdefault(ch, []).append(_x_of(prev, x_field) or 0.0)
             prev = e
             names = fields if fields is not None else list(e.data)
-            vals = [(series_of(ch, f), float(e.data[f])) for f in names
-                    if f != x_field and _numeric(e.data.get(f))]
+            vals = [(series_of(ch, f), v) for f in names
+                    if f != x_field and (v := as_number(e.data.get(f))) is not None]
             rows.append((x, vals))
     cells = max(1, len(series)) * len(rows)
     if cells > MAX_CELLS and points > 8:
@@ -193,7 +208,7 @@ def _get(url: str, token: str, params: dict[str, Any], timeout: float, path: str
     q = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
     req = urllib.request.Request(f"{url.rstrip('/')}/{path}?{q}", headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with open_request(req, timeout=timeout) as resp:
             body: dict[str, Any] = json.loads(resp.read())
             return body
     except urllib.error.HTTPError as e:

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from .snapshot import as_number
+
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
            "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
 WIDTH = 800
@@ -84,8 +86,12 @@ def render(snapshot: dict[str, Any] | None, title: str, x_field: str | None = No
     """The SVG text for `snapshot` (the widget's snapshot dict)."""
     snap = snapshot or {}
     series: list[dict[str, Any]] = list(snap.get("series") or [])
-    xs: list[float] = list(snap.get("x") or [])
-    ys: list[list[float | None]] = list(snap.get("y") or [])
+    # Anything that isn't a drawable number (a huge int, a string, NaN) is drawn as missing.
+    xs_all = [as_number(x) for x in snap.get("x") or []]
+    ys_all = [[as_number(v) for v in col] if isinstance(col, list) else [] for col in snap.get("y") or []]
+    keep = [i for i, x in enumerate(xs_all) if x is not None]
+    xs: list[float] = [xs_all[i] for i in keep]  # type: ignore[misc]
+    ys: list[list[float | None]] = [[col[i] if i < len(col) else None for i in keep] for col in ys_all]
     gaps: dict[str, list[float]] = dict(snap.get("gaps") or {})
     many = len({s["ch"] for s in series}) > 1
     legend_rows = max(1, math.ceil(len(series) / 4))
@@ -99,7 +105,7 @@ def render(snapshot: dict[str, Any] | None, title: str, x_field: str | None = No
         f'<rect width="{WIDTH}" height="{h}" fill="#ffffff"/>',
         f'<text x="{LEFT}" y="18" font-size="13" font-weight="bold" fill="#222">{escape(title)}</text>',
     ]
-    finite = [v for col in ys for v in col if v is not None and math.isfinite(v)]
+    finite = [v for col in ys for v in col if v is not None]
     if not xs or not finite:
         parts.append(f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/>')
         parts.append(f'<text x="{LEFT + pw / 2}" y="{TOP + ph / 2}" text-anchor="middle" fill="#888">'
@@ -138,8 +144,8 @@ def render(snapshot: dict[str, Any] | None, title: str, x_field: str | None = No
                      f'fill="#444">{escape(unit)}</text>')
     for i, s in enumerate(series):
         col = ys[i] if i < len(ys) else []
-        breaks = sorted(gaps.get(s["ch"], []))
-        pts = [(x, v) for x, v in zip(xs, col, strict=False) if v is not None and math.isfinite(v)]
+        breaks = sorted(b for g in gaps.get(s["ch"]) or [] if (b := as_number(g)) is not None)
+        pts = [(x, v) for x, v in zip(xs, col, strict=False) if v is not None]
         d = _path(pts, breaks, x0, x1 - x0, pw, sx, sy)
         color = PALETTE[i % len(PALETTE)]
         parts.append(f'<path class="pulseboard-line" data-series={quoteattr(s["ch"] + ":" + s["field"])} '

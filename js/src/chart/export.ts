@@ -29,8 +29,15 @@ function cell(v: number): string {
   return Number.isNaN(v) ? "" : String(v);
 }
 
-function quote(name: string): string {
-  return /[",\n]/.test(name) ? `"${name.replace(/"/g, '""')}"` : name;
+/**
+ * A text cell (a series or x-field name; numbers go through `cell`): quoted when it holds a
+ * quote, comma or line break, and prefixed with `'` when it starts like a spreadsheet formula
+ * (`=`, `+`, `-`, `@`, tab, CR), so opening the CSV never runs a formula a field name carries.
+ * Numeric cells such as -0.5 are data and are written as numbers, never prefixed.
+ */
+export function quote(name: string): string {
+  const text = /^[=+\-@\t\r]/.test(name) ? `'${name}` : name;
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
 /**
@@ -41,7 +48,7 @@ export function toCsv(columns: Column[], xName = "x"): string {
   const tracks = [...new Set(columns.map((c) => c.track))];
   const byTrack = tracks.map((t) => columns.map((c, i) => [i, c] as const).filter(([, c]) => c.track === t));
   const at = tracks.map(() => 0);
-  const lines: string[] = [[xName, ...columns.map((c) => quote(c.name))].join(",")];
+  const lines: string[] = [[quote(xName), ...columns.map((c) => quote(c.name))].join(",")];
   const row: string[] = new Array(columns.length).fill("");
   for (;;) {
     let x = Infinity;

@@ -92,6 +92,7 @@ class SqliteBroker:
     async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
         store, loaded = await asyncio.to_thread(Store.open, self.path)
         self._store, self._salt = store, loaded.store_id
+        self.path = store.path  # resolved: readers open the very file the writer checked
         if loaded.fresh_epochs:
             log.warning("store %s: the machine restarted while it ran; every channel starts a new epoch", self.path)
         for ch_id, name, epoch, top, first in loaded.channels:
@@ -221,7 +222,8 @@ class SqliteBroker:
             # of 5,000 took 19 s at 55k rows); the key index makes each lookup a few microseconds.
             "SELECT raw FROM msgs INDEXED BY msgs_key WHERE ch=? AND key=? LIMIT 1", (chan.id, key)
         ).fetchone()
-        return (Envelope.from_raw(row[0]), None) if row else None
+        found = envelopes([row[0]]) if row else []  # a damaged row: as if the key were new
+        return (found[0], None) if found else None
 
     def _committed(self, items: list[Item]) -> None:
         """Writer thread -> loop: `items` are durable; fan them out in order."""
@@ -330,7 +332,9 @@ class SqliteBroker:
         plan = plan_replay(start, info.epoch, info.first, info.seq)
         if plan.after is None:
             msgs = []
-        return Replay(info, plan.recovered, msgs)
+        after = plan.after or 0
+        recovered = plan.recovered and all(m.seq == after + 1 + i for i, m in enumerate(msgs))
+        return Replay(info, recovered, msgs)  # a damaged row left a gap: not recovered
 
     async def history(self, ch: str, since: int | None, limit: int) -> tuple[ChannelInfo, list[Envelope]]:
         if ch not in self._chans or self._chans[ch].durable == 0:

@@ -12,7 +12,7 @@ from typing import Any
 from pulseboard.protocol import Envelope
 
 from .downsample import Bucket, Grid, bucket_count
-from .sqlite_store import BLOCK, FAN, SPAN2, envelopes, flat
+from .sqlite_store import BLOCK, FAN, SPAN2, VALID_RAW, envelopes, flat, parse_rows
 
 
 def read_range(
@@ -92,7 +92,7 @@ def read_range(
         b_expr = "0"
     # The other rows, parsed in one json call (SQLite's json_extract per row is several times slower).
     rows = _over(conn, spans, ch_id, lo, hi, f"{b_expr}, m.seq, m.raw", "", "")
-    objs = json.loads("[" + ",".join(r for _, _, r in rows) + "]") if rows else []
+    objs = parse_rows([r for _, _, r in rows])
     count += len(rows)
     for (b, seq, _), obj in zip(rows, objs, strict=True):
         bk = bucket(b)
@@ -100,7 +100,8 @@ def read_range(
             bk.first = (seq, 0.0)
         if bk.last is None or seq > bk.last[0]:
             bk.last = (seq, 0.0)
-        for f, v in obj["data"].items():
+        data = obj.get("data") if isinstance(obj, dict) else None
+        for f, v in (data.items() if isinstance(data, dict) else ()):
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 bk.add_one(f, v, seq, low=True)
                 bk.add_one(f, v, seq, low=False)
@@ -129,7 +130,7 @@ def _summaries(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> l
     return [(k, a, b, flat(st)) for (k, a, b, _), st in zip(rows, stats, strict=True)]
 
 
-FIELDS = ", json_each(m.raw, '$.data') j"  # with "j.type IN ('integer', 'real')" below
+FIELDS = f", json_each({VALID_RAW}, '$.data') j"  # with "j.type IN ('integer', 'real')" below
 
 
 def _over(

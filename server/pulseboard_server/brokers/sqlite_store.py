@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from pulseboard.protocol import Envelope, PulseboardError
+
+log = logging.getLogger("pulseboard.store")
 
 BLOCK = 64
 FAN = 16  # level-1 blocks per level-2 block
@@ -50,10 +53,23 @@ CREATE TABLE IF NOT EXISTS blocks2(ch INTEGER NOT NULL, k INTEGER NOT NULL, t_mi
 """
 
 
+# A row whose JSON is damaged (the file was edited, a disk fault) reads as
+# NULL in SQL, so summaries and ranges skip it; in Python it is dropped (a gap).
+VALID_RAW = "CASE WHEN json_valid(m.raw) THEN m.raw END"  # NULL: json_each yields no rows
+
 # Each numeric field's min (or max) over some rows, with the seq holding it (SQLite's bare
 # column rule: the other columns of an aggregate min()/max() come from the row that has it).
-SUMMARY = """SELECT j.key, {}(j.value), m.seq FROM msgs m, json_each(m.raw, '$.data') j
+SUMMARY = """SELECT j.key, {}(j.value), m.seq FROM msgs m, json_each(RAW, '$.data') j
 WHERE m.ch=? AND m.seq>=? AND m.seq<=? AND j.type IN ('integer', 'real') GROUP BY j.key"""
+
+
+def summary_rows(c: sqlite3.Connection, agg: str, span: tuple[int, int, int]) -> list[tuple[str, Any, int]]:
+    """(field, min or max, its seq) over `span`. The writer summarizes rows it just wrote, so
+    the `json_valid` guard (a third more per row) runs only when a damaged row is in the block."""
+    try:
+        return c.execute(SUMMARY.format(agg).replace("RAW", "m.raw"), span).fetchall()
+    except sqlite3.OperationalError:  # malformed JSON in a stored row: skip that row
+        return c.execute(SUMMARY.format(agg).replace("RAW", VALID_RAW), span).fetchall()
 
 
 class StoreError(PulseboardError):
@@ -63,12 +79,40 @@ class StoreError(PulseboardError):
         super().__init__("unavailable", detail)
 
 
-def envelopes(raws: list[str]) -> list[Envelope]:
-    """Stored envelopes, parsed in one `json.loads` call (much faster than one per row)."""
+def parse_rows(raws: list[str]) -> list[Any]:
+    """Each row's JSON, parsed in one `json.loads` call (much faster than one per row); a row
+    that doesn't parse on its own is None (the caller treats it as missing: a gap)."""
     if not raws:
         return []
-    objs = json.loads("[" + ",".join(raws) + "]")
-    return [Envelope(o["ch"], o["seq"], float(o["ts"]), o["data"], r) for o, r in zip(objs, raws, strict=True)]
+    try:
+        objs = json.loads("[" + ",".join(raws) + "]")
+        if len(objs) == len(raws):
+            return list(objs)
+    except (ValueError, RecursionError):
+        pass
+    out: list[Any] = []
+    for raw in raws:
+        try:
+            out.append(json.loads(raw))
+        except (ValueError, RecursionError):
+            out.append(None)
+    bad = sum(o is None for o in out)
+    if bad:
+        log.warning("store: %d stored row(s) are not valid JSON: read as missing", bad)
+    return out
+
+
+def _envelope(o: Any, raw: str) -> Envelope | None:
+    if not (isinstance(o, dict) and isinstance(o.get("seq"), int) and isinstance(o.get("ts"), (int, float))
+            and isinstance(o.get("ch"), str) and isinstance(o.get("data"), dict)):
+        return None
+    return Envelope(o["ch"], o["seq"], float(o["ts"]), o["data"], raw)
+
+
+def envelopes(raws: list[str]) -> list[Envelope]:
+    """Stored envelopes; a damaged row is left out (readers see a gap, never an error)."""
+    out = [_envelope(o, r) for o, r in zip(parse_rows(raws), raws, strict=True)]
+    return [e for e in out if e is not None]
 
 
 def flat(st: Any) -> list[list[Any]]:
@@ -136,11 +180,11 @@ class Store:
 
     @classmethod
     def open(cls, path: Path) -> tuple[Store, Loaded]:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lock_fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as e:
-            raise StoreError(f"cannot use store {path}: {e.strerror}") from None
+        from .sqlite_files import open_private, secure_store
+
+        path = secure_store(path)  # 0700 folder, 0600 files, no symlinks, no foreign owner
+        lock_fd = open_private(path.with_name(path.name + ".lock"), create=True)
+        assert lock_fd is not None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -233,8 +277,8 @@ class Store:
             t_min, t_max = c.execute(
                 "SELECT min(ts), max(ts) FROM msgs WHERE ch=? AND seq>=? AND seq<=?", span
             ).fetchone()
-            lo = {f: [v, s] for f, v, s in c.execute(SUMMARY.format("min"), span)}
-            hi = {f: [v, s] for f, v, s in c.execute(SUMMARY.format("max"), span)}
+            lo = {f: [v, s] for f, v, s in summary_rows(c, "min", span)}
+            hi = {f: [v, s] for f, v, s in summary_rows(c, "max", span)}
             # [[field, min, its seq, max, its seq], ...]: flat lists parse ~5x faster than dicts
             stats = [[f, *lo[f], *hi[f]] for f in lo]
             done.append((i.ch_id, k, t_min, t_max, json.dumps(stats, separators=(",", ":"))))
@@ -353,6 +397,6 @@ class Readers:
 
 
 __all__ = [
-    "BLOCK", "FAN", "SPAN2", "Item", "Loaded", "Readers", "Store", "StoreError", "boot_id", "envelopes", "flat",
-    "merge_stats",
+    "BLOCK", "FAN", "SPAN2", "VALID_RAW", "Item", "Loaded", "Readers", "Store", "StoreError", "boot_id", "envelopes",
+    "flat", "merge_stats", "parse_rows",
 ]
