@@ -4,7 +4,15 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from support import RedisProcess, ServerProcess
+from support import RedisProcess, ServerProcess, check_stalls
+
+
+@pytest.fixture(autouse=True)
+def loop_watchdog() -> Iterator[None]:
+    """Every test server runs the event-loop watchdog; a stall fails the test it happened in."""
+    check_stalls(report=False)  # a stall before this test (another's teardown) is not this test's
+    yield
+    check_stalls()
 
 
 @pytest.fixture

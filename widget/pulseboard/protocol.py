@@ -195,26 +195,61 @@ class Envelope:
 
 
 def check_data(data: object) -> dict[str, Any]:
-    """Return `data` ready to encode; NaN and infinities become null (a gap in a chart)."""
+    """Return `data` ready to encode; NaN and infinities become null (a gap in a chart).
+    Text that UTF-8 can't carry (a lone surrogate) anywhere in it is refused."""
     if not isinstance(data, dict):
         raise bad_request("'data' must be a JSON object")
-    return _finite(data, 0)  # type: ignore[no-any-return]
+    return _finite(data, 0, "'data'")  # type: ignore[no-any-return]
 
 
-def _finite(value: Any, depth: int) -> Any:
+def _finite(value: Any, depth: int, where: str) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return check_text(value, where)
     if depth > 32:
         raise bad_request("'data' is nested too deeply (over 32 levels)")
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise bad_request("'data' keys must be strings")
-        return {k: _finite(v, depth + 1) for k, v in value.items()}
+        return {check_text(k, "a 'data' key"): _finite(v, depth + 1, field_name(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v, depth + 1) for v in value]
-    if value is None or isinstance(value, (str, int, bool)):
+        return [_finite(v, depth + 1, where) for v in value]
+    if value is None or isinstance(value, (int, bool)):
         return value
     raise bad_request(f"'data' holds a value JSON can't carry ({type(value).__name__})")
+
+
+# --- text every side can encode (one string must not stop the server) ---------------
+# A JSON string may hold a lone surrogate (`"\\udc00"`), which no UTF-8 encoder takes:
+# the store, Redis and every client would fail on it later. Refuse it at the door.
+
+_UNENCODABLE = re.compile("[\ud800-\udfff]")
+MAX_KEY = 200  # characters in an idempotency key
+
+
+def field_name(name: str) -> str:
+    """How a refusal names a field of `data`: quoted, escaped, short (never the value)."""
+    return f"'data' field {ascii(name)[:60]}"
+
+
+def check_text(text: str, where: str) -> str:
+    """Return `text` if UTF-8 can encode it, else raise `bad_request` naming `where`
+    (the message never holds the text itself)."""
+    m = _UNENCODABLE.search(text)
+    if m is not None:
+        raise bad_request(f"{where} holds text that can't be encoded as UTF-8 (a lone surrogate, "
+                          f"U+{ord(m.group()):04X}, at character {m.start()}): send valid Unicode")
+    return text
+
+
+def check_key(key: object) -> str | None:
+    """An idempotency key: None, or 1 to `MAX_KEY` characters of encodable text; else `bad_request`."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY:
+        raise bad_request(f"'key' must be a string of 1 to {MAX_KEY} characters")
+    return check_text(key, "'key'")
 
 
 MAX_TS = 1e11  # unix seconds; about the year 5000
@@ -323,13 +358,15 @@ def plan_replay(start: Start, epoch: str, first: int, top: int) -> ReplayPlan:
 
 
 class HistoryWindow:
-    """The last `maxlen` envelopes of one channel, with the channel's epoch."""
+    """The last `maxlen` envelopes of one channel, with the channel's epoch; `bytes` is the
+    length of their JSON text in all (what a byte cap on history counts)."""
 
     def __init__(self, epoch: str, maxlen: int, top: int = 0) -> None:
         if maxlen < 1:
             raise ValueError("history must keep at least one message")
         self.epoch = epoch
         self.top = top
+        self.bytes = 0
         self._items: deque[Envelope] = deque(maxlen=maxlen)
 
     @property
@@ -345,15 +382,27 @@ class HistoryWindow:
     def append(self, env: Envelope) -> None:
         if env.seq != self.top + 1:
             raise ValueError(f"seq {env.seq} does not follow {self.top}")
+        if len(self._items) == self._items.maxlen:
+            self.bytes -= len(self._items[0].raw)
         self._items.append(env)
+        self.bytes += len(env.raw)
         self.top = env.seq
+
+    def drop(self, n: int, keep_bytes: int | None = None) -> int:
+        """Drop up to `n` oldest envelopes, stopping once `bytes` <= `keep_bytes` (when
+        given); the newest always stays. How many went (a byte cap on history)."""
+        items, gone = self._items, 0
+        while gone < n and len(items) > 1 and (keep_bytes is None or self.bytes > keep_bytes):
+            self.bytes -= len(items.popleft().raw)
+            gone += 1
+        return gone
 
     def expire(self, cutoff: float) -> int:
         """Drop the head's envelopes whose ts is before `cutoff` (retention); how many went.
         Stops at the first newer one, so history never has holes."""
         items, n = self._items, 0
         while items and items[0].ts < cutoff:
-            items.popleft()
+            self.bytes -= len(items.popleft().raw)
             n += 1
         return n
 
