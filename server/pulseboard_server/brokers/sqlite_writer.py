@@ -73,6 +73,7 @@ class Writer:
         self._next_retention = 0.0
         self._busy_since: float | None = None  # monotonic start of the write or trim under way
         self._died: str | None = None
+        self._inflight: tuple[list[Item], asyncio.Future[None] | None] = ([], None)  # the batch being written
 
     def alive(self) -> bool:
         return self._died is None and self._thread.is_alive()
@@ -137,12 +138,13 @@ class Writer:
         except BaseException as e:  # whatever it was, publishers must hear of it, never hang
             self._died = type(e).__name__
             log.error("store writer stopped (%s): publishes get 503 until the server restarts", self._died)
-            self.loop.call_soon_threadsafe(self._refuse_all)
-            raise
+            if not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(self._refuse_all)
 
     def _refuse_all(self) -> None:
-        """(loop) The thread is gone: fail what waits, and everything put from now on."""
-        self._fail_on_loop([], None, f"writer stopped ({self._died})")
+        """(loop) The thread is gone: fail the batch it held and what waits."""
+        items, fut = self._inflight
+        self._fail_on_loop(items, fut, f"writer stopped ({self._died})")
 
     def _serve(self) -> None:
         while True:
@@ -155,7 +157,9 @@ class Writer:
             items, fut = self._take()
             self._busy_since = time.monotonic()
             if items:
+                self._inflight = (items, fut)
                 self._write(items, fut)
+                self._inflight = ([], None)
             self._housekeeping()
             self._busy_since = None
 
