@@ -45,6 +45,7 @@ from pulseboard.protocol import (
     batch_frame,
     control,
     decode_client_frame,
+    encodable,
 )
 
 from .closes import PROTOCOL_ERRORS, TOKEN_EXPIRED, TOO_SLOW, Close
@@ -458,4 +459,6 @@ def op_id(text: str | None) -> dict[str, Any]:
         obj = json.loads(text, parse_constant=lambda _: None)  # no NaN echoed back (issue 13)
     except (ValueError, RecursionError):  # RecursionError: nested too deep (issue 13)
         return {}
-    return {"id": obj["id"]} if isinstance(obj, dict) and "id" in obj else {}
+    if not isinstance(obj, dict) or "id" not in obj or not encodable(obj["id"]):
+        return {}  # an id that can't be sent back is left out, not the error
+    return {"id": obj["id"]}

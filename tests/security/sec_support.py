@@ -6,19 +6,37 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import HealthCheck, Phase, settings
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
-from support import SECRET, ServerProcess
+from support import SECRET, ServerProcess, token, wait_until
+
+LONG = os.environ.get("PULSEBOARD_LONG") == "1"  # the long fuzzing mode: many more examples
+
+
+def fuzz_settings(short: int, long: int) -> settings:
+    """Hypothesis settings for the fuzz tests: `short` examples in CI, `long` with PULSEBOARD_LONG=1."""
+    # no shrinking: each example costs real requests, and the failing one is printed as drawn
+    return settings(max_examples=long if LONG else short, deadline=None, database=None,
+                    phases=[Phase.explicit, Phase.generate], print_blob=False,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.function_scoped_fixture])
+
 
 AUDIENCE = "pulseboard-tests"
 ISSUER = "https://issuer.test"
@@ -157,3 +175,42 @@ def scan_log(server: ServerProcess, secrets: Iterable[str]) -> None:
 def excerpt(text: str, needle: str, width: int = 1500) -> str:
     i = text.find(needle)
     return text[max(0, i - width // 2): i + width // 2]
+
+
+class Canary:
+    """A WebSocket client on channel `canary`, in its own thread, recording what it gets."""
+
+    def __init__(self, srv: ServerProcess, used: list[str]) -> None:
+        self.srv = srv
+        self.tok = token(sub="canary", read=["canary"], publish=["canary"])
+        used.append(self.tok)  # for the log scan: no form of it may reach the server log
+        self.seqs: list[int] = []
+        self.ws = connect(srv.ws_url, additional_headers={"Authorization": f"Bearer {self.tok}"},
+                          subprotocols=["pulseboard.v1"], max_size=None, legacy=True)  # type: ignore[list-item]
+        self.ws.send(json.dumps({"op": "subscribe", "ch": {"canary": None}}))
+        self.subscribed = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        assert self.subscribed.wait(15), "the canary never got its 'subscribed'"
+        self.published = 0
+
+    def _read(self) -> None:
+        try:
+            for frame in self.ws:
+                msg = json.loads(frame)
+                if isinstance(msg, list):
+                    self.seqs.extend(e["seq"] for e in msg if e["ch"] == "canary")
+                elif msg.get("op") == "subscribed":
+                    self.subscribed.set()
+        except ConnectionClosed:
+            pass
+
+    def check(self) -> None:
+        """Publish one message and wait until the canary has it."""
+        r = httpx.post(self.srv.url + "/publish", json={"ch": "canary", "data": {"n": self.published}},
+                       headers={"Authorization": f"Bearer {self.tok}"}, timeout=30)
+        # the canary is also the second publisher: it must keep succeeding
+        assert r.status_code == 200, r.text
+        self.published += 1
+        wait_until(lambda: len(self.seqs) >= self.published, timeout=30, what="the canary's message")
+        assert self.seqs == list(range(1, self.published + 1)), self.seqs

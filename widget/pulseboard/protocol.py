@@ -135,6 +135,7 @@ def grants_from_claims(claims: Mapping[str, Any]) -> Grants:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise bad_request("token claim 'sub' must be a non-empty string")
+    check_text(sub, "token claim 'sub'")  # it is logged and sent back (welcome)
     exp = claims.get("exp")
     if not isinstance(exp, (int, float)) or isinstance(exp, bool):
         raise bad_request("token claim 'exp' must be a number")
@@ -241,6 +242,15 @@ def check_text(text: str, where: str) -> str:
         raise bad_request(f"{where} holds text that can't be encoded as UTF-8 (a lone surrogate, "
                           f"U+{ord(m.group()):04X}, at character {m.start()}): send valid Unicode")
     return text
+
+
+def encodable(value: object) -> bool:
+    """True when `value` (an op's `id`, echoed back in `ack`/`error`) encodes as UTF-8 JSON."""
+    try:
+        dumps(value).encode()
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    return True
 
 
 def check_key(key: object) -> str | None:
@@ -487,6 +497,8 @@ def decode_client_frame(text: str) -> ClientOp:
         return Unsubscribe(tuple(check_channel(c) for c in chs))
     if op == "publish":
         ts = obj.get("ts")
+        if not encodable(obj.get("id")):
+            raise bad_request("'id' holds text that can't be encoded as UTF-8 (a lone surrogate): send valid Unicode")
         return Publish(
             check_channel(obj.get("ch")),
             check_data(obj.get("data")),
