@@ -165,7 +165,7 @@ async def cap_loop(client: Any, prefix: str, max_bytes: int, wake: asyncio.Event
     """Check the total every CAP_EVERY seconds, or when `wake` is set (a node published 1/8 of it)."""
     script = client.register_script(TRIM_SHARE)
     while True:
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):  # not the builtin one before Python 3.11
             await asyncio.wait_for(wake.wait(), CAP_EVERY)
         wake.clear()
         try:
