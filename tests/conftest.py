@@ -4,7 +4,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from support import RedisProcess, ServerProcess, check_stalls
+from harness.browsers import PageServer
+from harness.servers import RedisProcess, ServerProcess, check_stalls
 
 
 @pytest.fixture(autouse=True)
@@ -14,6 +15,7 @@ def loop_watchdog() -> Iterator[None]:
     yield
     check_stalls()
 
+
 # A folder's tests share what they need to run; its marker lets a tier leave them out.
 FOLDER_MARKS = {
     "e2e": "browser",
@@ -22,6 +24,8 @@ FOLDER_MARKS = {
     "faults": "faults",
     "redis": "redis",
     "bench": "bench",
+    "install": "install",
+    "docs": "jupyter",
 }
 # Fixtures that start processes: a test using one is not in-process.
 PROCESS_FIXTURES = {
@@ -79,3 +83,13 @@ def redis_factory() -> Iterator[Callable[..., RedisProcess]]:
 @pytest.fixture
 def redis_server(redis_factory: Callable[..., RedisProcess]) -> RedisProcess:
     return redis_factory()
+
+
+@pytest.fixture(scope="module")
+def page_server() -> Iterator[PageServer]:
+    """A second origin for widget pages, like a JupyterLab next to the pulseboard server."""
+    srv = PageServer()
+    try:
+        yield srv
+    finally:
+        srv.close()

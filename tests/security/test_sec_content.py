@@ -14,12 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.servers import Feed, RedisProcess, ServerProcess
+from harness.tokens import auth, token
+from harness.ws import open_ws, recv_envelopes, recv_op, subscribe
 from pulseboard_server.brokers import BrokerUnavailable, open_broker
 from pulseboard_server.brokers.sqlite_store import Item, Store
 from pulseboard_server.brokers.sqlite_writer import Writer
 from pulseboard_server.redaction import MAX_FIELD, MAX_LINE, redact
-from support import Feed, RedisProcess, ServerProcess, auth, token
-from wsutil import open_ws, recv_envelopes, recv_op, subscribe
 
 BROKERS = [pytest.param("sqlite://", id="sqlite"), pytest.param("memory://", id="memory"),
            pytest.param("redis", id="redis", marks=pytest.mark.redis)]

@@ -25,7 +25,8 @@ from sec_support import Canary, fuzz_settings, scan_log
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from support import RedisProcess, ServerProcess, token
+from harness.servers import RedisProcess, ServerProcess
+from harness.tokens import token
 
 FUZZ = fuzz_settings(20, 500)
 USED: list[str] = []

@@ -23,7 +23,8 @@ from sec_support import Canary, fuzz_settings, scan_log
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from support import SECRET, ServerProcess, token
+from harness.servers import ServerProcess
+from harness.tokens import SECRET, token
 
 FUZZ = fuzz_settings(25, 600)
 USED: list[str] = []
@@ -98,7 +99,7 @@ class Session:
     def get(self) -> ClientConnection:
         if self.ws is None:
             self.ws = connect(self.srv.ws_url, additional_headers={"Authorization": f"Bearer {fuzzer_token()}"},
-                              subprotocols=["pulseboard.v1"], max_size=None, compression=None,  # type: ignore[list-item]
+                              subprotocols=["pulseboard.v1"], max_size=None, compression=None,  # type: ignore[list-item,call-overload]
                               legacy=True)
         return self.ws
 
