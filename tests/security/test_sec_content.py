@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.servers import Feed, RedisProcess, ServerProcess
+from harness.servers import Feed, RedisProcess, ServerProcess, until
 from harness.tokens import auth, token
 from harness.ws import open_ws, recv_envelopes, recv_op, subscribe
+from pulseboard.protocol import Envelope
 from pulseboard_server.brokers import BrokerUnavailable, open_broker
 from pulseboard_server.brokers.sqlite_store import Item, Store
 from pulseboard_server.brokers.sqlite_writer import Writer
@@ -111,8 +112,6 @@ async def test_a_dead_store_writer_fails_publishes_and_says_so(tmp_path: Path) -
     writer.start()
     try:
         assert writer.health() is None
-        from pulseboard.protocol import Envelope
-
         fut = writer.put(Item(1, Envelope.make("t.p", 1, time.time(), {}), None, ("t.p", "e")))
         with pytest.raises(BrokerUnavailable):
             await asyncio.wait_for(fut, 15)  # answered, never left hanging
@@ -120,6 +119,34 @@ async def test_a_dead_store_writer_fails_publishes_and_says_so(tmp_path: Path) -
         assert (writer.health() or "").startswith("store writer stopped"), writer.health()
         assert failed, "the broker was not told"
     finally:
+        store.close(clean=True)
+
+
+class SlowStore(Store):
+    """A store whose next write waits until the test lets it go (a disk that hangs)."""
+
+    release = threading.Event()
+
+    def write(self, items: list[Item]) -> None:
+        self.release.wait(30)
+        super().write(items)
+
+
+async def test_a_stuck_store_writer_says_so_until_it_moves_again(tmp_path: Path) -> None:
+    store, _ = SlowStore.open(tmp_path / "s.db")
+    loop = asyncio.get_running_loop()
+    writer = Writer(store, loop, lambda items: None, lambda items, error: None, lambda firsts: None,
+                    retention=1e12, max_bytes=0, stuck_after=0.2)
+    writer.start()
+    try:
+        fut = writer.put(Item(1, Envelope.make("t.p", 1, time.time(), {}), None, ("t.p", "e")))
+        await until(lambda: (writer.health() or "").startswith("store writer stuck for"), what="'stuck'")
+        SlowStore.release.set()
+        await asyncio.wait_for(fut, 15)
+        await until(lambda: writer.health() is None, what="the writer to be well again")
+    finally:
+        SlowStore.release.set()
+        writer.stop()
         store.close(clean=True)
 
 

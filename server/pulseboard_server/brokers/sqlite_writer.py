@@ -51,6 +51,7 @@ class Writer:
         retention: float,
         max_bytes: int,
         max_count: int | None = None,
+        stuck_after: float = STUCK_AFTER,
     ) -> None:
         self.store = store
         self.loop = loop
@@ -73,6 +74,7 @@ class Writer:
         self._next_retention = 0.0
         self._busy_since: float | None = None  # monotonic start of the write or trim under way
         self._died: str | None = None
+        self.stuck_after = stuck_after
         self._inflight: tuple[list[Item], asyncio.Future[None] | None] = ([], None)  # the batch being written
 
     def alive(self) -> bool:
@@ -84,7 +86,7 @@ class Writer:
                                       and not self._stop):
             return f"store writer stopped ({self._died or 'thread ended'})"
         busy = self._busy_since
-        if busy is not None and time.monotonic() - busy > STUCK_AFTER:
+        if busy is not None and time.monotonic() - busy > self.stuck_after:
             return f"store writer stuck for {time.monotonic() - busy:.0f} s"
         return None
 
