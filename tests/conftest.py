@@ -5,7 +5,16 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from harness.browsers import PageServer
-from harness.servers import RedisProcess, ServerProcess
+from harness.servers import RedisProcess, ServerProcess, check_stalls
+
+
+@pytest.fixture(autouse=True)
+def loop_watchdog() -> Iterator[None]:
+    """Every test server runs the event-loop watchdog; a stall fails the test it happened in."""
+    check_stalls(report=False)  # a stall before this test (another's teardown) is not this test's
+    yield
+    check_stalls()
+
 
 # A folder's tests share what they need to run; its marker lets a tier leave them out.
 FOLDER_MARKS = {

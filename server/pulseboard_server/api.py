@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Any
 
@@ -20,6 +21,7 @@ from pulseboard.protocol import (
     bad_request,
     check_channel,
     check_data,
+    check_key,
     check_pattern,
     check_ts,
 )
@@ -95,12 +97,20 @@ async def publish(request: Request) -> Response:
         if not isinstance(ch, str) or ch not in allowed:
             grants.check_publish(check_channel(ch))
             allowed.add(ch)
-        key = item.get("key")  # idempotency key: a retried message gets its first seq back
-        if key is not None and not (isinstance(key, str) and 0 < len(key) <= 200):
-            raise bad_request("'key' must be a string of 1 to 200 characters")
+        key = check_key(item.get("key"))  # idempotency key: a retried message gets its first seq back
+        if key is not None:
+            key = publisher_key(grants.sub, key)
         checked.append((ch, check_data(item.get("data")), check_ts(item.get("ts"), now), key))
     envs = await node.publish_many(checked)  # every item checked above; one commit on the store
     return JSONResponse({"seqs": [e.seq for e in envs]})
+
+
+def publisher_key(sub: str, key: str) -> str:
+    """An idempotency key as the broker keeps it: scoped to the publisher (the token's `sub`),
+    so a publisher finds only its own keys and can't probe for another's (their existence and
+    seq would tell it about a channel it may not read)."""
+    scope = hashlib.blake2b(sub.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return f"{scope}:{key}"
 
 
 

@@ -24,8 +24,9 @@ from .brokers import open_broker
 from .config import Settings
 from .cors import CorsMiddleware
 from .node import Node
-from .redaction import redact
+from .redaction import MAX_FIELD, cap, redact
 from .transports.ws import websocket_endpoint
+from .watchdog import LoopWatchdog
 
 STATIC = Path(pulseboard.__file__).parent / "static"
 log = logging.getLogger("pulseboard")
@@ -35,6 +36,9 @@ class RedactFilter(logging.Filter):
     """Tokens and tickets never reach a log line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, str) and len(a) > MAX_FIELD for a in args):
+            record.args = tuple(cap(a, MAX_FIELD) if isinstance(a, str) else a for a in args)  # a huge path
         msg = record.getMessage()
         clean = redact(msg)
         if clean != msg:
@@ -154,6 +158,9 @@ def build_app(settings: Settings, node: Node | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start()
+        watchdog = LoopWatchdog(settings.loop_watchdog) if settings.loop_watchdog > 0 else None
+        if watchdog is not None:
+            watchdog.start()
         collector_task = None
         if settings.collect_interval > 0:
             from .collector import run_collector
@@ -166,6 +173,8 @@ def build_app(settings: Settings, node: Node | None = None) -> Starlette:
                 collector_task.cancel()
             await node.close_clients(1001, "server going away")
             await node.stop()
+            if watchdog is not None:
+                await watchdog.stop()
 
     app = Starlette(
         routes=routes(node),

@@ -192,6 +192,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
     settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings) if hasattr(args, f.name)})
     settings.base_path = hub_base_path(args)
     settings.secret = os.environ.get("PULSEBOARD_SECRET") or None
+    if not settings.loop_watchdog:
+        try:
+            settings.loop_watchdog = max(0.0, float(os.environ.get("PULSEBOARD_LOOP_WATCHDOG") or 0))
+        except ValueError:
+            raise CliError("PULSEBOARD_LOOP_WATCHDOG must be seconds (a number)") from None
     if args.public_key:
         try:
             with open(args.public_key) as f:

@@ -127,6 +127,14 @@ class Settings:
                            parse=duration_arg, metavar="AGE", shown="30d")
     max_store_bytes: int = opt(8 << 30, "cap on the store's size (512MiB, 2GB; 0 = none): over it, every channel's "
                                "oldest messages go first", parse=size_arg, metavar="SIZE", shown="8GiB")
+    max_channel_bytes: int = opt(16 << 20, "memory:// and redis://: history kept per channel, in bytes of message "
+                                 "JSON (64MiB, 0 = none): past it the channel's oldest messages go (its newest "
+                                 "always stays)", parse=size_arg, metavar="SIZE", shown="16MiB")
+    max_history_bytes: int = opt(256 << 20, "memory:// and redis://: history kept in all channels, in bytes of "
+                                 "message JSON (per node on memory://, in the Redis on redis://, where it is checked "
+                                 "every 30 s and after each 1/8 of it published; 0 = none): over it every "
+                                 "channel's oldest messages go first", parse=size_arg, metavar="SIZE",
+                                 shown="256MiB")
     # limits that keep one subject from starving the rest (docs/security.md): per subject, per node
     max_connections_per_sub: int = opt(128, "open ws/sse/poll connections one token subject may hold on a node; "
                                        "more get 429 rate_limited", parse=count, metavar="N")
@@ -135,6 +143,9 @@ class Settings:
     publish_burst: int = opt(200_000, "messages one subject may publish at once", parse=count, metavar="N")
     header_timeout: float = opt(10.0, "seconds a client has to send its request line and headers (else the "
                                 "connection is closed); 0: none", parse=non_negative, metavar="S")
+    loop_watchdog: float = opt(0.0, "log a WARNING 'event loop stalled' when one callback holds the event loop "
+                               "this many seconds (tests; also PULSEBOARD_LOOP_WATCHDOG); 0: off",
+                               parse=non_negative, metavar="S", hidden=True)
     body_timeout: float = opt(30.0, "seconds a client has to send a request body (else 408); 0: none",
                               parse=non_negative, metavar="S")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from pulseboard.protocol import FORBIDDEN, PulseboardError, bad_request
+from pulseboard.protocol import FORBIDDEN, PulseboardError, bad_request, check_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,7 @@ def grants_from_claims(claims: Mapping[str, Any]) -> Grants:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise bad_request("token claim 'sub' must be a non-empty string")
+    check_text(sub, "token claim 'sub'")  # it is logged and sent back (welcome)
     exp = claims.get("exp")
     if not isinstance(exp, (int, float)) or isinstance(exp, bool):
         raise bad_request("token claim 'exp' must be a number")

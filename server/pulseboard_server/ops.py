@@ -6,7 +6,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pulseboard.protocol import Start, bad_request, check_channel, check_data, check_ts, parse_start
+from pulseboard.protocol import (
+    Start,
+    bad_request,
+    check_channel,
+    check_data,
+    check_ts,
+    encodable,
+    parse_start,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +77,8 @@ def decode_client_frame(text: str) -> ClientOp:
         return Unsubscribe(tuple(check_channel(c) for c in chs))
     if op == "publish":
         ts = obj.get("ts")
+        if not encodable(obj.get("id")):
+            raise bad_request("'id' holds text that can't be encoded as UTF-8 (a lone surrogate): send valid Unicode")
         return Publish(
             check_channel(obj.get("ch")),
             check_data(obj.get("data")),

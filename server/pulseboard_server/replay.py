@@ -41,13 +41,15 @@ def plan_replay(start: Start, epoch: str, first: int, top: int) -> ReplayPlan:
 
 
 class HistoryWindow:
-    """The last `maxlen` envelopes of one channel, with the channel's epoch."""
+    """The last `maxlen` envelopes of one channel, with the channel's epoch; `bytes` is the
+    length of their JSON text in all (what a byte cap on history counts)."""
 
     def __init__(self, epoch: str, maxlen: int, top: int = 0) -> None:
         if maxlen < 1:
             raise ValueError("history must keep at least one message")
         self.epoch = epoch
         self.top = top
+        self.bytes = 0
         self._items: deque[Envelope] = deque(maxlen=maxlen)
 
     @property
@@ -63,15 +65,27 @@ class HistoryWindow:
     def append(self, env: Envelope) -> None:
         if env.seq != self.top + 1:
             raise ValueError(f"seq {env.seq} does not follow {self.top}")
+        if len(self._items) == self._items.maxlen:
+            self.bytes -= len(self._items[0].raw)
         self._items.append(env)
+        self.bytes += len(env.raw)
         self.top = env.seq
+
+    def drop(self, n: int, keep_bytes: int | None = None) -> int:
+        """Drop up to `n` oldest envelopes, stopping once `bytes` <= `keep_bytes` (when
+        given); the newest always stays. How many went (a byte cap on history)."""
+        items, gone = self._items, 0
+        while gone < n and len(items) > 1 and (keep_bytes is None or self.bytes > keep_bytes):
+            self.bytes -= len(items.popleft().raw)
+            gone += 1
+        return gone
 
     def expire(self, cutoff: float) -> int:
         """Drop the head's envelopes whose ts is before `cutoff` (retention); how many went.
         Stops at the first newer one, so history never has holes."""
         items, n = self._items, 0
         while items and items[0].ts < cutoff:
-            items.popleft()
+            self.bytes -= len(items.popleft().raw)
             n += 1
         return n
 

@@ -39,6 +39,7 @@ from pulseboard.protocol import (
     bad_request,
     batch_frame,
     control,
+    encodable,
 )
 
 from .fanout import FrameCache, Part, live_parts, replay_chunks
@@ -469,4 +470,6 @@ def op_id(text: str | None) -> dict[str, Any]:
         obj = json.loads(text, parse_constant=lambda _: None)  # NaN `id`s echo back as null
     except (ValueError, RecursionError):  # RecursionError: nested too deep
         return {}
-    return {"id": obj["id"]} if isinstance(obj, dict) and "id" in obj else {}
+    if not isinstance(obj, dict) or "id" not in obj or not encodable(obj["id"]):
+        return {}  # an id that can't be sent back is left out, not the error
+    return {"id": obj["id"]}

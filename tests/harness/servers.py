@@ -13,15 +13,25 @@ import sys
 import tempfile
 import time
 import urllib.request
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pulseboard.protocol import Envelope
+from pulseboard_server.watchdog import STALL_MARK
 
 from .tokens import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 PULSEBOARD = [sys.executable, "-m", "pulseboard_server"]
+SERVERS: weakref.WeakSet[ServerProcess] = weakref.WeakSet()  # every test server, for the stall check
+
+
+def check_stalls(report: bool = True) -> None:
+    """Fail when any test server's event loop stalled since the last check."""
+    stalls = [f"{srv.root}: {line}" for srv in list(SERVERS) for line in srv.new_stalls()]
+    if stalls and report:
+        raise AssertionError("a test server's event loop stalled:\n" + "\n".join(stalls))
 
 
 def free_port() -> int:
@@ -63,6 +73,9 @@ class ServerProcess:
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
         if secret is not None:
             self.env["PULSEBOARD_SECRET"] = secret
+        # the event-loop watchdog: a stall over 200 ms logs STALL_MARK, and `check_stalls`
+        # (after every test, tests/conftest.py) fails the test that caused it
+        self.env.setdefault("PULSEBOARD_LOOP_WATCHDOG", "0.2")
         self.env.update(env or {})
         if not (env and "PULSEBOARD_DATA_DIR" in env):  # sqlite:// is the default: never share a store
             self.env["PULSEBOARD_DATA_DIR"] = tempfile.mkdtemp(prefix="pb-store-")
@@ -70,6 +83,14 @@ class ServerProcess:
         self.data_dir = Path(self.env["PULSEBOARD_DATA_DIR"])
         self.log = tempfile.NamedTemporaryFile(prefix="pulseboard-", suffix=".log", delete=False)
         self.proc: subprocess.Popen[bytes] | None = None
+        self._stalls_seen = 0
+        SERVERS.add(self)
+
+    def new_stalls(self) -> list[str]:
+        """The watchdog's stall lines logged since the last call."""
+        lines = [ln for ln in self.output().splitlines() if STALL_MARK in ln]
+        new, self._stalls_seen = lines[self._stalls_seen:], len(lines)
+        return new
 
     @property
     def base(self) -> str:

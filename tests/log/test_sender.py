@@ -238,3 +238,25 @@ def test_publish_shares_the_type_rules(server: ServerProcess) -> None:
     assert [m["data"] for m in read_all(server.url, "pub.a")] == [{"x": 1.5, "ok": 1, "d": 2.0, "step": 2}]
     with pytest.raises(pulseboard.PublishError, match="JSON can't carry"):
         pulseboard.publish("pub.a", {"when": object()}, url=server.url, token=token())
+
+
+def test_text_utf8_cannot_carry_is_refused_once_without_the_data(
+        server: ServerProcess, senders: Callable[..., Sender], capfd: pytest.CaptureFixture[str]) -> None:
+    """Before: a file name from `os.fsdecode` of non-UTF-8 bytes made the sender retry its batch
+    forever, printing the queued data to stderr each time (and the store's writer died)."""
+    name = os.fsdecode(b"run-\xff-secret-name.ckpt")
+    sender = senders(server.url)
+    sender.log("train.files", {"i": 0})
+    sender.log("train.files", {"ckpt": name})
+    sender.log("train.files", {name: 1})
+    sender.log("train.files", {"i": 1})
+    assert sender.flush(30)
+    status = sender.status()
+    assert (status.sent, status.rejected, status.queued) == (2, 2, 0)
+    assert "'ckpt'" in (status.last_error or "") or "field name" in (status.last_error or "")
+    err = capfd.readouterr().err
+    assert err.count("message not logged") == 1 and "UTF-8" in err, err
+    assert "secret-name" not in err
+    assert [m["data"] for m in read_all(server.url, "train.files")] == [{"i": 0}, {"i": 1}]
+    with pytest.raises(pulseboard.PublishError, match=r"'data' field 'ckpt'.*UTF-8"):
+        pulseboard.publish("train.files", {"ckpt": name}, url=server.url, token=token())

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
 from harness import tokens
-from harness.servers import ServerProcess
-from harness.tokens import Keys
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import Keys, token
 
 AUDIENCE = "pulseboard-tests"
 ISSUER = "https://issuer.test"
@@ -83,3 +89,42 @@ def scan_log(server: ServerProcess, secrets: Iterable[str]) -> None:
 def excerpt(text: str, needle: str, width: int = 1500) -> str:
     i = text.find(needle)
     return text[max(0, i - width // 2): i + width // 2]
+
+
+class Canary:
+    """A WebSocket client on channel `canary`, in its own thread, recording what it gets."""
+
+    def __init__(self, srv: ServerProcess, used: list[str]) -> None:
+        self.srv = srv
+        self.tok = token(sub="canary", read=["canary"], publish=["canary"])
+        used.append(self.tok)  # for the log scan: no form of it may reach the server log
+        self.seqs: list[int] = []
+        self.ws = connect(srv.ws_url, additional_headers={"Authorization": f"Bearer {self.tok}"},
+                          subprotocols=["pulseboard.v1"], max_size=None, legacy=True)  # type: ignore[list-item,call-overload]
+        self.ws.send(json.dumps({"op": "subscribe", "ch": {"canary": None}}))
+        self.subscribed = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        assert self.subscribed.wait(15), "the canary never got its 'subscribed'"
+        self.published = 0
+
+    def _read(self) -> None:
+        try:
+            for frame in self.ws:
+                msg = json.loads(frame)
+                if isinstance(msg, list):
+                    self.seqs.extend(e["seq"] for e in msg if e["ch"] == "canary")
+                elif msg.get("op") == "subscribed":
+                    self.subscribed.set()
+        except ConnectionClosed:
+            pass
+
+    def check(self) -> None:
+        """Publish one message and wait until the canary has it."""
+        r = httpx.post(self.srv.url + "/publish", json={"ch": "canary", "data": {"n": self.published}},
+                       headers={"Authorization": f"Bearer {self.tok}"}, timeout=30)
+        # the canary is also the second publisher: it must keep succeeding
+        assert r.status_code == 200, r.text
+        self.published += 1
+        wait_until(lambda: len(self.seqs) >= self.published, timeout=30, what="the canary's message")
+        assert self.seqs == list(range(1, self.published + 1)), self.seqs

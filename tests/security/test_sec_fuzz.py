@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
@@ -19,18 +17,17 @@ from urllib.parse import quote
 import httpx
 import jwt
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from sec_support import scan_log
+from sec_support import Canary, scan_log
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from harness.servers import ServerProcess, wait_until
+from harness.fuzz import fuzz_settings
+from harness.servers import ServerProcess
 from harness.tokens import SECRET, token
 
-LONG = os.environ.get("PULSEBOARD_LONG") == "1"
-FUZZ = settings(max_examples=600 if LONG else 25, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = fuzz_settings(25, 600)
 USED: list[str] = []
 
 
@@ -38,44 +35,6 @@ def fuzzer_token() -> str:
     tok = token(sub="fuzzer", read=["*"], publish=["fz.*"])
     USED.append(tok)
     return tok
-
-
-class Canary:
-    """A WebSocket client on channel `canary`, in its own thread, recording what it gets."""
-
-    def __init__(self, srv: ServerProcess) -> None:
-        self.srv = srv
-        self.tok = token(sub="canary", read=["canary"], publish=["canary"])
-        USED.append(self.tok)
-        self.seqs: list[int] = []
-        self.ws = connect(srv.ws_url, additional_headers={"Authorization": f"Bearer {self.tok}"},
-                          subprotocols=["pulseboard.v1"], max_size=None, legacy=True)  # type: ignore[list-item,call-overload]
-        self.ws.send(json.dumps({"op": "subscribe", "ch": {"canary": None}}))
-        self.subscribed = threading.Event()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-        assert self.subscribed.wait(15), "the canary never got its 'subscribed'"
-        self.published = 0
-
-    def _read(self) -> None:
-        try:
-            for frame in self.ws:
-                msg = json.loads(frame)
-                if isinstance(msg, list):
-                    self.seqs.extend(e["seq"] for e in msg if e["ch"] == "canary")
-                elif msg.get("op") == "subscribed":
-                    self.subscribed.set()
-        except ConnectionClosed:
-            pass
-
-    def check(self) -> None:
-        """Publish one message and wait until the canary has it."""
-        r = httpx.post(self.srv.url + "/publish", json={"ch": "canary", "data": {"n": self.published}},
-                       headers={"Authorization": f"Bearer {self.tok}"}, timeout=30)
-        assert r.status_code == 200, r.text
-        self.published += 1
-        wait_until(lambda: len(self.seqs) >= self.published, timeout=30, what="the canary's message")
-        assert self.seqs == list(range(1, self.published + 1)), self.seqs
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +46,7 @@ def srv(module_servers: Callable[..., ServerProcess]) -> Iterator[ServerProcess]
 
 @pytest.fixture(scope="module")
 def canary(srv: ServerProcess) -> Iterator[Canary]:
-    bird = Canary(srv)
+    bird = Canary(srv, USED)
     yield bird
     bird.check()
     bird.ws.close()

@@ -119,26 +119,70 @@ class Envelope:
 
 
 def check_data(data: object) -> dict[str, Any]:
-    """Return `data` ready to encode; NaN and infinities become null (a gap in a chart)."""
+    """Return `data` ready to encode; NaN and infinities become null (a gap in a chart).
+    Text that UTF-8 can't carry (a lone surrogate) anywhere in it is refused."""
     if not isinstance(data, dict):
         raise bad_request("'data' must be a JSON object")
-    return _finite(data, 0)  # type: ignore[no-any-return]
+    return _finite(data, 0, "'data'")  # type: ignore[no-any-return]
 
 
-def _finite(value: Any, depth: int) -> Any:
+def _finite(value: Any, depth: int, where: str) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return check_text(value, where)
     if depth > 32:
         raise bad_request("'data' is nested too deeply (over 32 levels)")
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise bad_request("'data' keys must be strings")
-        return {k: _finite(v, depth + 1) for k, v in value.items()}
+        return {check_text(k, "a 'data' key"): _finite(v, depth + 1, field_name(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v, depth + 1) for v in value]
-    if value is None or isinstance(value, (str, int, bool)):
+        return [_finite(v, depth + 1, where) for v in value]
+    if value is None or isinstance(value, (int, bool)):
         return value
     raise bad_request(f"'data' holds a value JSON can't carry ({type(value).__name__})")
+
+
+# --- text every side can encode (one string must not stop the server) ---------------
+# A JSON string may hold a lone surrogate (`"\\udc00"`), which no UTF-8 encoder takes:
+# the store, Redis and every client would fail on it later. Refuse it at the door.
+
+_UNENCODABLE = re.compile("[\ud800-\udfff]")
+MAX_KEY = 200  # characters in an idempotency key
+
+
+def field_name(name: str) -> str:
+    """How a refusal names a field of `data`: quoted, escaped, short (never the value)."""
+    return f"'data' field {ascii(name)[:60]}"
+
+
+def check_text(text: str, where: str) -> str:
+    """Return `text` if UTF-8 can encode it, else raise `bad_request` naming `where`
+    (the message never holds the text itself)."""
+    m = _UNENCODABLE.search(text)
+    if m is not None:
+        raise bad_request(f"{where} holds text that can't be encoded as UTF-8 (a lone surrogate, "
+                          f"U+{ord(m.group()):04X}, at character {m.start()}): send valid Unicode")
+    return text
+
+
+def encodable(value: object) -> bool:
+    """True when `value` (an op's `id`, echoed back in `ack`/`error`) encodes as UTF-8 JSON."""
+    try:
+        dumps(value).encode()
+    except (ValueError, TypeError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return False
+    return True
+
+
+def check_key(key: object) -> str | None:
+    """An idempotency key: None, or 1 to `MAX_KEY` characters of encodable text; else `bad_request`."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY:
+        raise bad_request(f"'key' must be a string of 1 to {MAX_KEY} characters")
+    return check_text(key, "'key'")
 
 
 MAX_TS = 1e11  # unix seconds; about the year 5000

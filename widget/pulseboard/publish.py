@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from .protocol import PulseboardError
+from .protocol import PulseboardError, check_text, field_name
 
 
 class PublishError(PulseboardError):
@@ -36,15 +36,25 @@ def _coerce_map(data: Mapping[Any, Any], depth: int) -> dict[str, Any]:
     for k, v in data.items():
         if not isinstance(k, str):
             raise PublishError("bad_request", f"field names must be strings, not {k!r}")
-        out[k] = _coerce(v, depth + 1)
+        out[_text(k, "a field name")] = _coerce(v, depth + 1, k)
     return out
 
 
-def _coerce(v: Any, depth: int) -> Any:
+def _text(s: str, where: str) -> str:
+    """`s` if UTF-8 can carry it; a file name from `os.fsdecode` of non-UTF-8 bytes can't."""
+    try:
+        return check_text(s, where)
+    except PulseboardError as e:
+        raise PublishError(e.code, e.detail + " (a path? use os.fsencode(p).decode('utf-8', 'replace'))") from None
+
+
+def _coerce(v: Any, depth: int, key: str = "") -> Any:
     t = type(v)
     if t is float:
         return v if math.isfinite(v) else None
-    if t is int or t is str or v is None:
+    if t is str:
+        return _text(v, field_name(key))
+    if t is int or v is None:
         return v
     if t is bool:
         return int(v)
@@ -53,11 +63,11 @@ def _coerce(v: Any, depth: int) -> Any:
     if isinstance(v, Mapping):
         return _coerce_map(v, depth)
     if isinstance(v, (list, tuple)):
-        return [_coerce(x, depth + 1) for x in v]
+        return [_coerce(x, depth + 1, key) for x in v]
     if isinstance(v, Decimal):
         return _coerce(float(v), depth)
     if hasattr(v, "ndim") and hasattr(v, "tolist"):  # numpy scalars and arrays, without importing numpy
-        return _coerce(v.tolist(), depth)
+        return _coerce(v.tolist(), depth, key)
     if isinstance(v, bool):
         return int(v)
     if isinstance(v, numbers.Integral):
@@ -65,7 +75,7 @@ def _coerce(v: Any, depth: int) -> Any:
     if isinstance(v, numbers.Real):
         return _coerce(float(v), depth)
     if isinstance(v, str):
-        return str(v)
+        return _text(str(v), field_name(key))
     raise PublishError("bad_request", f"data holds a {t.__name__}, which JSON can't carry: use numbers or strings")
 
 

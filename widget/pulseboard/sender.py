@@ -12,8 +12,11 @@ Bounds: the queue holds `max_queue` messages (default 100,000); at that point th
 oldest are dropped, counted in `status().dropped` and reported once on stderr. Beside
 it the sender holds at most 2 x `BATCH_MAX` messages taken from it: the batch in flight
 (at most `BATCH_MAX` messages and `BATCH_BYTES` bytes) and the next one, encoded early.
-A message the server refuses for what it is (bad data, forbidden channel, too large)
-is counted in `rejected` with the reason in `last_error`: it is never retried.
+A message the server refuses for what it is (bad data, forbidden channel, too large:
+any 4xx but those in `RETRIED`) is counted in `rejected` with the reason in `last_error`,
+reported once on stderr (the reason only, never the data) and never retried; so is a
+message that can't be encoded at all (text with a lone surrogate, e.g. a file name from
+`os.fsdecode` of non-UTF-8 bytes), before it is ever sent.
 """
 
 from __future__ import annotations
@@ -44,6 +47,11 @@ TICK = 0.05
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 WARN_AFTER = 10.0  # seconds unreachable before the one warning line
 TIMEOUT = 15.0  # per request
+
+# 4xx answers that say nothing about the content, so the batch is retried as is: an expired
+# or replaced token (401), a wrong URL or a proxy in the way (404, 407), a slow upload (408),
+# too early or too fast (425, 429). Every other 4xx refuses the content, which can never pass.
+RETRIED = frozenset({401, 404, 407, 408, 425, 429})
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -189,7 +197,7 @@ class Sender:
             try:
                 ok = self._send_batch()
             except Exception as e:  # a bug here must not end delivery silently
-                self._failed(f"sender error: {e!r}")
+                self._failed(f"sender error: {type(e).__name__}")  # not repr(e): it may hold the data
                 ok = False
             if ok:
                 backoff = BACKOFF_MIN
@@ -238,7 +246,11 @@ class Sender:
 
     def _send_batch(self) -> bool:
         """One attempt at the head of the pending batch; True when it may go on at once."""
-        n, body = self._batch()
+        try:
+            n, body = self._batch()
+        except ValueError:  # something coerce_data let through that JSON or UTF-8 can't carry
+            self._drop_unencodable()
+            return True
         try:
             status, answer = self._post(body, n)
         except (OSError, http.client.HTTPException, PulseboardError) as e:
@@ -251,7 +263,7 @@ class Sender:
             self._delivered(n)
             return True
         code, detail = _error_of(answer)
-        if status in (400, 403, 413):  # this content can never pass: isolate and refuse it
+        if 400 <= status < 500 and status not in RETRIED:  # this content can never pass: isolate, refuse it
             if n > 1:
                 self._cap = max(1, n // 2)
                 return True
@@ -265,6 +277,19 @@ class Sender:
             self._token = ""
         self._failed(f"server answered {status} {code}: {detail}", reached=status not in (502, 503, 504))
         return False
+
+    def _drop_unencodable(self) -> None:
+        """Refuse every pending message that can't be encoded on its own; keep the rest in order."""
+        keep: deque[dict[str, Any]] = deque()
+        for item in self._pending:
+            try:
+                _encode(item).encode()
+            except ValueError as e:
+                self._reject(f"a message on {item['ch']!r} can't be encoded ({type(e).__name__})")
+                self._settled(1)
+                continue
+            keep.append(item)
+        self._pending, self._ready = keep, None
 
     def _post(self, body: bytes, n: int) -> tuple[int, bytes]:
         if self._conn is None:

@@ -104,8 +104,9 @@ BACKENDS = {
 }
 
 
-STORE_OPTIONS = ("data_dir", "retention", "max_store_bytes")
-SHARED_OPTIONS = ("retention",)  # store options every broker takes, with the same meaning everywhere
+STORE_OPTIONS = ("data_dir", "retention", "max_store_bytes", "max_channel_bytes", "max_history_bytes")
+SHARED_OPTIONS = ("retention", "max_channel_bytes", "max_history_bytes")  # every broker takes these, same meaning
+# (the store takes and ignores the history byte caps: its own cap is --max-store-bytes, on disk)
 DEFAULT_HISTORY = 1000  # messages kept per channel on memory:// and redis:// when --history is not given
 
 

@@ -43,8 +43,14 @@ class MemoryBroker:
         max_channels: int = 100_000,
         retention: float = 30 * 86400.0,
         sweep_every: float | None = None,
+        max_channel_bytes: int = 0,
+        max_history_bytes: int = 0,
+        **_options: Any,
     ) -> None:
         self.url = url
+        self._max_channel_bytes = max_channel_bytes  # 0: no cap
+        self._max_history_bytes = max_history_bytes
+        self._bytes = 0  # history kept in all channels (JSON text length)
         self._history = history
         self._retention = retention
         self._sweep_every = sweep_every if sweep_every is not None else sweep_period(retention)
@@ -74,10 +80,33 @@ class MemoryBroker:
         """Drop every channel's expired head now; how many messages went."""
         cutoff, dropped = time.time() - self._retention, 0
         for ch, w in self._windows.items():
+            before = w.bytes
             if n := w.expire(cutoff):
                 dropped += n
+                self._bytes -= before - w.bytes
                 self._forget_keys(ch, w.first)
         return dropped
+
+    def _cap_bytes(self, ch: str, w: HistoryWindow) -> None:
+        """Hold the byte caps after a publish to `ch`: first its own, then the total (over it,
+        every channel gives up its oldest half until under 90%, like the store's cap)."""
+        if self._max_channel_bytes and w.bytes > self._max_channel_bytes:
+            before = w.bytes
+            w.drop(len(w), keep_bytes=self._max_channel_bytes)
+            self._bytes -= before - w.bytes
+            self._forget_keys(ch, w.first)
+        if self._max_history_bytes and self._bytes > self._max_history_bytes:
+            target = int(0.9 * self._max_history_bytes)
+            while self._bytes > target:
+                freed = 0
+                for name, win in self._windows.items():
+                    before = win.bytes
+                    if win.drop(max(1, len(win) // 2)):
+                        freed += before - win.bytes
+                        self._forget_keys(name, win.first)
+                self._bytes -= freed
+                if not freed:  # only each channel's newest is left
+                    break
 
     async def _sweep_loop(self) -> None:
         while True:
@@ -119,9 +148,12 @@ class MemoryBroker:
         if keys is not None and key in keys and keys[key].seq >= w.first:
             return keys[key]  # already numbered: same envelope, no second fan-out
         env = Envelope.make(ch, w.next_seq(), ts, data)
+        before = w.bytes
         w.append(env)
         if w.expire(time.time() - self._retention):  # cheap: looks at the head only
             self._forget_keys(ch, w.first)
+        self._bytes += w.bytes - before
+        self._cap_bytes(ch, w)
         if keys is not None and key is not None:
             remember_key(keys, key, env, w.first)
         if ch in self._subscribed and self._on_message is not None:

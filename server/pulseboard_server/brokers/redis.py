@@ -35,7 +35,7 @@ from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishIte
 from .redis_fanout import Delivery
 from .redis_link import Link
 from .redis_range import ChannelGuard, redis_range
-from .redis_retention import sweep_loop
+from .redis_retention import cap_loop, sweep_loop
 from .redis_scripts import PUBLISH, READ, Keys
 
 log = logging.getLogger("pulseboard.redis")
@@ -83,6 +83,8 @@ class RedisBroker:
         health_interval: float = 1.0,
         retention: float | None = None,  # `serve --retention` (redis_retention.py); None: no sweep
         sweep_every: float | None = None,
+        max_channel_bytes: int = 0,
+        max_history_bytes: int = 0,
         **options: Any,
     ) -> None:
         if history < 1:
@@ -106,6 +108,11 @@ class RedisBroker:
         self._retention = retention
         self._sweep_every = sweep_every if sweep_every is not None or retention is None else sweep_period(retention)
         self._sweep_task: asyncio.Task[None] | None = None
+        self._max_channel_bytes = max_channel_bytes  # 0: no cap (in the publish script)
+        self._max_history_bytes = max_history_bytes  # 0: no cap (cap_loop)
+        self._published_bytes = 0  # since the total was last checked
+        self._cap_wake = asyncio.Event()
+        self._cap_task: asyncio.Task[None] | None = None
 
     def attach_metrics(self, metrics: Any) -> None:
         """Count outages and repaired gaps in the node's `Metrics`."""
@@ -155,6 +162,9 @@ class RedisBroker:
         if self._retention is not None and self._sweep_every is not None:  # not for `pulseboard agent`
             self._sweep_task = asyncio.get_running_loop().create_task(
                 sweep_loop(self._client, self.prefix, self._retention, self._sweep_every))
+        if self._max_history_bytes and self._retention is not None:  # serving nodes, not `pulseboard agent`
+            self._cap_task = asyncio.get_running_loop().create_task(
+                cap_loop(self._client, self.prefix, self._max_history_bytes, self._cap_wake))
 
     async def _connect(self) -> None:
         if self.cluster:
@@ -176,6 +186,9 @@ class RedisBroker:
         if self._sweep_task is not None:
             self._sweep_task.cancel()
             self._sweep_task = None
+        if self._cap_task is not None:
+            self._cap_task.cancel()
+            self._cap_task = None
         await self.delivery.close()
         await self._aclose_client()
 
@@ -243,7 +256,8 @@ class RedisBroker:
         head = '{"ch":' + dumps(ch) + ',"seq":'
         tail = ',"ts":' + dumps(ts) + ',"data":' + dumps(data) + "}"
         await self._check_new_channel(ch)
-        args = [self._pending_epoch(ch), self._history, head, tail, keys.live, "1" if self.cluster else "0", key or ""]
+        args = [self._pending_epoch(ch), self._history, head, tail, keys.live, "1" if self.cluster else "0", key or "",
+                self._max_channel_bytes]
         try:
             out = await self._publish(keys=[keys.meta, keys.log, keys.keys], args=args)
         except (RedisError, OSError) as e:
@@ -251,6 +265,11 @@ class RedisBroker:
         if len(out) == 4:  # the key was numbered before: that message, not a new one
             return Envelope.from_raw(str(out[3]))
         _epoch, seq, created = out
+        if self._max_history_bytes:
+            self._published_bytes += len(head) + len(tail) + 8
+            if self._published_bytes * 8 >= self._max_history_bytes:
+                self._published_bytes = 0
+                self._cap_wake.set()
         if created:
             await self._register(ch)
         return Envelope(ch, int(seq), ts, data, head + str(seq) + tail)

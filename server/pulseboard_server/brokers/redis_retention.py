@@ -15,6 +15,7 @@ has holes (an old `ts` after a newer one waits until the head reaches it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -28,13 +29,14 @@ log = logging.getLogger("pulseboard.redis")
 CHUNK = 1000  # entries one script call looks at (bounds the time Redis is busy)
 SCAN_COUNT = 500  # channel names per SSCAN step
 
-# KEYS: log, keys. ARGV: cutoff (unix seconds), chunk.
+# KEYS: log, keys, meta. ARGV: cutoff (unix seconds), chunk.
 # Drops the head entries whose envelope ts < cutoff (at most `chunk`); returns how many went.
 TRIM_OLD = """
 local cutoff = tonumber(ARGV[1])
 local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[2])
 local keep = nil
 local dropped = 0
+local freed = 0
 for _, e in ipairs(entries) do
   local ts = tonumber(string.match(e[2][2], '"seq":%d+,"ts":([^,}]+)'))
   if ts == nil or ts >= cutoff then
@@ -42,6 +44,7 @@ for _, e in ipairs(entries) do
     break
   end
   dropped = dropped + 1
+  freed = freed + #e[2][2]
 end
 if dropped == 0 then
   return 0
@@ -53,8 +56,38 @@ redis.call('XTRIM', KEYS[1], 'MINID', '0-' .. keep)
 if KEYS[2] then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. keep)
 end
+if KEYS[3] and redis.call('HINCRBY', KEYS[3], 'bytes', -freed) < 0 then
+  redis.call('HSET', KEYS[3], 'bytes', 0)
+end
 return dropped
 """
+
+# KEYS: log, keys, meta. ARGV: share (0..1). Drops that share of the oldest entries (at least
+# one, never the newest); returns the bytes freed. For the cap on all channels' bytes.
+TRIM_SHARE = """
+local n = redis.call('XLEN', KEYS[1])
+local k = math.max(1, math.floor(n * tonumber(ARGV[1])))
+if k > n - 1 then
+  k = n - 1
+end
+if k < 1 then
+  return 0
+end
+local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', k)
+local freed = 0
+for _, e in ipairs(entries) do
+  freed = freed + #e[2][2]
+end
+local keep = tonumber(string.match(entries[#entries][1], '%-(%d+)$')) + 1
+redis.call('XTRIM', KEYS[1], 'MINID', '0-' .. keep)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. keep)
+if redis.call('HINCRBY', KEYS[3], 'bytes', -freed) < 0 then
+  redis.call('HSET', KEYS[3], 'bytes', 0)
+end
+return freed
+"""
+CAP_ROUNDS = 8  # share trims per check at most (each drops at most half of every channel)
+CAP_EVERY = 30.0  # seconds between checks of the total (other nodes publish too)
 
 
 async def trim_channel(script: Any, prefix: str, ch: str, cutoff: float) -> int:
@@ -62,7 +95,7 @@ async def trim_channel(script: Any, prefix: str, ch: str, cutoff: float) -> int:
     keys = Keys.of(prefix, ch)
     total = 0
     while True:
-        n = int(await script(keys=[keys.log, keys.keys], args=[repr(cutoff), CHUNK]))
+        n = int(await script(keys=[keys.log, keys.keys, keys.meta], args=[repr(cutoff), CHUNK]))
         total += n
         if n < CHUNK:
             return total
@@ -91,3 +124,51 @@ async def sweep_loop(client: Any, prefix: str, retention: float, every: float) -
             continue
         if n:
             log.debug("retention: dropped %d messages older than %.0f s", n, retention)
+
+
+async def channel_bytes(client: Any, prefix: str) -> dict[str, int]:
+    """Every known channel's history bytes (the `bytes` field of its meta hash)."""
+    names: list[str] = []
+    async for name in client.sscan_iter(f"{prefix}:channels", count=SCAN_COUNT):
+        names.append(name.decode() if isinstance(name, bytes) else str(name))
+    out: dict[str, int] = {}
+    for i in range(0, len(names), SCAN_COUNT):
+        part = names[i:i + SCAN_COUNT]
+        values = await asyncio.gather(*(client.hget(Keys.of(prefix, ch).meta, "bytes") for ch in part))
+        out.update({ch: int(v or 0) for ch, v in zip(part, values, strict=True)})
+    return out
+
+
+async def cap_total(client: Any, script: Any, prefix: str, max_bytes: int) -> int:
+    """Over `max_bytes` in all channels: drop every channel's oldest share until under 90%
+    (like the store's cap). Bytes freed."""
+    sizes = await channel_bytes(client, prefix)
+    used = sum(sizes.values())
+    if used <= max_bytes:
+        return 0
+    target, freed = 0.9 * max_bytes, 0
+    for _ in range(CAP_ROUNDS):
+        share, round_freed = min(0.5, (used - target) / used + 0.01), 0
+        for ch in sizes:
+            keys = Keys.of(prefix, ch)
+            round_freed += int(await script(keys=[keys.log, keys.keys, keys.meta], args=[repr(share)]))
+        freed, used = freed + round_freed, used - round_freed
+        if used <= target or not round_freed:
+            break
+    if freed:
+        log.info("redis history over --max-history-bytes (%d): dropped the oldest messages, now %d",
+                 max_bytes, used)
+    return freed
+
+
+async def cap_loop(client: Any, prefix: str, max_bytes: int, wake: asyncio.Event) -> None:
+    """Check the total every CAP_EVERY seconds, or when `wake` is set (a node published 1/8 of it)."""
+    script = client.register_script(TRIM_SHARE)
+    while True:
+        with contextlib.suppress(asyncio.TimeoutError):  # not the builtin one before Python 3.11
+            await asyncio.wait_for(wake.wait(), CAP_EVERY)
+        wake.clear()
+        try:
+            await cap_total(client, script, prefix, max_bytes)
+        except (RedisError, OSError) as e:
+            log.info("history byte cap check failed (%s); trying again later", e)

@@ -4,9 +4,11 @@ Every key of one channel carries the hash tag `{<channel>}` so that, on a
 Redis Cluster, all of them (and the channel's shard pub/sub channel) live in
 one slot and a script can touch them atomically:
 
-    <prefix>:{<ch>}:meta   hash: epoch (random string), seq (the top seq)
+    <prefix>:{<ch>}:meta   hash: epoch (random string), seq (the top seq), bytes
+                           (the length of the envelopes' JSON in the stream)
     <prefix>:{<ch>}:log    stream: entry id 0-<seq>, field m = the envelope JSON,
-                           trimmed to the last --history entries
+                           trimmed to the last --history entries and to
+                           --max-channel-bytes (its newest entry always stays)
     <prefix>:{<ch>}:live   pub/sub channel (SPUBLISH on a cluster):
                            "<epoch> <envelope JSON>"
     <prefix>:{<ch>}:keys   sorted set: idempotency key -> its seq (score), trimmed
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 # Publish one message: numbering, epoch, history and fan-out in one atomic step.
 # KEYS: meta, log, keys. ARGV: candidate epoch, history, envelope prefix, envelope
 # suffix, pub/sub channel, "1" for SPUBLISH, idempotency key ('' or absent = none;
-# the keys key may then be left out too).
+# the keys key may then be left out too), byte cap of the channel's history ('0' = none).
 # Returns {epoch, seq, created}, or {epoch, seq, 0, envelope JSON} when the key
 # was already numbered (nothing is written or published then).
 PUBLISH = """
@@ -39,7 +41,7 @@ if not epoch then
   if KEYS[3] then
     redis.call('DEL', KEYS[3])
   end
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0, 'bytes', 0)
 elseif key ~= '' then
   local old = redis.call('ZSCORE', KEYS[3], key)
   if old then
@@ -51,10 +53,33 @@ elseif key ~= '' then
 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local raw = ARGV[3] .. seq .. ARGV[4]
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], '0-' .. seq, 'm', raw)
+redis.call('XADD', KEYS[2], '0-' .. seq, 'm', raw)
 if key ~= '' then
   redis.call('ZADD', KEYS[3], seq, key)
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (seq - tonumber(ARGV[2]) + 1))
+end
+-- hold the count and byte caps: drop the oldest entries, never the newest
+local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', #raw)
+local n = redis.call('XLEN', KEYS[2])
+local maxn = tonumber(ARGV[2])
+local maxb = tonumber(ARGV[8] or '0')
+local cut = nil
+local from = '-'
+while n > 1 and (n > maxn or (maxb > 0 and bytes > maxb)) do
+  local e = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', 1)[1]
+  cut = tonumber(string.match(e[1], '%-(%d+)$'))
+  from = '(' .. e[1]
+  bytes = bytes - #e[2][2]
+  n = n - 1
+end
+if cut then
+  redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (cut + 1))
+  if bytes < 0 then
+    bytes = 0
+  end
+  redis.call('HSET', KEYS[1], 'bytes', bytes)
+  if KEYS[3] then
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (cut + 1))
+  end
 end
 local payload = epoch .. ' ' .. raw
 if ARGV[6] == '1' then

@@ -119,7 +119,10 @@ class SqliteBroker:
             self._store = None
 
     def status(self) -> str:
-        return "ok" if self._writer is not None and self._failing is None else "degraded"
+        """"ok", or why not: a failing store, a stopped or stuck writer thread."""
+        if self._writer is None:
+            return "degraded"
+        return self._writer.health() or ("degraded" if self._failing is not None else "ok")
 
     # --- publishing -----------------------------------------------------------------
 
@@ -170,6 +173,8 @@ class SqliteBroker:
         writer = self._writer
         if writer is None:
             raise BrokerUnavailable("store not started")
+        if not writer.alive():
+            raise BrokerUnavailable("store writer stopped: restart the server")
         return writer
 
     def _number(

@@ -28,6 +28,7 @@ TRIM_EVERY = 1.0  # seconds between checks of the byte cap (retention: see `_ret
 CAP_SLACK = 8  # ...and the cap is checked again once 1/CAP_SLACK of it has been written since the last check
 CAP_ROUNDS = 8  # trims per check at most (each drops at most half of every channel)
 CAP_LOG_EVERY = 10.0  # seconds between log lines about trimming to the cap
+STUCK_AFTER = 30.0  # seconds one batch or trim may take before /healthz calls the writer stuck
 
 
 class Batch(asyncio.Future[None]):
@@ -50,6 +51,7 @@ class Writer:
         retention: float,
         max_bytes: int,
         max_count: int | None = None,
+        stuck_after: float = STUCK_AFTER,
     ) -> None:
         self.store = store
         self.loop = loop
@@ -70,6 +72,23 @@ class Writer:
         self._cap_logged = -CAP_LOG_EVERY
         self._cap_trims = 0
         self._next_retention = 0.0
+        self._busy_since: float | None = None  # monotonic start of the write or trim under way
+        self._died: str | None = None
+        self.stuck_after = stuck_after
+        self._inflight: tuple[list[Item], asyncio.Future[None] | None] = ([], None)  # the batch being written
+
+    def alive(self) -> bool:
+        return self._died is None and self._thread.is_alive()
+
+    def health(self) -> str | None:
+        """None while the thread runs and keeps up; else why not (for /healthz)."""
+        if self._died is not None or (self._thread.ident is not None and not self._thread.is_alive()
+                                      and not self._stop):
+            return f"store writer stopped ({self._died or 'thread ended'})"
+        busy = self._busy_since
+        if busy is not None and time.monotonic() - busy > self.stuck_after:
+            return f"store writer stuck for {time.monotonic() - busy:.0f} s"
+        return None
 
     def start(self) -> None:
         self._thread.start()
@@ -116,6 +135,20 @@ class Writer:
             return items, None
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException as e:  # whatever it was, publishers must hear of it, never hang
+            self._died = type(e).__name__
+            log.error("store writer stopped (%s): publishes get 503 until the server restarts", self._died)
+            if not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(self._refuse_all)
+
+    def _refuse_all(self) -> None:
+        """(loop) The thread is gone: fail the batch it held and what waits."""
+        items, fut = self._inflight
+        self._fail_on_loop(items, fut, f"writer stopped ({self._died})")
+
+    def _serve(self) -> None:
         while True:
             with self._cond:
                 while not self._items and not self._stop:
@@ -124,17 +157,27 @@ class Writer:
                 if self._stop and not self._items:
                     return
             items, fut = self._take()
+            self._busy_since = time.monotonic()
             if items:
+                self._inflight = (items, fut)
                 self._write(items, fut)
+                self._inflight = ([], None)
             self._housekeeping()
+            self._busy_since = None
 
     def _write(self, items: list[Item], fut: asyncio.Future[None] | None) -> None:
         try:
             self.store.write(items)
-        except sqlite3.Error as e:
+        except Exception as e:  # any exception: this batch fails (503), the thread goes on
+            error = str(e) if isinstance(e, sqlite3.Error) else f"unexpected {type(e).__name__}"
+            if not isinstance(e, sqlite3.Error):
+                log.warning("store write failed with %s; the batch gets 503, the next one is tried",
+                            type(e).__name__)
             self._resume.clear()
-            self.loop.call_soon_threadsafe(self._fail_on_loop, items, fut, str(e))
-            self._resume.wait()  # the loop rolls the numbering back first
+            self.loop.call_soon_threadsafe(self._fail_on_loop, items, fut, error)
+            while not self._resume.wait(1.0):  # the loop rolls the numbering back first
+                if self._stop or self.loop.is_closed():
+                    return
             return
         self._written += sum(len(i.env.raw) for i in items)
         firsts = self._enforce_count(items) if self.max_count is not None else {}
@@ -173,8 +216,9 @@ class Writer:
             if now >= self._next_retention:
                 self._next_retention = now + min(60.0, max(0.5, self.retention / 4))
                 self._enforce_retention()
-        except sqlite3.Error as e:
-            log.warning("store trimming failed (%s); trying again later", e)
+        except Exception as e:  # trimming waits for the next round; the writer goes on
+            log.warning("store trimming failed (%s); trying again later",
+                        e if isinstance(e, sqlite3.Error) else type(e).__name__)
 
     def _enforce_count(self, items: list[Item]) -> dict[int, int]:
         """Keep the last `max_count` messages of each channel just written (before the batch

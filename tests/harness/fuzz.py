@@ -1,0 +1,18 @@
+"""Hypothesis settings shared by the fuzz tests: few examples in CI, many in the long mode."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, Phase, settings
+
+LONG = os.environ.get("PULSEBOARD_LONG") == "1"  # the long mode: many more examples
+
+
+def fuzz_settings(short: int, long: int) -> settings:
+    """Hypothesis settings for the fuzz tests: `short` examples in CI, `long` with PULSEBOARD_LONG=1."""
+    # no shrinking: each example costs real requests, and the failing one is printed as drawn
+    return settings(max_examples=long if LONG else short, deadline=None, database=None,
+                    phases=[Phase.explicit, Phase.generate], print_blob=False,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.function_scoped_fixture])
