@@ -14,6 +14,8 @@ import type { Rows } from "./chart/export";
 import { isPattern } from "./chart/glob";
 import { colorOf, cssVar, fade, fmt, luminance, tick } from "./chart/format";
 import { makeFrame } from "./chart/frame";
+import type { PaintedTick } from "./chart/frame";
+import { paddedRange, scaleRange } from "./chart/range";
 import { LinePath, paintLines } from "./chart/paint";
 import { debugHook } from "./chart/debug";
 import type { DebugSource } from "./chart/debug";
@@ -377,7 +379,17 @@ export class Chart {
     if (this.rebuild || !this.u) this.build();
     this.prepare();
     const u = this.u!;
-    u.setData([this.xRange, ...this.series.map(() => [null, null])] as unknown as uPlot.AlignedData);
+    // The y scales are set from this frame's ranges every frame. (They are not uPlot
+    // auto-scales, and uPlot asks a non-auto scale's range function only once, when the
+    // plot is made: labels then stayed those of the first frames while the data moved on.)
+    u.batch(() => {
+      u.setData([this.xRange, ...this.series.map(() => [null, null])] as unknown as uPlot.AlignedData);
+      for (const k of Object.keys(u.scales)) {
+        if (k === "x") continue;
+        const [min, max] = this.yRanges[k] ?? paddedRange(Infinity, -Infinity, this.opts.logY);
+        u.setScale(k, { min, max });
+      }
+    });
     this.frames += 1;
     let points = 0;
     for (const t of this.tracks.values()) points += t.values;
@@ -429,17 +441,7 @@ export class Chart {
       }
       if (th !== undefined) for (const v of this.limits(th)) if (!log || v > 0) { r[0] = Math.min(r[0], v); r[1] = Math.max(r[1], v); }
     }
-    for (const [scale, r] of Object.entries(ranges)) {
-      if (r[0] === Infinity) {
-        ranges[scale] = log ? [1, 10] : [0, 1];
-        continue;
-      }
-      if (log) ranges[scale] = [r[0] / 1.2, r[1] * 1.2];
-      else {
-        const pad = (r[1] - r[0]) * 0.05 || Math.abs(r[0]) * 0.1 || 1;
-        ranges[scale] = [r[0] - pad, r[1] + pad];
-      }
-    }
+    for (const [scale, r] of Object.entries(ranges)) ranges[scale] = paddedRange(r[0], r[1], log);
     this.yRanges = ranges;
     this.drawnPoints = drawn;
     if (breach !== this.breach) {
@@ -527,6 +529,7 @@ export class Chart {
       },
       changed: () => this.schedule(),
       paint: (u) => this.paint(u),
+      painted: (ticks) => this.painted(ticks),
     });
     if (focused) this.u.over.focus(); // a rebuilt plot keeps the keyboard
   }
@@ -565,13 +568,36 @@ export class Chart {
   private paint(u: uPlot): void {
     const smoothing = this.opts.smoothing > 0;
     const bg = smoothing ? cssVar(this.root, "--pb-bg", this.dark ? "#1e1e1e" : "#ffffff") : "";
-    paintLines(u, this.xRange, this.yRanges, this.opts.logY, this.series.map((s, i) => ({
+    // Lines are mapped with the ranges uPlot's scales hold, the very ones the axes were
+    // just painted from.
+    const ranges: Record<string, [number, number]> = {};
+    for (const k of Object.keys(u.scales)) {
+      const r = scaleRange(u.scales[k]);
+      if (r && k !== "x") ranges[k] = r;
+    }
+    const xr = scaleRange(u.scales.x) ?? this.xRange;
+    paintLines(u, xr, ranges, this.opts.logY, this.series.map((s, i) => ({
       show: u.series[i + 1]?.show !== false, scale: this.scaleOf(s.field),
       raw: [s.ox, s.oy], smooth: smoothing ? [s.sx, s.sy] : null,
       color: smoothing ? fade(s.color, bg, 0.3) : s.color, strong: s.color,
       paths: [s.rawPath, s.raw.takeDirty(), s.smoothPath, s.smooth.takeDirty()],
     })), Object.entries(this.opts.thresholds ?? {}).flatMap(([f, th]) =>
       this.limits(th).map((v) => ({ scale: this.scaleOf(f), value: v }))));
+  }
+
+  /**
+   * Record the tick labels uPlot just painted, in `data-ticks` ({scale: [[text, offset px]]}):
+   * tests read what the user sees from it, not the chart's idea of its range.
+   */
+  private painted(ticks: Record<string, PaintedTick[]>): void {
+    const out: Record<string, [string, number][]> = {};
+    for (const [k, ts] of Object.entries(ticks)) out[k] = ts.map((t) => [t.text, Math.round(t.pos * 10) / 10]);
+    this.root.dataset.ticks = JSON.stringify(out);
+    if (this.u) {
+      const d = devicePixelRatio || 1;
+      const b = this.u.bbox;
+      this.root.dataset.plot = JSON.stringify([b.left / d, b.top / d, b.width / d, b.height / d]);
+    }
   }
 
   private fit(): void {
