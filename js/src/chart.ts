@@ -81,12 +81,18 @@ interface Series {
   oy: number[];
   sx: number[];
   sy: number[];
+  /** On a log axis: the column with values <= 0 left out (NaN), kept for the smoothing. */
+  pos: number[];
+  posKey: string;
 }
 
 export class Chart {
   readonly root: HTMLDivElement;
   private plotEl: HTMLDivElement;
   private statusEl: HTMLDivElement;
+  private titleEl: HTMLDivElement;
+  private noteEl: HTMLDivElement;
+  private note = "";
   private messageEl: HTMLDivElement;
   private toolbar: Toolbar;
   private u: uPlot | null = null;
@@ -124,7 +130,7 @@ export class Chart {
     this.root.dataset.points = "0";
     const head = document.createElement("div");
     head.className = "pulseboard-head";
-    const title = document.createElement("div");
+    const title = (this.titleEl = document.createElement("div"));
     title.className = "pulseboard-title";
     title.textContent = this.opts.title ?? this.opts.channels.join(", ");
     this.toolbar = new Toolbar({
@@ -144,7 +150,10 @@ export class Chart {
     this.messageEl.hidden = true;
     this.statusEl = document.createElement("div");
     this.statusEl.className = "pulseboard-status";
-    this.root.append(head, this.messageEl, this.plotEl, this.statusEl);
+    this.noteEl = document.createElement("div");
+    this.noteEl.className = "pulseboard-note";
+    this.noteEl.hidden = true;
+    this.root.append(head, this.messageEl, this.plotEl, this.noteEl, this.statusEl);
     parent.appendChild(this.root);
     this.applyTheme();
     if (typeof MutationObserver !== "undefined" && this.opts.theme === "auto") {
@@ -272,7 +281,7 @@ export class Chart {
       track.col(field);
       this.series.push({
         ch, field, track, color: colorOf(i), raw: new ColumnCache(), smooth: new ColumnCache(), ema: new SmoothedColumn(),
-        rawPath: new LinePath(), smoothPath: new LinePath(), ox: [], oy: [], sx: [], sy: [],
+        rawPath: new LinePath(), smoothPath: new LinePath(), ox: [], oy: [], sx: [], sy: [], pos: [], posKey: "",
       });
       this.index.set(key, i);
       this.rebuild = true;
@@ -352,6 +361,11 @@ export class Chart {
   setLog(on: boolean): void {
     this.opts.logY = on;
     this.toolbar.setLog(on);
+    // The smoothed line on a log axis averages the values it can show (see smoothed()).
+    for (const se of this.series) {
+      se.ema.reset();
+      se.smooth.invalidate();
+    }
     this.rebuild = true;
     this.schedule();
   }
@@ -417,6 +431,8 @@ export class Chart {
     const log = this.opts.logY;
     let drawn = 0;
     let breach = "";
+    const omitted: string[] = [];
+    let omittedAll = 0;
     const smoothing = this.opts.smoothing;
     for (const [i, s] of this.series.entries()) {
       const col = s.track.cols.get(s.field)!;
@@ -427,6 +443,13 @@ export class Chart {
       s.raw.update(s.track.xs, col, s.track.base, width, isGap, s.track.version);
       const [a, b] = s.raw.visible(x0, x1, s.ox, s.oy, log);
       drawn += s.ox.length;
+      if (log) {
+        const n = this.nonPositive(s.track, col, x0, x1);
+        if (n) {
+          omitted.push(`${this.nameOf(s)}: ${n}`);
+          omittedAll += n;
+        }
+      }
       const scale = this.scaleOf(s.field);
       const r = (ranges[scale] ??= [Infinity, -Infinity]);
       r[0] = Math.min(r[0], a);
@@ -444,6 +467,14 @@ export class Chart {
     for (const [scale, r] of Object.entries(ranges)) ranges[scale] = paddedRange(r[0], r[1], log);
     this.yRanges = ranges;
     this.drawnPoints = drawn;
+    const note = omittedAll
+      ? `log y: ${omittedAll} value${omittedAll === 1 ? "" : "s"} ≤ 0 left out (${omitted.join(", ")})` : "";
+    if (note !== this.note) {
+      this.note = note;
+      this.noteEl.textContent = note;
+      this.noteEl.hidden = !note;
+      this.root.dataset.logOmitted = String(omittedAll);
+    }
     if (breach !== this.breach) {
       this.breach = breach;
       this.root.classList.toggle("pulseboard-breach", !!breach);
@@ -452,10 +483,34 @@ export class Chart {
     }
   }
 
-  /** Bring a series' smoothed column up to date (full resolution, appended rows only). */
+  /** Values <= 0 of `col` held for x in [x0, x1] (a log axis leaves them out). */
+  private nonPositive(t: Track, col: number[], x0: number, x1: number): number {
+    let n = 0;
+    for (let r = t.olderThan(x0); r < t.length && t.xs[r] <= x1; r++) if (col[r] <= 0) n += 1;
+    return n;
+  }
+
+  /** `col` with values <= 0 as NaN (no value), extended as rows are appended. */
+  private positive(s: Series, col: number[]): number[] {
+    const t = s.track;
+    const key = `${t.version}:${t.base}`;
+    if (s.posKey !== key || s.pos.length > col.length) {
+      s.pos = [];
+      s.posKey = key;
+    }
+    for (let i = s.pos.length; i < col.length; i++) s.pos.push(col[i] > 0 ? col[i] : NaN);
+    return s.pos;
+  }
+
+  /**
+   * Bring a series' smoothed column up to date (full resolution, appended rows only). On a
+   * log axis it averages the positive values only: a value it cannot show would otherwise
+   * pull the average down into a dip.
+   */
   private smoothed(s: Series, col: number[]): number[] {
     const t = s.track;
-    const out = s.ema.update(t.xs, col, t.base, t.version, this.opts.smoothing);
+    const input = this.opts.logY ? this.positive(s, col) : col;
+    const out = s.ema.update(t.xs, input, t.base, t.version, this.opts.smoothing);
     t.smooth.set(s.field, out); // trimmed with the rows
     return out;
   }
@@ -650,8 +705,64 @@ export class Chart {
   }
 
   png(): void {
-    if (!this.u) return;
-    download(`${stem(this.titleText())}.png`, this.u.ctx.canvas.toDataURL("image/png"));
+    download(`${stem(this.titleText())}.png`, this.picture().toDataURL("image/png"));
+  }
+
+  /**
+   * The chart as it shows, at its size: an opaque background, the title, the plot with its
+   * axes, the legend (hidden series struck through, as on screen) and the notes under it.
+   */
+  picture(): HTMLCanvasElement {
+    const dpr = devicePixelRatio || 1;
+    const box = this.root.getBoundingClientRect();
+    const out = document.createElement("canvas");
+    out.width = Math.round(box.width * dpr);
+    out.height = Math.round(box.height * dpr);
+    const ctx = out.getContext("2d")!;
+    const bg = getComputedStyle(this.root).backgroundColor;
+    const opaque = bg && !/^rgba\(.*,\s*0\)$|^transparent$/.test(bg) ? bg : "";
+    ctx.fillStyle = opaque || cssVar(this.root, "--jp-layout-color0", this.dark ? "#1e1e1e" : "#ffffff");
+    ctx.fillRect(0, 0, out.width, out.height);
+    ctx.scale(dpr, dpr);
+    const at = (el: Element): [number, number, number, number] => {
+      const r = el.getBoundingClientRect();
+      return [r.left - box.left, r.top - box.top, r.width, r.height];
+    };
+    const write = (el: Element | null) => {
+      if (!el || (el as HTMLElement).hidden) return;
+      const st = getComputedStyle(el);
+      const [x, y, , h] = at(el);
+      ctx.font = `${st.fontWeight} ${st.fontSize} ${st.fontFamily}`;
+      ctx.fillStyle = st.color;
+      ctx.textBaseline = "middle";
+      ctx.fillText(el.textContent ?? "", x, y + h / 2);
+    };
+    write(this.titleEl);
+    if (this.u) {
+      const [x, y, w, h] = at(this.u.ctx.canvas);
+      ctx.drawImage(this.u.ctx.canvas, x, y, w, h);
+      this.u.root.querySelectorAll(".u-legend .u-series").forEach((row, i) => {
+        const marker = row.querySelector(".u-marker");
+        if (marker && i > 0) {
+          const [mx, my, mw, mh] = at(marker);
+          ctx.fillStyle = this.series[i - 1]?.color ?? "#888";
+          ctx.fillRect(mx, my, mw, mh);
+        }
+        const label = row.querySelector(".u-label");
+        const value = row.querySelector(".u-value");
+        write(label);
+        write(value);
+        if (row.classList.contains("u-off") && label) {
+          const [lx, ly, lw, lh] = at(label);
+          ctx.fillStyle = getComputedStyle(label).color;
+          ctx.fillRect(lx, ly + lh / 2, lw, 1);
+        }
+      });
+    }
+    write(this.messageEl);
+    write(this.noteEl);
+    write(this.statusEl.lastElementChild);
+    return out;
   }
 
   /** The last `maxRows` rows (merged by x) of every series, for the widget state. */

@@ -140,6 +140,12 @@ export function makeFrame(h: FrameHost): uPlot {
     if (i === 0) return;
     row.tabIndex = 0;
     row.setAttribute("role", "button");
+    // uPlot toggles a series on a click of its name only; a click on its value (wide with
+    // smoothing on: "0.41 (raw 0.52)", so that is where a click on the entry lands) too.
+    row.addEventListener("click", (ev) => {
+      if ((ev.target as Element | null)?.closest("th")) return;
+      u.setSeries(i, { show: !u.series[i].show });
+    });
     row.addEventListener("keydown", (ev) => {
       if (ev.key !== "Enter" && ev.key !== " ") return;
       ev.preventDefault();
