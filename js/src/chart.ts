@@ -44,6 +44,13 @@ export interface ChartOptions {
   hidden?: (ch: string, field: string) => boolean;
   /** Fields this chart takes (others are ignored); e.g. one chart of a host group. */
   accept?: (field: string) => boolean;
+  /**
+   * Fields that become the x axis when the first message carries one (the first found
+   * wins; e.g. ["step"] to compare runs by step); x stays time when none is there.
+   */
+  autoX?: string[] | null;
+  /** Called once for every numeric field seen, taken or not (e.g. to offer it in a picker). */
+  onField?: (field: string) => void;
   /** Called when a series first appears. */
   onSeries?: (ch: string, field: string) => void;
   /** Called when the x range is zoomed (null: reset), e.g. to fetch it at full resolution. */
@@ -105,6 +112,8 @@ export class Chart {
   private xRange: [number, number] = [0, 1];
   private yRanges: Record<string, [number, number]> = {};
   private breach = "";
+  private xDecided = false;
+  private fieldsSeen = new Set<string>();
   private pending = false;
   private rebuild = false;
   private resize: ResizeObserver | null = null;
@@ -224,7 +233,22 @@ export class Chart {
   }
 
   private insertEnv(env: Envelope, epoch: string, values: Map<string, number>, older: boolean): boolean {
+    if (this.opts.autoX && !this.xDecided && !this.opts.x) {
+      this.xDecided = true;
+      const found = this.opts.autoX.find((f) => typeof env.data[f] === "number");
+      if (found) {
+        this.opts.x = found;
+        this.rebuild = true; // the x axis is a data field now, not time
+      }
+    }
     const xField = this.opts.x;
+    if (this.opts.onField) {
+      for (const f in env.data) {
+        if (f === xField || this.fieldsSeen.has(f) || typeof env.data[f] !== "number") continue;
+        this.fieldsSeen.add(f);
+        this.opts.onField(f);
+      }
+    }
     const x = xField ? env.data[xField] : env.ts;
     if (typeof x !== "number" || !Number.isFinite(x)) return false;
     let track = this.tracks.get(env.ch);
@@ -682,7 +706,10 @@ export class Chart {
     this.root.dataset.status = s.status;
     this.root.dataset.transport = s.transport;
     const parts = [s.status, s.transport];
-    if (s.lag !== null) parts.push(`lag ${s.lag < 10 ? s.lag.toFixed(2) : s.lag.toFixed(0)} s`);
+    // Lag is how late live messages arrive; with none arriving (a finished run, whose last
+    // message only gets older) there is no lag to show.
+    if (s.lag !== null && (s.rate >= 0.05 || s.lag < 10)) parts.push(`lag ${s.lag < 10 ? s.lag.toFixed(2) : s.lag.toFixed(0)} s`);
+    else if (s.lag !== null && s.status === "live") parts.push("no new messages");
     parts.push(`${s.rate < 10 ? s.rate.toFixed(1) : s.rate.toFixed(0)} msg/s`);
     this.statusEl.innerHTML = "";
     const dot = document.createElement("span");
