@@ -1,7 +1,7 @@
 """The y labels a chart paints match the data it draws, at every frame, with data arriving
 after the chart opened: falling, rising, zoomed, log y, smoothed and pattern charts, in the
 widget and the dashboard. The labels are read from what uPlot painted and the line from the
-canvas pixels (tests/painted.py), never from the chart's own idea of its range."""
+canvas pixels (tests/harness/painted.py), never from the chart's own idea of its range."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import time
 from typing import Any
 
 import pytest
-from browser_support import PageServer, open_widget, widget_state
-from chart_support import VIEW, feed, hook, publish, wait_drawn
 
-from painted import check_labels, labels_cover
-from support import ServerProcess, wait_until
+from harness.browsers import PageServer, open_widget, widget_state
+from harness.charts import VIEW, feed, hook, publish, wait_drawn
+from harness.painted import check_labels, labels_cover
+from harness.servers import ServerProcess, wait_until
 
 pytestmark = pytest.mark.browser
 

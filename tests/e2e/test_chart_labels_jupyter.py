@@ -3,7 +3,6 @@ the data arriving after the chart was displayed (a training loss falling from 2 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -13,13 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import playwright.sync_api as playwright_sync
 import pytest
-from chart_support import feed, hook
-from jupyter_support import CHROMIUM, CHROMIUM_ARGS, JupyterLabProcess, VoilaProcess
 
-from painted import check_labels, labels_cover
-from support import ServerProcess, token, wait_until
+from harness.browsers import chromium
+from harness.charts import feed, hook
+from harness.jupyter import JupyterLabProcess, VoilaProcess
+from harness.notebooks import notebook
+from harness.painted import check_labels, labels_cover
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import token
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -28,15 +29,6 @@ CELL = 'from pulseboard import LiveChart\nLiveChart("demo.r", fields=["loss"], x
 
 def loss(i: int) -> float:
     return 2.0 * math.exp(-i / 30) + 0.08
-
-
-def write_notebook(path: Path) -> None:
-    path.write_text(json.dumps({
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
-        "cells": [{"cell_type": "code", "id": "c0", "metadata": {}, "execution_count": None, "outputs": [],
-                   "source": CELL}],
-    }))
 
 
 def kernel_env(server: ServerProcess) -> dict[str, str]:
@@ -76,7 +68,7 @@ def kernel_idle(lab: JupyterLabProcess) -> bool:
 @pytest.fixture
 def notebook_dir() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="pb-labels-"))
-    write_notebook(root / "labels.ipynb")
+    notebook(root / "labels.ipynb", [CELL])
     try:
         yield root
     finally:
@@ -87,33 +79,24 @@ def test_jupyterlab_labels_follow_a_falling_loss(server: ServerProcess, notebook
     lab = JupyterLabProcess(notebook_dir, env=kernel_env(server))
     try:
         lab.start()
-        with playwright_sync.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        with chromium() as browser:
             page = browser.new_page(viewport={"width": 1100, "height": 800})
-            try:
-                page.goto(f"{lab.url}/lab/tree/labels.ipynb?token={lab.token}")
-                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-                wait_until(lambda: kernel_idle(lab), timeout=60, interval=0.2, what="the kernel to be idle")
-                page.locator(".jp-Notebook .jp-Cell").first.click()
-                page.keyboard.press("Shift+Enter")
-                falling_loss_is_labelled_truly(page, server, "jupyterlab")
-            finally:
-                browser.close()
+            page.goto(f"{lab.url}/lab/tree/labels.ipynb?token={lab.token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            wait_until(lambda: kernel_idle(lab), timeout=60, interval=0.2, what="the kernel to be idle")
+            page.locator(".jp-Notebook .jp-Cell").first.click()
+            page.keyboard.press("Shift+Enter")
+            falling_loss_is_labelled_truly(page, server, "jupyterlab")
     finally:
         lab.stop()
 
 
 def test_voila_labels_follow_a_falling_loss(server: ServerProcess, notebook_dir: Path) -> None:
-    env = dict(os.environ, **kernel_env(server))
-    voila = VoilaProcess(notebook_dir / "labels.ipynb", env).start()
+    voila = VoilaProcess(notebook_dir / "labels.ipynb", dict(os.environ, **kernel_env(server))).start()
     try:
-        with playwright_sync.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        with chromium() as browser:
             page = browser.new_page(viewport={"width": 1100, "height": 800})
-            try:
-                page.goto(voila.url)
-                falling_loss_is_labelled_truly(page, server, "voila")
-            finally:
-                browser.close()
+            page.goto(voila.url)
+            falling_loss_is_labelled_truly(page, server, "voila")
     finally:
         voila.stop()

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import PageServer, open_widget, widget_state
-from chart_support import VIEW, hook, publish, wait_drawn, wait_points
 
-from painted import check_labels, line_row, rgb, ticks
-from support import ServerProcess, wait_until
+from harness.browsers import PageServer, open_widget, widget_state
+from harness.charts import VIEW, hook, publish, wait_drawn, wait_points
+from harness.painted import check_labels, line_row, rgb, ticks
+from harness.servers import ServerProcess, wait_until
 
 pytestmark = pytest.mark.browser
 N = 200

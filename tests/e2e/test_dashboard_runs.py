@@ -10,10 +10,10 @@ import urllib.parse
 from typing import Any
 
 import pytest
-from chart_support import VIEW, hook, publish, wait_drawn
 
-from painted import ticks
-from support import ServerProcess, wait_until
+from harness.charts import VIEW, hook, publish, wait_drawn
+from harness.painted import ticks
+from harness.servers import ServerProcess, wait_until
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from support import token, wait_until
+from harness.servers import wait_until
+from harness.tokens import token
 
 VIEW = token(sub="viewer", read=["*"], publish=[])
 
