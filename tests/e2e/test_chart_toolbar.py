@@ -5,7 +5,6 @@ chart's size, download names come from the title or pattern, log-y labels differ
 
 from __future__ import annotations
 
-import base64
 import math
 import os
 import time
@@ -16,7 +15,7 @@ import pytest
 
 from harness.browsers import PageServer, open_widget, widget_state
 from harness.charts import VIEW, hook, publish, wait_drawn, wait_points
-from harness.painted import check_labels, line_row, rgb, ticks
+from harness.painted import check_labels, line_row, on_png, rgb, ticks
 from harness.servers import ServerProcess, wait_until
 
 pytestmark = pytest.mark.browser
@@ -70,24 +69,13 @@ def test_legend_hides_a_smoothed_series(page: Any, server: ServerProcess, page_s
 
 def decode(page: Any, data: bytes) -> dict[str, Any]:
     """Size, opacity and colours of a PNG, decoded by chromium."""
-    got: dict[str, Any] = page.evaluate(
-        """async (b64) => {
-            const img = new Image();
-            img.src = 'data:image/png;base64,' + b64;
-            await img.decode();
-            const c = document.createElement('canvas');
-            c.width = img.width; c.height = img.height;
-            const ctx = c.getContext('2d');
-            ctx.drawImage(img, 0, 0);
-            const d = ctx.getImageData(0, 0, c.width, c.height).data;
-            let transparent = 0;
-            for (let i = 3; i < d.length; i += 4) if (d[i] < 255) transparent++;
-            const row = (y) => Array.from(ctx.getImageData(0, y, c.width, 1).data);
-            const rows = Array.from({length: c.height}, (_, y) => row(y));
-            return {width: img.width, height: img.height, transparent, rows};
-        }""",
-        base64.b64encode(data).decode(),
-    )
+    got: dict[str, Any] = on_png(page, data, """
+        const d = ctx.getImageData(0, 0, c.width, c.height).data;
+        let transparent = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] < 255) transparent++;
+        const row = (y) => Array.from(ctx.getImageData(0, y, c.width, 1).data);
+        const rows = Array.from({length: c.height}, (_, y) => row(y));
+        return {width: img.width, height: img.height, transparent, rows};""")
     return got
 
 

@@ -5,6 +5,7 @@ reads a chart, and compared to the data the test published."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Callable
@@ -115,3 +116,20 @@ def labels_cover(page: Any, lo: float, hi: float, nth: int = 0, scale: str = "y"
     assert len(ys) >= 2, ys
     step = (max(ys) - min(ys)) / (len(ys) - 1)
     assert min(ys) - step <= lo and hi <= max(ys) + step, f"labels {ys} for data in [{lo}, {hi}]"
+
+
+def on_png(page: Any, png: bytes, body: str) -> Any:
+    """Decode `png` in chromium onto a canvas and run `body` on it: JS statements with `img`,
+    `c` (the canvas) and `ctx` in scope, returning what the test reads."""
+    return page.evaluate(
+        """async (b64) => {
+            const img = new Image();
+            img.src = 'data:image/png;base64,' + b64;
+            await img.decode();
+            const c = document.createElement('canvas');
+            c.width = img.width; c.height = img.height;
+            const ctx = c.getContext('2d');
+            ctx.drawImage(img, 0, 0);
+        """ + body + "}",
+        base64.b64encode(png).decode(),
+    )
