@@ -14,6 +14,8 @@ import type { Rows } from "./chart/export";
 import { isPattern } from "./chart/glob";
 import { colorOf, cssVar, fade, fmt, luminance, tick } from "./chart/format";
 import { makeFrame } from "./chart/frame";
+import type { PaintedTick } from "./chart/frame";
+import { paddedRange, scaleRange } from "./chart/range";
 import { LinePath, paintLines } from "./chart/paint";
 import { debugHook } from "./chart/debug";
 import type { DebugSource } from "./chart/debug";
@@ -42,6 +44,13 @@ export interface ChartOptions {
   hidden?: (ch: string, field: string) => boolean;
   /** Fields this chart takes (others are ignored); e.g. one chart of a host group. */
   accept?: (field: string) => boolean;
+  /**
+   * Fields that become the x axis when the first message carries one (the first found
+   * wins; e.g. ["step"] to compare runs by step); x stays time when none is there.
+   */
+  autoX?: string[] | null;
+  /** Called once for every numeric field seen, taken or not (e.g. to offer it in a picker). */
+  onField?: (field: string) => void;
   /** Called when a series first appears. */
   onSeries?: (ch: string, field: string) => void;
   /** Called when the x range is zoomed (null: reset), e.g. to fetch it at full resolution. */
@@ -79,12 +88,18 @@ interface Series {
   oy: number[];
   sx: number[];
   sy: number[];
+  /** On a log axis: the column with values <= 0 left out (NaN), kept for the smoothing. */
+  pos: number[];
+  posKey: string;
 }
 
 export class Chart {
   readonly root: HTMLDivElement;
   private plotEl: HTMLDivElement;
   private statusEl: HTMLDivElement;
+  private titleEl: HTMLDivElement;
+  private noteEl: HTMLDivElement;
+  private note = "";
   private messageEl: HTMLDivElement;
   private toolbar: Toolbar;
   private u: uPlot | null = null;
@@ -97,6 +112,8 @@ export class Chart {
   private xRange: [number, number] = [0, 1];
   private yRanges: Record<string, [number, number]> = {};
   private breach = "";
+  private xDecided = false;
+  private fieldsSeen = new Set<string>();
   private pending = false;
   private rebuild = false;
   private resize: ResizeObserver | null = null;
@@ -122,7 +139,7 @@ export class Chart {
     this.root.dataset.points = "0";
     const head = document.createElement("div");
     head.className = "pulseboard-head";
-    const title = document.createElement("div");
+    const title = (this.titleEl = document.createElement("div"));
     title.className = "pulseboard-title";
     title.textContent = this.opts.title ?? this.opts.channels.join(", ");
     this.toolbar = new Toolbar({
@@ -142,7 +159,10 @@ export class Chart {
     this.messageEl.hidden = true;
     this.statusEl = document.createElement("div");
     this.statusEl.className = "pulseboard-status";
-    this.root.append(head, this.messageEl, this.plotEl, this.statusEl);
+    this.noteEl = document.createElement("div");
+    this.noteEl.className = "pulseboard-note";
+    this.noteEl.hidden = true;
+    this.root.append(head, this.messageEl, this.plotEl, this.noteEl, this.statusEl);
     parent.appendChild(this.root);
     this.applyTheme();
     if (typeof MutationObserver !== "undefined" && this.opts.theme === "auto") {
@@ -213,7 +233,22 @@ export class Chart {
   }
 
   private insertEnv(env: Envelope, epoch: string, values: Map<string, number>, older: boolean): boolean {
+    if (this.opts.autoX && !this.xDecided && !this.opts.x) {
+      this.xDecided = true;
+      const found = this.opts.autoX.find((f) => typeof env.data[f] === "number");
+      if (found) {
+        this.opts.x = found;
+        this.rebuild = true; // the x axis is a data field now, not time
+      }
+    }
     const xField = this.opts.x;
+    if (this.opts.onField) {
+      for (const f in env.data) {
+        if (f === xField || this.fieldsSeen.has(f) || typeof env.data[f] !== "number") continue;
+        this.fieldsSeen.add(f);
+        this.opts.onField(f);
+      }
+    }
     const x = xField ? env.data[xField] : env.ts;
     if (typeof x !== "number" || !Number.isFinite(x)) return false;
     let track = this.tracks.get(env.ch);
@@ -270,7 +305,7 @@ export class Chart {
       track.col(field);
       this.series.push({
         ch, field, track, color: colorOf(i), raw: new ColumnCache(), smooth: new ColumnCache(), ema: new SmoothedColumn(),
-        rawPath: new LinePath(), smoothPath: new LinePath(), ox: [], oy: [], sx: [], sy: [],
+        rawPath: new LinePath(), smoothPath: new LinePath(), ox: [], oy: [], sx: [], sy: [], pos: [], posKey: "",
       });
       this.index.set(key, i);
       this.rebuild = true;
@@ -350,6 +385,11 @@ export class Chart {
   setLog(on: boolean): void {
     this.opts.logY = on;
     this.toolbar.setLog(on);
+    // The smoothed line on a log axis averages the values it can show (see smoothed()).
+    for (const se of this.series) {
+      se.ema.reset();
+      se.smooth.invalidate();
+    }
     this.rebuild = true;
     this.schedule();
   }
@@ -377,7 +417,17 @@ export class Chart {
     if (this.rebuild || !this.u) this.build();
     this.prepare();
     const u = this.u!;
-    u.setData([this.xRange, ...this.series.map(() => [null, null])] as unknown as uPlot.AlignedData);
+    // The y scales are set from this frame's ranges every frame. (They are not uPlot
+    // auto-scales, and uPlot asks a non-auto scale's range function only once, when the
+    // plot is made: labels then stayed those of the first frames while the data moved on.)
+    u.batch(() => {
+      u.setData([this.xRange, ...this.series.map(() => [null, null])] as unknown as uPlot.AlignedData);
+      for (const k of Object.keys(u.scales)) {
+        if (k === "x") continue;
+        const [min, max] = this.yRanges[k] ?? paddedRange(Infinity, -Infinity, this.opts.logY);
+        u.setScale(k, { min, max });
+      }
+    });
     this.frames += 1;
     let points = 0;
     for (const t of this.tracks.values()) points += t.values;
@@ -405,6 +455,8 @@ export class Chart {
     const log = this.opts.logY;
     let drawn = 0;
     let breach = "";
+    const omitted: string[] = [];
+    let omittedAll = 0;
     const smoothing = this.opts.smoothing;
     for (const [i, s] of this.series.entries()) {
       const col = s.track.cols.get(s.field)!;
@@ -415,6 +467,13 @@ export class Chart {
       s.raw.update(s.track.xs, col, s.track.base, width, isGap, s.track.version);
       const [a, b] = s.raw.visible(x0, x1, s.ox, s.oy, log);
       drawn += s.ox.length;
+      if (log) {
+        const n = this.nonPositive(s.track, col, x0, x1);
+        if (n) {
+          omitted.push(`${this.nameOf(s)}: ${n}`);
+          omittedAll += n;
+        }
+      }
       const scale = this.scaleOf(s.field);
       const r = (ranges[scale] ??= [Infinity, -Infinity]);
       r[0] = Math.min(r[0], a);
@@ -429,19 +488,17 @@ export class Chart {
       }
       if (th !== undefined) for (const v of this.limits(th)) if (!log || v > 0) { r[0] = Math.min(r[0], v); r[1] = Math.max(r[1], v); }
     }
-    for (const [scale, r] of Object.entries(ranges)) {
-      if (r[0] === Infinity) {
-        ranges[scale] = log ? [1, 10] : [0, 1];
-        continue;
-      }
-      if (log) ranges[scale] = [r[0] / 1.2, r[1] * 1.2];
-      else {
-        const pad = (r[1] - r[0]) * 0.05 || Math.abs(r[0]) * 0.1 || 1;
-        ranges[scale] = [r[0] - pad, r[1] + pad];
-      }
-    }
+    for (const [scale, r] of Object.entries(ranges)) ranges[scale] = paddedRange(r[0], r[1], log);
     this.yRanges = ranges;
     this.drawnPoints = drawn;
+    const note = omittedAll
+      ? `log y: ${omittedAll} value${omittedAll === 1 ? "" : "s"} ≤ 0 left out (${omitted.join(", ")})` : "";
+    if (note !== this.note) {
+      this.note = note;
+      this.noteEl.textContent = note;
+      this.noteEl.hidden = !note;
+      this.root.dataset.logOmitted = String(omittedAll);
+    }
     if (breach !== this.breach) {
       this.breach = breach;
       this.root.classList.toggle("pulseboard-breach", !!breach);
@@ -450,10 +507,34 @@ export class Chart {
     }
   }
 
-  /** Bring a series' smoothed column up to date (full resolution, appended rows only). */
+  /** Values <= 0 of `col` held for x in [x0, x1] (a log axis leaves them out). */
+  private nonPositive(t: Track, col: number[], x0: number, x1: number): number {
+    let n = 0;
+    for (let r = t.olderThan(x0); r < t.length && t.xs[r] <= x1; r++) if (col[r] <= 0) n += 1;
+    return n;
+  }
+
+  /** `col` with values <= 0 as NaN (no value), extended as rows are appended. */
+  private positive(s: Series, col: number[]): number[] {
+    const t = s.track;
+    const key = `${t.version}:${t.base}`;
+    if (s.posKey !== key || s.pos.length > col.length) {
+      s.pos = [];
+      s.posKey = key;
+    }
+    for (let i = s.pos.length; i < col.length; i++) s.pos.push(col[i] > 0 ? col[i] : NaN);
+    return s.pos;
+  }
+
+  /**
+   * Bring a series' smoothed column up to date (full resolution, appended rows only). On a
+   * log axis it averages the positive values only: a value it cannot show would otherwise
+   * pull the average down into a dip.
+   */
   private smoothed(s: Series, col: number[]): number[] {
     const t = s.track;
-    const out = s.ema.update(t.xs, col, t.base, t.version, this.opts.smoothing);
+    const input = this.opts.logY ? this.positive(s, col) : col;
+    const out = s.ema.update(t.xs, input, t.base, t.version, this.opts.smoothing);
     t.smooth.set(s.field, out); // trimmed with the rows
     return out;
   }
@@ -527,6 +608,7 @@ export class Chart {
       },
       changed: () => this.schedule(),
       paint: (u) => this.paint(u),
+      painted: (ticks) => this.painted(ticks),
     });
     if (focused) this.u.over.focus(); // a rebuilt plot keeps the keyboard
   }
@@ -565,13 +647,36 @@ export class Chart {
   private paint(u: uPlot): void {
     const smoothing = this.opts.smoothing > 0;
     const bg = smoothing ? cssVar(this.root, "--pb-bg", this.dark ? "#1e1e1e" : "#ffffff") : "";
-    paintLines(u, this.xRange, this.yRanges, this.opts.logY, this.series.map((s, i) => ({
+    // Lines are mapped with the ranges uPlot's scales hold, the very ones the axes were
+    // just painted from.
+    const ranges: Record<string, [number, number]> = {};
+    for (const k of Object.keys(u.scales)) {
+      const r = scaleRange(u.scales[k]);
+      if (r && k !== "x") ranges[k] = r;
+    }
+    const xr = scaleRange(u.scales.x) ?? this.xRange;
+    paintLines(u, xr, ranges, this.opts.logY, this.series.map((s, i) => ({
       show: u.series[i + 1]?.show !== false, scale: this.scaleOf(s.field),
       raw: [s.ox, s.oy], smooth: smoothing ? [s.sx, s.sy] : null,
       color: smoothing ? fade(s.color, bg, 0.3) : s.color, strong: s.color,
       paths: [s.rawPath, s.raw.takeDirty(), s.smoothPath, s.smooth.takeDirty()],
     })), Object.entries(this.opts.thresholds ?? {}).flatMap(([f, th]) =>
       this.limits(th).map((v) => ({ scale: this.scaleOf(f), value: v }))));
+  }
+
+  /**
+   * Record the tick labels uPlot just painted, in `data-ticks` ({scale: [[text, offset px]]}):
+   * tests read what the user sees from it, not the chart's idea of its range.
+   */
+  private painted(ticks: Record<string, PaintedTick[]>): void {
+    const out: Record<string, [string, number][]> = {};
+    for (const [k, ts] of Object.entries(ticks)) out[k] = ts.map((t) => [t.text, Math.round(t.pos * 10) / 10]);
+    this.root.dataset.ticks = JSON.stringify(out);
+    if (this.u) {
+      const d = devicePixelRatio || 1;
+      const b = this.u.bbox;
+      this.root.dataset.plot = JSON.stringify([b.left / d, b.top / d, b.width / d, b.height / d]);
+    }
   }
 
   private fit(): void {
@@ -601,7 +706,10 @@ export class Chart {
     this.root.dataset.status = s.status;
     this.root.dataset.transport = s.transport;
     const parts = [s.status, s.transport];
-    if (s.lag !== null) parts.push(`lag ${s.lag < 10 ? s.lag.toFixed(2) : s.lag.toFixed(0)} s`);
+    // Lag is how late live messages arrive; with none arriving (a finished run, whose last
+    // message only gets older) there is no lag to show.
+    if (s.lag !== null && (s.rate >= 0.05 || s.lag < 10)) parts.push(`lag ${s.lag < 10 ? s.lag.toFixed(2) : s.lag.toFixed(0)} s`);
+    else if (s.lag !== null && s.status === "live") parts.push("no new messages");
     parts.push(`${s.rate < 10 ? s.rate.toFixed(1) : s.rate.toFixed(0)} msg/s`);
     this.statusEl.innerHTML = "";
     const dot = document.createElement("span");
@@ -624,8 +732,64 @@ export class Chart {
   }
 
   png(): void {
-    if (!this.u) return;
-    download(`${stem(this.titleText())}.png`, this.u.ctx.canvas.toDataURL("image/png"));
+    download(`${stem(this.titleText())}.png`, this.picture().toDataURL("image/png"));
+  }
+
+  /**
+   * The chart as it shows, at its size: an opaque background, the title, the plot with its
+   * axes, the legend (hidden series struck through, as on screen) and the notes under it.
+   */
+  picture(): HTMLCanvasElement {
+    const dpr = devicePixelRatio || 1;
+    const box = this.root.getBoundingClientRect();
+    const out = document.createElement("canvas");
+    out.width = Math.round(box.width * dpr);
+    out.height = Math.round(box.height * dpr);
+    const ctx = out.getContext("2d")!;
+    const bg = getComputedStyle(this.root).backgroundColor;
+    const opaque = bg && !/^rgba\(.*,\s*0\)$|^transparent$/.test(bg) ? bg : "";
+    ctx.fillStyle = opaque || cssVar(this.root, "--jp-layout-color0", this.dark ? "#1e1e1e" : "#ffffff");
+    ctx.fillRect(0, 0, out.width, out.height);
+    ctx.scale(dpr, dpr);
+    const at = (el: Element): [number, number, number, number] => {
+      const r = el.getBoundingClientRect();
+      return [r.left - box.left, r.top - box.top, r.width, r.height];
+    };
+    const write = (el: Element | null) => {
+      if (!el || (el as HTMLElement).hidden) return;
+      const st = getComputedStyle(el);
+      const [x, y, , h] = at(el);
+      ctx.font = `${st.fontWeight} ${st.fontSize} ${st.fontFamily}`;
+      ctx.fillStyle = st.color;
+      ctx.textBaseline = "middle";
+      ctx.fillText(el.textContent ?? "", x, y + h / 2);
+    };
+    write(this.titleEl);
+    if (this.u) {
+      const [x, y, w, h] = at(this.u.ctx.canvas);
+      ctx.drawImage(this.u.ctx.canvas, x, y, w, h);
+      this.u.root.querySelectorAll(".u-legend .u-series").forEach((row, i) => {
+        const marker = row.querySelector(".u-marker");
+        if (marker && i > 0) {
+          const [mx, my, mw, mh] = at(marker);
+          ctx.fillStyle = this.series[i - 1]?.color ?? "#888";
+          ctx.fillRect(mx, my, mw, mh);
+        }
+        const label = row.querySelector(".u-label");
+        const value = row.querySelector(".u-value");
+        write(label);
+        write(value);
+        if (row.classList.contains("u-off") && label) {
+          const [lx, ly, lw, lh] = at(label);
+          ctx.fillStyle = getComputedStyle(label).color;
+          ctx.fillRect(lx, ly + lh / 2, lw, 1);
+        }
+      });
+    }
+    write(this.messageEl);
+    write(this.noteEl);
+    write(this.statusEl.lastElementChild);
+    return out;
   }
 
   /** The last `maxRows` rows (merged by x) of every series, for the widget state. */

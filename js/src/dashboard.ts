@@ -1,6 +1,9 @@
 // The standalone dashboard at the server's base path: token from `#token=...`,
 // channels from `&ch=...` (default: every `sys.*` channel the token may read). A
-// pattern (`&ch=train.*`, or typed in the pattern box) gets one chart of every matching run.
+// pattern (`&ch=train.*`, or typed in the pattern box) gets one chart of every matching run:
+// against `step` when the runs' messages carry it (`&x=` overrides, `&x=time` for time), with
+// the fields picked in the field picker (`&y=loss&y=acc`; by default every field but the
+// step-like ones). Editing the fragment by hand updates the view.
 
 import { LiveChart, injectStyles } from "./live";
 import { isPattern } from "./chart/glob";
@@ -12,9 +15,21 @@ interface ChannelInfo {
   seq: number;
 }
 
-function fragment(): { token: string; chs: string[]; x: string | null; params: URLSearchParams } {
+/** Counters and positions rather than measurements: not plotted as y unless picked. */
+export const STEP_LIKE = new Set(["step", "epoch", "batch", "global_step"]);
+/** Fields that become a pattern chart's x when its runs' messages carry one. */
+const AUTO_X = ["step", "global_step"];
+
+interface Fragment {
+  token: string;
+  chs: string[];
+  x: string | null;
+  y: string[];
+}
+
+function fragment(): Fragment {
   const params = new URLSearchParams(location.hash.replace(/^#/, ""));
-  return { token: params.get("token") ?? "", chs: params.getAll("ch"), x: params.get("x"), params };
+  return { token: params.get("token") ?? "", chs: params.getAll("ch"), x: params.get("x") || null, y: params.getAll("y") };
 }
 
 function note(root: HTMLElement, text: string): void {
@@ -34,7 +49,10 @@ async function main(): Promise<void> {
   const root = document.getElementById("charts")!;
   const picker = document.getElementById("picker")!;
   const patternBox = document.getElementById("pattern") as HTMLInputElement | null;
-  const { token, chs, x } = fragment();
+  const first = fragment();
+  const { token } = first;
+  let { chs, x } = first;
+  let ySel = new Set(first.y);
   if (!token) {
     note(root, "no token: open this page as …/#token=<jwt> (the server prints a ready link; `pulseboard token` makes one)");
     return;
@@ -56,6 +74,44 @@ async function main(): Promise<void> {
   const chosen = new Set(chs.length ? chs : names.filter((n) => n.startsWith("sys.")));
   const charts = new Map<string, LiveChart>();
   const extra = extraOptions();
+  // The field picker: every numeric field the pattern charts' runs carry.
+  const fieldsEl = document.createElement("div");
+  fieldsEl.id = "fields";
+  fieldsEl.className = "pb-fields";
+  fieldsEl.hidden = true;
+  fieldsEl.setAttribute("aria-label", "fields plotted in the pattern charts");
+  fieldsEl.style.cssText = "display:flex;flex-wrap:wrap;gap:4px 12px;font-size:13px;padding:6px 20px 0";
+  root.before(fieldsEl);
+  const fieldsSeen = new Set<string>();
+  const plotted = (f: string) => (ySel.size ? ySel.has(f) : !STEP_LIKE.has(f));
+  const fieldBox = (f: string) => {
+    if (fieldsSeen.has(f)) return;
+    fieldsSeen.add(f);
+    if (!fieldsEl.childElementCount) fieldsEl.append("fields:");
+    const label = document.createElement("label");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.value = f;
+    box.checked = plotted(f);
+    box.addEventListener("change", () => {
+      ySel = new Set([...fieldsEl.querySelectorAll<HTMLInputElement>("input")].filter((b) => b.checked).map((b) => b.value));
+      if (!ySel.size) ySel = new Set(["-"]); // nothing picked: an empty chart, not the default
+      redraw(isPattern);
+    });
+    label.append(box, " " + f);
+    const after = [...fieldsEl.querySelectorAll("label")].find((l) => (l.textContent ?? "").trim() > f);
+    fieldsEl.insertBefore(label, after ?? null);
+    fieldsEl.hidden = false;
+  };
+  /** Charts whose options changed are made again (with the data read again). */
+  const redraw = (which: (ch: string) => boolean) => {
+    for (const [ch, chart] of charts) {
+      if (!which(ch)) continue;
+      chart.dispose();
+      charts.delete(ch);
+    }
+    sync();
+  };
 
   const sync = () => {
     for (const [ch, chart] of charts) {
@@ -71,7 +127,8 @@ async function main(): Promise<void> {
       slot.dataset.channel = ch;
       if (isHostChart([ch], null)) slot.classList.add("pb-host");
       if (isPattern(ch)) slot.classList.add("pb-pattern");
-      root.appendChild(slot);
+      const before = [...root.querySelectorAll<HTMLElement>(".pb-slot")].find((s) => (s.dataset.channel ?? "") > ch);
+      root.insertBefore(slot, before ?? null);
       const chart = new LiveChart(slot, {
         channels: [ch],
         title: ch,
@@ -80,8 +137,14 @@ async function main(): Promise<void> {
         url: "./",
         token,
         hidden: (_c, field) => /\.\d+$/.test(field),
-        // `&x=step` plots pattern charts (runs) against a data field instead of time.
-        x: isPattern(ch) ? x : null,
+        // Pattern charts (runs) go against `step` when their messages carry it (`&x=` picks
+        // another field, `&x=time` keeps time), and plot the picked fields.
+        ...(isPattern(ch) ? {
+          x: x === "time" ? null : x,
+          autoX: x ? null : AUTO_X,
+          accept: plotted,
+          onField: fieldBox,
+        } : { x: null }),
         ...extra,
       });
       const dispose = chart.dispose.bind(chart);
@@ -99,7 +162,10 @@ async function main(): Promise<void> {
     const params = new URLSearchParams({ token });
     for (const ch of chosen) params.append("ch", ch);
     if (x) params.set("x", x);
-    history.replaceState(null, "", "#" + params.toString());
+    for (const f of [...ySel].sort()) params.append("y", f);
+    for (const box of fieldsEl.querySelectorAll<HTMLInputElement>("input")) box.checked = plotted(box.value);
+    const hash = "#" + params.toString();
+    if (hash !== location.hash) history.replaceState(null, "", hash);
   };
 
   const addBox = (ch: string) => {
@@ -157,6 +223,30 @@ async function main(): Promise<void> {
     }
   }, 10_000);
   window.addEventListener("pagehide", () => clearInterval(refresh));
+  // The fragment edited by hand (or a link followed): show what it names now.
+  window.addEventListener("hashchange", () => {
+    const f = fragment();
+    if (f.token !== token) {
+      location.reload(); // another identity: start over
+      return;
+    }
+    const xChanged = f.x !== x;
+    const yChanged = [...new Set(f.y)].sort().join() !== [...ySel].sort().join();
+    chs = f.chs;
+    x = f.x;
+    ySel = new Set(f.y);
+    chosen.clear();
+    for (const ch of chs.length ? chs : names.filter((n) => n.startsWith("sys."))) chosen.add(ch);
+    for (const ch of chosen) {
+      if (names.includes(ch)) continue;
+      names.push(ch);
+      addBox(ch);
+    }
+    names.sort();
+    for (const box of picker.querySelectorAll<HTMLInputElement>("input")) box.checked = chosen.has(box.value);
+    if (xChanged || yChanged) redraw(isPattern);
+    else sync();
+  });
   (window as any).__pulseboard = {
     charts: () => [...charts.keys()],
     chart: (ch: string) => charts.get(ch),

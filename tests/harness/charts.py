@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from harness.servers import wait_until
@@ -41,3 +43,18 @@ def wait_points(page: Any, n: int, nth: int = 0, timeout: float = 60) -> None:
 def wait_drawn(page: Any, nth: int = 0) -> None:
     """Wait until the chart has drawn everything it was given (no frame pending)."""
     wait_until(lambda: hook(page, "idle()", nth), what="the chart to draw")
+
+
+def feed(url: str, ch: str, page: Any, f: Callable[[int], float], steps: range, batch: int = 10, nth: int = 0,
+         check: Callable[[], object] | None = None) -> None:
+    """Publish `steps` in batches, each drawn before the next (many frames, moving data);
+    `check()` runs after every batch."""
+    t0 = time.time()
+    for a in range(steps.start, steps.stop, batch):
+        b = min(steps.stop, a + batch)
+        publish(url, [{"ch": ch, "data": {"step": i, "loss": f(i), "lr": 0.1}, "ts": t0 + i / 10}
+                      for i in range(a, b)])
+        wait_until(lambda b=b: hook(page, "points()", nth) == b, what=f"step {b - 1} held")
+        wait_drawn(page, nth)
+        if check:
+            check()

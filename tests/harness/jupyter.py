@@ -102,3 +102,48 @@ class JupyterLabProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+class VoilaProcess:
+    """`voila <notebook>` on a free port, in the notebook's directory; logs to a file there."""
+
+    def __init__(self, notebook: Path, env: dict[str, str]) -> None:
+        self.notebook = notebook
+        self.port = free_port()
+        self.env = dict(env, JUPYTER_RUNTIME_DIR=str(notebook.parent / "runtime"))
+        self.log_path = notebook.parent / "voila.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self, timeout: float = 60.0) -> VoilaProcess:
+        voila = Path(sys.executable).parent / "voila"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [str(voila), self.notebook.name, f"--port={self.port}", "--no-browser", "--Voila.ip=127.0.0.1"],
+                cwd=self.notebook.parent, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+        def up() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"voila exited with {self.proc.returncode}: {self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}voila/static/voila.js", timeout=2) as r:
+                    return bool(r.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+
+        wait_until(up, timeout=timeout, interval=0.2, what="voila to answer")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)

@@ -34,6 +34,7 @@ def check_stalls(report: bool = True) -> None:
         raise AssertionError("a test server's event loop stalled:\n" + "\n".join(stalls))
 
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

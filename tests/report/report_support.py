@@ -3,7 +3,6 @@ and readers for what chromium shows (the static SVG's drawn points, a screenshot
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import os
@@ -14,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from harness.painted import on_png
 from harness.servers import ROOT
 from harness.tokens import token
 
@@ -94,22 +94,11 @@ def drawn_lines(page: Any) -> list[dict[str, Any]]:
 
 def inked_fraction(page: Any, png: bytes) -> float:
     """The share of a screenshot's pixels that are not the background (decoded by chromium)."""
-    frac: float = page.evaluate(
-        """async (b64) => {
-            const img = new Image();
-            img.src = 'data:image/png;base64,' + b64;
-            await img.decode();
-            const c = document.createElement('canvas');
-            c.width = img.width; c.height = img.height;
-            const ctx = c.getContext('2d');
-            ctx.drawImage(img, 0, 0);
-            const d = ctx.getImageData(0, 0, c.width, c.height).data;
-            let inked = 0;
-            for (let i = 0; i < d.length; i += 4) if (d[i] < 200 || d[i + 1] < 200 || d[i + 2] < 200) inked++;
-            return inked / (d.length / 4);
-        }""",
-        base64.b64encode(png).decode(),
-    )
+    frac: float = on_png(page, png, """
+        const d = ctx.getImageData(0, 0, c.width, c.height).data;
+        let inked = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] < 200 || d[i + 1] < 200 || d[i + 2] < 200) inked++;
+        return inked / (d.length / 4);""")
     return frac
 
 

@@ -89,7 +89,12 @@ export function downloadText(name: string, text: string, type = "text/csv"): voi
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
-/** A file-name-safe stem from a chart title. */
+/**
+ * A file-name-safe stem from a chart title: pattern characters are dropped and other
+ * unsafe runs become "_", with no dot or "_" left at either end (`train.*` gives `train`,
+ * so the file is `train.csv`, not `train..csv`).
+ */
 export function stem(title: string): string {
-  return title.replace(/[^A-Za-z0-9_.-]+/g, "_").replace(/^_+|_+$/g, "") || "chart";
+  return title.replace(/[*?]+/g, "").replace(/[^A-Za-z0-9_.-]+/g, "_").replace(/[._]{2,}/g, (m) => m[0])
+    .replace(/^[._-]+|[._-]+$/g, "") || "chart";
 }

@@ -28,7 +28,39 @@ export function fmt(v: number): string {
 /** An axis tick: as many decimals as the tick spacing needs, so close ticks differ. */
 export function tick(v: number, incr: number): string {
   if (Math.abs(v) >= 1e4 || !(incr > 0)) return fmt(v);
-  return v.toFixed(Math.min(8, Math.max(0, -Math.floor(Math.log10(incr) + 1e-9))));
+  return v.toFixed(decimalsFor(incr));
+}
+
+/** Decimals that print multiples of `step` exactly (0.25 needs two: "0.75", not "0.8"). */
+function decimalsFor(step: number): number {
+  let d = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+  while (d < 10) {
+    const scaled = step * Math.pow(10, d);
+    if (Math.abs(scaled - Math.round(scaled)) <= 1e-6 * scaled) break;
+    d += 1;
+  }
+  return Math.min(10, d);
+}
+
+/**
+ * An axis's labels (null: a tick left unlabelled). Linear ticks get the decimals their
+ * spacing needs; log ticks (a decade apart, or 1-2-5 within one) each get the decimals of
+ * their own size, as one spacing cannot fit 0.002 and 20 alike. Then, whatever the axis,
+ * decimals are added until neighbouring labels differ: two ticks never both read "0.0".
+ */
+export function tickLabels(vals: (number | null)[], incr: number, log: boolean): string[] {
+  const shown = vals.filter((v): v is number => v != null && Number.isFinite(v));
+  for (let extra = 0; extra <= 10; extra++) {
+    const out = vals.map((v) => {
+      if (v == null || !Number.isFinite(v)) return "";
+      if (Math.abs(v) >= 1e4) return fmt(v);
+      const d = log ? (v > 0 ? decimalsFor(v) : 0) : incr > 0 ? decimalsFor(incr) : 0;
+      return v.toFixed(Math.min(12, d + extra));
+    });
+    const texts = out.filter((t) => t !== "");
+    if (new Set(texts).size === texts.length || shown.length < 2) return out;
+  }
+  return vals.map((v) => (v == null || !Number.isFinite(v) ? "" : String(v)));
 }
 
 let probe: CanvasRenderingContext2D | null = null;

@@ -3,7 +3,7 @@
 // are painted by the `paint` hook from the chart's thinned points.
 
 import uPlot from "uplot";
-import { cssVar, fmt, tick } from "./format";
+import { cssVar, fmt, tickLabels } from "./format";
 
 export interface FrameSeries {
   label: string;
@@ -35,6 +35,35 @@ export interface FrameHost {
   zoomBy(scale: number, shift: number): void;
   changed(): void;
   paint(u: uPlot): void;
+  /** The tick labels just painted on each axis (by scale), with their offsets in CSS pixels. */
+  painted(ticks: Record<string, PaintedTick[]>): void;
+}
+
+export interface PaintedTick {
+  text: string;
+  /** Offset from the canvas's left (x) or top (y), CSS pixels. */
+  pos: number;
+}
+
+/** uPlot's per-axis state after a draw: the labels it painted and the values they sit at. */
+interface DrawnAxis {
+  scale?: string;
+  show?: boolean;
+  _values?: (string | null)[] | null;
+  _splits?: number[] | null;
+}
+
+/** What uPlot just painted on its axes, read from the arrays its axis painter drew from. */
+function paintedTicks(u: uPlot): Record<string, PaintedTick[]> {
+  const out: Record<string, PaintedTick[]> = {};
+  const dpr = devicePixelRatio || 1;
+  for (const a of u.axes as DrawnAxis[]) {
+    const scale = a.scale ?? "x";
+    if (a.show === false || !a._values || !a._splits) continue;
+    out[scale] = a._splits.map((v, i) => ({ text: String(a._values![i] ?? ""), pos: u.valToPos(v, scale) + (scale === "x" ? u.bbox.left : u.bbox.top) / dpr }))
+      .filter((t) => t.text !== "");
+  }
+  return out;
 }
 
 export function makeFrame(h: FrameHost): uPlot {
@@ -46,7 +75,7 @@ export function makeFrame(h: FrameHost): uPlot {
     grid: { stroke: grid, width: 1, show: scale !== "v" },
     ticks: { stroke: grid, width: 1 },
     values: scale === "x" && !h.x ? undefined
-      : (_u, vals, _ax, _space, incr) => vals.map((v) => (v == null ? "" : tick(v, incr))),
+      : (_u, vals, _ax, _space, incr) => tickLabels(vals, incr, scale !== "x" && h.logY),
     size: scale === "x" ? 50 : 56,
   });
   const axes: uPlot.Axis[] = [axis("x", 2, h.x ?? undefined), axis("y", 3, h.yUnit)];
@@ -74,6 +103,7 @@ export function makeFrame(h: FrameHost): uPlot {
       }],
       setSeries: [() => h.changed()],
       draw: [(u) => h.paint(u)],
+      drawAxes: [(u) => h.painted(paintedTicks(u))],
     },
     series: [
       {
@@ -110,6 +140,12 @@ export function makeFrame(h: FrameHost): uPlot {
     if (i === 0) return;
     row.tabIndex = 0;
     row.setAttribute("role", "button");
+    // uPlot toggles a series on a click of its name only; a click on its value (wide with
+    // smoothing on: "0.41 (raw 0.52)", so that is where a click on the entry lands) too.
+    row.addEventListener("click", (ev) => {
+      if ((ev.target as Element | null)?.closest("th")) return;
+      u.setSeries(i, { show: !u.series[i].show });
+    });
     row.addEventListener("keydown", (ev) => {
       if (ev.key !== "Enter" && ev.key !== " ") return;
       ev.preventDefault();

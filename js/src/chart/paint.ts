@@ -117,10 +117,15 @@ export function paintLines(
     let pen = false;
     for (let i = 0; i < xs.length; i++) {
       let y = ys[i];
-      if (log) y = y > 0 ? Math.log10(y) : NaN;
       if (y !== y) {
-        pen = false; // NaN: a gap (or a value a log axis can't show)
+        pen = false; // NaN: a gap
         continue;
+      }
+      // A value a log axis cannot show is left out (the chart counts and says so): the
+      // line runs on between its neighbours instead of breaking or dipping.
+      if (log) {
+        if (!(y > 0)) continue;
+        y = Math.log10(y);
       }
       const px = left + (xs[i] - x0) * kx;
       const py = bottom - (y - b0) * ky;

@@ -1,0 +1,129 @@
+"""The y labels a chart paints match the data it draws, at every frame, with data arriving
+after the chart opened: falling, rising, zoomed, log y, smoothed and pattern charts, in the
+widget and the dashboard. The labels are read from what uPlot painted and the line from the
+canvas pixels (tests/harness/painted.py), never from the chart's own idea of its range."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import pytest
+
+from harness.browsers import PageServer, open_widget, widget_state
+from harness.charts import VIEW, feed, hook, publish, wait_drawn
+from harness.painted import check_labels, labels_cover
+from harness.servers import ServerProcess, wait_until
+
+pytestmark = pytest.mark.browser
+
+
+def falling(i: float) -> float:
+    return 2.0 * math.exp(-i / 25) + 0.05
+
+
+def rising(i: float) -> float:
+    return 0.4 + 0.025 * i
+
+
+def open_chart(page: Any, page_server: PageServer, server: ServerProcess, **over: Any) -> str:
+    state = widget_state(url=server.url, token=VIEW, height=260, x="step", **over)
+    open_widget(page, page_server.url, state)
+    # A plain channel goes live at once (no data yet); a pattern once a channel matches.
+    page.wait_for_selector(".pulseboard-chart[data-status=live]" if over.get("fields") and
+                           "*" not in over["channels"][0] else ".pulseboard-chart")
+    colors = hook(page, "colors()")
+    return str(colors[0]) if colors else ""
+
+
+def truth_of(f: Any, upto: int) -> Any:
+    return lambda x: f(x) if 0 <= x < upto and float(x).is_integer() else None
+
+
+@pytest.mark.parametrize("shape", ["falling", "rising"])
+def test_widget_labels_follow_the_data(page: Any, server: ServerProcess, page_server: PageServer,
+                                       shape: str) -> None:
+    f = falling if shape == "falling" else rising
+    color = open_chart(page, page_server, server, channels=["demo.r"], fields=["loss"])
+    n = [0]
+
+    def check() -> None:
+        n[0] = hook(page, "range()")["x"][1] + 1
+        if n[0] >= 30:  # a few labelled columns hold data
+            check_labels(page, color, truth_of(f, int(n[0])))
+            vals = [f(i) for i in range(int(n[0]))]
+            labels_cover(page, min(vals), max(vals))
+
+    feed(server.url, "demo.r", page, f, range(0, 120), check=check)
+
+
+def test_widget_labels_after_zoom_and_new_data(page: Any, server: ServerProcess, page_server: PageServer) -> None:
+    color = open_chart(page, page_server, server, channels=["demo.z"], fields=["loss"])
+    feed(server.url, "demo.z", page, falling, range(0, 100))
+    # Zoom into the right half (keyboard: + halves the range around its middle, → pans right).
+    page.focus(".u-over")
+    page.keyboard.press("+")
+    page.keyboard.press("ArrowRight")
+    wait_until(lambda: hook(page, "range()")["zoomed"], what="the zoom")
+    wait_drawn(page)
+    x0, x1 = hook(page, "range()")["x"]
+    check_labels(page, color, lambda x: falling(x) if x0 <= x <= x1 and float(x).is_integer() else None)
+    labels_cover(page, falling(math.ceil(x1)), falling(math.floor(x0)))
+    # Data goes on arriving; the zoomed view keeps its labels true.
+    feed(server.url, "demo.z", page, falling, range(100, 140))
+    wait_drawn(page)
+    check_labels(page, color, lambda x: falling(x) if x0 <= x <= x1 and float(x).is_integer() else None)
+
+
+def test_widget_log_y_labels(page: Any, server: ServerProcess, page_server: PageServer) -> None:
+    color = open_chart(page, page_server, server, channels=["demo.l"], fields=["loss"], log_y=True)
+    f = lambda i: 3.0 * math.exp(-i / 12) + 0.001  # noqa: E731  (three decades)
+    feed(server.url, "demo.l", page, f, range(0, 100),
+         check=lambda: check_labels(page, color, truth_of(f, int(hook(page, "range()")["x"][1]) + 1), log=True)
+         if hook(page, "range()")["x"][1] >= 30 else None)
+
+
+def test_widget_smoothed_labels(page: Any, server: ServerProcess, page_server: PageServer) -> None:
+    color = open_chart(page, page_server, server, channels=["demo.s"], fields=["loss"], smoothing=0.6)
+
+    def smoothed_truth() -> Any:
+        pts = {x: sm for x, _raw, sm in hook(page, "smoothed('loss')")}
+        return lambda x: pts.get(x)
+
+    feed(server.url, "demo.s", page, falling, range(0, 120),
+         check=lambda: check_labels(page, color, smoothed_truth()) if hook(page, "range()")["x"][1] >= 30 else None)
+
+
+def test_widget_pattern_labels(page: Any, server: ServerProcess, page_server: PageServer) -> None:
+    open_chart(page, page_server, server, channels=["train.*"], fields=["loss"])
+    curves = {"train.a": falling, "train.b": lambda i: 0.5 * falling(i) + 0.4}
+    t0 = time.time()
+    # Both runs start after the chart opened; the pattern finds them.
+    for a in range(0, 120, 20):
+        publish(server.url, [{"ch": ch, "data": {"step": i, "loss": f(i)}, "ts": t0 + i}
+                             for ch, f in curves.items() for i in range(a, a + 20)])
+        wait_until(lambda a=a: (hook(page, "points()") or 0) == 2 * (a + 20), 30, what=f"both runs to step {a + 19}")
+        wait_drawn(page)
+        if a >= 40:
+            names, colors = hook(page, "names()"), hook(page, "colors()")
+            for name, color in zip(names, colors, strict=True):
+                check_labels(page, color, truth_of(curves[name.split(" · ")[0]], a + 20))
+            vals = [f(i) for f in curves.values() for i in range(a + 20)]
+            labels_cover(page, min(vals), max(vals))
+
+
+def test_dashboard_labels_follow_the_data(page: Any, server: ServerProcess) -> None:
+    page.goto(f"{server.url}/#token={VIEW}&ch=train.*&x=step")
+    page.locator("section.pb-slot[data-channel='train.*'] .pulseboard-chart").wait_for()
+    t0 = time.time()
+    for a in range(0, 120, 20):
+        publish(server.url, [{"ch": "train.run1", "data": {"step": i, "loss": falling(i)}, "ts": t0 + i}
+                             for i in range(a, a + 20)])
+        wait_until(lambda a=a: (hook(page, "range()") or {"x": [0, 0]})["x"][1] >= a + 19, 30,
+                   what=f"step {a + 19} drawn")
+        wait_drawn(page)
+        if a >= 20:
+            i = hook(page, "names()").index("train.run1 · loss")
+            check_labels(page, hook(page, "colors()")[i], truth_of(falling, a + 20))
+            labels_cover(page, falling(a + 19), falling(0))
