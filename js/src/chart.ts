@@ -54,6 +54,8 @@ export interface StatusInfo {
   lag: number | null;
   rate: number;
   error: string | null;
+  /** Why it is not live, when known (e.g. "token expired"): replaces the status word. */
+  reason?: string | null;
 }
 
 /** What the chart shows, small enough to save in widget state. */
@@ -600,7 +602,7 @@ export class Chart {
   setStatus(s: StatusInfo): void {
     this.root.dataset.status = s.status;
     this.root.dataset.transport = s.transport;
-    const parts = [s.status, s.transport];
+    const parts = [s.reason && s.status !== "live" ? s.reason : s.status, s.transport];
     if (s.lag !== null) parts.push(`lag ${s.lag < 10 ? s.lag.toFixed(2) : s.lag.toFixed(0)} s`);
     parts.push(`${s.rate < 10 ? s.rate.toFixed(1) : s.rate.toFixed(0)} msg/s`);
     this.statusEl.innerHTML = "";

@@ -52,6 +52,8 @@ export class Client implements TransportHost {
   /** Messages per second, smoothed. */
   rate = 0;
   error: string | null = null;
+  /** Why it is not live yet when that is known and not fatal (shown instead of "connecting"). */
+  reason: string | null = null;
   readonly sync: ChannelPositions;
   /** Counters, for tests and the status line. */
   connects = 0;
@@ -233,7 +235,9 @@ export class Client implements TransportHost {
       // Expired (e.g. after a 4001 close): wait a while for the provider to hand out a new one.
       if (typeof this.opts.token === "function" && this.tokenWaits < 30) {
         this.tokenWaits += 1;
+        this.reason = "token expired";
         this.setStatus(this.everLive ? "reconnecting" : "connecting");
+        this.emit();
         this.retryTimer = setTimeout(() => this.connect(), 2000);
         return;
       }
@@ -241,6 +245,10 @@ export class Client implements TransportHost {
       return;
     }
     this.tokenWaits = 0;
+    if (this.reason === "token expired") {
+      this.reason = null;
+      this.emit();
+    }
     if (stale()) return;
     let conn: Connection;
     const hooks: ConnectionHooks = {

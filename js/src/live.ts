@@ -92,7 +92,8 @@ export class LiveChart {
       onGap: (gap: Gap) => this.charts.forEach((c) => c.gap(gap)),
       onState: (c) => {
         if (c.status === "live" && !this.wasLive) this.goneLive();
-        this.lastStatus = { status: c.status, transport: c.transport, lag: c.lag, rate: c.rate, error: c.error };
+        this.lastStatus = { status: c.status, transport: c.transport, lag: c.lag, rate: c.rate, error: c.error,
+          reason: c.reason };
         this.charts.forEach((ch) => ch.setStatus(this.lastStatus!));
       },
     });
