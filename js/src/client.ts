@@ -431,8 +431,10 @@ export class Client implements TransportHost {
         const token = await this.token();
         const newExp = jwtExp(token);
         if (newExp !== null && newExp <= exp) {
-          // The provider has nothing newer yet: ask again soon.
-          this.refreshTimer = setTimeout(check, 15_000);
+          // The provider has nothing newer yet (a rotator about to write one): ask again soon,
+          // well before this one expires when it can.
+          const left = exp - Date.now() / 1000;
+          this.refreshTimer = setTimeout(check, Math.max(1000, Math.min(15_000, left * 300)));
           return;
         }
         conn.send({ op: "refresh", token });

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
-from support import token
+from pulseboard.discovery import token_expiry
+from support import PULSEBOARD, SECRET, token
+
+TTL = 3  # seconds a rotated token lives in the long-run tests (an hour by default)
 
 
 def get_json(url: str, path: str) -> Any:
@@ -82,3 +89,31 @@ class LosingProxy:
 
     def close(self) -> None:
         self._sock.close()
+
+
+class Rotator:
+    """`pulseboard token --out FILE --renew` as a user runs it (beside the server, holding the secret)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Rotator:
+        env = dict(os.environ, PULSEBOARD_SECRET=SECRET)
+        self.proc = subprocess.Popen(
+            [*PULSEBOARD, "token", "--sub", "trainer", "--read", "long.*", "--publish", "long.*",
+             "--ttl", str(TTL), "--out", str(self.path), "--renew"], env=env, stdout=subprocess.DEVNULL)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(timeout=15) == 0  # stops cleanly on SIGTERM
+        self.proc = None
+
+    def exp(self) -> float:
+        """The `exp` of the token in the file now (0 before the first write)."""
+        try:
+            return token_expiry(self.path.read_text().strip()) or 0.0
+        except OSError:
+            return 0.0

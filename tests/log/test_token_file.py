@@ -9,50 +9,20 @@ loop waits on events (each message delivered, the file rewritten), not on sleeps
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from logsupport import read_all
+from logsupport import TTL, Rotator, read_all
 
 from pulseboard.discovery import token_expiry
 from pulseboard.sender import Sender
 from pulseboard.tokenfile import ENV
 from support import PULSEBOARD, SECRET, ServerProcess, wait_until
 
-TTL = 3
 CH = "long.run"
-
-
-class Rotator:
-    """`pulseboard token --out FILE --renew` as a user runs it (beside the server, holding the secret)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Rotator:
-        env = dict(os.environ, PULSEBOARD_SECRET=SECRET)
-        self.proc = subprocess.Popen(
-            [*PULSEBOARD, "token", "--sub", "trainer", "--read", "long.*", "--publish", "long.*",
-             "--ttl", str(TTL), "--out", str(self.path), "--renew"], env=env, stdout=subprocess.DEVNULL)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            assert self.proc.wait(timeout=15) == 0  # stops cleanly on SIGTERM
-        self.proc = None
-
-    def exp(self) -> float:
-        """The `exp` of the token in the file now (0 before the first write)."""
-        try:
-            return token_expiry(self.path.read_text().strip()) or 0.0
-        except OSError:
-            return 0.0
 
 
 @pytest.fixture
