@@ -66,7 +66,7 @@ def test_a_notebook_chart_keeps_updating_across_three_token_lifetimes(
                 n += 1
                 assert sender.flush(30), sender.status()
                 # The chart shows it (awaited: each message, as it comes).
-                wait_until(lambda: len((page.evaluate(HOOK, CH) or {}).get("seqs", [])) >= n, timeout=30,
+                wait_until(lambda n=n: len((page.evaluate(HOOK, CH) or {}).get("seqs", [])) >= n, timeout=30,
                            what=f"message {n} on the chart")
             state = page.evaluate(HOOK, CH)
             assert state["seqs"] == list(range(1, n + 1))  # every message, exactly once, in order
