@@ -46,6 +46,19 @@ export interface ChartOptions {
   onSeries?: (ch: string, field: string) => void;
   /** Called when the x range is zoomed (null: reset), e.g. to fetch it at full resolution. */
   onZoom?: (range: [number, number] | null) => void;
+  /** The x range shown at first (null: follow the data). */
+  zoom?: [number, number] | null;
+  /** Called when the view changes (smoothing, log y, zoom, legend), e.g. to save it with the notebook. */
+  onView?: (view: ViewState) => void;
+}
+
+/** What a person set on the chart: reports and saved notebooks show the chart this way. */
+export interface ViewState {
+  smoothing: number;
+  logY: boolean;
+  zoom: [number, number] | null;
+  /** Series switched off in the legend, by legend name (`field`, or `channel · field`). */
+  hidden: string[];
 }
 
 export interface StatusInfo {
@@ -116,12 +129,15 @@ export class Chart {
       window: opts.window === undefined ? 300 : opts.window,
     };
     this.opts.smoothing = Math.min(0.999, Math.max(0, Number(this.opts.smoothing) || 0));
+    const z = opts.zoom;
+    if (z && Number.isFinite(z[0]) && Number.isFinite(z[1]) && z[1] > z[0]) this.zoom = [z[0], z[1]];
     this.root = document.createElement("div");
     this.root.className = "pulseboard-chart";
     this.root.dataset.status = "connecting";
     this.root.dataset.transport = "ws";
     this.root.dataset.series = "0";
     this.root.dataset.points = "0";
+    this.root.dataset.zoomed = String(this.zoom !== null);
     const head = document.createElement("div");
     head.className = "pulseboard-head";
     const title = document.createElement("div");
@@ -135,6 +151,7 @@ export class Chart {
       png: () => this.png(),
     }, this.opts.smoothing);
     this.toolbar.setLog(this.opts.logY);
+    this.viewKey = JSON.stringify(this.view());
     head.append(title, this.toolbar.el);
     this.plotEl = document.createElement("div");
     this.plotEl.className = "pulseboard-plot";
@@ -342,7 +359,26 @@ export class Chart {
     this.zoom = range && range[1] > range[0] ? [range[0], range[1]] : null;
     this.root.dataset.zoomed = String(this.zoom !== null);
     this.opts.onZoom?.(this.zoom);
+    this.noteView();
     this.schedule();
+  }
+
+  /** The view as set now (see ViewState). */
+  view(): ViewState {
+    const hidden = this.series.filter((_s, i) => this.u?.series[i + 1]?.show === false).map((s) => this.nameOf(s));
+    return { smoothing: this.opts.smoothing, logY: this.opts.logY, zoom: this.zoom ? [...this.zoom] : null, hidden };
+  }
+
+  /** The last view reported (at first: the one the chart was made with, which is no change). */
+  private viewKey = "";
+
+  private noteView(): void {
+    if (!this.opts.onView) return;
+    const v = this.view();
+    const key = JSON.stringify(v);
+    if (key === this.viewKey) return;
+    this.viewKey = key;
+    this.opts.onView(v);
   }
 
   resetZoom(): void {
@@ -352,6 +388,7 @@ export class Chart {
   setLog(on: boolean): void {
     this.opts.logY = on;
     this.toolbar.setLog(on);
+    this.noteView();
     this.rebuild = true;
     this.schedule();
   }
@@ -359,6 +396,7 @@ export class Chart {
   setSmoothing(s: number): void {
     this.opts.smoothing = Math.min(0.999, Math.max(0, s));
     this.toolbar.setSmoothing(this.opts.smoothing);
+    this.noteView();
     for (const se of this.series) {
       se.ema.reset();
       se.smooth.invalidate();
@@ -565,6 +603,7 @@ export class Chart {
 
   /** Draw the lines and threshold lines, inside the plot area (uPlot's draw hook). */
   private paint(u: uPlot): void {
+    this.noteView(); // a legend click shows up here first
     const smoothing = this.opts.smoothing > 0;
     const bg = smoothing ? cssVar(this.root, "--pb-bg", this.dark ? "#1e1e1e" : "#ffffff") : "";
     paintLines(u, this.xRange, this.yRanges, this.opts.logY, this.series.map((s, i) => ({
