@@ -119,9 +119,9 @@ def smoothed(pts: list[tuple[float, float]], s: float) -> list[tuple[float, floa
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
-    """Powers of ten in [lo, hi] (lo > 0), with 2 and 5 between them when there are few."""
+    """Powers of ten in [lo, hi] (lo > 0), with multiples between them when there are few."""
     a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    mults = (1, 2, 5) if b - a <= 3 else (1,)
+    mults: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9) if b - a <= 1 else (1, 2, 5) if b - a <= 3 else (1,)
     out = [m * 10.0**e for e in range(a, b + 1) for m in mults]
     return [t for t in out if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)] or [lo]
 
@@ -287,6 +287,21 @@ def _path(pts: list[tuple[float, float]], breaks: Sequence[float], lo: float, sp
 CHART_MIME = "application/vnd.pulseboard.chart+json"
 
 
+def _no_model_style(sid: str) -> str:
+    """Hide JupyterLab's "Error displaying widget: model not found" for this chart's widget output.
+
+    A notebook saved without widget state (JupyterLab's default) and reopened has outputs
+    naming widget models that no longer exist; Lab's widget renderer then writes that line
+    right under this static output, which already shows the chart. Only its error paths give
+    the renderer's own node the class `jupyter-widgets` (a rendered widget is a child node
+    inside it), so the rule hides the error and never a chart that rendered.
+    """
+    if not sid:
+        return ""
+    me = f'.jp-OutputArea-child:has([data-pulseboard-static="{sid}"])'
+    return f"<style>{me} + .jp-OutputArea-child:has(> .jp-OutputArea-output.jupyter-widgets){{display:none}}</style>"
+
+
 def static_bundle(static_id: str, snapshot: dict[str, Any] | None, options: dict[str, Any]) -> dict[str, Any]:
     """The chart's static output: the SVG (as HTML and as an image) and its data for `pulseboard report`.
 
@@ -295,8 +310,9 @@ def static_bundle(static_id: str, snapshot: dict[str, Any] | None, options: dict
     svg = render(snapshot, str(options.get("title") or ""), options.get("x"), options.get("units"),
                  int(options.get("height") or 300), view=options)
     rows = len((snapshot or {}).get("x") or [])
+    sid = escape(static_id)
     return {
-        "text/html": f'<div class="pulseboard-static" data-pulseboard-static="{escape(static_id)}">{svg}</div>',
+        "text/html": f'<div class="pulseboard-static" data-pulseboard-static="{sid}">{svg}{_no_model_style(sid)}</div>',
         "image/svg+xml": svg,
         "text/plain": f"[pulseboard chart: {options.get('title')}, {rows} rows]",
         CHART_MIME: {"id": static_id, "options": options, "snapshot": snapshot},
