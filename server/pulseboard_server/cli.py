@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from types import FrameType
@@ -18,7 +19,7 @@ from typing import Any, NoReturn
 
 from pulseboard.report_cli import add_report_parser, report_command
 
-from .config import Settings, add_arguments, count, positive_float
+from .config import Settings, add_arguments, count, positive
 
 log = logging.getLogger("pulseboard")
 
@@ -71,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
     where = a.add_mutually_exclusive_group(required=True)
     where.add_argument("--broker", help="publish straight into redis://...")
     where.add_argument("--url", help="publish through a server's HTTP API (token from PULSEBOARD_TOKEN)")
-    a.add_argument("--interval", type=positive_float, default=1.0, help="seconds between samples (1.0)")
+    a.add_argument("--interval", type=positive, default=1.0, help="seconds between samples (1.0)")
     a.add_argument("--channel", default=None, help="channel (sys.<hostname>)")
     a.add_argument("--history", type=count, default=1000, help="messages kept per channel (1000)")
     add_report_parser(sub)  # pulseboard report (widget/pulseboard/report_cli.py)
@@ -143,9 +144,12 @@ def publish_command(args: argparse.Namespace) -> None:
     from pulseboard.publish import PublishError, publish
 
     if args.json is None:  # JSON lines on stdin, through the background sender (publish_lines)
-        from .publish_lines import publish_lines
+        from pulseboard.publish_lines import publish_lines
 
-        raise SystemExit(publish_lines(args.channel, args.url, args.token, 30.0))
+        try:
+            raise SystemExit(publish_lines(args.channel, args.url, args.token, 30.0))
+        except PublishError as e:
+            raise CliError(e.detail) from None
     try:
         data = json.loads(args.json)
     except ValueError:
@@ -182,7 +186,7 @@ def agent_command(args: argparse.Namespace) -> None:
                 raise CliError(f"cannot reach broker {args.broker}: {e}") from None
 
             async def pub(ch: str, data: dict[str, Any]) -> object:
-                return await broker.publish(ch, data, __import__("time").time())
+                return await broker.publish(ch, data, time.time())
         else:
             from pulseboard.publish import Publisher, PublishError
 
@@ -272,12 +276,7 @@ def serve_command(args: argparse.Namespace) -> None:
 
         settings.secret = ephemeral_secret()
         printed_token = mint_token(settings.secret, "dashboard", ["*"], [], ttl=12 * 3600)
-    try:
-        asyncio.run(serve(settings, args.log_level, printed_token))
-    except CliError:
-        raise
-    except SystemExit:
-        raise
+    asyncio.run(serve(settings, args.log_level, printed_token))
 
 
 async def serve(settings: Settings, log_level: str = "info", printed_token: str | None = None) -> None:
@@ -308,7 +307,7 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     app = build_app(settings, node)
     config = uvicorn.Config(
         app,
-        http=header_timeout_protocol(settings.header_timeout),  # issue 13: slowloris
+        http=header_timeout_protocol(settings.header_timeout),  # slow headers must not hold a slot (slowloris)
         ws="websockets-sansio",
         ws_max_size=max(4 * settings.max_message_size, 1 << 16),
         ws_ping_interval=settings.ping_interval,
