@@ -78,12 +78,7 @@ def test_saved_notebook_holds_the_snapshot_and_no_token(lab: Any, server: Server
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
-            page.goto(f"{jlab.url}/lab/tree/saved.ipynb?token={jlab.token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            wait_until(lambda: any(k["execution_state"] == "idle" for k in jlab.api("kernels")),
-                       timeout=60, interval=0.2, what="the notebook's kernel to be idle")
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            run_all(page, jlab, "saved.ipynb")
             page.wait_for_selector(".pulseboard-chart[data-status=live]", timeout=60_000)
             # Lab shows the live chart; the static SVG output is there but hidden.
             static = page.locator("[data-pulseboard-static]")
