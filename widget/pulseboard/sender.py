@@ -281,8 +281,7 @@ class Sender:
     def _post(self, body: bytes, n: int) -> tuple[int, bytes]:
         if self._conn is None:
             self._connect()
-        else:
-            self._check_token_file()
+        self._check_token_file()
         assert self._conn is not None
         self._conn.request("POST", self._path, body, {
             "Authorization": f"Bearer {self._token}", "Content-Type": "application/json"})
