@@ -13,26 +13,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import jupyterlab  # noqa: F401  (the test extra installs it: scripts/setup)
-import playwright.sync_api as playwright_sync
 import pytest
-from browser_support import HOOK
-from jupyter_support import CHROMIUM, CHROMIUM_ARGS, JupyterLabProcess, run_all
 
-from log.logsupport import TTL, Rotator
+from harness.browsers import HOOK, chromium
+from harness.jupyter import JupyterLabProcess, run_all
+from harness.notebooks import notebook
+from harness.servers import TOKEN_TTL, ServerProcess, TokenRotator, wait_until
 from pulseboard.sender import Sender
 from pulseboard.tokenfile import ENV
-from report.report_support import notebook
-from support import ServerProcess, wait_until
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 CH = "long.chart"
 
 
 @pytest.fixture
-def lab(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[JupyterLabProcess, Rotator]]:
+def lab(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[JupyterLabProcess, TokenRotator]]:
     root = Path(tempfile.mkdtemp(prefix="pb-long-"))
     notebook(root / "long.ipynb", [f"from pulseboard import LiveChart\nLiveChart({CH!r}, fields=['v'], x='i')"])
-    rotator = Rotator(root / "pulseboard.token").start()
+    rotator = TokenRotator(root / "pulseboard.token").start()
     wait_until(rotator.exp, timeout=30, what="the rotator's first token")
     monkeypatch.setenv(ENV, str(rotator.path))  # the test's own log() reads it too
     monkeypatch.delenv("PULSEBOARD_TOKEN", raising=False)
@@ -48,12 +46,11 @@ def lab(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
 
 
 def test_a_notebook_chart_keeps_updating_across_three_token_lifetimes(
-    lab: tuple[JupyterLabProcess, Rotator], server: ServerProcess,
+    lab: tuple[JupyterLabProcess, TokenRotator], server: ServerProcess,
 ) -> None:
     jlab, rotator = lab
     sender = Sender(server.url, None, exit_timeout=0.0)
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
             run_all(page, jlab, "long.ipynb")
@@ -61,7 +58,7 @@ def test_a_notebook_chart_keeps_updating_across_three_token_lifetimes(
             live_exp = rotator.exp()  # the browser's first token expires no later than this
             n, done = 0, False
             while not done:
-                done = time.time() > live_exp + 2 * TTL  # three lifetimes since that token was made
+                done = time.time() > live_exp + 2 * TOKEN_TTL  # three lifetimes since that token was made
                 sender.log(CH, {"i": n, "v": n % 7})
                 n += 1
                 assert sender.flush(30), sender.status()

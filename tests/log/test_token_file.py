@@ -2,7 +2,7 @@
 `pulseboard token --out FILE --renew` rotator, delivers a run that spans several token
 lifetimes, every message exactly once, including across a rotator outage (401s meanwhile).
 
-Tokens live TTL seconds here (an hour by default) so three lifetimes pass in seconds; the
+Tokens live TOKEN_TTL seconds here (an hour by default) so three lifetimes pass in seconds; the
 loop waits on events (each message delivered, the file rewritten), not on sleeps.
 """
 
@@ -15,22 +15,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from logsupport import TTL, Rotator, read_all
 
+from harness.channels import read_all
+from harness.servers import PULSEBOARD, TOKEN_TTL, ServerProcess, TokenRotator, wait_until
+from harness.tokens import SECRET
 from pulseboard.discovery import token_expiry
 from pulseboard.sender import Sender
 from pulseboard.tokenfile import ENV
-from support import PULSEBOARD, SECRET, ServerProcess, wait_until
 
 CH = "long.run"
 
 
 @pytest.fixture
-def rotator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Rotator]:
+def rotator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TokenRotator]:
     path = tmp_path / "pulseboard.token"
     monkeypatch.setenv(ENV, str(path))
     monkeypatch.delenv("PULSEBOARD_TOKEN", raising=False)
-    rot = Rotator(path).start()
+    rot = TokenRotator(path).start()
     wait_until(rot.exp, timeout=30, what="the rotator's first token")
     try:
         yield rot
@@ -50,21 +51,21 @@ def run_for(sender: Sender, first: int, until: Callable[[], bool]) -> int:
     return n
 
 
-def test_a_run_outlives_three_token_lifetimes(server: ServerProcess, rotator: Rotator) -> None:
+def test_a_run_outlives_three_token_lifetimes(server: ServerProcess, rotator: TokenRotator) -> None:
     sender = Sender(server.url, None, exit_timeout=0.0)  # the token comes from the file only
     first_exp = rotator.exp()
     # Three lifetimes after the first token was made: its expiry plus two more.
-    n = run_for(sender, 0, lambda: time.time() > first_exp + 2 * TTL)
+    n = run_for(sender, 0, lambda: time.time() > first_exp + 2 * TOKEN_TTL)
     msgs = read_all(server.url, CH)
     assert [m["seq"] for m in msgs] == list(range(1, n + 1))
     assert [m["data"]["i"] for m in msgs] == list(range(n))
-    assert msgs[-1]["ts"] > first_exp + 2 * TTL
+    assert msgs[-1]["ts"] > first_exp + 2 * TOKEN_TTL
     status = sender.status()
     assert (status.sent, status.rejected, status.dropped) == (n, 0, 0)
 
 
 def test_a_rotator_outage_holds_messages_back_then_delivers_each_once(
-    server: ServerProcess, rotator: Rotator,
+    server: ServerProcess, rotator: TokenRotator,
 ) -> None:
     sender = Sender(server.url, None, exit_timeout=0.0)
     n = run_for(sender, 0, lambda: sender.status().sent >= 20)

@@ -22,13 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import jupyterlab  # noqa: F401  (the test extra installs it: scripts/setup)
-import playwright.sync_api as playwright_sync
 import pytest
-from report_support import known_values, nbconvert, notebook, publish, pulseboard, report_data
+from report_support import known_values, nbconvert, publish, pulseboard, report_data
 
-from e2e.jupyter_support import CHROMIUM, CHROMIUM_ARGS, JupyterLabProcess, http, run_all
+from harness.browsers import chromium
+from harness.hub import http
+from harness.jupyter import JupyterLabProcess, run_all
+from harness.notebooks import notebook
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import token
 from pulseboard.svg import CHART_MIME
-from support import ServerProcess, token, wait_until
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -74,8 +77,7 @@ def test_saved_notebook_holds_the_snapshot_and_no_token(lab: Any, server: Server
     known = known_values(40)
     publish(server.url, [{"ch": CH, "data": {"step": s, "v": v}} for s, v in known])
     before = (root / "saved.ipynb").read_text()
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
             run_all(page, jlab, "saved.ipynb")
@@ -141,8 +143,7 @@ def test_the_view_set_in_the_browser_is_saved_reported_and_reopens_without_a_ker
     publish(server.url, [{"ch": CH, "data": {"step": s, "v": v, "w": v / 2}} for s, v in known])
     nb_path = root / "saved.ipynb"
     before = nb_path.read_text()
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
             run_all(page, jlab, "saved.ipynb")

@@ -1,4 +1,4 @@
-"""Test harness: real server and redis-server processes on free ports."""
+"""Real server, redis-server and nginx processes on free ports, and waiting for what they do."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pulseboard.protocol import Envelope
-from pulseboard_server.auth import mint_token
 
-SECRET = "test-secret-please-change-0123456789abcdef"
-ROOT = Path(__file__).resolve().parent.parent
+from .tokens import SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
 PULSEBOARD = [sys.executable, "-m", "pulseboard_server"]
 
 
@@ -30,15 +30,6 @@ def free_port() -> int:
         port: int = s.getsockname()[1]
         return port
 
-
-def token(sub: str = "tester", read: Sequence[str] = ("*",), publish: Sequence[str] = ("*",),
-          ttl: float = 3600, secret: str = SECRET, **extra: object) -> str:
-    return mint_token(secret, sub, read, publish, ttl, **extra)
-
-
-def auth(tok: str | None = None) -> dict[str, str]:
-    """Request headers carrying a bearer token (a fresh all-channels one unless given)."""
-    return {"Authorization": f"Bearer {tok or token()}"}
 
 
 async def until(pred: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
@@ -277,3 +268,38 @@ class Feed:
                 await self.changed.wait()
 
         await asyncio.wait_for(loop(), timeout)
+
+
+TOKEN_TTL = 3  # seconds a rotated token lives in the long-run tests (an hour by default)
+
+
+class TokenRotator:
+    """`pulseboard token --out FILE --renew` as a user runs it (beside the server, holding the
+    secret), writing tokens that live `TOKEN_TTL` seconds and may read and publish `long.*`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> TokenRotator:
+        env = dict(os.environ, PULSEBOARD_SECRET=SECRET)
+        self.proc = subprocess.Popen(
+            [*PULSEBOARD, "token", "--sub", "trainer", "--read", "long.*", "--publish", "long.*",
+             "--ttl", str(TOKEN_TTL), "--out", str(self.path), "--renew"], env=env, stdout=subprocess.DEVNULL)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(timeout=15) == 0  # stops cleanly on SIGTERM
+        self.proc = None
+
+    def exp(self) -> float:
+        """The `exp` of the token in the file now (0 before the first write)."""
+        from pulseboard.discovery import token_expiry
+
+        try:
+            return token_expiry(self.path.read_text().strip()) or 0.0
+        except OSError:
+            return 0.0
+
