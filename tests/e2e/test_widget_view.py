@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness.browsers import PageServer, open_widget, widget_state
-from harness.charts import VIEW, hook, publish, wait_drawn, wait_points
+from harness.charts import VIEW, drag_zoom, hook, publish, wait_drawn, wait_points
 from harness.servers import ServerProcess, wait_until
 
 pytestmark = pytest.mark.browser
@@ -42,12 +42,7 @@ def test_the_view_goes_to_the_traits_and_comes_back_from_them(
     wait_until(lambda: state(page, "log_y") is True, what="log_y written")
     page.locator("[data-action=smooth]").click()
     wait_until(lambda: (state(page, "smoothing") or 0) > 0, what="smoothing written")
-    over = page.locator(".u-over").bounding_box()
-    y = over["y"] + over["height"] / 2
-    page.mouse.move(over["x"] + over["width"] * 0.2, y)
-    page.mouse.down()
-    page.mouse.move(over["x"] + over["width"] * 0.6, y, steps=8)
-    page.mouse.up()
+    drag_zoom(page, 0.2, 0.6)
     wait_until(lambda: state(page, "zoom") is not None, what="zoom written")
     z0, z1 = state(page, "zoom")
     assert 0 < z0 < z1 < N - 1

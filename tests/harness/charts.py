@@ -41,3 +41,15 @@ def wait_points(page: Any, n: int, nth: int = 0, timeout: float = 60) -> None:
 def wait_drawn(page: Any, nth: int = 0) -> None:
     """Wait until the chart has drawn everything it was given (no frame pending)."""
     wait_until(lambda: hook(page, "idle()", nth), what="the chart to draw")
+
+
+def drag_zoom(page: Any, start: float, end: float, plot: str = ".u-over") -> None:
+    """Drag across the plot from `start` to `end` (shares of its width), as a person zooms."""
+    over = page.locator(plot).first.bounding_box()
+    y = over["y"] + over["height"] / 2
+    page.mouse.move(over["x"] + over["width"] * start, y)
+    page.mouse.down()
+    page.mouse.move(over["x"] + over["width"] * (start + end) / 2, y, steps=5)
+    page.mouse.move(over["x"] + over["width"] * end, y, steps=5)
+    page.mouse.up()
+

@@ -26,6 +26,7 @@ import pytest
 from report_support import known_values, nbconvert, publish, pulseboard, report_data
 
 from harness.browsers import chromium
+from harness.charts import drag_zoom
 from harness.hub import http
 from harness.jupyter import JupyterLabProcess, run_all
 from harness.notebooks import notebook
@@ -157,13 +158,7 @@ def test_the_view_set_in_the_browser_is_saved_reported_and_reopens_without_a_ker
             wait_until(lambda: page.get_attribute(".pulseboard-chart", "data-series") == "1", what="w hidden")
             page.locator(".pulseboard-chart [data-action=log-y]").click()
             page.locator(".pulseboard-chart [data-action=smooth]").click()
-            over = page.locator(".pulseboard-chart .u-over").bounding_box()
-            y = over["y"] + over["height"] / 2
-            page.mouse.move(over["x"] + over["width"] * 0.25, y)
-            page.mouse.down()
-            page.mouse.move(over["x"] + over["width"] * 0.5, y, steps=5)
-            page.mouse.move(over["x"] + over["width"] * 0.75, y, steps=5)
-            page.mouse.up()
+            drag_zoom(page, 0.25, 0.75, ".pulseboard-chart .u-over")
             smooth_text = page.locator(".pulseboard-chart [data-action=smooth]").inner_text()
             smoothing = float(smooth_text.split()[1])
             # The kernel got the view: it redrew the static output with it (the output is hidden in Lab).
