@@ -55,6 +55,19 @@ export interface ChartOptions {
   onSeries?: (ch: string, field: string) => void;
   /** Called when the x range is zoomed (null: reset), e.g. to fetch it at full resolution. */
   onZoom?: (range: [number, number] | null) => void;
+  /** The x range shown at first (null: follow the data). */
+  zoom?: [number, number] | null;
+  /** Called when the view changes (smoothing, log y, zoom, legend), e.g. to save it with the notebook. */
+  onView?: (view: ViewState) => void;
+}
+
+/** What a person set on the chart: reports and saved notebooks show the chart this way. */
+export interface ViewState {
+  smoothing: number;
+  logY: boolean;
+  zoom: [number, number] | null;
+  /** Series switched off in the legend, by legend name (`field`, or `channel · field`). */
+  hidden: string[];
 }
 
 export interface StatusInfo {
@@ -63,6 +76,8 @@ export interface StatusInfo {
   lag: number | null;
   rate: number;
   error: string | null;
+  /** Why it is not live, when known (e.g. "token expired"): replaces the status word. */
+  reason?: string | null;
 }
 
 /** What the chart shows, small enough to save in widget state. */
@@ -131,12 +146,15 @@ export class Chart {
       window: opts.window === undefined ? 300 : opts.window,
     };
     this.opts.smoothing = Math.min(0.999, Math.max(0, Number(this.opts.smoothing) || 0));
+    const z = opts.zoom;
+    if (z && Number.isFinite(z[0]) && Number.isFinite(z[1]) && z[1] > z[0]) this.zoom = [z[0], z[1]];
     this.root = document.createElement("div");
     this.root.className = "pulseboard-chart";
     this.root.dataset.status = "connecting";
     this.root.dataset.transport = "ws";
     this.root.dataset.series = "0";
     this.root.dataset.points = "0";
+    this.root.dataset.zoomed = String(this.zoom !== null);
     const head = document.createElement("div");
     head.className = "pulseboard-head";
     const title = (this.titleEl = document.createElement("div"));
@@ -150,6 +168,7 @@ export class Chart {
       png: () => this.png(),
     }, this.opts.smoothing);
     this.toolbar.setLog(this.opts.logY);
+    this.viewKey = JSON.stringify(this.view());
     head.append(title, this.toolbar.el);
     this.plotEl = document.createElement("div");
     this.plotEl.className = "pulseboard-plot";
@@ -375,7 +394,26 @@ export class Chart {
     this.zoom = range && range[1] > range[0] ? [range[0], range[1]] : null;
     this.root.dataset.zoomed = String(this.zoom !== null);
     this.opts.onZoom?.(this.zoom);
+    this.noteView();
     this.schedule();
+  }
+
+  /** The view as set now (see ViewState). */
+  view(): ViewState {
+    const hidden = this.series.filter((_s, i) => this.u?.series[i + 1]?.show === false).map((s) => this.nameOf(s));
+    return { smoothing: this.opts.smoothing, logY: this.opts.logY, zoom: this.zoom ? [...this.zoom] : null, hidden };
+  }
+
+  /** The last view reported (at first: the one the chart was made with, which is no change). */
+  private viewKey = "";
+
+  private noteView(): void {
+    if (!this.opts.onView) return;
+    const v = this.view();
+    const key = JSON.stringify(v);
+    if (key === this.viewKey) return;
+    this.viewKey = key;
+    this.opts.onView(v);
   }
 
   resetZoom(): void {
@@ -390,6 +428,7 @@ export class Chart {
       se.ema.reset();
       se.smooth.invalidate();
     }
+    this.noteView();
     this.rebuild = true;
     this.schedule();
   }
@@ -397,6 +436,7 @@ export class Chart {
   setSmoothing(s: number): void {
     this.opts.smoothing = Math.min(0.999, Math.max(0, s));
     this.toolbar.setSmoothing(this.opts.smoothing);
+    this.noteView();
     for (const se of this.series) {
       se.ema.reset();
       se.smooth.invalidate();
@@ -645,6 +685,7 @@ export class Chart {
 
   /** Draw the lines and threshold lines, inside the plot area (uPlot's draw hook). */
   private paint(u: uPlot): void {
+    this.noteView(); // a legend click shows up here first
     const smoothing = this.opts.smoothing > 0;
     const bg = smoothing ? cssVar(this.root, "--pb-bg", this.dark ? "#1e1e1e" : "#ffffff") : "";
     // Lines are mapped with the ranges uPlot's scales hold, the very ones the axes were
@@ -705,7 +746,7 @@ export class Chart {
   setStatus(s: StatusInfo): void {
     this.root.dataset.status = s.status;
     this.root.dataset.transport = s.transport;
-    const parts = [s.status, s.transport];
+    const parts = [s.reason && s.status !== "live" ? s.reason : s.status, s.transport];
     // Lag is how late live messages arrive; with none arriving (a finished run, whose last
     // message only gets older) there is no lag to show.
     if (s.lag !== null && (s.rate >= 0.05 || s.lag < 10)) parts.push(`lag ${s.lag < 10 ? s.lag.toFixed(2) : s.lag.toFixed(0)} s`);

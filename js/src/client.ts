@@ -56,6 +56,8 @@ export class Client implements TransportHost {
   error: string | null = null;
   /** Why it cannot connect while it keeps trying ("cannot reach <url>: <reason>"); null once live. */
   problem: string | null = null;
+  /** A short word shown instead of "connecting" while it waits for something ("token expired"). */
+  reason: string | null = null;
   readonly sync: ChannelPositions;
   /** Counters, for tests and the status line. */
   connects = 0;
@@ -246,7 +248,9 @@ export class Client implements TransportHost {
       // Expired (e.g. after a 4001 close): wait a while for the provider to hand out a new one.
       if (typeof this.opts.token === "function" && this.tokenWaits < 30) {
         this.tokenWaits += 1;
+        this.reason = "token expired";
         this.setStatus(this.everLive ? "reconnecting" : "connecting");
+        this.emit();
         this.retryTimer = setTimeout(() => this.connect(), 2000);
         return;
       }
@@ -254,6 +258,10 @@ export class Client implements TransportHost {
       return;
     }
     this.tokenWaits = 0;
+    if (this.reason === "token expired") {
+      this.reason = null;
+      this.emit();
+    }
     if (stale()) return;
     let conn: Connection;
     const hooks: ConnectionHooks = {
@@ -445,8 +453,10 @@ export class Client implements TransportHost {
         const token = await this.token();
         const newExp = jwtExp(token);
         if (newExp !== null && newExp <= exp) {
-          // The provider has nothing newer yet: ask again soon.
-          this.refreshTimer = setTimeout(check, 15_000);
+          // The provider has nothing newer yet (a rotator about to write one): ask again soon,
+          // well before this one expires when it can.
+          const left = exp - Date.now() / 1000;
+          this.refreshTimer = setTimeout(check, Math.max(1000, Math.min(15_000, left * 300)));
           return;
         }
         conn.send({ op: "refresh", token });

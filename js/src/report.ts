@@ -2,7 +2,6 @@
 // the page, with the live charts' Chart class (zoom, hover values, legend toggles) and a CSV
 // download of every point. No network: no server, no token.
 
-import { quote } from "./chart/export";
 import { Chart } from "./chart";
 import type { ChartOptions, Snapshot } from "./chart";
 import { injectStyles } from "./live";
@@ -23,6 +22,11 @@ export interface ReportChart {
     units?: string | Record<string, string> | null;
     height?: number;
     window?: number;
+    // The view as it was on screen when the snapshot was taken.
+    smoothing?: number;
+    log_y?: boolean;
+    zoom?: [number, number] | null;
+    hidden?: string[];
   };
   snapshot: ReportSnapshot | null;
 }
@@ -72,57 +76,22 @@ export function replay(s: ReportSnapshot, xField: string | null): Step[] {
   return steps;
 }
 
-function label(s: Snapshot, i: number): string {
-  const k = s.series[i];
-  const many = new Set(s.series.map((q) => q.ch)).size > 1;
-  return many ? `${k.ch} · ${k.field}` : k.field;
-}
-
-/** Every point of the snapshot: header `x,<series>...` (as the chart toolbar's CSV), one row per x
- * (unix seconds on a time axis, else the x field's value). */
-export function toCsv(s: Snapshot): string {
-  const lines = [["x", ...s.series.map((_k, i) => label(s, i))].map(quote).join(",")];
-  for (let r = 0; r < s.x.length; r++) {
-    const vals = s.series.map((_k, i) => {
-      const v = s.y[i]?.[r];
-      return typeof v === "number" ? String(v) : "";
-    });
-    if (vals.every((v) => v === "")) continue;
-    lines.push([String(s.x[r]), ...vals].join(","));
-  }
-  return lines.join("\n") + "\n";
-}
-
-function download(doc: Document, name: string, text: string): void {
-  const a = doc.createElement("a");
-  a.href = URL.createObjectURL(new Blob([text], { type: "text/csv" }));
-  a.download = name;
-  doc.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
-}
-
 function mount(host: HTMLElement, spec: ReportChart): Chart {
   const o = spec.options;
   const snap = spec.snapshot;
   const rows = snap?.x?.length ?? 0;
   const span = rows ? snap!.x[rows - 1] - snap!.x[0] : 0;
   host.innerHTML = "";
+  // (The chart's own toolbar has the CSV button: every point of the snapshot.)
   const bar = host.ownerDocument.createElement("div");
   bar.className = "pulseboard-report-bar";
-  const csv = host.ownerDocument.createElement("button");
-  csv.type = "button";
-  csv.dataset.action = "report-csv";
-  csv.textContent = "Download CSV";
-  const name = (o.title || o.channels.join("_")).replace(/[^A-Za-z0-9_.-]+/g, "_");
-  csv.onclick = () => snap && download(host.ownerDocument, `${name}.csv`, toCsv(snap));
   const note = host.ownerDocument.createElement("span");
   note.className = "pulseboard-report-note";
   const when = snap?.taken ? new Date(snap.taken * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC" : "";
   note.textContent = [`${rows} points`, snap?.downsampled ? "downsampled for drawing" : "", when && `snapshot ${when}`]
     .filter(Boolean).join(" · ");
-  bar.append(csv, note);
+  bar.append(note);
+  const hidden = o.hidden ?? [];
   const opts: ChartOptions = {
     channels: o.channels,
     fields: o.fields ?? null,
@@ -134,6 +103,10 @@ function mount(host: HTMLElement, spec: ReportChart): Chart {
     // The whole snapshot stays drawn, however long it spans.
     window: Math.max(o.window ?? 300, span + 1),
     maxPoints: Math.max(20_000, rows * 2 + 2),
+    smoothing: o.smoothing ?? 0,
+    logY: o.log_y ?? false,
+    zoom: o.zoom ?? null,
+    hidden: (ch, field) => hidden.includes(field) || hidden.includes(`${ch} · ${field}`),
   };
   const chart = new Chart(host, opts);
   host.appendChild(bar);

@@ -3,7 +3,7 @@
 // the chart's static SVG output where the live chart runs.
 
 import { Chart } from "./chart";
-import type { Snapshot } from "./chart";
+import type { Snapshot, ViewState } from "./chart";
 import { LiveChart, injectStyles } from "./live";
 import { KernelToken } from "./kernel_token";
 
@@ -43,7 +43,16 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     smoothing: Number(model.get("smoothing") ?? 0),
     logY: Boolean(model.get("log_y") ?? false),
     thresholds: (model.get("thresholds") as Record<string, number> | null) ?? null,
+    zoom: (model.get("zoom") as [number, number] | null) ?? null,
+    hidden: (ch: string, field: string) => {
+      const names = (model.get("hidden") as string[] | null) ?? [];
+      return names.includes(field) || names.includes(`${ch} · ${field}`);
+    },
+    // What a person sets in the browser goes back to the Python traits (and into saved notebooks,
+    // snapshots and reports: docs/reports.md).
+    onView: (v: ViewState) => saveView(model, v),
   });
+  const shown = (): Chart | null => live?.chart ?? still;
 
   const stop = () => {
     if (timer) clearInterval(timer);
@@ -112,18 +121,45 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   };
 
   const names = ["channels", "fields", "window", "max_points", "title", "height", "x", "units", "theme", "url", "problem",
-    "smoothing", "log_y", "thresholds"];
+    "thresholds"];
   const restart = () => start();
   for (const n of names) model.on(`change:${n}`, restart);
+  // The view traits, set from Python (or echoed back from this view): applied in place.
+  const applyView = () => {
+    const c = shown();
+    if (!c) return;
+    const want = options();
+    const now = c.view();
+    if (want.smoothing !== now.smoothing) c.setSmoothing(want.smoothing);
+    if (want.logY !== now.logY) c.setLog(want.logY);
+    if (JSON.stringify(want.zoom) !== JSON.stringify(now.zoom)) c.setZoom(want.zoom);
+    const hidden = ((model.get("hidden") as string[] | null) ?? []).slice().sort();
+    if (JSON.stringify(hidden) !== JSON.stringify(now.hidden.slice().sort()) && now.hidden.length + hidden.length) start();
+  };
+  const viewNames = ["smoothing", "log_y", "zoom", "hidden"];
+  for (const n of viewNames) model.on(`change:${n}`, applyView);
   start();
   return () => {
     for (const n of names) model.off(`change:${n}`, restart);
+    for (const n of viewNames) model.off(`change:${n}`, applyView);
     tokens.dispose();
     stop();
   };
 }
 
 // --- snapshots and the static rendering (reports) -----------------------------------------
+
+/** Write the view set in the browser to the traits that differ, in one save. */
+export function saveView(model: Model, v: ViewState): void {
+  const next: Record<string, unknown> = { smoothing: v.smoothing, log_y: v.logY, zoom: v.zoom, hidden: v.hidden };
+  let changed = false;
+  for (const [k, val] of Object.entries(next)) {
+    if (JSON.stringify(model.get(k) ?? null) === JSON.stringify(val)) continue;
+    model.set(k, val);
+    changed = true;
+  }
+  if (changed) model.save_changes();
+}
 
 interface KernelSnapshot extends Snapshot {
   source?: string;

@@ -1,7 +1,7 @@
 // The report page's pure parts: a snapshot replayed into envelopes and gaps, the CSV, and
 // which snapshot the widget keeps (the kernel's whole range vs the browser's buffer).
 import { describe, expect, it } from "vitest";
-import { replay, toCsv } from "../src/report";
+import { replay } from "../src/report";
 import type { ReportSnapshot } from "../src/report";
 import { supersedes } from "../src/widget";
 
@@ -29,12 +29,6 @@ describe("replay", () => {
   it("uses x as the time when there is no x field", () => {
     const [first] = replay(snap, null);
     expect("add" in first && first.add[0].ts).toBe(0);
-  });
-});
-
-describe("csv", () => {
-  it("holds every point, one column per series", () => {
-    expect(toCsv(snap)).toBe("x,a · loss,b · loss\n0,1,\n1,,2\n2,0.5,\n3,,3\n4,0.25,\n");
   });
 });
 

@@ -12,7 +12,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from types import FrameType
 from typing import Any, NoReturn
@@ -57,6 +57,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--read", action="append", metavar="GLOB", help="channels it may read (default *)")
     t.add_argument("--publish", action="append", default=[], metavar="GLOB", help="channels it may publish to")
     t.add_argument("--ttl", type=count, default=3600, help="seconds until it expires (3600)")
+    t.add_argument("--out", metavar="FILE", help="write it to FILE (atomically, owner-only) instead of printing it")
+    t.add_argument("--renew", action="store_true",
+                   help="with --out: write a fresh token every ttl/2 seconds until stopped, for "
+                        "long runs reading PULSEBOARD_TOKEN_FILE")
 
     u = sub.add_parser("publish", help="publish one message", description="Publish one message over HTTP.")
     u.add_argument("channel")
@@ -104,7 +108,37 @@ def token_command(args: argparse.Namespace) -> None:
     secret = os.environ.get("PULSEBOARD_SECRET")
     if not secret:
         raise CliError("set PULSEBOARD_SECRET to the server's secret first")
-    print(mint_token(secret, args.sub, args.read or ["*"], args.publish, args.ttl))
+    if args.renew and not args.out:
+        raise CliError("--renew needs --out FILE (the file a long run reads as PULSEBOARD_TOKEN_FILE)")
+    if args.ttl < 2:
+        raise CliError("--ttl must be at least 2 seconds")
+
+    def mint() -> str:
+        return mint_token(secret, args.sub, args.read or ["*"], args.publish, args.ttl)
+
+    if not args.out:
+        print(mint())
+        return
+    renew_token_file(args.out, mint, args.ttl, forever=args.renew)
+
+
+def renew_token_file(path: str, mint: Callable[[], str], ttl: float, forever: bool) -> None:
+    """`token --out FILE [--renew]`: one write, or rewrites until SIGTERM/SIGINT."""
+    import threading
+
+    from pulseboard.tokenfile import rotate, write_token
+
+    try:
+        if not forever:
+            write_token(path, mint())
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        print(f"pulseboard: renewing the token in {path} every {ttl / 2:g} s until stopped", flush=True)
+        rotate(path, mint, ttl, stop)
+    except OSError as e:
+        raise CliError(f"cannot write the token to {path}: {e.strerror or e}") from None
 
 
 def publish_command(args: argparse.Namespace) -> None:

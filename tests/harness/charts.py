@@ -58,3 +58,15 @@ def feed(url: str, ch: str, page: Any, f: Callable[[int], float], steps: range, 
         wait_drawn(page, nth)
         if check:
             check()
+
+
+def drag_zoom(page: Any, start: float, end: float, plot: str = ".u-over") -> None:
+    """Drag across the plot from `start` to `end` (shares of its width), as a person zooms."""
+    over = page.locator(plot).first.bounding_box()
+    y = over["y"] + over["height"] / 2
+    page.mouse.move(over["x"] + over["width"] * start, y)
+    page.mouse.down()
+    page.mouse.move(over["x"] + over["width"] * (start + end) / 2, y, steps=5)
+    page.mouse.move(over["x"] + over["width"] * end, y, steps=5)
+    page.mouse.up()
+

@@ -147,3 +147,23 @@ class VoilaProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+
+
+def kernel_idle(jlab: JupyterLabProcess) -> bool:
+    """Some kernel is idle. A 500 from /api/kernels while a kernel starts (seen on a loaded
+    machine) means "not yet", like an empty list."""
+    try:
+        return any(k["execution_state"] == "idle" for k in jlab.api("kernels"))
+    except urllib.error.HTTPError as e:
+        if e.code >= 500:
+            return False
+        raise
+
+
+def run_all(page: Any, jlab: JupyterLabProcess, notebook: str) -> None:
+    """Open `notebook` in JupyterLab, wait for its kernel, and Run All Cells."""
+    page.goto(f"{jlab.url}/lab/tree/{notebook}?token={jlab.token}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    wait_until(lambda: kernel_idle(jlab), timeout=60, interval=0.2, what="the notebook's kernel to be idle")
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()

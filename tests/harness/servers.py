@@ -290,3 +290,38 @@ class Feed:
                 await self.changed.wait()
 
         await asyncio.wait_for(loop(), timeout)
+
+
+TOKEN_TTL = 3  # seconds a rotated token lives in the long-run tests (an hour by default)
+
+
+class TokenRotator:
+    """`pulseboard token --out FILE --renew` as a user runs it (beside the server, holding the
+    secret), writing tokens that live `TOKEN_TTL` seconds and may read and publish `long.*`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> TokenRotator:
+        env = dict(os.environ, PULSEBOARD_SECRET=SECRET)
+        self.proc = subprocess.Popen(
+            [*PULSEBOARD, "token", "--sub", "trainer", "--read", "long.*", "--publish", "long.*",
+             "--ttl", str(TOKEN_TTL), "--out", str(self.path), "--renew"], env=env, stdout=subprocess.DEVNULL)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            assert self.proc.wait(timeout=15) == 0  # stops cleanly on SIGTERM
+        self.proc = None
+
+    def exp(self) -> float:
+        """The `exp` of the token in the file now (0 before the first write)."""
+        from pulseboard.discovery import token_expiry
+
+        try:
+            return token_expiry(self.path.read_text().strip()) or 0.0
+        except OSError:
+            return 0.0
+

@@ -76,3 +76,23 @@ def test_a_failed_view_token_is_shown_and_the_full_token_stays_in_the_kernel(
     assert page.locator(".pulseboard-chart").get_attribute("data-status") == "offline"
     page.screenshot(path="/work/wt/shots/trust-edges-view-token-fails-closed.png")
     assert full not in page.content()
+
+
+def test_an_expired_token_is_named_on_the_chart_until_a_fresh_one_comes(
+    page_server: PageServer, page: Any, server: ServerProcess
+) -> None:
+    # The kernel can only hand out an expired token (a long run whose token ran out): the status
+    # line says so instead of "connecting"; a fresh token from the kernel brings the chart live.
+    feed = Feeder(server.url, [CH], 20.0).start()
+    try:
+        open_widget(page, page_server.url, widget_state(channels=[CH], url=server.url, token=token(ttl=-60)))
+        status = page.locator(".pulseboard-status")
+        wait_until(lambda: "token expired" in status.inner_text(), timeout=30, what="'token expired' on the chart")
+        assert not status.inner_text().startswith("connecting")
+        assert page.locator(".pulseboard-chart").get_attribute("data-status") == "connecting"
+        page.evaluate("(t) => model.set('token', t)", token(publish=[]))
+        wait_until(lambda: chart_state(page, CH)["status"] == "live", timeout=30, what="the chart live")
+        wait_until(lambda: status.inner_text().startswith("live"), timeout=10, what="'live' on the status line")
+        assert "token expired" not in status.inner_text()
+    finally:
+        feed.stop()

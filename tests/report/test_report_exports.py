@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -76,10 +77,38 @@ def test_plain_nbconvert_html_shows_the_svg_offline(executed: Any, offline_page:
     # nbconvert kept the live widget's output too (it loads its renderer from a CDN: blocked here).
     assert any("html-manager" in u for u in page.blocked)
     assert "pulseboard-svg" in html
+    # Under the chart: no `<pulseboard.widget.LiveChart object at 0x...>` line, at most its repr.
+    text = page.inner_text("body")
+    assert "object at 0x" not in text and "object at 0x" not in html
     # What webpdf does with this HTML: print media, then a PDF. The SVG stays on the page.
     page.emulate_media(media="print")
     assert page.locator("svg.pulseboard-svg").first.is_visible()
     assert page.pdf()[:5] == b"%PDF-"
+
+
+def test_a_notebook_saved_without_widget_state_exports_no_object_repr(
+    executed: Any, offline_page: Any, tmp_path: Path,
+) -> None:
+    # JupyterLab saves no widget state by default: exports then fall back to the widget output's
+    # text/plain, which read `<pulseboard.widget.LiveChart object at 0x...>` under the chart.
+    nb, env, _known = executed
+    data = json.loads(nb.read_text())
+    data["metadata"].pop("widgets", None)
+    (tmp_path / "nostate.ipynb").write_text(json.dumps(data))
+    nbconvert("--to", "html", "nostate.ipynb", "--output", "nostate.html", env=env, cwd=tmp_path)
+    page = offline_page
+    page.goto((tmp_path / "nostate.html").as_uri())
+    page.wait_for_selector("svg.pulseboard-svg")
+    text = page.inner_text("body")
+    assert "object at 0x" not in text
+    assert f"LiveChart({KNOWN_CH!r}, fields=['v'], x='step', title='known')" in text
+    # The report draws the chart once, with no text line for the widget output.
+    pulseboard("report", "nostate.ipynb", "-o", "nostate-report.html", env=env, cwd=tmp_path)
+    page.goto((tmp_path / "nostate-report.html").as_uri())
+    page.wait_for_selector(".pulseboard-chart[data-status=report]")
+    assert page.locator(".pulseboard-chart").count() == 1
+    text = page.inner_text("body")
+    assert "object at 0x" not in text and "LiveChart(" not in text.replace("chart = LiveChart(", "")
 
 
 def test_report_is_interactive_offline(executed: Any, offline_page: Any, tmp_path: Path) -> None:
@@ -119,11 +148,14 @@ def test_report_is_interactive_offline(executed: Any, offline_page: Any, tmp_pat
     wait_until(hovered_at_step, timeout=10, what=f"the cursor on step {step}")
     assert legend_v.inner_text().strip() == f"{value:g}"
 
-    # The CSV download holds every point.
+    # One CSV button per chart (the chart's own), and its download holds every point.
+    assert page.locator("[data-pulseboard-chart] button[data-action*=csv]").count() == 1
+    assert page.locator("[data-pulseboard-chart] button", has_text="CSV").count() <= 1
     with page.expect_download() as dl:
-        page.click("[data-action=report-csv]")
+        page.click("[data-pulseboard-chart] [data-action=csv]")
     rows = list(csv.reader(io.StringIO(Path(dl.value.path()).read_text())))
-    assert rows[0] == ["x", "v"]
+    assert rows[0] == ["step", "v"]
+    assert "object at 0x" not in page.inner_text("body")
     assert [(int(float(r[0])), float(r[1])) for r in rows[1:]] == known
     assert page.errors == []
 

@@ -12,6 +12,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -21,19 +23,24 @@ from typing import Any
 
 import jupyterlab  # noqa: F401  (the test extra installs it: scripts/setup)
 import pytest
-from report_support import known_values, publish, pulseboard, report_data
+from report_support import known_values, nbconvert, publish, pulseboard, report_data
 
 from harness.browsers import chromium
-from harness.jupyter import JupyterLabProcess
+from harness.charts import drag_zoom
+from harness.hub import http
+from harness.jupyter import JupyterLabProcess, run_all
 from harness.notebooks import notebook
 from harness.servers import ServerProcess, wait_until
 from harness.tokens import token
+from pulseboard.svg import CHART_MIME
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
 CH = "test.lab"
 WIDGETS_SETTINGS = "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings"
 STATE = "application/vnd.jupyter.widget-state+json"
+# Screenshots of what the user sees (for the docs and notes) go here; a temp dir by default.
+SHOTS = Path(os.environ.get("PULSEBOARD_SHOTS_DIR") or tempfile.gettempdir())
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
@@ -41,7 +48,7 @@ JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 def lab(server: ServerProcess) -> Iterator[tuple[JupyterLabProcess, Path, str]]:
     root = Path(tempfile.mkdtemp(prefix="pb-report-nb-"))
     notebook(root / "saved.ipynb", [
-        f"from pulseboard import LiveChart\nchart = LiveChart({CH!r}, fields=['v'], x='step', title='lab')\nchart",
+        f"from pulseboard import LiveChart\nchart = LiveChart({CH!r}, fields=['v', 'w'], x='step', title='lab')\nchart",
     ])
     kernel_token = token("notebook", read=["*"], publish=["*"])
     jlab = JupyterLabProcess(root, env={"PULSEBOARD_URL": server.url, "PULSEBOARD_TOKEN": kernel_token})
@@ -74,12 +81,7 @@ def test_saved_notebook_holds_the_snapshot_and_no_token(lab: Any, server: Server
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
-            page.goto(f"{jlab.url}/lab/tree/saved.ipynb?token={jlab.token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            wait_until(lambda: any(k["execution_state"] == "idle" for k in jlab.api("kernels")),
-                       timeout=60, interval=0.2, what="the notebook's kernel to be idle")
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            run_all(page, jlab, "saved.ipynb")
             page.wait_for_selector(".pulseboard-chart[data-status=live]", timeout=60_000)
             # Lab shows the live chart; the static SVG output is there but hidden.
             static = page.locator("[data-pulseboard-static]")
@@ -117,3 +119,115 @@ def test_saved_notebook_holds_the_snapshot_and_no_token(lab: Any, server: Server
     [spec] = report_data(page_html)
     assert spec["snapshot"]["x"] == [float(s) for s, _ in known]
     assert not JWT.search(page_html)
+
+
+def saved_chart(path: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The saved chart's widget state, its static output's options and its static SVG."""
+    nb = json.loads(path.read_text())
+    [state] = [m["state"] for m in nb["metadata"]["widgets"][STATE]["state"].values() if "_static_id" in m["state"]]
+    [static] = [o["data"] for o in nb["cells"][0]["outputs"] if CHART_MIME in o.get("data", {})]
+    return state, static[CHART_MIME]["options"], "".join(static["text/html"])
+
+
+def saved_view(path: Path) -> dict[str, Any]:
+    try:
+        return saved_chart(path)[0]
+    except (KeyError, ValueError):
+        return {}
+
+
+def test_the_view_set_in_the_browser_is_saved_reported_and_reopens_without_a_kernel(
+    lab: Any, server: ServerProcess,
+) -> None:
+    jlab, root, _ = lab
+    known = known_values(60)
+    publish(server.url, [{"ch": CH, "data": {"step": s, "v": v, "w": v / 2}} for s, v in known])
+    nb_path = root / "saved.ipynb"
+    before = nb_path.read_text()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            run_all(page, jlab, "saved.ipynb")
+            chart = page.locator(".pulseboard-chart[data-status=live]")
+            chart.wait_for(timeout=60_000)
+            wait_until(lambda: page.get_attribute(".pulseboard-chart", "data-series") == "2", timeout=30,
+                       what="both series drawn")
+            # What a person does: log y, smoothing on, drag-zoom, hide `w` in the legend.
+            # (The legend first: with smoothing on, a legend click misses; see the chart's toolbar details.)
+            page.locator(".pulseboard-chart .u-legend .u-series").nth(2).click()  # w
+            wait_until(lambda: page.get_attribute(".pulseboard-chart", "data-series") == "1", what="w hidden")
+            page.locator(".pulseboard-chart [data-action=log-y]").click()
+            page.locator(".pulseboard-chart [data-action=smooth]").click()
+            drag_zoom(page, 0.25, 0.75, ".pulseboard-chart .u-over")
+            smooth_text = page.locator(".pulseboard-chart [data-action=smooth]").inner_text()
+            smoothing = float(smooth_text.split()[1])
+            # The kernel got the view: it redrew the static output with it (the output is hidden in Lab).
+            wait_until(lambda: 'data-log-y="true"' in page.locator("[data-pulseboard-static]").inner_html(),
+                       timeout=30, what="the kernel's static output in log y")
+            page.locator(".jp-Notebook").click()
+            page.keyboard.press("Control+s")
+            wait_until(lambda: nb_path.read_text() != before and saved_view(nb_path).get("log_y") is True,
+                       timeout=30, what="the saved notebook with the view")
+            state, static_opts, static_html = saved_chart(nb_path)
+            for view in (state, static_opts):
+                assert view["log_y"] is True and view["hidden"] == ["w"]
+                assert view["smoothing"] == pytest.approx(smoothing)
+                z0, z1 = view["zoom"]
+                assert known[0][0] < z0 < z1 < known[-1][0]  # a middle part of the steps
+            assert 'data-log-y="true"' in static_html and 'data-hidden="true"' in static_html
+
+            # Reopened without its kernel: the kernel is shut down, the page reloaded.
+            for k in jlab.api("kernels"):
+                http("DELETE", f"{jlab.url}/api/kernels/{k['id']}", token=jlab.token)
+            page.goto(f"{jlab.url}/lab/tree/saved.ipynb?token={jlab.token}")
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+            page.locator(".pulseboard-chart").wait_for(timeout=60_000)
+            wait_until(lambda: page.get_attribute(".pulseboard-chart", "data-series") == "1", timeout=30,
+                       what="the saved chart drawn (w hidden)")
+            text = page.locator(".jp-Notebook").inner_text()
+            assert "Error displaying widget" not in text
+            assert page.locator(".pulseboard-chart [data-action=log-y]").get_attribute("aria-pressed") == "true"
+            page.locator(".pulseboard-chart").scroll_into_view_if_needed()
+            page.screenshot(path=str(SHOTS / "reopened-with-widget-state.png"))
+
+            # The same notebook saved without widget state (JupyterLab's default): the static chart
+            # shows, and no "model not found" line.
+            data = json.loads(nb_path.read_text())
+            data["metadata"].pop("widgets")
+            (root / "nostate.ipynb").write_text(json.dumps(data))
+            # Signed as JupyterLab signs what it saves (else its HTML output is sanitized).
+            subprocess.run([sys.executable, "-m", "jupyter", "trust", str(root / "nostate.ipynb")], env=jlab.env,
+                           check=True, capture_output=True, timeout=60)
+            # (`reset`: a fresh workspace, without the tab of saved.ipynb, whose live chart would hide
+            # the static output of the same id.)
+            page.goto(f"{jlab.url}/lab/tree/nostate.ipynb?reset&token={jlab.token}")
+            page.wait_for_selector(".jp-Notebook svg.pulseboard-svg", timeout=60_000)
+            wait_until(lambda: "Loading widget" not in page.locator(".jp-Notebook").inner_text(), timeout=30,
+                       what="the widget output to settle")
+            assert page.locator(".jp-Notebook svg.pulseboard-svg").is_visible()
+            assert "Error displaying widget" not in page.locator(".jp-Notebook").inner_text()
+            page.locator(".jp-Notebook svg.pulseboard-svg").scroll_into_view_if_needed()
+            page.screenshot(path=str(SHOTS / "reopened-without-widget-state.png"))
+
+            # The report shows the chart as it was on screen.
+            pulseboard("report", "saved.ipynb", "-o", "view.html", env=dict(os.environ), cwd=root)
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            page.goto((root / "view.html").as_uri())
+            page.wait_for_selector(".pulseboard-chart[data-status=report]")
+            h = "document.querySelector('.pulseboard-chart').__pulseboard"
+            wait_until(lambda: page.evaluate(f"{h}.idle()"), what="the report chart drawn")
+            drawn = page.evaluate(f"{h}.range()")
+            assert drawn["log"] is True and drawn["zoomed"] is True
+            assert drawn["x"] == pytest.approx(state["zoom"])
+            assert page.get_attribute(".pulseboard-chart", "data-series") == "1"
+            assert page.locator("[data-action=smooth]").inner_text() == smooth_text
+            page.locator(".pulseboard-chart").screenshot(path=str(SHOTS / "report-with-view.png"))
+            # And plain nbconvert's static SVG too.
+            nbconvert("--to", "html", "saved.ipynb", "--output", "view-plain.html", env=dict(os.environ), cwd=root)
+            page.goto((root / "view-plain.html").as_uri())
+            svg = page.locator("svg.pulseboard-svg").first
+            svg.wait_for(state="attached")
+            assert svg.get_attribute("data-log-y") == "true"
+            assert page.locator("svg.pulseboard-svg .pulseboard-legend[data-hidden=true]").count() == 1
+        finally:
+            browser.close()

@@ -144,6 +144,7 @@ def test_report_of_a_notebook_saved_before_reports_uses_its_browser_snapshot() -
     })
     out, charts = prepare(nb)
     assert charts == [{"options": {"title": "old", "channels": ["old"], "fields": None, "x": None, "units": None,
-                                   "height": None, "window": None}, "snapshot": snap}]
+                                   "height": None, "window": None, "smoothing": 0.0, "log_y": False, "zoom": None,
+                                   "hidden": []}, "snapshot": snap}]
     assert "widgets" not in out.metadata and "eyJ" not in str(out)
     assert 'data-pulseboard-chart="0"' in out.cells[0].outputs[0].data["text/html"]

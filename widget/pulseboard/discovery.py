@@ -3,7 +3,9 @@
 Order (`discover`):
 
 1. the `url` / `token` arguments;
-2. the `PULSEBOARD_URL` / `PULSEBOARD_TOKEN` environment variables;
+2. the `PULSEBOARD_URL` / `PULSEBOARD_TOKEN` environment variables; `PULSEBOARD_TOKEN_FILE`,
+   when set, wins over `PULSEBOARD_TOKEN` and is re-read whenever it changes, so a rotator
+   can keep a long run's token fresh (tokenfile.py);
 3. JupyterHub: when the kernel runs under a Hub (`JUPYTERHUB_API_TOKEN` is set) and the
    pulseboard service's address is known (`PULSEBOARD_HUB_URL`, else the URL from steps
    1-2), `POST <server>/token` with `Authorization: token <hub token>` returns a JWT for
@@ -35,6 +37,7 @@ from collections.abc import Mapping
 
 from .credhttp import open_request
 from .protocol import UNAUTHORIZED, UNAVAILABLE, PulseboardError
+from .tokenfile import TokenFileError, file_token
 
 EXCHANGE_TIMEOUT = 10.0
 REUSE_MARGIN = 300.0  # an exchanged token is reused until this many seconds before it expires
@@ -120,6 +123,11 @@ def discover(
     """
     env = os.environ if env is None else env
     url = url or env.get("PULSEBOARD_URL") or None
+    if not token:
+        try:
+            token = file_token(env)
+        except TokenFileError as e:
+            raise DiscoveryError(e.code, e.detail) from None
     token = token or env.get("PULSEBOARD_TOKEN") or None
     if url and token:
         return url, token

@@ -5,13 +5,14 @@ browser sends `{"type": "token-request", "exp": <exp of the token it holds>}` on
 and before expiry; the kernel answers `{"type": "token", "token": ...}` (or `"error"`).
 Because a busy kernel answers comm messages only between cells, a daemon timer also
 pushes a token a moment after the chart is made (for views rendered while the cell runs)
-and a fresh one before each expires (re-exchanging the Hub token), so the chart keeps
-going through a long training cell.
+and a fresh one before each expires (re-exchanging the Hub token, or re-reading
+`PULSEBOARD_TOKEN_FILE`), so the chart keeps going through a long training cell.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -23,6 +24,7 @@ from typing import Any
 from .credhttp import open_request
 from .discovery import DiscoveryError, discover, discover_for_kernel, token_expiry
 from .protocol import FORBIDDEN, UNAVAILABLE
+from .tokenfile import ENV as TOKEN_FILE_ENV
 
 EARLY_PUSHES = (1.0, 4.0, 10.0, 30.0)  # seconds after the chart is made
 RENEW_SHARE = 0.7  # push a fresh token when this share of the current one's life has passed
@@ -164,8 +166,14 @@ class TokenKeeper:
             self._schedule(EARLY_PUSHES[step + 1] - EARLY_PUSHES[step], step + 1)
             return
         exp = token_expiry(self.token)
-        if exp is None or (step >= len(EARLY_PUSHES) and held is not None and exp <= held):
-            return  # a token that can't be renewed (given as is): the browser asks when it needs one
+        if exp is None:
+            return
+        if step >= len(EARLY_PUSHES) and held is not None and exp <= held:
+            if not (self.token_arg is None and os.environ.get(TOKEN_FILE_ENV)):
+                return  # a token that can't be renewed (given as is): the browser asks when it needs one
+            # The file's rotator has not written a new one yet: look again soon.
+            self._schedule(MIN_RENEW_WAIT, step + 1)
+            return
         self._schedule(max(MIN_RENEW_WAIT, (exp - time.time()) * RENEW_SHARE), step + 1)
 
     def close(self) -> None:

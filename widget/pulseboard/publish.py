@@ -103,9 +103,11 @@ def server_url(url: str | None = None) -> str:
 
 
 def server_token(token: str | None = None) -> str:
-    token = token or os.environ.get("PULSEBOARD_TOKEN")
+    from .tokenfile import file_token
+
+    token = token or file_token(os.environ) or os.environ.get("PULSEBOARD_TOKEN")
     if not token:
-        raise PublishError("unauthorized", "no token: pass token= or set PULSEBOARD_TOKEN")
+        raise PublishError("unauthorized", "no token: pass token= or set PULSEBOARD_TOKEN (or PULSEBOARD_TOKEN_FILE)")
     return token
 
 
@@ -122,21 +124,40 @@ class Publisher:
         self.url = found_url.rstrip("/")
         self.token = found_token
         self.timeout = timeout
+        self._url_arg, self._token_arg = url, token
 
     def publish(self, channel: str, data: Mapping[str, Any], ts: float | None = None) -> int:
         """Publish one message; return its seq."""
         return self.publish_many([(channel, data, ts)])[0]
 
     def publish_many(self, items: list[tuple[str, Mapping[str, Any], float | None]]) -> list[int]:
-        from .credhttp import open_request  # here: the server imports this module, and loads only wire code
-
-        body = [
+        body = json.dumps([
             {"ch": ch, "data": coerce_data(data), **({"ts": ts} if ts is not None else {})}
             for ch, data, ts in items
-        ]
+        ]).encode()
+        try:
+            return self._post(body)
+        except PublishError as e:
+            if e.code != "unauthorized" or self._token_arg is not None:
+                raise
+            # Expired: a rotated PULSEBOARD_TOKEN_FILE (or a fresh Hub exchange) may hold a new one.
+            from .discovery import DiscoveryError, discover_for_kernel
+
+            try:
+                _, token = discover_for_kernel(self._url_arg, None)
+            except DiscoveryError:
+                raise e from None
+            if token == self.token:
+                raise
+            self.token = token
+            return self._post(body)
+
+    def _post(self, body: bytes) -> list[int]:
+        from .credhttp import open_request  # here: the server imports this module, and loads only wire code
+
         req = urllib.request.Request(
             self.url + "/publish",
-            data=json.dumps(body).encode(),
+            data=body,
             method="POST",
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )

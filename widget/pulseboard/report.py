@@ -22,7 +22,7 @@ from typing import Any
 from nbconvert.exporters import HTMLExporter
 from nbformat import NotebookNode
 
-from .svg import CHART_MIME, render
+from .svg import CHART_MIME, render, view_options
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -56,13 +56,14 @@ def _spec_from_state(s: dict[str, Any]) -> dict[str, Any]:
     title = s.get("title") or ", ".join(s.get("channels") or [])
     keys = ("channels", "fields", "x", "units", "height", "window")
     snap = s.get("_snapshot") or s.get("snapshot")
-    return {"options": {"title": title, **{k: s.get(k) for k in keys}}, "snapshot": snap}
+    view = view_options(s.get("smoothing"), s.get("log_y"), s.get("zoom"), s.get("hidden"))
+    return {"options": {"title": title, **{k: s.get(k) for k in keys}, **view}, "snapshot": snap}
 
 
 def _placeholder(n: int, spec: dict[str, Any]) -> NotebookNode:
     o = spec["options"]
     svg = render(spec.get("snapshot"), str(o.get("title") or ""), o.get("x"), o.get("units"),
-                 int(o.get("height") or 300))
+                 int(o.get("height") or 300), view=o)
     html = f'<div class="pulseboard-report-chart" data-pulseboard-chart="{n}">{svg}</div>'
     return NotebookNode({"output_type": "display_data", "metadata": {}, "data": {"text/html": html}})  # type: ignore[no-untyped-call]
 
@@ -82,18 +83,25 @@ def prepare(nb: NotebookNode) -> tuple[NotebookNode, list[dict[str, Any]]]:
         if cell.get("cell_type") != "code":
             continue
         outputs = []
+        after_static = False
         for out in cell.get("outputs", []):
             data = out.get("data", {})
+            after_static, was_static = CHART_MIME in data, after_static
             if CHART_MIME in data:
                 spec = {"options": data[CHART_MIME].get("options", {}), "snapshot": data[CHART_MIME].get("snapshot")}
                 saved = by_static.get(data[CHART_MIME].get("id"), {})
                 if not spec["snapshot"] and saved.get("_snapshot"):
                     spec["snapshot"] = saved["_snapshot"]
+                if saved:  # the saved widget state is the later word on the view set in the browser
+                    view = [saved.get(k) for k in ("smoothing", "log_y", "zoom", "hidden")]
+                    spec["options"] = {**spec["options"], **view_options(*view)}
             elif WIDGET_VIEW in data and data[WIDGET_VIEW].get("model_id") in models:
                 s = models[data[WIDGET_VIEW]["model_id"]]
                 if s.get("_static_id") and s["_static_id"] in has_static:
                     continue  # the chart's static output stands for it
                 spec = _spec_from_state(s)
+            elif WIDGET_VIEW in data and was_static:
+                continue  # a chart's widget output saved without its state: its static output is just before
             else:
                 outputs.append(out)
                 continue

@@ -17,6 +17,11 @@ any 4xx but those in `RETRIED`) is counted in `rejected` with the reason in `las
 reported once on stderr (the reason only, never the data) and never retried; so is a
 message that can't be encoded at all (text with a lone surrogate, e.g. a file name from
 `os.fsdecode` of non-UTF-8 bytes), before it is ever sent.
+
+Tokens: a 401 (expired, replaced) keeps the batch and looks the token up again before the
+next try. With `PULSEBOARD_TOKEN_FILE` the file is also checked before each request (at
+most once a second) and a rewritten token is used at once, so a rotator keeps a run of
+days going on short-lived tokens (tokenfile.py, docs/python.md).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from urllib.parse import urlsplit
 
 from .protocol import PulseboardError, check_channel
 from .publish import coerce_data, rows
+from .tokenfile import ENV as TOKEN_FILE_ENV
+from .tokenfile import TokenFileError, file_token
 
 MAX_QUEUE = 100_000
 BATCH_MAX = 5_000
@@ -47,6 +54,7 @@ TICK = 0.05
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 WARN_AFTER = 10.0  # seconds unreachable before the one warning line
 TIMEOUT = 15.0  # per request
+TOKEN_FILE_CHECK = 1.0  # seconds between looks at PULSEBOARD_TOKEN_FILE
 
 # 4xx answers that say nothing about the content, so the batch is retried as is: an expired
 # or replaced token (401), a wrong URL or a proxy in the way (404, 407), a slow upload (408),
@@ -103,6 +111,7 @@ class Sender:
         self._path = self._netloc = self._token = ""
         self._https = False
         self._unconfigured = False  # discovery found no server URL or token
+        self._file_checked = 0.0  # when PULSEBOARD_TOKEN_FILE was last looked at
         self._warned_unconfigured = False
         _live.add(self)
 
@@ -272,10 +281,14 @@ class Sender:
             self._reject(f"server refused a message on {ch!r} ({status} {code}): {detail}")
             self._settled(1)
             return True
-        if status == 401:  # expired or replaced token: look it up again
+        error = f"server answered {status} {code}: {detail}"
+        if status == 401:  # expired or replaced token: keep the batch, look the token up again
             self._close()
             self._token = ""
-        self._failed(f"server answered {status} {code}: {detail}", reached=status not in (502, 503, 504))
+            path = os.environ.get(TOKEN_FILE_ENV) if self._token_arg is None else None
+            if path:
+                error += f"; waiting for a new token in {TOKEN_FILE_ENV} {path}"
+        self._failed(error, reached=status not in (502, 503, 504))
         return False
 
     def _drop_unencodable(self) -> None:
@@ -294,6 +307,7 @@ class Sender:
     def _post(self, body: bytes, n: int) -> tuple[int, bytes]:
         if self._conn is None:
             self._connect()
+        self._check_token_file()
         assert self._conn is not None
         self._conn.request("POST", self._path, body, {
             "Authorization": f"Bearer {self._token}", "Content-Type": "application/json"})
@@ -324,6 +338,19 @@ class Sender:
             self._netloc, self._https = parts.netloc, parts.scheme == "https"
         cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         self._conn = cls(self._netloc, timeout=TIMEOUT)
+
+    def _check_token_file(self) -> None:
+        """Pick up a rotated token before the old one expires (not only after a 401)."""
+        now = time.monotonic()
+        if self._token_arg is not None or now - self._file_checked < TOKEN_FILE_CHECK:
+            return
+        self._file_checked = now
+        try:
+            token = file_token(os.environ)
+        except TokenFileError:
+            return  # a rotator between writes, or a typo: the 401 path says which
+        if token:
+            self._token = token
 
     def _close(self) -> None:
         if self._conn is not None:

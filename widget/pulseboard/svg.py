@@ -9,8 +9,10 @@ point back to its value.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -81,9 +83,58 @@ def _thin_columns(pts: list[tuple[float, float]], lo: float, span: float, px: fl
     return out
 
 
+def view_options(smoothing: Any, log_y: Any, zoom: Any, hidden: Any) -> dict[str, Any]:
+    """The view part of a chart's options (smoothing, log y, zoom, hidden series), checked: what
+    a saved notebook holds may be anything, and a value that doesn't fit is left at its default."""
+    def num(v: Any) -> float | None:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        return float(v) if ok else None
+
+    sm = num(smoothing)
+    z = [num(v) for v in zoom] if isinstance(zoom, (list, tuple)) and len(zoom) == 2 else [None, None]
+    return {"smoothing": sm if sm is not None and 0 <= sm < 1 else 0.0,
+            "log_y": log_y is True,
+            "zoom": [z[0], z[1]] if z[0] is not None and z[1] is not None and z[1] > z[0] else None,
+            "hidden": [h for h in hidden if isinstance(h, str)][:1000] if isinstance(hidden, (list, tuple)) else []}
+
+
+REF_SAMPLES = 16  # as the browser's smoothing (js/src/chart/ema.ts)
+
+
+def smoothed(pts: list[tuple[float, float]], s: float) -> list[tuple[float, float]]:
+    """The debiased EMA the live chart draws: weights `s ** (x distance / typical spacing)`."""
+    deltas: list[float] = []
+    for (a, _), (b, _) in itertools.pairwise(pts):
+        if len(deltas) == REF_SAMPLES:
+            break
+        if b > a:
+            deltas.append(b - a)
+    deltas.sort()
+    m = len(deltas) // 2
+    step = 1.0 if not deltas else deltas[m] if len(deltas) % 2 else (deltas[m - 1] + deltas[m]) / 2
+    out, num, den, last = [], 0.0, 0.0, math.nan
+    for x, v in pts:
+        decay = s ** ((x - last) / step) if not math.isnan(last) else 0.0
+        num, den, last = num * decay + v, den * decay + 1.0, x
+        out.append((x, num / den))
+    return out
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Powers of ten in [lo, hi] (lo > 0), with multiples between them when there are few."""
+    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    mults: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9) if b - a <= 1 else (1, 2, 5) if b - a <= 3 else (1,)
+    out = [m * 10.0**e for e in range(a, b + 1) for m in mults]
+    return [t for t in out if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)] or [lo]
+
+
 def render(snapshot: dict[str, Any] | None, title: str, x_field: str | None = None,
-           units: str | dict[str, str] | None = None, height: int = 300) -> str:
-    """The SVG text for `snapshot` (the widget's snapshot dict)."""
+           units: str | dict[str, str] | None = None, height: int = 300,
+           view: dict[str, Any] | None = None) -> str:
+    """The SVG text for `snapshot` (the widget's snapshot dict), drawn as the chart was viewed:
+    `view` holds `smoothing`, `log_y`, `zoom` and `hidden` (see `view_options`)."""
+    o = view or {}
+    v = view_options(o.get("smoothing"), o.get("log_y"), o.get("zoom"), o.get("hidden"))
     snap = snapshot or {}
     series: list[dict[str, Any]] = list(snap.get("series") or [])
     # Anything that isn't a drawable number (a huge int, a string, NaN) is drawn as missing.
@@ -94,42 +145,74 @@ def render(snapshot: dict[str, Any] | None, title: str, x_field: str | None = No
     ys: list[list[float | None]] = [[col[i] if i < len(col) else None for i in keep] for col in ys_all]
     gaps: dict[str, list[float]] = dict(snap.get("gaps") or {})
     many = len({s["ch"] for s in series}) > 1
+    hidden = set(v["hidden"])
+    log = v["log_y"]
     legend_rows = max(1, math.ceil(len(series) / 4))
     h = max(160, int(height))
     bottom = 28 + legend_rows * LEGEND_ROW
     pw, ph = WIDTH - LEFT - RIGHT, h - TOP - bottom
+    notes = [n for n in ("log y" if log else "", f"smoothing {v['smoothing']:g}" if v["smoothing"] else "",
+                         "zoomed" if v["zoom"] else "") if n]
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="pulseboard-svg" width="{WIDTH}" height="{h}" '
-        f'viewBox="0 0 {WIDTH} {h}" font-family="sans-serif" font-size="11">',
+        f'viewBox="0 0 {WIDTH} {h}" font-family="sans-serif" font-size="11" data-log-y="{str(log).lower()}" '
+        f'data-smoothing="{v["smoothing"]!r}">',
         f"<title>{escape(title)}</title>",
         f'<rect width="{WIDTH}" height="{h}" fill="#ffffff"/>',
         f'<text x="{LEFT}" y="18" font-size="13" font-weight="bold" fill="#222">{escape(title)}</text>',
     ]
-    finite = [v for col in ys for v in col if v is not None]
-    if not xs or not finite:
+    if notes:
+        parts.append(f'<text class="pulseboard-view" x="{WIDTH - RIGHT}" y="18" text-anchor="end" fill="#666">'
+                     f"{escape(' · '.join(notes))}</text>")
+    # Each shown series' points, as drawn: in the zoomed x range, positive only on a log axis.
+    lines: list[tuple[int, list[tuple[float, float]]]] = []
+    for i, s in enumerate(series):
+        if _label(s, many) in hidden:
+            continue
+        col = ys[i] if i < len(ys) else []
+        pts = [(x, y) for x, y in zip(xs, col, strict=False)
+               if y is not None and math.isfinite(y) and (y > 0 or not log)]
+        lines.append((i, pts))
+    z = v["zoom"]
+    in_x = [x for _, pts in lines for x, _ in pts if not z or z[0] <= x <= z[1]]
+    finite = [y for _, pts in lines for x, y in pts if not z or z[0] <= x <= z[1]]
+    if not in_x or not finite:
         parts.append(f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/>')
-        parts.append(f'<text x="{LEFT + pw / 2}" y="{TOP + ph / 2}" text-anchor="middle" fill="#888">'
-                     "no data in this snapshot</text></svg>")
+        what = "no data in this snapshot" if not xs else "no data in this view"
+        parts.append(f'<text x="{LEFT + pw / 2}" y="{TOP + ph / 2}" text-anchor="middle" fill="#888">{what}</text>')
+        parts.extend(_legend(series, many, hidden, pw, ph))
+        parts.append("</svg>")
         return "".join(parts)
-    x0, x1 = min(xs), max(xs)
-    y0, y1 = min(finite), max(finite)
+    x0, x1 = (z[0], z[1]) if z else (min(in_x), max(in_x))
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
-    if y1 == y0:
-        y0, y1 = y0 - 1, y1 + 1
-    pad = (y1 - y0) * 0.05
-    y0, y1 = y0 - pad, y1 + pad
+    if log:
+        y0, y1 = min(finite), max(finite)
+        if y1 == y0:
+            y0, y1 = y0 / 2, y1 * 2
+        pad = (y1 / y0) ** 0.05
+        y0, y1 = y0 / pad, y1 * pad
+    else:
+        y0, y1 = min(finite), max(finite)
+        if y1 == y0:
+            y0, y1 = y0 - 1, y1 + 1
+        pad = (y1 - y0) * 0.05
+        y0, y1 = y0 - pad, y1 + pad
 
     def sx(x: float) -> float:
         return LEFT + (x - x0) / (x1 - x0) * pw
 
     def sy(y: float) -> float:
+        if log:
+            return TOP + (1 - (math.log10(y) - math.log10(y0)) / (math.log10(y1) - math.log10(y0))) * ph
         return TOP + (1 - (y - y0) / (y1 - y0)) * ph
 
+    clip = "pb-clip-" + uuid.uuid4().hex[:12]  # unique among the page's charts
+    parts.append(f'<clipPath id="{clip}"><rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}"/></clipPath>')
     parts.append(f'<g class="pulseboard-plot" data-plot="{LEFT} {TOP} {pw} {ph}" '
                  f'data-x-domain="{x0!r} {x1!r}" data-y-domain="{y0!r} {y1!r}">')
     parts.append(f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#bbb"/>')
-    for t in nice_ticks(y0, y1):
+    for t in log_ticks(y0, y1) if log else nice_ticks(y0, y1):
         y = sy(t)
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + pw}" y1="{y:.2f}" y2="{y:.2f}" stroke="#eee"/>')
         parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.2f}" text-anchor="end" fill="#444">{escape(fmt(t))}</text>')
@@ -142,23 +225,51 @@ def render(snapshot: dict[str, Any] | None, title: str, x_field: str | None = No
     if unit:
         parts.append(f'<text transform="translate(12 {TOP + ph / 2}) rotate(-90)" text-anchor="middle" '
                      f'fill="#444">{escape(unit)}</text>')
-    for i, s in enumerate(series):
-        col = ys[i] if i < len(ys) else []
+    parts.append(f'<g clip-path="url(#{clip})">')
+    for i, pts in lines:
+        s = series[i]
         breaks = sorted(b for g in gaps.get(s["ch"]) or [] if (b := as_number(g)) is not None)
-        pts = [(x, v) for x, v in zip(xs, col, strict=False) if v is not None]
-        d = _path(pts, breaks, x0, x1 - x0, pw, sx, sy)
         color = PALETTE[i % len(PALETTE)]
-        parts.append(f'<path class="pulseboard-line" data-series={quoteattr(s["ch"] + ":" + s["field"])} '
-                     f'd="{d}" fill="none" stroke="{color}" stroke-width="1.5" stroke-linejoin="round"/>')
-    parts.append("</g>")
+        key = quoteattr(s["ch"] + ":" + s["field"])
+        # Only what is in view (plus one point either side, so lines run to the edges) is drawn.
+        shown = _in_view(pts, x0, x1)
+        d = _path(shown, breaks, x0, x1 - x0, pw, sx, sy)
+        if v["smoothing"]:
+            # As on screen: the raw line faint, the smoothed one over it.
+            parts.append(f'<path class="pulseboard-raw" data-series={key} d="{d}" fill="none" stroke="{color}" '
+                         f'stroke-opacity="0.3" stroke-width="1"/>')
+            sd = _path(_in_view(smoothed(pts, v["smoothing"]), x0, x1), breaks, x0, x1 - x0, pw, sx, sy)
+            parts.append(f'<path class="pulseboard-line" data-series={key} data-smoothed="true" d="{sd}" '
+                         f'fill="none" stroke="{color}" stroke-width="1.5" stroke-linejoin="round"/>')
+        else:
+            parts.append(f'<path class="pulseboard-line" data-series={key} '
+                         f'd="{d}" fill="none" stroke="{color}" stroke-width="1.5" stroke-linejoin="round"/>')
+    parts.append("</g></g>")
+    parts.extend(_legend(series, many, hidden, pw, ph))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _in_view(pts: list[tuple[float, float]], x0: float, x1: float) -> list[tuple[float, float]]:
+    first = next((k for k, p in enumerate(pts) if p[0] >= x0), len(pts))
+    last = next((k for k in range(len(pts) - 1, -1, -1) if pts[k][0] <= x1), -1)
+    return pts[max(0, first - 1):last + 2]
+
+
+def _legend(series: list[dict[str, Any]], many: bool, hidden: set[str], pw: float, ph: float) -> list[str]:
+    """One entry per series; a series hidden in the browser stays listed, greyed and struck out."""
+    out = []
     for i, s in enumerate(series):
         lx = LEFT + (i % 4) * (pw / 4)
         ly = TOP + ph + 30 + (i // 4) * LEGEND_ROW
         color = PALETTE[i % len(PALETTE)]
-        parts.append(f'<rect x="{lx:.1f}" y="{ly - 8}" width="12" height="3" fill="{color}"/>')
-        parts.append(f'<text x="{lx + 16:.1f}" y="{ly - 3}" fill="#222">{escape(_label(s, many))}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        name = _label(s, many)
+        off = name in hidden
+        style = ' opacity="0.4" text-decoration="line-through"' if off else ""
+        out.append(f'<g class="pulseboard-legend" data-hidden="{str(off).lower()}"{style}>'
+                   f'<rect x="{lx:.1f}" y="{ly - 8}" width="12" height="3" fill="{color}"/>'
+                   f'<text x="{lx + 16:.1f}" y="{ly - 3}" fill="#222">{escape(name)}</text></g>')
+    return out
 
 
 def _path(pts: list[tuple[float, float]], breaks: Sequence[float], lo: float, span: float, px: float,
@@ -182,16 +293,32 @@ def _path(pts: list[tuple[float, float]], breaks: Sequence[float], lo: float, sp
 CHART_MIME = "application/vnd.pulseboard.chart+json"
 
 
+def _no_model_style(sid: str) -> str:
+    """Hide JupyterLab's "Error displaying widget: model not found" for this chart's widget output.
+
+    A notebook saved without widget state (JupyterLab's default) and reopened has outputs
+    naming widget models that no longer exist; Lab's widget renderer then writes that line
+    right under this static output, which already shows the chart. Only its error paths give
+    the renderer's own node the class `jupyter-widgets` (a rendered widget is a child node
+    inside it), so the rule hides the error and never a chart that rendered.
+    """
+    if not sid:
+        return ""
+    me = f'.jp-OutputArea-child:has([data-pulseboard-static="{sid}"])'
+    return f"<style>{me} + .jp-OutputArea-child:has(> .jp-OutputArea-output.jupyter-widgets){{display:none}}</style>"
+
+
 def static_bundle(static_id: str, snapshot: dict[str, Any] | None, options: dict[str, Any]) -> dict[str, Any]:
     """The chart's static output: the SVG (as HTML and as an image) and its data for `pulseboard report`.
 
     No token and no URL: nothing in it can read or publish.
     """
     svg = render(snapshot, str(options.get("title") or ""), options.get("x"), options.get("units"),
-                 int(options.get("height") or 300))
+                 int(options.get("height") or 300), view=options)
     rows = len((snapshot or {}).get("x") or [])
+    sid = escape(static_id)
     return {
-        "text/html": f'<div class="pulseboard-static" data-pulseboard-static="{escape(static_id)}">{svg}</div>',
+        "text/html": f'<div class="pulseboard-static" data-pulseboard-static="{sid}">{svg}{_no_model_style(sid)}</div>',
         "image/svg+xml": svg,
         "text/plain": f"[pulseboard chart: {options.get('title')}, {rows} rows]",
         CHART_MIME: {"id": static_id, "options": options, "snapshot": snapshot},

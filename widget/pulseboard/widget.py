@@ -26,7 +26,7 @@ from . import snapshot as snapshot_mod
 from .discovery import DiscoveryError, discover_for_kernel
 from .kernel_token import TokenKeeper, view_token
 from .snapshot import SnapshotError
-from .svg import static_bundle
+from .svg import static_bundle, view_options
 
 STATIC = Path(__file__).parent / "static"
 SNAPSHOT_RETRY = 30.0  # seconds without automatic snapshots after one failed
@@ -105,6 +105,13 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     # the chart. `_static_id` names the chart's static SVG output (the browser hides it).
     _snapshot = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
     _static_id = traitlets.Unicode("").tag(sync=True)
+    # The view as the person left it, written back by the browser (toolbar, drag-zoom, legend)
+    # with smoothing and log_y, so snapshots, the static SVG and reports show what was on
+    # screen: `zoom` is the x range shown ([lo, hi] in x units, None: follow the data) and
+    # `hidden` the series names switched off in the legend (`field`, or `channel · field`).
+    zoom = traitlets.List(traitlets.Float(), allow_none=True, default_value=None,
+                          minlen=2, maxlen=2).tag(sync=True)
+    hidden = traitlets.List(traitlets.Unicode()).tag(sync=True)
     # Written by the browser.
     status = traitlets.Unicode("connecting").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
@@ -173,7 +180,8 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         self._static_shown = False  # this chart has a static output to refresh
         self._shell: Any = None  # the IPython shell whose post_run_cell hook this chart registered
         self._retry_at = 0.0  # after a failed automatic snapshot, the next is skipped until then
-        self.observe(self._refresh_static, names=["_snapshot"])
+        # The view set in the browser changes the static rendering too.
+        self.observe(self._refresh_static, names=["_snapshot", "smoothing", "log_y", "zoom", "hidden"])
         # A chart rendered inside a container (HBox...) is never displayed itself: its first
         # status from a browser says it is shown.
         self.observe(lambda _c: self._hook(), names=["status"])
@@ -228,7 +236,8 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     def _report_options(self) -> dict[str, Any]:
         title = self.title or ", ".join(self.channels)
         return {"channels": list(self.channels), "fields": self.fields, "title": title, "x": self.x,
-                "units": self.units, "height": self.height, "window": self.window}
+                "units": self.units, "height": self.height, "window": self.window,
+                **view_options(self.smoothing, self.log_y, self.zoom, self.hidden)}
 
     def _refresh_static(self, _change: Any = None) -> None:
         if self._static_shown:
@@ -237,6 +246,12 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     def _after_cell(self, _result: Any = None) -> None:
         if self._shown and self.comm is not None:
             self._try_snapshot(if_changed=True)
+
+    def __repr__(self) -> str:
+        """What a console, and an export whose viewer can't run widgets, show for the chart."""
+        args = [repr(self.channels[0] if len(self.channels) == 1 else list(self.channels))]
+        args += [f"{k}={v!r}" for k, v in (("fields", self.fields), ("x", self.x), ("title", self.title)) if v]
+        return f"LiveChart({', '.join(args)})"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The live chart's output, preceded by its static SVG output (see docs/reports.md)."""
