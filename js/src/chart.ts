@@ -54,6 +54,8 @@ export interface StatusInfo {
   lag: number | null;
   rate: number;
   error: string | null;
+  /** Added to the status line, e.g. "thinning" (the kernel relay downsamples). */
+  note?: string | null;
 }
 
 /** What the chart shows, small enough to save in widget state. */
@@ -603,6 +605,7 @@ export class Chart {
     const parts = [s.status, s.transport];
     if (s.lag !== null) parts.push(`lag ${s.lag < 10 ? s.lag.toFixed(2) : s.lag.toFixed(0)} s`);
     parts.push(`${s.rate < 10 ? s.rate.toFixed(1) : s.rate.toFixed(0)} msg/s`);
+    if (s.note) parts.push(s.note);
     this.statusEl.innerHTML = "";
     const dot = document.createElement("span");
     dot.className = `pulseboard-dot pulseboard-${s.status}`;

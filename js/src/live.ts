@@ -92,7 +92,7 @@ export class LiveChart {
       onGap: (gap: Gap) => this.charts.forEach((c) => c.gap(gap)),
       onState: (c) => {
         if (c.status === "live" && !this.wasLive) this.goneLive();
-        this.lastStatus = { status: c.status, transport: c.transport, lag: c.lag, rate: c.rate, error: c.error };
+        this.lastStatus = { status: c.status, transport: c.transport, lag: c.lag, rate: c.rate, error: c.error, note: c.note };
         this.charts.forEach((ch) => ch.setStatus(this.lastStatus!));
       },
     });

@@ -16,6 +16,7 @@ import tempfile
 import textwrap
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,60 @@ class JupyterLabProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+# --- reading charts in a notebook page ------------------------------------------------
+
+
+def chart_points(page, channel: str) -> int:  # type: ignore[no-untyped-def]
+    """Points the chart of `channel` holds, read through the widget's debug hook."""
+    n: int = page.evaluate(
+        """(ch) => {
+            for (const el of document.querySelectorAll('.pulseboard-chart')) {
+                const hook = el.__pulseboard;
+                if (hook && hook.series().some((s) => s.startsWith(ch + ':'))) return hook.points();
+            }
+            return -1;
+        }""",
+        channel,
+    )
+    return n
+
+
+def chart_seqs(page, channel: str) -> list[int]:  # type: ignore[no-untyped-def]
+    seqs: list[int] = page.evaluate(
+        """(ch) => {
+            for (const el of document.querySelectorAll('.pulseboard-chart')) {
+                const hook = el.__pulseboard;
+                if (hook && hook.series().some((s) => s.startsWith(ch + ':'))) return hook.seqs(ch);
+            }
+            return [];
+        }""",
+        channel,
+    )
+    return seqs
+
+
+def kernel_ready(page, kernel_idle: Callable[[], bool]) -> bool:  # type: ignore[no-untyped-def]
+    """The kernel is idle; a kernel-picker dialog, if JupyterLab shows one, is accepted."""
+    select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+    if select.count():
+        select.click()
+    return kernel_idle()
+
+
+def notebook(cells: list[str]) -> dict[str, Any]:
+    """An .ipynb (as JSON) of code cells, on the default Python kernel."""
+    return {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                    "name": "python3"}},
+        "cells": [
+            {"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None,
+             "outputs": [], "source": src}
+            for i, src in enumerate(cells)
+        ],
+    }
 
 
 # --- JupyterHub -----------------------------------------------------------------------

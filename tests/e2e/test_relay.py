@@ -1,0 +1,236 @@
+"""The kernel relay in a real JupyterLab: the browser reaches no pulseboard server at all.
+
+A real `pulseboard serve` and `jupyter lab` (kernels get PULSEBOARD_URL/TOKEN); chromium's
+every request to the pulseboard server (HTTP and WebSocket) is refused by Playwright routing,
+as where the server runs on a network the browser can't address (Colab, a remote kernel). The
+chart's data then rides the kernel's own channel (widget/pulseboard/relay.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import playwright.sync_api as playwright_sync
+import pytest
+from browser_support import Feeder
+from jupyter_support import CHROMIUM, CHROMIUM_ARGS, JupyterLabProcess, chart_seqs, kernel_ready, notebook
+
+from support import ROOT, ServerProcess, token, wait_until
+
+pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
+
+WIDGET_JS = ROOT / "widget" / "pulseboard" / "static" / "widget.js"
+RELAY_AFTER_S = 15  # client.ts RELAY_AFTER_MS, as docs/frontends.md documents it
+RATE_WARNING = "IOPub message rate exceeded"
+
+# A cell that keeps the kernel busy while the test watches the chart. 20 s is long enough for
+# the checks below to finish inside it (the point is "while a cell runs", not its length).
+BUSY = "import time\ntime.sleep(20)\nprint('busy cell done')"
+
+
+@pytest.fixture(scope="module")
+def setup() -> Iterator[tuple[ServerProcess, JupyterLabProcess, Path]]:
+    if WIDGET_JS.stat().st_size < 1000:
+        pytest.fail("the widget bundle is not built: run `cd js && npm ci && npm run build`")
+    server = ServerProcess("--collect-interval", "0").start()
+    root = Path(tempfile.mkdtemp(prefix="pb-relay-"))
+    env = {"PULSEBOARD_URL": server.url, "PULSEBOARD_TOKEN": token("notebook", read=["relay.*"], publish=[])}
+    lab = JupyterLabProcess(root, env=env)
+    try:
+        lab.start()
+        yield server, lab, root
+    finally:
+        lab.stop()
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+class Blocker:
+    """Playwright routing that refuses every browser request to the pulseboard server."""
+
+    def __init__(self, context: Any, server: ServerProcess) -> None:
+        self.blocked = True
+        self.seen = 0
+        http = re.compile(rf"^https?://127\.0\.0\.1:{server.port}/")
+        ws = re.compile(rf"^wss?://127\.0\.0\.1:{server.port}/")
+        context.route(http, self._http)
+        context.route_web_socket(ws, self._ws)
+
+    def _http(self, route: Any) -> None:
+        self.seen += 1
+        if self.blocked:
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
+
+    def _ws(self, ws: Any) -> None:
+        self.seen += 1
+        if self.blocked:
+            ws.close()
+        else:
+            ws.connect_to_server()
+
+
+def open_notebook(browser: Any, server: ServerProcess, lab: JupyterLabProcess, root: Path,
+                  name: str, cells: list[str]) -> tuple[Any, Blocker]:
+    (root / name).write_text(json.dumps(notebook(cells)))
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    blocker = Blocker(context, server)
+    page = context.new_page()
+    page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+
+    def idle() -> bool:
+        return any(k["execution_state"] == "idle" for k in lab.api("kernels"))
+
+    wait_until(lambda: kernel_ready(page, idle), timeout=60, interval=0.2, what="the kernel to be idle")
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    return page, blocker
+
+
+def busy(page: Any) -> bool:
+    prompt = page.locator(".jp-CodeCell", has_text="time.sleep(").locator(".jp-InputPrompt")
+    return "*" in prompt.inner_text()
+
+
+def status_text(page: Any) -> str:
+    return str(page.locator(".pulseboard-chart .pulseboard-status").first.inner_text())
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_via_kernel_is_live_during_a_busy_cell_exactly_and_thins_a_flood(
+    setup: tuple[ServerProcess, JupyterLabProcess, Path], browser: Any,
+) -> None:
+    server, lab, root = setup
+    ch = "relay.busy"
+    feeder = Feeder(server.url, [ch])
+    feeder.publish(ch, 20)  # history before the chart opens: the backfill
+    page, _ = open_notebook(browser, server, lab, root, "busy.ipynb", [
+        f'from pulseboard import LiveChart\nchart = LiveChart("{ch}", via="kernel", window=None)\nchart',
+        BUSY,
+    ])
+    try:
+        # Run All queued the busy cell before the browser could say anything to the kernel: the
+        # relay started when the chart was displayed and carries the stream while the cell runs.
+        page.wait_for_selector(".pulseboard-chart[data-status=live][data-transport=kernel]", timeout=30_000)
+        wait_until(lambda: busy(page), timeout=20, what="the busy cell to run")
+        for _ in range(10):
+            feeder.publish(ch, 3)
+        wait_until(lambda: chart_seqs(page, ch) == list(range(1, 51)), timeout=10,
+                   what="the relayed chart to hold 1..50 exactly")
+        assert busy(page), "the busy cell ended before the chart was seen growing"
+
+        # A flood of 10,000 msgs/s for 4 s: thinned to the relay's budget, said on the status line.
+        stop = threading.Event()
+        thinning_seen: list[str] = []
+
+        def flood() -> None:
+            while not stop.is_set():
+                feeder.publish(ch, 1000)
+                stop.wait(0.1)
+
+        t = threading.Thread(target=flood, daemon=True)
+        t.start()
+        try:
+            wait_until(lambda: "thinning" in status_text(page), timeout=10,
+                       what="the status line to say thinning")
+            thinning_seen.append(status_text(page))
+            stop.wait(4)
+        finally:
+            stop.set()
+            t.join(10)
+        top = feeder.sent[ch][-1]
+        wait_until(lambda: chart_seqs(page, ch)[-1:] == [top], timeout=15,
+                   what="the newest message of the flood to reach the chart")
+        assert "kernel" in thinning_seen[0]
+        wait_until(lambda: "thinning" not in status_text(page), timeout=10, what="thinning to end")
+        assert RATE_WARNING not in page.locator("body").inner_text()
+        assert RATE_WARNING not in lab.output()
+        page.screenshot(path=str(shots_dir() / "relay-via-kernel.png"))
+    finally:
+        page.context.close()
+
+
+def test_blocked_browser_falls_back_to_the_kernel_and_climbs_back_without_a_gap(
+    setup: tuple[ServerProcess, JupyterLabProcess, Path], browser: Any,
+) -> None:
+    server, lab, root = setup
+    ch = "relay.fallback"
+    feeder = Feeder(server.url, [ch])
+    feeder.publish(ch, 10)
+    page, blocker = open_notebook(browser, server, lab, root, "fallback.ipynb", [
+        f'from pulseboard import LiveChart\nchart = LiveChart("{ch}", window=None)\nchart',
+    ])
+    try:
+        page.wait_for_selector(".pulseboard-chart", timeout=30_000)
+        # Nothing of the server reaches the browser: within the documented time it's the kernel.
+        page.wait_for_selector(".pulseboard-chart[data-status=live][data-transport=kernel]",
+                               timeout=(RELAY_AFTER_S + 20) * 1000)
+        assert blocker.seen > 0
+        feeder.publish(ch, 20)
+        wait_until(lambda: chart_seqs(page, ch) == list(range(1, 31)), timeout=15,
+                   what="the relayed chart to hold 1..30 exactly")
+        page.screenshot(path=str(shots_dir() / "relay-fallback.png"))
+
+        # The server becomes reachable: the chart moves back to the WebSocket, nothing lost.
+        blocker.blocked = False
+        stop = threading.Event()
+
+        def steady() -> None:
+            while not stop.is_set():
+                feeder.publish(ch, 1)
+                stop.wait(0.05)
+
+        t = threading.Thread(target=steady, daemon=True)
+        t.start()
+        try:
+            page.wait_for_selector(".pulseboard-chart[data-status=live][data-transport=ws]", timeout=40_000)
+            stop.wait(1)
+        finally:
+            stop.set()
+            t.join(10)
+        top = feeder.sent[ch][-1]
+        wait_until(lambda: chart_seqs(page, ch)[-1:] == [top], timeout=15, what="the last message")
+        assert chart_seqs(page, ch) == list(range(1, top + 1))
+    finally:
+        page.context.close()
+
+
+def test_relayed_chart_of_a_channel_the_token_cant_read_says_not_allowed(
+    setup: tuple[ServerProcess, JupyterLabProcess, Path], browser: Any,
+) -> None:
+    server, lab, root = setup
+    narrow = token("narrow", read=["relay.mine"], publish=[])
+    page, _ = open_notebook(browser, server, lab, root, "denied.ipynb", [
+        f'from pulseboard import LiveChart\nLiveChart("relay.secret", via="kernel", token="{narrow}")',
+    ])
+    try:
+        msg = page.locator(".pulseboard-chart .pulseboard-message")
+        wait_until(lambda: "not allowed" in msg.inner_text(), timeout=30, what="'not allowed' on the chart")
+    finally:
+        page.context.close()
+
+
+def shots_dir() -> Path:
+    """Screenshots go where PULSEBOARD_SHOTS says (for the docs and notes), else to a temp dir."""
+    d = Path(os.environ.get("PULSEBOARD_SHOTS") or tempfile.mkdtemp(prefix="pb-shots-"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
