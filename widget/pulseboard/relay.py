@@ -25,6 +25,7 @@ import asyncio
 import os
 import threading
 import time
+import types
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -119,7 +120,8 @@ class Relay:
     """One chart's relay. `start`/`stop`/`close` may be called from any thread."""
 
     def __init__(self, send: Send, reader: Callable[[], tuple[str, str]], token: Callable[[], str]) -> None:
-        self._send = weakref.WeakMethod(send) if hasattr(send, "__self__") else (lambda: send)
+        # A widget's method is held weakly: a relay never keeps a dropped chart alive.
+        self._send = weakref.WeakMethod(send) if isinstance(send, types.MethodType) else (lambda: send)
         self._reader = reader
         self._token = token
         self.gen = 0
