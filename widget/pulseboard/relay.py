@@ -222,11 +222,16 @@ class Relay:
         now = time.monotonic()
         self._credit = min(allowance / TICK, self._credit + allowance)
         if self._fatal:
+            # What the server said last (its `error` op) goes first, then the end.
+            if self._items:
+                self._send_items(now, allowance)
             self._deliver({"type": "relay-end", "gen": self.gen, "fatal": self._fatal})
             self._halt()
             return
-        if not self._items and now - self._last_sent < BEAT:
-            return
+        if self._items or now - self._last_sent >= BEAT:
+            self._send_items(now, allowance)
+
+    def _send_items(self, now: float, allowance: float) -> None:
         items = list(self._items)
         heads = self._heads(items)
         thinning = self._dropped > 0
