@@ -20,7 +20,7 @@ from typing import Any
 
 import playwright.sync_api as playwright_sync
 import pytest
-from browser_support import Feeder
+from browser_support import Feeder, chart_state
 from jupyter_support import CHROMIUM, CHROMIUM_ARGS, JupyterLabProcess, chart_seqs, kernel_ready, notebook
 
 from support import ROOT, ServerProcess, token, wait_until
@@ -210,6 +210,42 @@ def test_blocked_browser_falls_back_to_the_kernel_and_climbs_back_without_a_gap(
         top = feeder.sent[ch][-1]
         wait_until(lambda: chart_seqs(page, ch)[-1:] == [top], timeout=15, what="the last message")
         assert chart_seqs(page, ch) == list(range(1, top + 1))
+    finally:
+        page.context.close()
+
+
+def test_relayed_chart_resumes_exactly_after_a_server_restart_and_a_browser_reload(
+    setup: tuple[ServerProcess, JupyterLabProcess, Path], browser: Any,
+) -> None:
+    server, lab, root = setup
+    ch = "relay.restart"
+    feeder = Feeder(server.url, [ch])
+    page, _ = open_notebook(browser, server, lab, root, "restart.ipynb", [
+        f'from pulseboard import LiveChart\nchart = LiveChart("{ch}", via="kernel", window=None)\nchart',
+    ])
+    try:
+        page.wait_for_selector(".pulseboard-chart[data-status=live][data-transport=kernel]", timeout=30_000)
+        feeder.publish(ch, 10)
+        wait_until(lambda: chart_seqs(page, ch) == list(range(1, 11)), timeout=15, what="1..10")
+
+        # The server restarts on its default store: the kernel resumes with `since`, nothing lost.
+        server.terminate()
+        server.start()
+        feeder.publish(ch, 5)
+        wait_until(lambda: chart_seqs(page, ch) == list(range(1, 16)), timeout=40, what="1..15 after the restart")
+        assert chart_state(page, ch)["gaps"] == 0
+
+        # A reload: the view starts over and asks the (idle) kernel to relay from its start.
+        # (Saved first, so the reloaded notebook holds the widget's output to render again.)
+        page.locator(".jp-Notebook").click()
+        page.keyboard.press("Control+s")
+        wait_until(lambda: "widget-view+json" in (root / "restart.ipynb").read_text(), timeout=20,
+                   what="the notebook to be saved")
+        page.reload()
+        page.wait_for_selector(".pulseboard-chart[data-status=live][data-transport=kernel]", timeout=60_000)
+        feeder.publish(ch, 2)
+        wait_until(lambda: chart_seqs(page, ch) == list(range(1, 18)), timeout=20, what="1..17 after the reload")
+        assert chart_state(page, ch)["gaps"] == 0
     finally:
         page.context.close()
 
