@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import os
 import shutil
 import signal
@@ -277,3 +278,19 @@ class Feed:
                 await self.changed.wait()
 
         await asyncio.wait_for(loop(), timeout)
+
+
+def write_notebook(path: Path, cells: list[str]) -> Path:
+    """Write an .ipynb of code cells (the default Python kernel) to `path`."""
+    nb = {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                    "name": "python3"}},
+        "cells": [
+            {"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None,
+             "outputs": [], "source": src}
+            for i, src in enumerate(cells)
+        ],
+    }
+    path.write_text(json.dumps(nb))
+    return path

@@ -94,6 +94,16 @@ class JupyterLabProcess:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.loads(resp.read())
 
+    def shutdown_kernels(self) -> None:
+        """Shut every kernel down (`DELETE /api/kernels/<id>`), so the next notebook starts alone."""
+        for k in self.api("kernels"):
+            req = urllib.request.Request(
+                f"{self.url}/api/kernels/{k['id']}", method="DELETE",
+                headers={"Authorization": f"token {self.token}"},
+            )
+            with urllib.request.urlopen(req, timeout=30):
+                pass
+
     def ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"jupyter lab exited with {self.proc.returncode}:\n{self.output()}")
@@ -155,20 +165,6 @@ def kernel_ready(page, kernel_idle: Callable[[], bool]) -> bool:  # type: ignore
     if select.count():
         select.click()
     return kernel_idle()
-
-
-def notebook(cells: list[str]) -> dict[str, Any]:
-    """An .ipynb (as JSON) of code cells, on the default Python kernel."""
-    return {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                    "name": "python3"}},
-        "cells": [
-            {"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None,
-             "outputs": [], "source": src}
-            for i, src in enumerate(cells)
-        ],
-    }
 
 
 # --- JupyterHub -----------------------------------------------------------------------

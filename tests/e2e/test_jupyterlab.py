@@ -35,7 +35,7 @@ from jupyter_support import (
     kernel_ready,
 )
 
-from support import ROOT, ServerProcess, token, wait_until
+from support import ROOT, ServerProcess, token, wait_until, write_notebook
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -156,17 +156,7 @@ def hub_lab() -> Iterator[tuple[HubProcess, Path]]:
     if WIDGET_JS.stat().st_size < 1000:
         pytest.fail("the widget bundle is not built: run `cd js && npm ci && npm run build`")
     root = Path(tempfile.mkdtemp(prefix="pb-hubnb-"))
-    nb = {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                    "name": "python3"}},
-        "cells": [
-            {"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None,
-             "outputs": [], "source": src}
-            for i, src in enumerate(HUB_NOTEBOOK_CELLS)
-        ],
-    }
-    (root / "hub.ipynb").write_text(json.dumps(nb))
+    write_notebook(root / "hub.ipynb", HUB_NOTEBOOK_CELLS)
     settings = root / ".settings"
     for name, value in LAB_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)

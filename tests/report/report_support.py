@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from support import ROOT, token
+from support import ROOT, token, write_notebook
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -37,19 +37,7 @@ def publish(url: str, items: list[dict[str, Any]]) -> None:
         assert resp.status == 200
 
 
-def notebook(path: Path, cells: list[str]) -> Path:
-    nb = {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                    "name": "python3"}},
-        "cells": [
-            {"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None,
-             "outputs": [], "source": src}
-            for i, src in enumerate(cells)
-        ],
-    }
-    path.write_text(json.dumps(nb))
-    return path
+notebook = write_notebook  # (the one writer, in tests/support.py)
 
 
 def kernel_env(server_url: str) -> dict[str, str]:

@@ -3,14 +3,11 @@
 // positions); the kernel replays from there. Only frames go through here: positions, dedupe
 // and gaps stay in the client, as for every other transport.
 
+import type { TokenModel } from "../kernel_token";
 import type { Connection, ConnectionHooks, Frame, TransportHost } from "./common";
 
-/** What the adapter needs from the widget model: custom messages both ways. */
-export interface KernelLink {
-  send(content: unknown): void;
-  on(event: string, cb: (...args: any[]) => void): void;
-  off(event?: string | null, cb?: ((...args: any[]) => void) | null): void;
-}
+/** What the adapter needs from the widget model: custom messages both ways (as the token has). */
+export type KernelLink = TokenModel;
 
 /** No message from the kernel for this long: the relay (or the kernel) is gone. The kernel beats
  * every 2 s while relaying; a first answer can wait for a busy cell, so ask again now and then. */
