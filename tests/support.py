@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from pulseboard.protocol import Envelope
@@ -294,3 +295,38 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
     }
     path.write_text(json.dumps(nb))
     return path
+
+
+@contextlib.contextmanager
+def voila(notebook: Path, env: dict[str, str]) -> Iterator[str]:
+    """`voila NOTEBOOK` on a free port (cwd: the notebook's folder); yields its URL."""
+    port = free_port()
+    folder = notebook.parent
+    env = dict(env, JUPYTER_RUNTIME_DIR=str(folder / "runtime"))
+    log_path = folder / "voila.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "voila"), notebook.name, f"--port={port}", "--no-browser",
+             "--Voila.ip=127.0.0.1"],
+            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"voila exited with {proc.returncode}: {log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/voila/static/voila.js", timeout=2) as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return False
+
+        wait_until(up, timeout=60, interval=0.2, what="voila to answer")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)

@@ -26,7 +26,7 @@ import pytest
 from browser_support import Feeder, chart_state
 from jupyter_support import CHROMIUM, CHROMIUM_ARGS, JupyterLabProcess, chart_seqs, kernel_ready
 
-from support import ROOT, ServerProcess, token, wait_until, write_notebook
+from support import ROOT, ServerProcess, token, voila, wait_until, write_notebook
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -299,3 +299,28 @@ def shots_dir() -> Path:
     d = Path(os.environ.get("PULSEBOARD_SHOTS") or tempfile.mkdtemp(prefix="pb-shots-"))
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def test_voila_chart_falls_back_to_the_kernel_relay(
+    setup: tuple[ServerProcess, JupyterLabProcess, Path], browser: Any, tmp_path: Path,
+) -> None:
+    server, lab, _ = setup
+    ch = "relay.voila"
+    feeder = Feeder(server.url, [ch])
+    feeder.publish(ch, 10)
+    write_notebook(tmp_path / "app.ipynb", [f'from pulseboard import LiveChart\nLiveChart("{ch}", window=None)'])
+    with voila(tmp_path / "app.ipynb", lab.env) as url:
+        context = browser.new_context(viewport={"width": 1100, "height": 700})
+        blocker = Blocker(context, server)
+        page = context.new_page()
+        try:
+            page.goto(url + "/")
+            page.wait_for_selector(".pulseboard-chart", timeout=60_000)
+            live_on(page, "kernel", RELAY_AFTER_S + 20)
+            assert blocker.seen > 0
+            feeder.publish(ch, 5)
+            wait_until(lambda: chart_seqs(page, ch) == list(range(1, 16)), timeout=15, what="1..15 in Voila")
+            page.screenshot(path=str(shots_dir() / "relay-voila.png"))
+        finally:
+            context.close()
+    wait_until(lambda: connections(server) == 0, timeout=30, what="Voila's kernel and its relay to stop")
