@@ -57,7 +57,7 @@ class State(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Limits:
+class Bounds:
     """The bounds a session keeps (from `Settings`)."""
 
     max_buffer: int
@@ -142,7 +142,7 @@ class Session:
     def __init__(
         self,
         grants: Grants,
-        limits: Limits,
+        limits: Bounds,
         encoder: Encoder,
         overflow: Overflow = "close",
         positions: Positions | None = None,
@@ -254,7 +254,7 @@ class Session:
                 raise bad_request("binary frames are not supported: send JSON text")
             if len(text) > self.limits.max_message_size:
                 raise PulseboardError(TOO_LARGE, f"frame over the {self.limits.max_message_size}-byte limit")
-            check_json_depth(text)  # deep nesting is a 400, not a RecursionError (issue 13)
+            check_json_depth(text)  # deep nesting is a 400, not a RecursionError
             op = decode_client_frame(text)
         except PulseboardError as e:
             self.violation(e, **op_id(text))
@@ -452,7 +452,7 @@ def op_id(text: str | None) -> dict[str, Any]:
     if text is None or '"id"' not in text:
         return {}
     try:
-        obj = json.loads(text, parse_constant=lambda _: None)  # no NaN echoed back (issue 13)
-    except (ValueError, RecursionError):  # RecursionError: nested too deep (issue 13)
+        obj = json.loads(text, parse_constant=lambda _: None)  # NaN `id`s echo back as null
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         return {}
     return {"id": obj["id"]} if isinstance(obj, dict) and "id" in obj else {}

@@ -23,10 +23,12 @@ from typing import Any
 
 import playwright.sync_api as playwright_sync
 import pytest
-from browser_support import Feeder, chart_state
-from jupyter_support import CHROMIUM, CHROMIUM_ARGS, JupyterLabProcess, chart_seqs, kernel_ready
 
-from support import ROOT, ServerProcess, token, voila, wait_until, write_notebook
+from harness.browsers import Feeder, chart_state
+from harness.jupyter import JupyterLabProcess, chart_seqs, kernel_ready, voila
+from harness.notebooks import notebook as write_notebook
+from harness.servers import ROOT, ServerProcess, wait_until
+from harness.tokens import token
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -155,16 +157,6 @@ def connections(server: ServerProcess) -> int:
     with urllib.request.urlopen(server.url + "/healthz", timeout=5) as r:
         n: int = json.loads(r.read())["connections"]
         return n
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_via_kernel_is_live_during_a_busy_cell_exactly_and_thins_a_flood(

@@ -14,11 +14,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from support import ROOT, token, write_notebook
+from harness.servers import ROOT
+from harness.tokens import token
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 BIN = Path(sys.executable).parent
 KNOWN_CH = "test.known"
 
@@ -36,8 +34,6 @@ def publish(url: str, items: list[dict[str, Any]]) -> None:
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200
 
-
-notebook = write_notebook  # (the one writer, in tests/support.py)
 
 
 def kernel_env(server_url: str) -> dict[str, str]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import playwright.sync_api as playwright_sync
 import pytest
-from report_support import CHROMIUM, CHROMIUM_ARGS, kernel_env, known_values, notebook, publish
+from report_support import kernel_env, known_values, publish
 
-from support import ServerProcess, voila, wait_until
+from harness.browsers import chromium
+from harness.jupyter import voila
+from harness.notebooks import notebook
+from harness.servers import ServerProcess, wait_until
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -24,21 +26,16 @@ def test_voila_shows_the_live_chart_not_the_static_one(server: ServerProcess, tm
     notebook(tmp_path / "app.ipynb", [
         "from pulseboard import LiveChart\nLiveChart('test.voila', fields=['v'], x='step', title='voila')",
     ])
-    with voila(tmp_path / "app.ipynb", kernel_env(server.url)) as url:
-        with playwright_sync.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            page: Any = browser.new_page(viewport={"width": 1100, "height": 800})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            try:
-                page.goto(url + "/")
-                page.wait_for_selector(".pulseboard-chart[data-status=live]", timeout=60_000)
-                wait_until(lambda: page.evaluate(
-                    "document.querySelector('.pulseboard-chart').__pulseboard.points()") == len(known),
-                    timeout=30, what="the live chart to hold the known values")
-                static = page.locator("[data-pulseboard-static]")
-                assert static.count() == 1, "the static output is missing from the page"
-                assert not static.is_visible(), "Voila shows the static copy beside the live chart"
-                assert errors == []
-            finally:
-                browser.close()
+    with voila(tmp_path / "app.ipynb", kernel_env(server.url)) as url, chromium() as browser:
+        page: Any = browser.new_page(viewport={"width": 1100, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        page.wait_for_selector(".pulseboard-chart[data-status=live]", timeout=60_000)
+        wait_until(lambda: page.evaluate(
+            "document.querySelector('.pulseboard-chart').__pulseboard.points()") == len(known),
+            timeout=30, what="the live chart to hold the known values")
+        static = page.locator("[data-pulseboard-static]")
+        assert static.count() == 1, "the static output is missing from the page"
+        assert not static.is_visible(), "Voila shows the static copy beside the live chart"
+        assert errors == []

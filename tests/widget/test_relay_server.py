@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import token
 from pulseboard.publish import publish
 from pulseboard.relay import Relay
-from support import ServerProcess, token, wait_until
 
 pytestmark = pytest.mark.process
 

@@ -1,11 +1,9 @@
-"""Test harness: real server and redis-server processes on free ports."""
+"""Real server, redis-server and nginx processes on free ports, and waiting for what they do."""
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
-import json
 import os
 import shutil
 import signal
@@ -15,14 +13,14 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pulseboard.protocol import Envelope
-from pulseboard_server.auth import mint_token
 
-SECRET = "test-secret-please-change-0123456789abcdef"
-ROOT = Path(__file__).resolve().parent.parent
+from .tokens import SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
 PULSEBOARD = [sys.executable, "-m", "pulseboard_server"]
 
 
@@ -32,15 +30,6 @@ def free_port() -> int:
         port: int = s.getsockname()[1]
         return port
 
-
-def token(sub: str = "tester", read: Sequence[str] = ("*",), publish: Sequence[str] = ("*",),
-          ttl: float = 3600, secret: str = SECRET, **extra: object) -> str:
-    return mint_token(secret, sub, read, publish, ttl, **extra)
-
-
-def auth(tok: str | None = None) -> dict[str, str]:
-    """Request headers carrying a bearer token (a fresh all-channels one unless given)."""
-    return {"Authorization": f"Bearer {tok or token()}"}
 
 
 async def until(pred: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
@@ -279,54 +268,3 @@ class Feed:
                 await self.changed.wait()
 
         await asyncio.wait_for(loop(), timeout)
-
-
-def write_notebook(path: Path, cells: list[str]) -> Path:
-    """Write an .ipynb of code cells (the default Python kernel) to `path`."""
-    nb = {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                    "name": "python3"}},
-        "cells": [
-            {"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None,
-             "outputs": [], "source": src}
-            for i, src in enumerate(cells)
-        ],
-    }
-    path.write_text(json.dumps(nb))
-    return path
-
-
-@contextlib.contextmanager
-def voila(notebook: Path, env: dict[str, str]) -> Iterator[str]:
-    """`voila NOTEBOOK` on a free port (cwd: the notebook's folder); yields its URL."""
-    port = free_port()
-    folder = notebook.parent
-    env = dict(env, JUPYTER_RUNTIME_DIR=str(folder / "runtime"))
-    log_path = folder / "voila.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "voila"), notebook.name, f"--port={port}", "--no-browser",
-             "--Voila.ip=127.0.0.1"],
-            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"voila exited with {proc.returncode}: {log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/voila/static/voila.js", timeout=2) as r:
-                    return bool(r.status == 200)
-            except OSError:
-                return False
-
-        wait_until(up, timeout=60, interval=0.2, what="voila to answer")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
