@@ -125,7 +125,7 @@ def cpu_share(proc: psutil.Process, seconds: float) -> float:
     before = proc.cpu_times()
     time.sleep(seconds)
     after = proc.cpu_times()
-    return (after.user + after.system - before.user - before.system) / seconds
+    return max(0.0, after.user + after.system - before.user - before.system) / seconds
 
 
 def phase(url: str, token: str, rate: float, seconds: float, kernel: psutil.Process,
