@@ -80,8 +80,15 @@ class JupyterLabProcess:
         req = urllib.request.Request(
             f"{self.url}/api/{path}", headers={"Authorization": f"token {self.token}"}
         )
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return json.loads(resp.read())
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            if e.code < 500:
+                raise
+            # A 5xx from Jupyter itself: its log says why (the error alone does not).
+            log = self.output()[-4000:]
+            raise RuntimeError(f"GET /api/{path}: HTTP {e.code}; JupyterLab's log ends:\n{log}") from e
 
     def shutdown_kernels(self) -> None:
         """Shut every kernel down (`DELETE /api/kernels/<id>`), so the next notebook starts alone."""
