@@ -62,3 +62,14 @@ def test_via_setting_and_the_first_start(monkeypatch: pytest.MonkeyPatch) -> Non
         via_setting("carrier-pigeon")
     assert first_start(300, 200_000) == {"backfill": 6000}
     assert first_start(None, 5000) == {"backfill": 5000}
+
+
+def test_a_bad_relay_start_gets_a_one_line_answer_not_a_subscription() -> None:
+    sent: list[dict[str, Any]] = []
+    relay = relay_with(sent)
+    for bad in ({}, {"ch": "a"}, {"ch": {f"c{i}": None for i in range(300)}}):
+        assert relay.on_msg({"type": "relay-start", "view": "v", **bad}) is True
+    assert [m["type"] for m in sent] == ["relay-end"] * 3
+    assert "1 to 256 channels" in sent[0]["fatal"]
+    assert relay.on_msg({"type": "token-request"}) is False
+

@@ -40,6 +40,8 @@ VIAS = ("kernel", "direct")
 TICK = 0.05  # seconds between messages to the browser, per relayed chart (20/s: far below 1,000/s)
 BYTES_PER_SECOND = 256_000  # all relays of the kernel together: a quarter of Jupyter's default limit
 MAX_PENDING = 50_000  # envelopes held per chart between ticks; past it the oldest go (thinning)
+MAX_CHANNELS = 256  # channels one chart follows at most (as live.ts)
+MAX_VIEWS = 64  # views remembered per chart (a reload is a new view)
 BEAT = 2.0  # an empty message this often when nothing flows, so the browser knows we are here
 IGNORED_OPS = {"welcome", "refreshed", "pong", "ack"}  # the kernel's own connection business
 
@@ -125,7 +127,7 @@ class Relay:
         self._reader = reader
         self._token = token
         self.gen = 0
-        self.views: set[str] = set()
+        self.views: dict[str, None] = {}  # browser views that asked, oldest first (at most MAX_VIEWS)
         self._client: _RelayClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._items: deque[Envelope | dict[str, Any]] = deque()
@@ -150,8 +152,11 @@ class Relay:
             _loop().call(self._stop_view, view)
             return True
         ch = content.get("ch")
-        if isinstance(ch, dict) and ch and all(isinstance(k, str) for k in ch):
-            self.start(ch, view)
+        if not isinstance(ch, dict) or not ch or len(ch) > MAX_CHANNELS or not all(isinstance(k, str) for k in ch):
+            self._deliver({"type": "relay-end", "gen": self.gen,
+                           "fatal": f"bad relay-start: 1 to {MAX_CHANNELS} channels by name"})
+            return True
+        self.start(ch, view)
         return True
 
     def start(self, ch: dict[str, Any], view: str = "") -> None:
@@ -172,7 +177,9 @@ class Relay:
     def _restart(self, url: str, ch: dict[str, Any], view: str) -> None:
         self._halt()
         if view:
-            self.views.add(view)
+            self.views[view] = None
+            while len(self.views) > MAX_VIEWS:  # views that went away without a word
+                del self.views[next(iter(self.views))]
         self.gen += 1
         self._first, self._from, self._fatal = True, ch, ""
         self._client = _RelayClient(self, self.gen, ch, url=url, token=self._token)
@@ -188,7 +195,7 @@ class Relay:
                 self._fatal = str(e)
 
     def _stop_view(self, view: str) -> None:
-        self.views.discard(view)
+        self.views.pop(view, None)
         if not self.views:
             self._halt()
 
