@@ -78,6 +78,8 @@ export interface StatusInfo {
   error: string | null;
   /** Why it is not live, when known (e.g. "token expired"): replaces the status word. */
   reason?: string | null;
+  /** Added to the status line, e.g. "thinning" (the kernel relay downsamples). */
+  note?: string | null;
 }
 
 /** What the chart shows, small enough to save in widget state. */
@@ -752,6 +754,7 @@ export class Chart {
     if (s.lag !== null && (s.rate >= 0.05 || s.lag < 10)) parts.push(`lag ${s.lag < 10 ? s.lag.toFixed(2) : s.lag.toFixed(0)} s`);
     else if (s.lag !== null && s.status === "live") parts.push("no new messages");
     parts.push(`${s.rate < 10 ? s.rate.toFixed(1) : s.rate.toFixed(0)} msg/s`);
+    if (s.note) parts.push(s.note);
     this.statusEl.innerHTML = "";
     const dot = document.createElement("span");
     dot.className = `pulseboard-dot pulseboard-${s.status}`;

@@ -7,6 +7,8 @@ import { ChannelPositions, backoffDelay, jwtExp } from "./sync";
 import type { Envelope, Gap, Start } from "./sync";
 import { ExpiredError, FATAL_CLOSE, FatalError, authFailure, expired } from "./transports/common";
 import type { Connection, ConnectionHooks, EndInfo, Frame, TransportHost, TransportKind } from "./transports/common";
+import { openKernel } from "./transports/kernel";
+import type { KernelLink } from "./transports/kernel";
 import { openPoll } from "./transports/poll";
 import { openSse } from "./transports/sse";
 import { openWs } from "./transports/ws";
@@ -35,7 +37,16 @@ export interface ClientOptions {
   /** Heartbeat: ping after this many idle ms, give up `pongTimeout` ms later. */
   pingInterval?: number;
   pongTimeout?: number;
+  /** The widget's kernel, for the kernel relay (transport "kernel"; see transports/kernel.ts). */
+  kernel?: KernelLink;
+  /** Milliseconds without a direct transport open before falling back to the kernel relay. */
+  relayAfter?: number;
+  /** Milliseconds between tries of the direct transports while on the kernel relay. */
+  relayProbeInterval?: number;
 }
+
+/** The documented time (docs/frontends.md) before a chart falls back to the kernel relay. */
+export const RELAY_AFTER_MS = 15_000;
 
 export function baseUrl(url: string): URL {
   const base = typeof location !== "undefined" ? location.href : "http://localhost/";
@@ -63,7 +74,7 @@ export class Client implements TransportHost {
   connects = 0;
   switches = 0;
 
-  private opts: Required<Omit<ClientOptions, "onEnvelopes" | "onGap" | "onState">> & ClientOptions;
+  private opts: Required<Omit<ClientOptions, "onEnvelopes" | "onGap" | "onState" | "kernel">> & ClientOptions;
   private base: URL;
   private order: TransportKind[];
   private level = 0;
@@ -75,6 +86,9 @@ export class Client implements TransportHost {
   private candidate: Connection | null = null;
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private upgradeTimer: ReturnType<typeof setInterval> | null = null;
+  private relayTimer: ReturnType<typeof setTimeout> | null = null;
+  /** While relayed, a probe round tries the direct transports best first: the index tried. */
+  private probeStep = -1;
   private rateTimer: ReturnType<typeof setInterval> | null = null;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private counted = 0;
@@ -93,10 +107,14 @@ export class Client implements TransportHost {
       upgradeInterval: 60_000,
       pingInterval: 10_000,
       pongTimeout: 5_000,
+      relayAfter: RELAY_AFTER_MS,
+      relayProbeInterval: 10_000,
       ...opts,
     };
     this.base = baseUrl(opts.url);
-    this.order = this.opts.transports;
+    // The kernel relay needs a kernel to talk to.
+    this.order = this.opts.transports.filter((k) => k !== "kernel" || this.opts.kernel);
+    if (!this.order.length) this.order = ["ws", "sse", "poll"];
     this.transport = this.order[0];
     this.sync = new ChannelPositions({ ...opts.channels });
     this.sync.onGap = (gap) => this.opts.onGap?.(gap);
@@ -120,6 +138,7 @@ export class Client implements TransportHost {
     this.conn = this.candidate = null;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.upgradeTimer) clearInterval(this.upgradeTimer);
+    if (this.relayTimer) clearTimeout(this.relayTimer);
     if (this.rateTimer) clearInterval(this.rateTimer);
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     if (this.watchdog) clearTimeout(this.watchdog);
@@ -176,6 +195,11 @@ export class Client implements TransportHost {
     this.retryTimer = setTimeout(() => this.connect(), 5000);
   }
 
+  /** What the status line should add, e.g. "thinning" while the kernel relay downsamples. */
+  get note(): string | null {
+    return this.conn?.note ?? null;
+  }
+
   // --- internals --------------------------------------------------------------------
 
   endpoint(path: string, params?: URLSearchParams): string {
@@ -223,6 +247,7 @@ export class Client implements TransportHost {
     const kind = this.order[this.level];
     this.transport = kind;
     this.gen += 1;
+    this.armRelay();
     this.emit();
     void this.open(kind, false);
     // A connection that neither opens nor fails (a host that drops packets) must not leave
@@ -234,9 +259,40 @@ export class Client implements TransportHost {
     }, REACH_WATCHDOG_MS);
   }
 
+  /** Not live on a direct transport within `relayAfter`: fall back to the kernel relay. */
+  private armRelay(): void {
+    const relay = this.order.indexOf("kernel");
+    if (relay <= 0 || this.level === relay || this.relayTimer) return;
+    this.relayTimer = setTimeout(() => {
+      this.relayTimer = null;
+      if (this.disposed || this.error || this.level === relay) return;
+      if (this.conn?.gotFirst && this.status === "live") return;
+      this.level = relay;
+      this.failures = 0;
+      this.attempt = 0;
+      this.switches += 1;
+      this.startUpgrades();
+      const old = this.conn;
+      this.conn = null;
+      old?.close();
+      this.connect();
+    }, this.opts.relayAfter);
+  }
+
   private async open(kind: TransportKind, probe: boolean): Promise<void> {
     const gen = this.gen;
     const stale = () => this.disposed || (probe ? this.candidate !== null : gen !== this.gen);
+    if (kind === "kernel") {
+      // The kernel holds the token and subscribes itself.
+      const conn = openKernel(this, {
+        onFrame: (frame) => this.onFrame(conn, frame),
+        onEnd: (info) => this.onEnd(conn, info),
+      }, this.opts.kernel!);
+      if (stale()) conn.close();
+      else if (probe) this.candidate = conn;
+      else this.conn = conn;
+      return;
+    }
     let token: string;
     try {
       token = await this.token();
@@ -301,11 +357,15 @@ export class Client implements TransportHost {
       const old = this.conn;
       this.conn = conn;
       old?.close();
+      const from = this.level;
       this.level = this.order.indexOf(conn.kind);
       this.transport = conn.kind;
       this.failures = 0;
       this.switches += 1;
-      if (this.level === 0) this.stopUpgrades();
+      this.probeStep = -1;
+      this.stopUpgrades();
+      if (this.level > 0) this.startUpgrades();
+      if (from !== this.level) this.emit();
     } else if (conn !== this.conn) {
       return;
     }
@@ -316,6 +376,8 @@ export class Client implements TransportHost {
       this.attempt = 0;
       this.failures = 0;
       this.everLive = true;
+      if (conn.kind !== "kernel" && this.relayTimer) clearTimeout(this.relayTimer);
+      if (conn.kind !== "kernel") this.relayTimer = null;
       this.setStatus("live");
       this.emit();
     }
@@ -348,6 +410,11 @@ export class Client implements TransportHost {
     if (this.disposed || this.error) return;
     if (conn === this.candidate) {
       this.candidate = null;
+      // While relayed, a probe round goes on to the next direct transport, best first.
+      if (this.onRelay() && this.probeStep >= 0 && this.probeStep + 1 < this.level) {
+        this.probeStep += 1;
+        void this.open(this.order[this.probeStep], true);
+      }
       return;
     }
     if (conn !== this.conn) return;
@@ -424,9 +491,14 @@ export class Client implements TransportHost {
     return reason === null;
   }
 
+  private onRelay(): boolean {
+    return this.order[this.level] === "kernel";
+  }
+
   private startUpgrades(): void {
     if (this.upgradeTimer) return;
-    this.upgradeTimer = setInterval(() => this.tryUpgrade(), this.opts.upgradeInterval);
+    const every = this.onRelay() ? this.opts.relayProbeInterval : this.opts.upgradeInterval;
+    this.upgradeTimer = setInterval(() => this.tryUpgrade(), every);
   }
 
   private stopUpgrades(): void {
@@ -436,6 +508,12 @@ export class Client implements TransportHost {
 
   private tryUpgrade(): void {
     if (this.disposed || this.error || this.level === 0 || this.candidate || !this.conn?.gotFirst) return;
+    if (this.onRelay()) {
+      // A round over the direct transports, best first (the next one when one fails to open).
+      this.probeStep = 0;
+      void this.open(this.order[0], true);
+      return;
+    }
     // Try the better transports in turn, best first.
     const kind = this.order[this.probes % this.level];
     this.probes += 1;

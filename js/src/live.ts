@@ -137,7 +137,7 @@ export class LiveChart {
     const n = this.notices;
     const error = c?.error ?? c?.problem ?? n.pattern ?? n.noData ?? n.fields ?? null;
     this.lastStatus = c
-      ? { status: c.status, transport: c.transport, lag: c.lag, rate: c.rate, error, reason: c.reason }
+      ? { status: c.status, transport: c.transport, lag: c.lag, rate: c.rate, error, reason: c.reason, note: c.note }
       : { status: "connecting", transport: "ws", lag: null, rate: 0, error };
     this.charts.forEach((ch) => ch.setStatus(this.lastStatus!));
   }

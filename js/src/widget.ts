@@ -6,6 +6,7 @@ import { Chart } from "./chart";
 import type { Snapshot, ViewState } from "./chart";
 import { LiveChart, injectStyles } from "./live";
 import { KernelToken } from "./kernel_token";
+import type { TransportKind } from "./client";
 
 interface Model {
   get(name: string): any;
@@ -87,6 +88,8 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
       url,
       // Asked for at each (re)connect and before expiry; the kernel hands out fresh ones.
       token: tokens.get,
+      // The kernel relay (via="kernel", or the fallback when no direct transport opens).
+      client: { kernel: model, transports: transportsFor(String(model.get("via") ?? "")) },
       onLive: () => {
         if (showingSnapshot) live?.chart.clear();
         showingSnapshot = false;
@@ -121,7 +124,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   };
 
   const names = ["channels", "fields", "window", "max_points", "title", "height", "x", "units", "theme", "url", "problem",
-    "thresholds"];
+    "thresholds", "via"];
   const restart = () => start();
   for (const n of names) model.on(`change:${n}`, restart);
   // The view traits, set from Python (or echoed back from this view): applied in place.
@@ -145,6 +148,13 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     tokens.dispose();
     stop();
   };
+}
+
+/** `via`: "kernel" only the relay; "direct" never; "" direct first, the relay as a fallback. */
+export function transportsFor(via: string): TransportKind[] {
+  if (via === "kernel") return ["kernel"];
+  if (via === "direct") return ["ws", "sse", "poll"];
+  return ["ws", "sse", "poll", "kernel"];
 }
 
 // --- snapshots and the static rendering (reports) -----------------------------------------

@@ -48,3 +48,9 @@ def test_log_prints_every_figure_and_loses_nothing() -> None:
     out = run(str(BENCH / "log.py"), "--calls", "2000", "--deliver", "2000", "--run", "2000", "--restarts", "1")
     assert "caller cost of log()" in out and "msgs/s" in out
     assert out.count("lost 0  duplicated 0") == 2, out  # redis and sqlite, across a restart
+
+
+def test_relay_prints_latency_and_kernel_cpu() -> None:
+    out = run(str(BENCH / "relay.py"), "--seconds", "2")
+    assert "publish -> IOPub at 100 msgs/s, relayed" in out and "(baseline)" in out, out
+    assert "kernel CPU, relaying 1,000 msgs/s" in out, out

@@ -16,7 +16,7 @@ import pytest
 
 from harness.browsers import chromium
 from harness.charts import feed, hook
-from harness.jupyter import JupyterLabProcess, VoilaProcess
+from harness.jupyter import JupyterLabProcess, voila
 from harness.notebooks import notebook
 from harness.painted import check_labels, labels_cover
 from harness.servers import ServerProcess, wait_until
@@ -92,11 +92,7 @@ def test_jupyterlab_labels_follow_a_falling_loss(server: ServerProcess, notebook
 
 
 def test_voila_labels_follow_a_falling_loss(server: ServerProcess, notebook_dir: Path) -> None:
-    voila = VoilaProcess(notebook_dir / "labels.ipynb", dict(os.environ, **kernel_env(server))).start()
-    try:
-        with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1100, "height": 800})
-            page.goto(voila.url)
-            falling_loss_is_labelled_truly(page, server, "voila")
-    finally:
-        voila.stop()
+    with voila(notebook_dir / "labels.ipynb", dict(os.environ, **kernel_env(server))) as url, chromium() as browser:
+        page = browser.new_page(viewport={"width": 1100, "height": 800})
+        page.goto(url + "/")
+        falling_loss_is_labelled_truly(page, server, "voila")

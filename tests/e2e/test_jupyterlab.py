@@ -17,7 +17,7 @@ import tempfile
 import textwrap
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import jupyterlab  # noqa: F401  (the test extra installs it: scripts/setup)
@@ -25,7 +25,7 @@ import pytest
 
 from harness.browsers import chromium
 from harness.hub import ACCESS, HubProcess
-from harness.jupyter import LAB_SETTINGS, JupyterLabProcess
+from harness.jupyter import LAB_SETTINGS, JupyterLabProcess, chart_points, chart_seqs, kernel_ready
 from harness.notebooks import notebook
 from harness.servers import ROOT, ServerProcess, wait_until
 from harness.tokens import token
@@ -57,43 +57,6 @@ def lab(server_factory) -> Iterator[JupyterLabProcess]:  # type: ignore[no-untyp
     finally:
         jlab.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def chart_points(page, channel: str) -> int:  # type: ignore[no-untyped-def]
-    """Points the chart of `channel` holds, read through the widget's debug hook."""
-    n: int = page.evaluate(
-        """(ch) => {
-            for (const el of document.querySelectorAll('.pulseboard-chart')) {
-                const hook = el.__pulseboard;
-                if (hook && hook.series().some((s) => s.startsWith(ch + ':'))) return hook.points();
-            }
-            return -1;
-        }""",
-        channel,
-    )
-    return n
-
-
-def chart_seqs(page, channel: str) -> list[int]:  # type: ignore[no-untyped-def]
-    seqs: list[int] = page.evaluate(
-        """(ch) => {
-            for (const el of document.querySelectorAll('.pulseboard-chart')) {
-                const hook = el.__pulseboard;
-                if (hook && hook.series().some((s) => s.startsWith(ch + ':'))) return hook.seqs(ch);
-            }
-            return [];
-        }""",
-        channel,
-    )
-    return seqs
-
-
-def kernel_ready(page, kernel_idle: Callable[[], bool]) -> bool:  # type: ignore[no-untyped-def]
-    """The kernel is idle; a kernel-picker dialog, if JupyterLab shows one, is accepted."""
-    select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
-    if select.count():
-        select.click()
-    return kernel_idle()
 
 
 def busy_cell_running(page) -> bool:  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +80,25 @@ class JupyterLabProcess:
         req = urllib.request.Request(
             f"{self.url}/api/{path}", headers={"Authorization": f"token {self.token}"}
         )
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            return json.loads(resp.read())
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            if e.code < 500:
+                raise
+            # A 5xx from Jupyter itself: its log says why (the error alone does not).
+            log = self.output()[-4000:]
+            raise RuntimeError(f"GET /api/{path}: HTTP {e.code}; JupyterLab's log ends:\n{log}") from e
+
+    def shutdown_kernels(self) -> None:
+        """Shut every kernel down (`DELETE /api/kernels/<id>`), so the next notebook starts alone."""
+        for k in self.api("kernels"):
+            req = urllib.request.Request(
+                f"{self.url}/api/kernels/{k['id']}", method="DELETE",
+                headers={"Authorization": f"token {self.token}"},
+            )
+            with urllib.request.urlopen(req, timeout=30):
+                pass
 
     def ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
@@ -104,51 +123,6 @@ class JupyterLabProcess:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-class VoilaProcess:
-    """`voila <notebook>` on a free port, in the notebook's directory; logs to a file there."""
-
-    def __init__(self, notebook: Path, env: dict[str, str]) -> None:
-        self.notebook = notebook
-        self.port = free_port()
-        self.env = dict(env, JUPYTER_RUNTIME_DIR=str(notebook.parent / "runtime"))
-        self.log_path = notebook.parent / "voila.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def start(self, timeout: float = 60.0) -> VoilaProcess:
-        voila = Path(sys.executable).parent / "voila"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [str(voila), self.notebook.name, f"--port={self.port}", "--no-browser", "--Voila.ip=127.0.0.1"],
-                cwd=self.notebook.parent, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-
-        def up() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"voila exited with {self.proc.returncode}: {self.log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}voila/static/voila.js", timeout=2) as r:
-                    return bool(r.status == 200)
-            except (urllib.error.URLError, OSError):
-                return False
-
-        wait_until(up, timeout=timeout, interval=0.2, what="voila to answer")
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-
-
 def kernel_idle(jlab: JupyterLabProcess) -> bool:
     """Some kernel is idle. A 500 from /api/kernels while a kernel starts (seen on a loaded
     machine) means "not yet", like an empty list."""
@@ -167,3 +141,81 @@ def run_all(page: Any, jlab: JupyterLabProcess, notebook: str) -> None:
     wait_until(lambda: kernel_idle(jlab), timeout=60, interval=0.2, what="the notebook's kernel to be idle")
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
+# --- Voila ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def voila(notebook: Path, env: dict[str, str]) -> Iterator[str]:
+    """`voila NOTEBOOK` on a free port (cwd: the notebook's folder); yields its URL."""
+    port = free_port()
+    folder = notebook.parent
+    env = dict(env, JUPYTER_RUNTIME_DIR=str(folder / "runtime"))
+    log_path = folder / "voila.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "voila"), notebook.name, f"--port={port}", "--no-browser",
+             "--Voila.ip=127.0.0.1"],
+            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"voila exited with {proc.returncode}: {log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/voila/static/voila.js", timeout=2) as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return False
+
+        wait_until(up, timeout=60, interval=0.2, what="voila to answer")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+# --- reading charts in a notebook page ------------------------------------------------
+
+
+def chart_points(page, channel: str) -> int:  # type: ignore[no-untyped-def]
+    """Points the chart of `channel` holds, read through the widget's debug hook."""
+    n: int = page.evaluate(
+        """(ch) => {
+            for (const el of document.querySelectorAll('.pulseboard-chart')) {
+                const hook = el.__pulseboard;
+                if (hook && hook.series().some((s) => s.startsWith(ch + ':'))) return hook.points();
+            }
+            return -1;
+        }""",
+        channel,
+    )
+    return n
+
+
+def chart_seqs(page, channel: str) -> list[int]:  # type: ignore[no-untyped-def]
+    seqs: list[int] = page.evaluate(
+        """(ch) => {
+            for (const el of document.querySelectorAll('.pulseboard-chart')) {
+                const hook = el.__pulseboard;
+                if (hook && hook.series().some((s) => s.startsWith(ch + ':'))) return hook.seqs(ch);
+            }
+            return [];
+        }""",
+        channel,
+    )
+    return seqs
+
+
+def kernel_ready(page, kernel_idle: Callable[[], bool]) -> bool:  # type: ignore[no-untyped-def]
+    """The kernel is idle; a kernel-picker dialog, if JupyterLab shows one, is accepted."""
+    select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+    if select.count():
+        select.click()
+    return kernel_idle()

@@ -186,12 +186,20 @@ class Client:
         obj = json.loads(frame)
         if isinstance(obj, dict):
             self.handle_control(obj)
+            self._control(obj)
             if obj.get("op") == "error" and obj.get("code") == "forbidden" and obj.get("ch") in self.initial:
                 raise SubscribeError(f"forbidden: {obj.get('detail')}")
             return
         for env in iter_envelopes(obj):
             if self.accept(env):
-                await self._queue.put(env)
+                await self._deliver(env)
+
+    async def _deliver(self, env: Envelope) -> None:
+        """Hand a new envelope on (the iterator's queue; the kernel relay forwards it instead)."""
+        await self._queue.put(env)
+
+    def _control(self, op: dict[str, Any]) -> None:
+        """Every control op, in order with the envelopes (the kernel relay forwards them)."""
 
     async def _refresh_loop(self, ws: Any) -> None:
         if not callable(self._token):

@@ -25,6 +25,7 @@ from IPython.display import display, update_display
 from . import snapshot as snapshot_mod
 from .discovery import DiscoveryError, discover_for_kernel
 from .kernel_token import TokenKeeper, view_token
+from .relay import Relay, first_start, via_setting
 from .snapshot import SnapshotError
 from .svg import static_bundle, view_options
 
@@ -114,6 +115,9 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     hidden = traitlets.List(traitlets.Unicode()).tag(sync=True)
     # Written by the browser.
     status = traitlets.Unicode("connecting").tag(sync=True)
+    # How the browser gets the data: "kernel" (the kernel relay), "direct" (never the relay) or
+    # "" (direct, and the relay when no direct transport opens in 15 s): see relay.py.
+    via = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
 
     def __init__(
@@ -132,6 +136,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         smoothing: float = 0.0,
         log_y: bool = False,
         thresholds: dict[str, float | dict[str, float]] | None = None,
+        via: str | None = None,
         **kwargs: Any,
     ) -> None:
         chs = [channels] if isinstance(channels, str) else list(channels)
@@ -159,10 +164,13 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
             log_y=bool(log_y),
             thresholds=chart_thresholds(thresholds),
             problem=problem,
+            via=via_setting(via),
             **kwargs,
         )
         self.on_msg(self._tokens.on_msg)
         self._tokens.begin()
+        self._relay = Relay(self._send_token, self._reader, lambda: self._tokens.token)
+        self.on_msg(lambda _w, content, _b: self._relay.on_msg(content))
         self._reports_init()
 
     def refresh_token(self, token: str | None = None) -> None:
@@ -257,6 +265,11 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         """The live chart's output, preceded by its static SVG output (see docs/reports.md)."""
         self._try_snapshot(if_changed=True)
         self._hook()
+        if self.via == "kernel" and not self.problem:
+            # Start relaying now: a browser's own request waits until the kernel is idle, and
+            # the chart should move during the cells that follow (Run All queues them first).
+            start = first_start(self.window, self.max_points)
+            self._relay.start({ch: start for ch in self.channels})
         self._static_shown = True
         display(self._static_bundle(), raw=True, display_id=self._static_id)  # type: ignore[no-untyped-call]
         return super()._repr_mimebundle_(**kwargs)
@@ -265,6 +278,9 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         tokens: TokenKeeper | None = getattr(self, "_tokens", None)
         if tokens is not None:
             tokens.close()
+        relay: Relay | None = getattr(self, "_relay", None)
+        if relay is not None:
+            relay.close()
         # close() also runs from Widget.__del__, even at interpreter exit, when get_ipython()
         # can no longer import anything: use the shell the hook was registered with, if any.
         ip = getattr(self, "_shell", None)

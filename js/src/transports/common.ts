@@ -4,7 +4,7 @@ import closes from "../../../widget/pulseboard/closes.json";
 import { jwtExp } from "../sync";
 import type { ChannelPositions } from "../sync";
 
-export type TransportKind = "ws" | "sse" | "poll";
+export type TransportKind = "ws" | "sse" | "poll" | "kernel";
 export type Frame = Record<string, unknown> | unknown[];
 
 /** How a connection ended; the client decides what to do next. */
@@ -22,6 +22,8 @@ export interface Connection {
   gotFirst: boolean;
   close(): void;
   send?(op: Record<string, unknown>): boolean;
+  /** Said on the status line, e.g. "thinning" when the kernel relay downsamples. */
+  note?: string | null;
 }
 
 export interface ConnectionHooks {
