@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .loghandler import LogHandler
 from .publish import Publisher, PublishError, publish
+from .runs import Run, delete, finish, init, runs
 from .sender import SenderStatus, flush, log, sender_status
 
 __version__ = "0.1.0"
@@ -21,10 +22,15 @@ __all__ = [
     "LogHandler",
     "PublishError",
     "Publisher",
+    "Run",
     "SenderStatus",
+    "delete",
+    "finish",
     "flush",
+    "init",
     "log",
     "publish",
+    "runs",
     "sender_status",
     "subscribe",
 ]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from pulseboard.protocol import UNAVAILABLE, Envelope, PulseboardError, Start
+from pulseboard.protocol import TOO_LARGE, UNAVAILABLE, Envelope, PulseboardError, Start
 
 OnMessage = Callable[[Envelope], None]
 OnReset = Callable[[str, str, int], None]  # channel, new epoch, top seq
@@ -94,6 +95,21 @@ class Broker(Protocol):
         """True the first time `key` is claimed within `ttl` seconds (one-time tickets)."""
         ...
 
+    async def delete(self, ch: str) -> bool:
+        """Remove the channel's messages (False: it had none). Its subscribers get a reset
+        to a new epoch at seq 0, and its next publish starts that epoch at seq 1."""
+        ...
+
+    async def run_put(self, project: str, name: str, record: dict[str, Any]) -> None:
+        """Keep (or replace) one run record; `too_large` past MAX_RUNS_PER_PROJECT / MAX_RUNS."""
+        ...
+
+    async def run_get(self, project: str, name: str) -> dict[str, Any] | None: ...
+
+    async def run_list(self, project: str) -> list[dict[str, Any]]: ...
+
+    async def run_delete(self, project: str, name: str) -> bool: ...
+
 
 BACKENDS = {
     "sqlite": "pulseboard_server.brokers.sqlite:SqliteBroker",
@@ -165,3 +181,73 @@ def open_broker(url: str, history: int | None, **options: Any) -> Broker:
     cls = getattr(importlib.import_module(module), name)
     broker: Broker = cls(url, history=history, **options)
     return broker
+
+
+MAX_TOMBSTONES = 100_000  # deleted channels whose next epoch is remembered (oldest forgotten first)
+MAX_RUNS_PER_PROJECT = 20_000  # run records one project holds (see runs.py)
+MAX_RUNS = 200_000  # run records one server holds, all projects
+
+
+def new_epoch() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Tombstones:
+    """The epoch a deleted channel gets when it is published again: a new one, so a client
+    resuming from the old (epoch, seq) is told `recovered: false`, never a silent gap."""
+
+    def __init__(self) -> None:
+        self._epochs: dict[str, str] = {}
+
+    def bury(self, ch: str, epoch: str) -> None:
+        self._epochs.pop(ch, None)
+        self._epochs[ch] = epoch
+        while len(self._epochs) > MAX_TOMBSTONES:
+            del self._epochs[next(iter(self._epochs))]
+
+    def get(self, ch: str) -> str | None:
+        return self._epochs.get(ch)
+
+    def pop(self, ch: str) -> str | None:
+        return self._epochs.pop(ch, None)
+
+
+class LocalRuns:
+    """Run records held in this process, by project then name (memory:// keeps them here;
+    the store keeps them here too, as the cache of its `runs` table)."""
+
+    def __init__(self) -> None:
+        self.by_project: dict[str, dict[str, dict[str, Any]]] = {}
+        self.total = 0
+
+    def get(self, project: str, name: str) -> dict[str, Any] | None:
+        return self.by_project.get(project, {}).get(name)
+
+    def check_room(self, project: str, name: str) -> None:
+        """Raise `too_large` when adding this run would pass a bound."""
+        runs = self.by_project.get(project)
+        if runs is not None and name in runs:
+            return
+        if runs is not None and len(runs) >= MAX_RUNS_PER_PROJECT:
+            raise PulseboardError(TOO_LARGE, f"project {project!r} holds {MAX_RUNS_PER_PROJECT} runs, the "
+                                  "limit: delete old runs (pulseboard delete) first")
+        if self.total >= MAX_RUNS:
+            raise PulseboardError(TOO_LARGE, f"the server holds {MAX_RUNS} runs, the limit: delete old runs first")
+
+    def put(self, project: str, name: str, record: dict[str, Any]) -> None:
+        runs = self.by_project.setdefault(project, {})
+        if name not in runs:
+            self.total += 1
+        runs[name] = record
+
+    def delete(self, project: str, name: str) -> bool:
+        runs = self.by_project.get(project)
+        if runs is None or runs.pop(name, None) is None:
+            return False
+        self.total -= 1
+        if not runs:
+            del self.by_project[project]
+        return True
+
+    def list(self, project: str) -> list[dict[str, Any]]:
+        return list(self.by_project.get(project, {}).values())

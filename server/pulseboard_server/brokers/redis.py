@@ -30,6 +30,7 @@ from redis.retry import Retry
 
 from pulseboard.protocol import Envelope, Live, Since, Start, dumps, plan_replay
 
+from . import redis_runs
 from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishItem, Replay, publish_each, sweep_period
 from .redis_fanout import Delivery
 from .redis_link import Link
@@ -254,7 +255,7 @@ class RedisBroker:
         if len(out) == 4:  # the key was numbered before: that message, not a new one
             return Envelope.from_raw(str(out[3]))
         _epoch, seq, created = out
-        if created:
+        if created or int(seq) == 1:  # seq 1 without `created`: the first publish after a delete
             await self._register(ch)
         return Envelope(ch, int(seq), ts, data, head + str(seq) + tail)
 
@@ -347,6 +348,35 @@ class RedisBroker:
         except (RedisError, OSError) as e:
             raise self._unavailable(e) from None
         return bool(ok)
+
+    # --- deleting and run records: see redis_runs ----------------------------------------
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        if self._client is None:
+            raise BrokerUnavailable("broker not started")
+        try:
+            return await fn(self._client, self.prefix, *args)
+        except (RedisError, OSError) as e:
+            raise self._unavailable(e) from None
+
+    async def delete(self, ch: str) -> bool:
+        done: bool = await self._call(redis_runs.delete_channel, self.cluster, ch)
+        return done
+
+    async def run_put(self, project: str, name: str, record: dict[str, Any]) -> None:
+        await self._call(redis_runs.put_run, project, name, record)
+
+    async def run_get(self, project: str, name: str) -> dict[str, Any] | None:
+        rec: dict[str, Any] | None = await self._call(redis_runs.get_run, project, name)
+        return rec
+
+    async def run_list(self, project: str) -> list[dict[str, Any]]:
+        recs: list[dict[str, Any]] = await self._call(redis_runs.list_runs, project)
+        return recs
+
+    async def run_delete(self, project: str, name: str) -> bool:
+        gone: bool = await self._call(redis_runs.delete_run, project, name)
+        return gone
 
     # --- fan-out: see redis_fanout ------------------------------------------------------
 
