@@ -43,6 +43,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     smoothing: Number(model.get("smoothing") ?? 0),
     logY: Boolean(model.get("log_y") ?? false),
     thresholds: (model.get("thresholds") as Record<string, number> | null) ?? null,
+    colorBy: (model.get("color_by") as string | null) || null,
   });
 
   const stop = () => {
@@ -112,7 +113,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   };
 
   const names = ["channels", "fields", "window", "max_points", "title", "height", "x", "units", "theme", "url", "problem",
-    "smoothing", "log_y", "thresholds"];
+    "smoothing", "log_y", "thresholds", "color_by"];
   const restart = () => start();
   for (const n of names) model.on(`change:${n}`, restart);
   start();

@@ -23,6 +23,7 @@ __all__ = [
     "PublishError",
     "Publisher",
     "Run",
+    "Runs",
     "SenderStatus",
     "delete",
     "finish",
@@ -37,6 +38,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .client import Client, subscribe
+    from .runs_widget import Runs
     from .widget import LiveChart
 
 
@@ -46,6 +48,10 @@ def __getattr__(name: str) -> Any:
         from .widget import LiveChart
 
         return LiveChart
+    if name == "Runs":
+        from .runs_widget import Runs
+
+        return Runs
     if name in ("Client", "subscribe"):
         from . import client
 
