@@ -44,8 +44,8 @@ describe("runs table model", () => {
   it("colours numbers low to high on a log ramp when they span decades, other values by hue", () => {
     const c = colorsBy([run("a", { lr: 1e-4 }), run("b", { lr: 1e-3 }), run("c", { lr: 1e-2 }), run("d", {})], "lr");
     expect(c.get("p.a")).toBe("rgb(68, 1, 84)"); // the low end
-    expect(c.get("p.c")).toBe("rgb(253, 231, 37)"); // the high end
-    expect(c.get("p.b")).toBe("rgb(33, 145, 140)"); // the middle, on a log scale
+    expect(c.get("p.c")).toBe("rgb(158, 213, 74)"); // the high end (short of pale yellow)
+    expect(c.get("p.b")).toBe(colorsBy([run("x", { lr: 0.5 }), run("y", { lr: 0 }), run("z", { lr: 1 })], "lr").get("p.x"));
     expect(c.has("p.d")).toBe(false);
     const cat = colorsBy([run("a", { opt: "adam" }), run("b", { opt: "sgd" }), run("c", { opt: "adam" })], "opt");
     expect(cat.get("p.a")).toBe(cat.get("p.c"));

@@ -8,13 +8,17 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from support import ROOT, token
+from support import ROOT, free_port, token, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -130,3 +134,41 @@ def inked_fraction(page: Any, png: bytes) -> float:
 
 
 __all__ = ["ROOT"]
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return bool(r.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@contextmanager
+def voila(path: Path, env: dict[str, str]) -> Iterator[str]:
+    """A real `voila` serving the notebook at `path` (kernel env `env`); yields the page URL."""
+    port = free_port()
+    env = {**env, "JUPYTER_RUNTIME_DIR": str(path.parent / "runtime")}
+    log_path = path.parent / "voila.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [str(BIN / "voila"), path.name, f"--port={port}", "--no-browser", "--Voila.ip=127.0.0.1"],
+        cwd=path.parent, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"voila exited with {proc.returncode}: {log_path.read_text()}")
+            return answers(f"http://127.0.0.1:{port}/voila/static/voila.js")
+
+        wait_until(up, timeout=60, interval=0.2, what="voila to answer")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        log.close()

@@ -161,8 +161,9 @@ const STOPS: [number, number, number][] = [
   [68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37],
 ];
 
+/** t in [0, 1] to a colour; the top stops short of viridis' pale yellow, unreadable on white. */
 function ramp(t: number): string {
-  const x = Math.min(1, Math.max(0, t)) * (STOPS.length - 1);
+  const x = Math.min(1, Math.max(0, t)) * 0.85 * (STOPS.length - 1);
   const i = Math.min(STOPS.length - 2, Math.floor(x));
   const f = x - i;
   const c = STOPS[i].map((v, j) => Math.round(v + (STOPS[i + 1][j] - v) * f));

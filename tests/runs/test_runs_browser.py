@@ -1,0 +1,95 @@
+"""The runs table in a real Voila page (chromium): rows with statuses, the config keys that
+differ, metrics' last/min/max; clicking a row makes the linked LiveChart draw that run only;
+the chart colours runs by a config value. Screenshots go to /work/wt/shots when it exists."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import httpx
+import playwright.sync_api as playwright_sync
+import pytest
+
+from report.report_support import CHROMIUM, CHROMIUM_ARGS, kernel_env, notebook, publish, voila
+from support import ServerProcess, token, wait_until
+
+pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
+SHOTS = Path("/work/wt/shots")
+LRS = {"a": 0.1, "b": 0.01, "c": 0.001}
+
+
+def make_runs(server: ServerProcess) -> None:
+    headers = {"Authorization": f"Bearer {token()}"}
+    for name, lr in LRS.items():
+        body = {"project": "exp", "name": name, "op": "start", "config": {"lr": lr, "batch": 64}, "tags": ["sweep"]}
+        assert httpx.post(server.url + "/runs", json=body, headers=headers).status_code == 200
+        losses = [round(2 * math.exp(-s * lr * 3) + 0.1, 4) for s in range(40)]
+        publish(server.url, [{"ch": f"exp.{name}", "data": {"step": s, "loss": v}} for s, v in enumerate(losses)])
+    for name in ("a", "b"):
+        httpx.post(server.url + "/runs", json={"project": "exp", "name": name, "op": "finish"}, headers=headers)
+
+
+def test_runs_table_selects_runs_for_a_linked_chart(server: ServerProcess, tmp_path: Path) -> None:
+    make_runs(server)
+    notebook(tmp_path / "app.ipynb", [
+        "from pulseboard import Runs, LiveChart\n"
+        "runs = Runs('exp', metrics=['loss'])\n"
+        "chart = LiveChart('exp.*', fields=['loss'], x='step', window=None, color_by='lr', title='loss by lr')\n"
+        "runs.link(chart)\n"
+        "display(runs, chart)",
+    ])
+    with voila(tmp_path / "app.ipynb", kernel_env(server.url)) as page_url, \
+            playwright_sync.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page: Any = browser.new_page(viewport={"width": 1100, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            page.goto(page_url)
+            page.wait_for_selector(".pulseboard-runs tr[data-run]", timeout=60_000)
+            wait_until(lambda: page.locator(".pulseboard-runs td[data-col='metric:loss:last']").all_inner_texts()
+                       and all(page.locator(".pulseboard-runs td[data-col='metric:loss:last']").all_inner_texts()),
+                       timeout=30, what="every run's last loss in the table")
+            statuses = {n: page.get_attribute(f".pulseboard-runs tr[data-run={n}]", "data-status") for n in LRS}
+            assert statuses == {"a": "finished", "b": "finished", "c": "running"}
+            headers = page.locator(".pulseboard-runs th").all_inner_texts()
+            assert "lr" in headers and "batch" not in headers  # only the config keys that differ
+            assert {"loss last", "loss min", "loss max"} <= set(headers)
+            row_b = page.locator(".pulseboard-runs tr[data-run=b] td").all_inner_texts()
+            assert row_b[headers.index("lr")] == "0.01"
+            assert row_b[headers.index("loss max")] == "2.1"
+            chart = ".pulseboard-chart"
+            wait_until(lambda: len(page.evaluate(f"document.querySelector('{chart}').__pulseboard.series()")) == 3,
+                       timeout=30, what="the chart to draw all three runs")
+            wait_until(lambda: page.get_attribute(chart, "data-color-by") == "lr", timeout=30,
+                       what="the chart to colour runs by lr")
+            colors = page.evaluate(f"document.querySelector('{chart}').__pulseboard.colors()")
+            assert len(set(colors)) == 3
+            if SHOTS.is_dir():
+                page.screenshot(path=str(SHOTS / "runs-table-and-chart-by-lr.png"), full_page=True)
+            page.click(".pulseboard-runs tr[data-run=b]")
+            wait_until(lambda: page.evaluate(f"document.querySelector('{chart}').__pulseboard.series()")
+                       == ["exp.b:loss"], timeout=30, what="the chart to draw run b only")
+            assert page.get_attribute(".pulseboard-runs tr[data-run=b]", "aria-selected") == "true"
+            page.click(".pulseboard-runs tr[data-run=c]")
+            wait_until(lambda: sorted(page.evaluate(f"document.querySelector('{chart}').__pulseboard.series()"))
+                       == ["exp.b:loss", "exp.c:loss"], timeout=30, what="the chart to draw runs b and c")
+            if SHOTS.is_dir():
+                page.screenshot(path=str(SHOTS / "runs-table-selected-b-c.png"), full_page=True)
+            page.select_option(".pulseboard-runs select[data-filter=status]", "running")
+            wait_until(lambda: page.locator(".pulseboard-runs tr[data-run]:visible").count() == 1, timeout=10,
+                       what="the status filter to leave the running run")
+            page.click(".pulseboard-runs th[data-col='config:lr']")
+            page.select_option(".pulseboard-runs select[data-filter=status]", "")
+            wait_until(lambda: page.locator(".pulseboard-runs tr[data-run]").evaluate_all(
+                "rows => rows.map(r => r.dataset.run)") == ["c", "b", "a"], timeout=10, what="rows sorted by lr")
+            page.click(".pulseboard-runs [data-action=clear-selection]")
+            wait_until(lambda: len(page.evaluate(f"document.querySelector('{chart}').__pulseboard.series()")) == 3,
+                       timeout=30, what="the chart to draw every run again")
+            static = page.locator("[data-pulseboard-static]")
+            assert static.count() == 2 and not static.first.is_visible()  # the static copies stay hidden
+            assert errors == []
+        finally:
+            browser.close()
