@@ -139,13 +139,22 @@ def public(rec: dict[str, Any], now: float) -> dict[str, Any]:
 
 
 async def get_runs(request: Request) -> Response:
+    """The project's runs the token may read, in the order they were first started; built from
+    each record's stored encoding plus its status now (10,000 runs: no JSON encoding at all)."""
     grants = await authenticate(request, allow_ticket=True)
     project = check_name(request.query_params.get("project"), "'project'")
-    recs = await node_of(request).broker.run_list(project)
+    entries = await node_of(request).broker.run_entries(project)
     now = time.time()
-    out = [public(r, now) for r in recs if grants.can_read(str(r.get("channel", "")))]
-    out.sort(key=lambda r: (r.get("start") or 0, r.get("name", "")))
-    return JSONResponse({"runs": out})
+    every = grants.covers(f"{project}.*")
+    parts = [
+        encoded + STATUS_JSON.get(status_now(rec, now), '"running"}')
+        for rec, encoded in entries
+        if every or grants.can_read(str(rec.get("channel", "")))
+    ]
+    return Response('{"runs":[' + ",".join(parts) + "]}", media_type="application/json")
+
+
+STATUS_JSON = {s: f'"{s}"}}' for s in ("running", "finished", "crashed", "stalled")}
 
 
 async def delete(request: Request) -> Response:

@@ -80,6 +80,9 @@ export function fmtValue(v: Scalar | undefined): string {
 /** Per run and metric: last, min and max, updated from envelopes as they arrive. */
 export class MetricStats {
   readonly byChannel = new Map<string, Map<string, Stat>>();
+  /** Metric names seen (when `metrics` is null), and whether one appeared since the last look. */
+  private seen = new Set<string>();
+  fresh = false;
 
   constructor(public metrics: string[] | null) {}
 
@@ -93,6 +96,10 @@ export class MetricStats {
         if (typeof v !== "number" || !Number.isFinite(v) || f === "step") continue;
         if (this.metrics && !this.metrics.includes(f)) continue;
         if (!m) this.byChannel.set(env.ch, (m = new Map()));
+        if (!this.seen.has(f)) {
+          this.seen.add(f);
+          this.fresh = true;
+        }
         const s = m.get(f);
         if (!s) m.set(f, { last: v, min: v, max: v });
         else {
@@ -112,10 +119,7 @@ export class MetricStats {
 
   /** The metrics seen, in the order asked for (else sorted). */
   names(): string[] {
-    if (this.metrics) return this.metrics;
-    const all = new Set<string>();
-    for (const m of this.byChannel.values()) for (const f of m.keys()) all.add(f);
-    return [...all].sort();
+    return this.metrics ?? [...this.seen].sort();
   }
 
   get(ch: string, metric: string): Stat | undefined {

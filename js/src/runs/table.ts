@@ -33,11 +33,17 @@ export class RunsTable {
   /** Milliseconds of work per frame (newest last), for benches. */
   readonly frames: number[] = [];
   private runs = new Map<string, RunRecord>();
+  private sigs = new Map<string, string>(); // what a row shows of its record besides `updated`
+  private hidden = new Set<string>(); // rows the filter hides
+  private lastSort = 0;
   private cfg = new Map<string, Record<string, Scalar>>();
   private rows = new Map<string, HTMLTableRowElement>();
   private columns: Column[] = [];
   private colKey = "";
+  private colsDirty = true;
   private dirty = new Set<string>();
+  private dirtyMetrics = new Set<string>(); // rows whose metric cells only changed
+  private metricFrom = 0; // index of the first metric column
   private allDirty = true;
   private order: string[] = [];
   private sortBy = "start";
@@ -110,10 +116,7 @@ export class RunsTable {
     this.root.append(bar, this.message, scroll);
     parent.appendChild(this.root);
     Object.defineProperty(this.root, "__pulseboardRuns", { value: this, configurable: true });
-    this.ticker = setInterval(() => {
-      for (const [name, r] of this.runs) if (r.status === "running") this.dirty.add(name);
-      if (this.dirty.size) this.schedule();
-    }, 1000);
+    this.ticker = setInterval(() => this.tick(), 1000);
   }
 
   showMessage(text: string): void {
@@ -140,19 +143,28 @@ export class RunsTable {
     const seen = new Set<string>();
     for (const r of list) {
       seen.add(r.name);
-      const old = this.runs.get(r.name);
-      if (old && old.status === r.status && old.updated === r.updated && old.end === r.end) continue;
+      const cfgText = JSON.stringify(r.config);
+      const sig = `${r.status}\u0000${r.end}\u0000${r.start}\u0000${r.tags.join("\u0000")}\u0000${cfgText}`;
+      const old = this.sigs.get(r.name);
       this.runs.set(r.name, r);
-      if (!old || old.config !== r.config) this.cfg.set(r.name, flatConfig(r.config));
+      // A heartbeat only moves `updated`: the row shows nothing of it (durations tick by themselves).
+      if (old === sig) continue;
+      this.sigs.set(r.name, sig);
+      if (old === undefined || old.slice(old.lastIndexOf("\u0000") + 1) !== cfgText) {
+        this.cfg.set(r.name, flatConfig(r.config));
+        this.colsDirty = true;
+      }
       this.dirty.add(r.name);
     }
     for (const name of [...this.runs.keys()]) {
       if (seen.has(name)) continue;
       this.runs.delete(name);
       this.cfg.delete(name);
+      this.sigs.delete(name);
+      this.hidden.delete(name);
       this.rows.get(name)?.remove();
       this.rows.delete(name);
-      this.allDirty = true;
+      this.allDirty = this.colsDirty = true;
     }
     this.schedule();
   }
@@ -161,7 +173,7 @@ export class RunsTable {
   addEnvelopes(envs: { ch: string; data: Record<string, unknown> }[]): void {
     for (const ch of this.stats.add(envs)) {
       const name = this.nameOf(ch);
-      if (name !== null) this.dirty.add(name);
+      if (name !== null) this.dirtyMetrics.add(name);
     }
     this.schedule();
   }
@@ -206,6 +218,27 @@ export class RunsTable {
     return cols;
   }
 
+  /** Once a second: the running runs' durations (that one cell each). */
+  private tick(): void {
+    const t0 = performance.now();
+    const i = this.columns.findIndex((c) => c.key === "duration");
+    if (i < 0) return;
+    const col = this.columns[i];
+    const now = Date.now() / 1000;
+    for (const [name, r] of this.runs) {
+      if (r.status !== "running") continue;
+      const cell = this.rows.get(name)?.cells[i];
+      const text = col.text!(col.value(r, {}, now));
+      if (cell && cell.textContent !== text) cell.textContent = text;
+    }
+    this.log(performance.now() - t0);
+  }
+
+  private log(ms: number): void {
+    this.frames.push(ms);
+    if (this.frames.length > FRAME_LOG) this.frames.splice(0, this.frames.length - FRAME_LOG);
+  }
+
   private schedule(): void {
     if (this.raf) return;
     this.raf = requestAnimationFrame(() => {
@@ -217,13 +250,18 @@ export class RunsTable {
   /** One frame: columns if they changed, the dirty rows' cells, visibility, order. */
   frame(): void {
     const t0 = performance.now();
-    const cols = this.buildColumns();
-    const key = cols.map((c) => c.key).join("\u0000");
-    if (key !== this.colKey) {
-      this.colKey = key;
-      this.columns = cols;
-      this.header();
-      this.allDirty = true;
+    if (this.colsDirty || this.stats.fresh) {
+      this.colsDirty = this.stats.fresh = false;
+      const cols = this.buildColumns();
+      const key = cols.map((c) => c.key).join("\u0000");
+      if (key !== this.colKey) {
+        this.colKey = key;
+        this.columns = cols;
+        this.metricFrom = cols.findIndex((c) => c.key.startsWith("metric:"));
+        if (this.metricFrom < 0) this.metricFrom = cols.length;
+        this.header();
+        this.allDirty = true;
+      }
     }
     const now = Date.now() / 1000;
     const names = this.allDirty ? [...this.runs.keys()] : [...this.dirty].filter((n) => this.runs.has(n));
@@ -238,19 +276,32 @@ export class RunsTable {
         reorder = true;
       }
       this.fill(tr, r, now);
-      if (sortCol && !reorder) reorder = true;
     }
-    if (reorder) this.arrange(sortCol, now);
+    let metricsMoved = 0;
+    for (const name of this.dirtyMetrics) {
+      if (this.dirty.has(name) || this.allDirty) continue;
+      const r = this.runs.get(name);
+      const tr = this.rows.get(name);
+      if (!r || !tr || tr.cells.length !== this.columns.length) continue;
+      this.fillCells(tr, r, this.cfg.get(name) ?? {}, now, this.metricFrom);
+      metricsMoved++;
+    }
+    this.dirtyMetrics.clear();
+    // Start and name never change: rows only move when runs come or go. Other columns (metrics,
+    // status, duration) move rows at most twice a second, so a busy table does not jump.
+    const moving = names.length + metricsMoved > 0 && this.sortBy !== "start" && this.sortBy !== "name";
+    if (reorder || (moving && t0 - this.lastSort > 500)) {
+      this.lastSort = t0;
+      this.arrange(sortCol, now);
+    } else if (moving) this.schedule();
     this.dirty.clear();
     this.allDirty = false;
-    const shown = this.order.filter((n) => this.rows.get(n)?.style.display !== "none").length;
+    const shown = this.runs.size - this.hidden.size;
     this.count.textContent = `${shown} of ${this.runs.size} runs` + (this.selected.size ? ` · ${this.selected.size} selected` : "");
     this.root.dataset.runs = String(this.runs.size);
     this.root.dataset.selected = [...this.selected].join(",");
     if (!this.runs.size && !this.message.textContent) this.count.textContent = "no runs yet";
-    const dt = performance.now() - t0;
-    this.frames.push(dt);
-    if (this.frames.length > FRAME_LOG) this.frames.splice(0, this.frames.length - FRAME_LOG);
+    this.log(performance.now() - t0);
   }
 
   private header(): void {
@@ -288,16 +339,23 @@ export class RunsTable {
       tr.classList.toggle("selected", sel);
       tr.setAttribute("aria-selected", String(sel));
     }
+    this.fillCells(tr, r, cfg, now, 0);
+    const show = matches(r, cfg, this.filter);
+    if (show === this.hidden.has(r.name)) {
+      if (show) this.hidden.delete(r.name);
+      else this.hidden.add(r.name);
+      tr.style.display = show ? "" : "none";
+    }
+  }
+
+  private fillCells(tr: HTMLTableRowElement, r: RunRecord, cfg: Record<string, Scalar>, now: number, from: number): void {
     const cells = tr.cells;
-    for (let i = 0; i < this.columns.length; i++) {
+    for (let i = from; i < this.columns.length; i++) {
       const c = this.columns[i];
       const v = c.value(r, cfg, now);
       const text = c.text ? c.text(v) : fmtValue(v);
       if (cells[i].textContent !== text) cells[i].textContent = text;
     }
-    const show = matches(r, cfg, this.filter);
-    const display = show ? "" : "none";
-    if (tr.style.display !== display) tr.style.display = display;
   }
 
   private arrange(sortCol: Column | undefined, now: number): void {
@@ -324,7 +382,7 @@ export class RunsTable {
     for (const name of this.order) {
       const r = this.runs.get(name);
       const tr = this.rows.get(name);
-      if (!r || !tr || tr.style.display === "none") continue;
+      if (!r || !tr || this.hidden.has(name)) continue;
       const cfg = this.cfg.get(name) ?? {};
       rows.push({ name, status: r.status, cells: this.columns.map((c) => (c.text ? c.text(c.value(r, cfg, now)) : fmtValue(c.value(r, cfg, now)))) });
       if (rows.length >= maxRows) break;

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -108,6 +109,10 @@ class Broker(Protocol):
 
     async def run_list(self, project: str) -> list[dict[str, Any]]: ...
 
+    async def run_entries(self, project: str) -> list[RunEntry]:
+        """`run_list` with each record's `encode_run` (kept with it where it is kept in memory)."""
+        ...
+
     async def run_delete(self, project: str, name: str) -> bool: ...
 
 
@@ -212,16 +217,27 @@ class Tombstones:
         return self._epochs.pop(ch, None)
 
 
+def encode_run(record: dict[str, Any]) -> str:
+    """A run record's JSON without its status, open at the end: `GET runs` appends the status as
+    it is at that moment (`"stalled"}`), so 10,000 records answer without encoding any again."""
+    body = json.dumps({k: v for k, v in record.items() if k != "status"}, separators=(",", ":"))
+    return body[:-1] + (',"status":' if len(body) > 2 else '"status":')
+
+
+RunEntry = tuple[dict[str, Any], str]  # a record and `encode_run` of it
+
+
 class LocalRuns:
-    """Run records held in this process, by project then name (memory:// keeps them here;
-    the store keeps them here too, as the cache of its `runs` table)."""
+    """Run records held in this process, by project then name, in the order they first came
+    (memory:// keeps them here; the store keeps them here too, as the cache of its `runs` table)."""
 
     def __init__(self) -> None:
-        self.by_project: dict[str, dict[str, dict[str, Any]]] = {}
+        self.by_project: dict[str, dict[str, RunEntry]] = {}
         self.total = 0
 
     def get(self, project: str, name: str) -> dict[str, Any] | None:
-        return self.by_project.get(project, {}).get(name)
+        entry = self.by_project.get(project, {}).get(name)
+        return entry[0] if entry is not None else None
 
     def check_room(self, project: str, name: str) -> None:
         """Raise `too_large` when adding this run would pass a bound."""
@@ -234,11 +250,11 @@ class LocalRuns:
         if self.total >= MAX_RUNS:
             raise PulseboardError(TOO_LARGE, f"the server holds {MAX_RUNS} runs, the limit: delete old runs first")
 
-    def put(self, project: str, name: str, record: dict[str, Any]) -> None:
+    def put(self, project: str, name: str, record: dict[str, Any], encoded: str | None = None) -> None:
         runs = self.by_project.setdefault(project, {})
         if name not in runs:
             self.total += 1
-        runs[name] = record
+        runs[name] = (record, encoded if encoded is not None else encode_run(record))
 
     def delete(self, project: str, name: str) -> bool:
         runs = self.by_project.get(project)
@@ -249,5 +265,8 @@ class LocalRuns:
             del self.by_project[project]
         return True
 
-    def list(self, project: str) -> list[dict[str, Any]]:
+    def records(self, project: str) -> list[dict[str, Any]]:
+        return [rec for rec, _ in self.by_project.get(project, {}).values()]
+
+    def entries(self, project: str) -> list[RunEntry]:
         return list(self.by_project.get(project, {}).values())

@@ -35,6 +35,7 @@ from .base import (
     OnReset,
     PublishItem,
     Replay,
+    RunEntry,
     Tombstones,
     new_epoch,
     publish_each,
@@ -203,7 +204,10 @@ class MemoryBroker:
         return self._runs.get(project, name)
 
     async def run_list(self, project: str) -> list[dict[str, Any]]:
-        return self._runs.list(project)
+        return self._runs.records(project)
+
+    async def run_entries(self, project: str) -> list[RunEntry]:
+        return self._runs.entries(project)
 
     async def run_delete(self, project: str, name: str) -> bool:
         return self._runs.delete(project, name)

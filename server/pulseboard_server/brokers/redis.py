@@ -31,7 +31,18 @@ from redis.retry import Retry
 from pulseboard.protocol import Envelope, Live, Since, Start, dumps, plan_replay
 
 from . import redis_runs
-from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishItem, Replay, publish_each, sweep_period
+from .base import (
+    BrokerUnavailable,
+    ChannelInfo,
+    OnMessage,
+    OnReset,
+    PublishItem,
+    Replay,
+    RunEntry,
+    encode_run,
+    publish_each,
+    sweep_period,
+)
 from .redis_fanout import Delivery
 from .redis_link import Link
 from .redis_range import ChannelGuard, redis_range
@@ -373,6 +384,9 @@ class RedisBroker:
     async def run_list(self, project: str) -> list[dict[str, Any]]:
         recs: list[dict[str, Any]] = await self._call(redis_runs.list_runs, project)
         return recs
+
+    async def run_entries(self, project: str) -> list[RunEntry]:
+        return [(rec, encode_run(rec)) for rec in await self.run_list(project)]
 
     async def run_delete(self, project: str, name: str) -> bool:
         gone: bool = await self._call(redis_runs.delete_run, project, name)

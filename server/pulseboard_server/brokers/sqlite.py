@@ -39,6 +39,7 @@ from .base import (
     OnReset,
     PublishItem,
     Replay,
+    RunEntry,
     Tombstones,
     history_cap,
     new_epoch,
@@ -125,7 +126,7 @@ class SqliteBroker:
             if name not in self._chans:
                 self._tombs.bury(name, epoch)
         for project, name, rec in runs:
-            self._runs.put(project, name, json.loads(rec))
+            self._runs.put(project, name, json.loads(rec))  # (in the order they first came)
         log.info("store %s: %d channels", self.path, len(self._chans))
 
     async def close(self) -> None:
@@ -417,7 +418,10 @@ class SqliteBroker:
         return self._runs.get(project, name)
 
     async def run_list(self, project: str) -> list[dict[str, Any]]:
-        return self._runs.list(project)
+        return self._runs.records(project)
+
+    async def run_entries(self, project: str) -> list[RunEntry]:
+        return self._runs.entries(project)
 
     async def run_delete(self, project: str, name: str) -> bool:
         writer = self._ready()

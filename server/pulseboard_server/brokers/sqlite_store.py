@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS blocks2(ch INTEGER NOT NULL, k INTEGER NOT NULL, t_mi
   t_max REAL NOT NULL, stats TEXT NOT NULL, PRIMARY KEY(ch, k)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tombs(name TEXT PRIMARY KEY, epoch TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs(project TEXT NOT NULL, name TEXT NOT NULL, rec TEXT NOT NULL,
-  PRIMARY KEY(project, name)) WITHOUT ROWID;
+  PRIMARY KEY(project, name));
 """
 
 
@@ -200,7 +200,7 @@ class Store:
     def load_extra(self) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
         """(at start) Deleted channels' next epochs (oldest first) and the run records."""
         tombs = self.conn.execute("SELECT name, epoch FROM tombs ORDER BY rowid").fetchall()
-        runs = self.conn.execute("SELECT project, name, rec FROM runs").fetchall()
+        runs = self.conn.execute("SELECT project, name, rec FROM runs ORDER BY rowid").fetchall()
         return tombs, runs
 
     def close(self, clean: bool) -> None:
