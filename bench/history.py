@@ -1,4 +1,4 @@
-"""The embedded store's figures (issue 9), each next to its target, in one run.
+"""The embedded store's figures, each next to its target, in one run.
 
 1. sustained publish into 10 channels with every message delivered to a subscriber
    callback, sqlite:// against memory:// in the same run: msgs/s, and CPU per message

@@ -1,4 +1,4 @@
-"""What an explicit `--history N` costs the embedded store (issue 9): the writer trims each
+"""What an explicit `--history N` costs the embedded store: the writer trims each
 channel to its last N after every batch. Prints msgs/s without a count limit (the sqlite://
 default) and with `--history 1000`, and their ratio, from runs in this one command.
 

@@ -6,6 +6,32 @@ import pytest
 
 from support import RedisProcess, ServerProcess
 
+# A folder's tests share what they need to run; its marker lets a tier leave them out.
+FOLDER_MARKS = {
+    "e2e": "browser",
+    "report": "browser",
+    "hub": "hub",
+    "faults": "faults",
+    "redis": "redis",
+    "bench": "bench",
+}
+# Fixtures that start processes: a test using one is not in-process.
+PROCESS_FIXTURES = {
+    "server", "server_factory", "redis_server", "redis_factory", "redis_proc", "module_servers", "page_server",
+    "feeder",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.parts
+        folder = parts[parts.index("tests") + 1] if "tests" in parts else ""
+        mark = FOLDER_MARKS.get(folder)
+        if mark:
+            item.add_marker(mark)
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("process")
+
 
 @pytest.fixture
 def server_factory() -> Iterator[Callable[..., ServerProcess]]:

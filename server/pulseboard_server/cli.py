@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import fields
 from types import FrameType
@@ -117,9 +118,12 @@ def publish_command(args: argparse.Namespace) -> None:
     from pulseboard.publish import PublishError, publish
 
     if args.json is None:  # JSON lines on stdin, through the background sender (publish_lines)
-        from .publish_lines import publish_lines
+        from pulseboard.publish_lines import publish_lines
 
-        raise SystemExit(publish_lines(args.channel, args.url, args.token, 30.0))
+        try:
+            raise SystemExit(publish_lines(args.channel, args.url, args.token, 30.0))
+        except PublishError as e:
+            raise CliError(e.detail) from None
     try:
         data = json.loads(args.json)
     except ValueError:
@@ -135,7 +139,7 @@ def publish_command(args: argparse.Namespace) -> None:
 
 def delete_command(args: argparse.Namespace) -> None:
     from pulseboard.publish import PublishError
-    from pulseboard.runs import delete
+    from pulseboard.tracking import delete
 
     try:
         deleted = delete(*args.channel, url=args.url, token=args.token)
@@ -169,7 +173,7 @@ def agent_command(args: argparse.Namespace) -> None:
                 raise CliError(f"cannot reach broker {args.broker}: {e}") from None
 
             async def pub(ch: str, data: dict[str, Any]) -> object:
-                return await broker.publish(ch, data, __import__("time").time())
+                return await broker.publish(ch, data, time.time())
         else:
             from pulseboard.publish import Publisher, PublishError
 
@@ -259,12 +263,7 @@ def serve_command(args: argparse.Namespace) -> None:
 
         settings.secret = ephemeral_secret()
         printed_token = mint_token(settings.secret, "dashboard", ["*"], [], ttl=12 * 3600)
-    try:
-        asyncio.run(serve(settings, args.log_level, printed_token))
-    except CliError:
-        raise
-    except SystemExit:
-        raise
+    asyncio.run(serve(settings, args.log_level, printed_token))
 
 
 async def serve(settings: Settings, log_level: str = "info", printed_token: str | None = None) -> None:
@@ -295,7 +294,7 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     app = build_app(settings, node)
     config = uvicorn.Config(
         app,
-        http=header_timeout_protocol(settings.header_timeout),  # issue 13: slowloris
+        http=header_timeout_protocol(settings.header_timeout),  # slow headers must not hold a slot (slowloris)
         ws="websockets-sansio",
         ws_max_size=max(4 * settings.max_message_size, 1 << 16),
         ws_ping_interval=settings.ping_interval,

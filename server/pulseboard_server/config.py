@@ -115,7 +115,7 @@ class Settings:
     poll_timeout: float = opt(25.0, "longest long-poll wait in seconds", parse=positive_float, hidden=True)
     ticket_ttl: float = opt(60.0, "ticket lifetime in seconds", parse=above_zero, hidden=True)
     node: str = opt("", "node name shown to clients", shown="random")
-    # the embedded store (sqlite://, issue 9): where it lives, how long and how much it keeps
+    # the embedded store (sqlite://): where it lives, how long and how much it keeps
     data_dir: str = opt("", "where sqlite:// keeps pulseboard.db (one server per store)", metavar="DIR",
                         shown="$PULSEBOARD_DATA_DIR, else $XDG_DATA_HOME/pulseboard, else ~/.local/share/pulseboard")
     retention: float = opt(30 * 86400.0, "on every broker, per channel, messages whose ts is older than this "
@@ -124,7 +124,7 @@ class Settings:
                            parse=duration_arg, metavar="AGE", shown="30d")
     max_store_bytes: int = opt(8 << 30, "cap on the store's size (512MiB, 2GB; 0 = none): over it, every channel's "
                                "oldest messages go first", parse=size_arg, metavar="SIZE", shown="8GiB")
-    # issue 13 limits (docs/security.md): per subject, per node
+    # limits that keep one subject from starving the rest (docs/security.md): per subject, per node
     max_connections_per_sub: int = opt(128, "open ws/sse/poll connections one token subject may hold on a node; "
                                        "more get 429 rate_limited", parse=count, metavar="N")
     publish_rate: float = opt(100_000.0, "messages/s one subject may publish, sustained; more get 429 with "

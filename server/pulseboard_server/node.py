@@ -8,19 +8,13 @@ import time
 import uuid
 from typing import Any
 
-from pulseboard.protocol import (
-    Envelope,
-    Grants,
-    PulseboardError,
-    check_channel,
-    check_data,
-    check_ts,
-)
+from pulseboard.protocol import Envelope, PulseboardError, check_channel, check_data, check_ts
 
 from .auth import TokenVerifier
 from .brokers.base import Broker, BrokerUnavailable, PublishItem
 from .config import Settings
 from .fanout import Fanout
+from .grants import Grants
 from .limits import Limits
 from .metrics import Metrics
 from .session import Limits as SessionLimits
@@ -35,7 +29,7 @@ class Node:
         self.verifier = TokenVerifier(settings)
         self.broker = broker
         self.metrics = Metrics()
-        self.limits = Limits(settings)  # issue 13: connections per sub, publish rate
+        self.limits = Limits(settings)  # connections per subject, publish rate: no subject starves the rest
         self.fanout = Fanout(broker, self.metrics, settings.tick)
         self.session_limits = SessionLimits(settings.max_buffer, settings.max_message_size,
                                             settings.max_channels_per_client, settings.max_violations)

@@ -28,28 +28,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pulseboard.closes import PROTOCOL_ERRORS, TOKEN_EXPIRED, TOO_SLOW, Close
 from pulseboard.protocol import (
     FORBIDDEN,
     TOO_LARGE,
-    ChannelSync,
     Envelope,
-    Grants,
     Positions,
-    Publish,
     PulseboardError,
-    Refresh,
     Start,
-    Subscribe,
-    Unsubscribe,
     bad_request,
     batch_frame,
     control,
-    decode_client_frame,
 )
 
-from .closes import PROTOCOL_ERRORS, TOKEN_EXPIRED, TOO_SLOW, Close
 from .fanout import FrameCache, Part, live_parts, replay_chunks
+from .grants import Grants
 from .limits import check_json_depth
+from .ops import Publish, Refresh, Subscribe, Unsubscribe, decode_client_frame
+from .replay import ChannelSync
 
 log = logging.getLogger("pulseboard.session")
 
@@ -96,7 +92,8 @@ def _no_close(close: Close, session: Session) -> bytes | None:
     return None
 
 
-JSON_FRAMES = Encoder(_json_op, _same, _no_close)  # WebSocket: ops and frames as JSON text, close out of band
+# Ops and frames as JSON text, the close out of band: the WebSocket, and long-poll answers.
+JSON_FRAMES = Encoder(_json_op, _same, _no_close)
 
 
 @dataclass(frozen=True)
@@ -257,7 +254,7 @@ class Session:
                 raise bad_request("binary frames are not supported: send JSON text")
             if len(text) > self.limits.max_message_size:
                 raise PulseboardError(TOO_LARGE, f"frame over the {self.limits.max_message_size}-byte limit")
-            check_json_depth(text)  # deep nesting is a 400, not a RecursionError (issue 13)
+            check_json_depth(text)  # deep nesting is a 400, not a RecursionError
             op = decode_client_frame(text)
         except PulseboardError as e:
             self.violation(e, **op_id(text))
@@ -455,7 +452,7 @@ def op_id(text: str | None) -> dict[str, Any]:
     if text is None or '"id"' not in text:
         return {}
     try:
-        obj = json.loads(text, parse_constant=lambda _: None)  # no NaN echoed back (issue 13)
-    except (ValueError, RecursionError):  # RecursionError: nested too deep (issue 13)
+        obj = json.loads(text, parse_constant=lambda _: None)  # NaN `id`s echo back as null
+    except (ValueError, RecursionError):  # RecursionError: nested too deep
         return {}
     return {"id": obj["id"]} if isinstance(obj, dict) and "id" in obj else {}

@@ -1,5 +1,5 @@
 """A window longer than the live buffer: the chart loads the older part from the server's
-downsampled history, then full resolution where it is zoomed (issue 9's "charts use it")."""
+downsampled history, then full resolution where it is zoomed (so long histories draw fast)."""
 
 from __future__ import annotations
 

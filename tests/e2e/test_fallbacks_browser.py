@@ -1,4 +1,4 @@
-"""Fallbacks in chromium (issue 5): WebSocket blocked → SSE, SSE blocked too → long-poll,
+"""Fallbacks in chromium, where proxies block transports: WebSocket blocked → SSE, SSE blocked too → long-poll,
 block lifted → back to WebSocket; no gap and no duplicate across any switch."""
 
 from __future__ import annotations

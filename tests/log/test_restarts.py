@@ -25,7 +25,7 @@ SCRIPT = Path(__file__).with_name("log_script.py")
 def broker_url(kind: str, redis_factory: Callable[..., RedisProcess], tmp_path: Path) -> str:
     if kind == "redis":
         return redis_factory().url
-    return f"sqlite:///{tmp_path / 'pulseboard.db'}"  # the durable default store (issue 9)
+    return f"sqlite:///{tmp_path / 'pulseboard.db'}"  # the durable default store
 
 
 @pytest.mark.timeout(900 if LONG else 300)

@@ -14,12 +14,6 @@ from support import RedisProcess, free_port, wait_until
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/redis/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(pytest.mark.redis)
-
-
 def cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) is free too."""
     while True:

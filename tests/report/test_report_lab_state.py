@@ -105,7 +105,7 @@ def test_saved_notebook_holds_the_snapshot_and_no_token(lab: Any, server: Server
     # No token: not the kernel's; the snapshot and the static output hold nothing JWT-shaped.
     assert kernel_token not in text
     assert not JWT.search(json.dumps(snap)) and not any(JWT.search(h) for h in html)
-    # The token reaches the browser in messages only (issue 13, finding 7): nothing saved is usable.
+    # The token reaches the browser in messages only so a shared notebook leaks no credential: nothing saved is usable.
     assert "token" not in charts[0]
     usable = [t for t in JWT.findall(text) if accepted(server, t)]
     assert usable == [], "the saved notebook holds a token the server accepts"

@@ -1,4 +1,4 @@
-"""Issue 13's findings 2-6, each against a live server; each test fails without its fix."""
+"""Findings of a hostile review, each against a live server; each test fails without its fix."""
 
 from __future__ import annotations
 

@@ -216,7 +216,7 @@ async def test_a_repeated_key_is_not_fanned_out_again(make_broker: Factory) -> N
     assert feed.seqs("f") == [2, 3] and feed.resets == []
 
 
-# --- downsampled history (issue 9) ---------------------------------------------------
+# --- downsampled history --------------------------------------------------------------
 
 
 def brute_force(envs: list[Envelope], t0: float, t1: float, nb: int) -> dict[int, dict[str, tuple[float, float]]]:
@@ -300,7 +300,7 @@ async def test_channel_limit_counts_publishes_only(make_broker: Factory) -> None
     await broker.publish("w.0", {"x": 2}, 1.0)  # existing channels go on
 
 
-@pytest.mark.parametrize("make_broker", ["sqlite"], indirect=True)  # memory/redis: issue 12's suite
+@pytest.mark.parametrize("make_broker", ["sqlite"], indirect=True)  # memory/redis: tests/log/test_publish_key.py
 async def test_sqlite_idempotency_key_survives_a_restart(make_broker: Factory, tmp_path: Path) -> None:
     broker, _ = await make_broker()
     url = broker.url

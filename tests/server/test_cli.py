@@ -14,6 +14,8 @@ import pytest
 
 from support import PULSEBOARD, SECRET, ServerProcess, free_port, token, wait_until
 
+pytestmark = pytest.mark.process  # starts pulseboard serve (or the CLI) as a subprocess
+
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}

@@ -1,4 +1,4 @@
-"""`serve --history N --retention AGE` reach every broker (issue 9): a real server per broker."""
+"""`serve --history N --retention AGE` reach every broker, with one meaning: a real server per broker."""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from pulseboard import LiveChart
@@ -91,3 +94,15 @@ def test_the_kernel_pushes_the_token_for_views_rendered_while_a_cell_runs(server
     assert all(m["type"] == "token" and m["token"] == chart._tokens.token != full for m in sent)
     chart.close()
     assert chart._tokens._closed
+
+
+def test_a_chart_made_outside_ipython_exits_without_a_traceback() -> None:
+    # Widget.__del__ runs close() at interpreter exit, when nothing can be imported any more.
+    code = (
+        "from pulseboard import LiveChart\n"
+        "chart = LiveChart('train.x', url='http://127.0.0.1:9', token='not-a-token')\n"
+        "chart._hook()\n"  # as when a browser first reports a status
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr and "Error" not in out.stderr, out.stderr

@@ -28,7 +28,7 @@ from IPython.display import display, update_display
 
 from .kernel_token import TokenKeeper
 from .publish import PublishError
-from .runs import Api, check_name
+from .tracking import Api, check_name
 
 STATIC = Path(__file__).parent / "static"
 SNAPSHOT_RUNS = 2000  # rows a snapshot keeps

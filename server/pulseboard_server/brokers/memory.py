@@ -1,6 +1,6 @@
 """The in-memory broker: one process, history in memory, a new epoch per run.
 
-Retention (issue 9): messages whose `ts` is older than now - `retention` leave each
+Retention: messages whose `ts` is older than now - `retention` leave each
 channel's history from the front, at every publish to the channel and in a sweep of
 all channels every `sweep_period(retention)` seconds; `history` caps the count.
 
@@ -18,15 +18,9 @@ import time
 import uuid
 from typing import Any
 
-from pulseboard.protocol import (
-    TOO_LARGE,
-    Envelope,
-    HistoryWindow,
-    PulseboardError,
-    Start,
-    plan_replay,
-)
+from pulseboard.protocol import TOO_LARGE, Envelope, PulseboardError, Start
 
+from ..replay import HistoryWindow, plan_replay
 from .base import (
     ChannelInfo,
     LocalClaims,

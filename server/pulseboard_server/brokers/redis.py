@@ -28,8 +28,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from pulseboard.protocol import Envelope, Live, Since, Start, dumps, plan_replay
+from pulseboard.protocol import Envelope, Live, Since, Start, dumps
 
+from ..replay import plan_replay
 from . import redis_runs
 from .base import (
     BrokerUnavailable,
@@ -66,10 +67,6 @@ OUTAGE = (
 OWN_PARAMS = {"cluster", "prefix"}
 
 
-def _new_epoch() -> str:
-    return uuid.uuid4().hex[:12]
-
-
 def split_url(url: str) -> tuple[str, bool, str]:
     """(URL for redis-py, cluster?, key prefix) from a broker URL."""
     parts = urlsplit(url)
@@ -96,7 +93,7 @@ class RedisBroker:
         max_channels: int = 100_000,
         connect_timeout: float = 3.0,
         health_interval: float = 1.0,
-        retention: float | None = None,  # issue 9: `serve --retention` (redis_retention.py); None: no sweep
+        retention: float | None = None,  # `serve --retention` (redis_retention.py); None: no sweep
         sweep_every: float | None = None,
         **options: Any,
     ) -> None:

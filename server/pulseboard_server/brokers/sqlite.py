@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pulseboard.protocol import TOO_LARGE, Backfill, Envelope, Live, PulseboardError, Start, plan_replay
+from pulseboard.protocol import TOO_LARGE, Backfill, Envelope, Live, PulseboardError, Start
 
+from ..replay import plan_replay
 from .base import (
     MAX_TOMBSTONES,
     BrokerUnavailable,

@@ -13,7 +13,6 @@ from pulseboard.protocol import (
     FORBIDDEN,
     TOO_LARGE,
     Backfill,
-    Grants,
     Live,
     Positions,
     PulseboardError,
@@ -27,6 +26,7 @@ from pulseboard.protocol import (
 from ..auth import origin_allowed, token_from_request, unauthorized
 from ..config import Settings
 from ..fanout import FrameCache, Part
+from ..grants import Grants
 from ..node import Node
 from ..session import Action as Action
 from ..session import DoPublish, DoRefresh, Limits, Session, StartSub, StopSub
@@ -73,7 +73,7 @@ async def authenticate(
 
 
 def admit(node: Node, conn: Connection) -> None:
-    """Count `conn` against its subject's open connections (ws, sse, poll; issue 13): 429 past
+    """Count `conn` against its subject's open connections (ws, sse, poll; no subject takes every slot): 429 past
     `--max-connections-per-sub`. Called right after `authenticate`, before any subscription;
     `stop_all` (every transport's cleanup) gives the slot back."""
     node.limits.admit(conn.session.grants.sub, conn)
@@ -112,7 +112,7 @@ async def act(node: Node, conn: Connection, actions: Sequence[Action]) -> None:
             node.fanout.discard(conn, a.ch)
         elif isinstance(a, DoPublish):
             try:
-                node.limits.take_publish(session.grants.sub)  # issue 13: 429 past the publish rate
+                node.limits.take_publish(session.grants.sub)  # 429 past the publish rate (no flooding)
                 env = await node.publish(session.grants, a.op.ch, a.op.data, a.op.ts)
             except PulseboardError as e:
                 session.published(a.op, e)

@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from pulseboard.closes import Close
 from pulseboard.protocol import UNAVAILABLE, PulseboardError, dumps, encode_cursor
 
-from ..closes import Close
 from ..fanout import FrameCache, Part
 from ..node import Node
 from ..session import Encoder, Session, State
@@ -70,7 +70,7 @@ async def sse_endpoint(request: Request) -> Response:
     node.clients.add(stream)
     node.metrics.connections.labels(transport="sse").inc()
     try:
-        admit(node, stream)  # connections per subject (issue 13); stop_all gives the slot back
+        admit(node, stream)  # connections per subject; stop_all gives the slot back
         # Subscribing (and any refusal) happens before the 200; the replays are queued
         # paced by the client's buffer, and written once the stream runs.
         for a in stream.session.subscribe(starts):
