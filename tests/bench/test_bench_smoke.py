@@ -44,3 +44,8 @@ def test_log_prints_every_figure_and_loses_nothing() -> None:
     out = run(str(BENCH / "log.py"), "--calls", "2000", "--deliver", "2000", "--run", "2000", "--restarts", "1")
     assert "caller cost of log()" in out and "msgs/s" in out
     assert out.count("lost 0  duplicated 0") == 2, out  # redis and sqlite, across a restart
+
+
+def test_runs_prints_both_figures() -> None:
+    out = run(str(BENCH / "runs.py"), "--runs", "300", "--table-runs", "100", "--seconds", "1")
+    assert "GET runs,    300 runs" in out and "table,   100 runs live" in out, out
