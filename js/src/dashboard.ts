@@ -5,6 +5,7 @@
 import { LiveChart, injectStyles } from "./live";
 import { isPattern } from "./chart/glob";
 import { isHostChart } from "./chart/hostgroup";
+import { mountRunsPanels } from "./runs/panel";
 
 interface ChannelInfo {
   ch: string;
@@ -34,11 +35,12 @@ async function main(): Promise<void> {
   const root = document.getElementById("charts")!;
   const picker = document.getElementById("picker")!;
   const patternBox = document.getElementById("pattern") as HTMLInputElement | null;
-  const { token, chs, x } = fragment();
+  const { token, chs, x, params: asked } = fragment();
   if (!token) {
     note(root, "no token: open this page as …/#token=<jwt> (the server prints a ready link; `pulseboard token` makes one)");
     return;
   }
+  mountRunsPanels(root, token, asked); // `&runs=PROJECT`: runs tables (runs/panel.ts)
   let channels: ChannelInfo[] = [];
   try {
     const res = await fetch("channels", { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
@@ -99,6 +101,7 @@ async function main(): Promise<void> {
     const params = new URLSearchParams({ token });
     for (const ch of chosen) params.append("ch", ch);
     if (x) params.set("x", x);
+    for (const k of ["runs", "color_by"]) for (const v of asked.getAll(k)) params.append(k, v);
     history.replaceState(null, "", "#" + params.toString());
   };
 

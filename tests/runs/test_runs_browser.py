@@ -4,31 +4,18 @@ the chart colours runs by a config value. Screenshots go to /work/wt/shots when 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import httpx
 import playwright.sync_api as playwright_sync
 import pytest
 
-from report.report_support import CHROMIUM, CHROMIUM_ARGS, kernel_env, notebook, publish, voila
-from support import ServerProcess, token, wait_until
+from report.report_support import CHROMIUM, CHROMIUM_ARGS, kernel_env, notebook, voila
+from runs.runs_support import LRS, make_runs
+from support import ServerProcess, wait_until
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 SHOTS = Path("/work/wt/shots")
-LRS = {"a": 0.1, "b": 0.01, "c": 0.001}
-
-
-def make_runs(server: ServerProcess) -> None:
-    headers = {"Authorization": f"Bearer {token()}"}
-    for name, lr in LRS.items():
-        body = {"project": "exp", "name": name, "op": "start", "config": {"lr": lr, "batch": 64}, "tags": ["sweep"]}
-        assert httpx.post(server.url + "/runs", json=body, headers=headers).status_code == 200
-        losses = [round(2 * math.exp(-s * lr * 3) + 0.1, 4) for s in range(40)]
-        publish(server.url, [{"ch": f"exp.{name}", "data": {"step": s, "loss": v}} for s, v in enumerate(losses)])
-    for name in ("a", "b"):
-        httpx.post(server.url + "/runs", json={"project": "exp", "name": name, "op": "finish"}, headers=headers)
 
 
 def test_runs_table_selects_runs_for_a_linked_chart(server: ServerProcess, tmp_path: Path) -> None:
