@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from pulseboard.report_cli import add_report_parser, report_command
 
-from .config import Settings, add_arguments, count, positive_float
+from .config import Settings, add_arguments, count, positive
 
 log = logging.getLogger("pulseboard")
 
@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
     where = a.add_mutually_exclusive_group(required=True)
     where.add_argument("--broker", help="publish straight into redis://...")
     where.add_argument("--url", help="publish through a server's HTTP API (token from PULSEBOARD_TOKEN)")
-    a.add_argument("--interval", type=positive_float, default=1.0, help="seconds between samples (1.0)")
+    a.add_argument("--interval", type=positive, default=1.0, help="seconds between samples (1.0)")
     a.add_argument("--channel", default=None, help="channel (sys.<hostname>)")
     a.add_argument("--history", type=count, default=1000, help="messages kept per channel (1000)")
     add_report_parser(sub)  # pulseboard report (widget/pulseboard/report_cli.py)

@@ -57,7 +57,7 @@ class State(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Limits:
+class Bounds:
     """The bounds a session keeps (from `Settings`)."""
 
     max_buffer: int
@@ -142,7 +142,7 @@ class Session:
     def __init__(
         self,
         grants: Grants,
-        limits: Limits,
+        limits: Bounds,
         encoder: Encoder,
         overflow: Overflow = "close",
         positions: Positions | None = None,

@@ -45,6 +45,8 @@ def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
         (["serve", "--broker", "kafka://x"], "unknown broker"),
         (["serve", "--public-key", "/no/such/file"], "cannot read --public-key"),
         (["serve", "--public-key", "/etc/hostname"], "not a PEM public key"),
+        (["agent", "--url", "http://127.0.0.1:9", "--interval", "0"], "more than 0"),  # 0 would spin
+        (["serve", "--heartbeat", "0"], "more than 0"),
     ],
 )
 def test_bad_options_one_line(args: list[str], words: str) -> None:

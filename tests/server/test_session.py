@@ -11,9 +11,9 @@ from pulseboard_server.fanout import FrameCache
 from pulseboard_server.grants import Grants
 from pulseboard_server.session import (
     JSON_FRAMES,
+    Bounds,
     DoPublish,
     DoRefresh,
-    Limits,
     Session,
     StartSub,
     State,
@@ -24,7 +24,7 @@ GRANTS = Grants("alice", exp=1000.0, read=("a.*",), publish=("a.*",))
 
 
 def session(max_buffer: int = 1 << 20, overflow: str = "close", **kw: Any) -> Session:
-    limits = Limits(max_buffer=max_buffer, max_message_size=kw.pop("max_message_size", 1000),
+    limits = Bounds(max_buffer=max_buffer, max_message_size=kw.pop("max_message_size", 1000),
                     max_channels_per_client=kw.pop("channels", 10), max_violations=kw.pop("violations", 3))
     return Session(GRANTS, limits, JSON_FRAMES, overflow=overflow, **kw)
 

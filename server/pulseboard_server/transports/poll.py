@@ -21,7 +21,7 @@ from pulseboard.protocol import UNAVAILABLE, PulseboardError, bad_request, dumps
 from ..fanout import FrameCache, Part
 from ..node import Node
 from ..session import JSON_FRAMES, Session
-from .common import admit, authenticate, limits, request_starts, start, stop_all, wait_disconnect
+from .common import admit, authenticate, new_session, request_starts, start, stop_all, wait_disconnect
 
 HEADERS = {"Cache-Control": "no-store, no-transform"}
 TOKEN_WAYS = "Authorization: Bearer or ?token="
@@ -36,7 +36,7 @@ async def poll_endpoint(request: Request) -> Response:
     timeout = timeout_param(request, node.settings.poll_timeout)
     if node.shutting_down:
         raise PulseboardError(UNAVAILABLE, "server is shutting down")
-    poll = Poll(node, Session(grants, limits(node), JSON_FRAMES, overflow="cut", positions=positions))
+    poll = Poll(node, new_session(node, grants, JSON_FRAMES, overflow="cut", positions=positions))
     node.clients.add(poll)
     node.metrics.connections.labels(transport="poll").inc()
     try:
