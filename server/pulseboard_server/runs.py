@@ -18,6 +18,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -144,14 +145,22 @@ async def get_runs(request: Request) -> Response:
     grants = await authenticate(request, allow_ticket=True)
     project = check_name(request.query_params.get("project"), "'project'")
     entries = await node_of(request).broker.run_entries(project)
-    now = time.time()
-    every = grants.covers(f"{project}.*")
-    parts = [
-        encoded + STATUS_JSON.get(status_now(rec, now), '"running"}')
-        for rec, encoded in entries
-        if every or grants.can_read(str(rec.get("channel", "")))
-    ]
-    return Response('{"runs":[' + ",".join(parts) + "]}", media_type="application/json")
+    body = runs_json(entries, time.time(), None if grants.covers(f"{project}.*") else grants.can_read)
+    return Response(body, media_type="application/json")
+
+
+def runs_json(entries: list[tuple[dict[str, Any], str]], now: float, readable: Callable[[str], bool] | None) -> str:
+    """`{"runs": [...]}` from stored encodings, each closed with its status at `now` (`status_now`,
+    inlined: this loop is most of the time of a 10,000-run answer)."""
+    parts = []
+    for rec, encoded in entries:
+        if readable is not None and not readable(str(rec.get("channel", ""))):
+            continue
+        status = rec.get("status", "running")
+        if status == "running" and now - rec.get("updated", 0) > STALL_BEATS * rec.get("heartbeat", DEFAULT_HEARTBEAT):
+            status = "stalled"
+        parts.append(encoded + STATUS_JSON.get(status, '"running"}'))
+    return '{"runs":[' + ",".join(parts) + "]}"
 
 
 STATUS_JSON = {s: f'"{s}"}}' for s in ("running", "finished", "crashed", "stalled")}
