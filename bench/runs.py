@@ -65,6 +65,12 @@ async ({ n, seconds }) => {
   }
   t.setRuns(runs);
   await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const build = t.frames.slice();
+  t.frames.length = 0;
+  // The metric columns appear with the first messages (every row gets its new cells, once).
+  t.addEnvelopes(runs.map((r) => ({ ch: r.channel, data: { step: 0, loss: 2, acc: 0 } })));
+  await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const columns = t.frames.slice();
   t.frames.length = 0;
   const step = new Array(n).fill(0);
   let refreshed = performance.now();
@@ -97,7 +103,8 @@ async ({ n, seconds }) => {
   const q = (p) => f[Math.min(f.length - 1, Math.floor(p * f.length))];
   const rows = document.querySelectorAll(".pulseboard-runs tr[data-run]").length;
   t.destroy();
-  return { frames: f.length, p50: q(0.5), p95: q(0.95), max: f[f.length - 1], rows, sent };
+  return { frames: f.length, p50: q(0.5), p95: q(0.95), max: f[f.length - 1], rows, sent,
+           first: Math.max(...build), columns: Math.max(...columns) };
 }
 """
 
@@ -149,7 +156,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=10_000, help="runs in the big project (10,000)")
     ap.add_argument("--table-runs", type=int, default=1000, help="runs in the live table (1,000)")
-    ap.add_argument("--seconds", type=float, default=8.0, help="seconds of live table updates")
+    ap.add_argument("--seconds", type=float, default=10.0, help="seconds of live table updates")
     ap.add_argument("--only", choices=["get", "table"], default=None, help="one half only")
     args = ap.parse_args()
     out: dict[str, Any] = {"load_average": [round(x, 2) for x in os.getloadavg()]}
@@ -220,8 +227,11 @@ def bench_table(runs: int, seconds: float) -> dict[str, Any]:
     print(f"table, {r['rows']:>5} runs live:        frame work p50 {r['p50']:.2f} ms  p95 {r['p95']:.2f} ms  "
           f"max {r['max']:.1f} ms  target 8 ms  {'ok' if r['p95'] <= 8 else 'OVER'} "
           f"({r['frames']} frames, {r['sent'] / seconds:.0f} msgs/s)")
+    print(f"table, {r['rows']:>5} runs, once: first fill {r['first']:.1f} ms, metric columns appearing "
+          f"{r['columns']:.1f} ms (not in the p95)")
     return {"runs": r["rows"], "p50_ms": round(r["p50"], 3), "p95_ms": round(r["p95"], 3),
             "max_ms": round(r["max"], 2), "frames": r["frames"], "target_ms": 8,
+            "first_fill_ms": round(r["first"], 2), "columns_ms": round(r["columns"], 2),
             "baseline": {"runs": base["rows"], "p95_ms": round(base["p95"], 3)}}
 
 

@@ -51,6 +51,11 @@ export class RunsTable {
   private filter: Filter = { status: "", text: "" };
   private raf = 0;
   private ticker: ReturnType<typeof setInterval>;
+  // Rows in (or near) the scrolled view: only they get their metrics and durations written as
+  // they change; the others are marked stale and written when they scroll into view.
+  private visible = new Set<string>();
+  private stale = new Set<string>();
+  private observer: IntersectionObserver | null = null;
   private readonly thead: HTMLTableSectionElement;
   private readonly tbody: HTMLTableSectionElement;
   private readonly count: HTMLSpanElement;
@@ -114,6 +119,23 @@ export class RunsTable {
     };
     scroll.appendChild(table);
     this.root.append(bar, this.message, scroll);
+    if (typeof IntersectionObserver !== "undefined") {
+      this.observer = new IntersectionObserver((entries) => {
+        for (const e of entries) {
+          const name = (e.target as HTMLElement).dataset.run;
+          if (name === undefined) continue;
+          if (!e.isIntersecting) {
+            this.visible.delete(name);
+            continue;
+          }
+          this.visible.add(name);
+          if (this.stale.delete(name)) {
+            this.dirty.add(name);
+            this.schedule();
+          }
+        }
+      }, { root: scroll, rootMargin: "200px 0px" });
+    }
     parent.appendChild(this.root);
     Object.defineProperty(this.root, "__pulseboardRuns", { value: this, configurable: true });
     this.ticker = setInterval(() => this.tick(), 1000);
@@ -162,7 +184,13 @@ export class RunsTable {
       this.cfg.delete(name);
       this.sigs.delete(name);
       this.hidden.delete(name);
-      this.rows.get(name)?.remove();
+      this.visible.delete(name);
+      this.stale.delete(name);
+      const gone = this.rows.get(name);
+      if (gone) {
+        this.observer?.unobserve(gone);
+        gone.remove();
+      }
       this.rows.delete(name);
       this.allDirty = this.colsDirty = true;
     }
@@ -227,6 +255,10 @@ export class RunsTable {
     const now = Date.now() / 1000;
     for (const [name, r] of this.runs) {
       if (r.status !== "running") continue;
+      if (!this.shown(name)) {
+        this.stale.add(name);
+        continue;
+      }
       const cell = this.rows.get(name)?.cells[i];
       const text = col.text!(col.value(r, {}, now));
       if (cell && cell.textContent !== text) cell.textContent = text;
@@ -271,7 +303,10 @@ export class RunsTable {
       const r = this.runs.get(name)!;
       let tr = this.rows.get(name);
       if (!tr || tr.cells.length !== this.columns.length) {
-        tr?.remove();
+        if (tr) {
+          this.observer?.unobserve(tr);
+          tr.remove();
+        }
         tr = this.row(name);
         reorder = true;
       }
@@ -280,6 +315,10 @@ export class RunsTable {
     let metricsMoved = 0;
     for (const name of this.dirtyMetrics) {
       if (this.dirty.has(name) || this.allDirty) continue;
+      if (!this.shown(name)) {
+        this.stale.add(name);
+        continue;
+      }
       const r = this.runs.get(name);
       const tr = this.rows.get(name);
       if (!r || !tr || tr.cells.length !== this.columns.length) continue;
@@ -328,6 +367,7 @@ export class RunsTable {
       tr.appendChild(td);
     }
     this.rows.set(name, tr);
+    this.observer?.observe(tr);
     return tr;
   }
 
@@ -346,6 +386,11 @@ export class RunsTable {
       else this.hidden.add(r.name);
       tr.style.display = show ? "" : "none";
     }
+  }
+
+  /** Whether the row is in view (always, where nothing reports visibility). */
+  private shown(name: string): boolean {
+    return this.observer === null || this.visible.has(name);
   }
 
   private fillCells(tr: HTMLTableRowElement, r: RunRecord, cfg: Record<string, Scalar>, now: number, from: number): void {
@@ -391,6 +436,7 @@ export class RunsTable {
   }
 
   destroy(): void {
+    this.observer?.disconnect();
     clearInterval(this.ticker);
     if (this.raf) cancelAnimationFrame(this.raf);
     this.root.remove();
