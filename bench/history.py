@@ -21,17 +21,14 @@ import asyncio
 import json
 import os
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
+from harness.servers import ServerProcess
 from pulseboard.protocol import Envelope, Live, Since
 from pulseboard_server.brokers import open_broker
 from pulseboard_server.brokers.base import Broker
-from support import ServerProcess
 
 
 async def publish_load(

@@ -32,7 +32,8 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from support import ServerProcess, token
+from harness.servers import ServerProcess
+from harness.tokens import token
 
 ROOT = Path(__file__).resolve().parent.parent
 JS = ROOT / "js"

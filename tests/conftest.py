@@ -4,7 +4,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from support import RedisProcess, ServerProcess
+from harness.browsers import PageServer
+from harness.servers import RedisProcess, ServerProcess
 
 # A folder's tests share what they need to run; its marker lets a tier leave them out.
 FOLDER_MARKS = {
@@ -14,6 +15,8 @@ FOLDER_MARKS = {
     "faults": "faults",
     "redis": "redis",
     "bench": "bench",
+    "install": "install",
+    "docs": "jupyter",
 }
 # Fixtures that start processes: a test using one is not in-process.
 PROCESS_FIXTURES = {
@@ -71,3 +74,13 @@ def redis_factory() -> Iterator[Callable[..., RedisProcess]]:
 @pytest.fixture
 def redis_server(redis_factory: Callable[..., RedisProcess]) -> RedisProcess:
     return redis_factory()
+
+
+@pytest.fixture(scope="module")
+def page_server() -> Iterator[PageServer]:
+    """A second origin for widget pages, like a JupyterLab next to the pulseboard server."""
+    srv = PageServer()
+    try:
+        yield srv
+    finally:
+        srv.close()

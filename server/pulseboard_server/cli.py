@@ -280,17 +280,26 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     sock = bind(settings.host, settings.port)
     settings.port = sock.getsockname()[1]
     try:
-        broker = open_broker(settings.broker, settings.history, max_channels=settings.max_channels,
-                             **store_options(settings))
-    except (ValueError, ImportError) as e:
-        raise CliError(str(e)) from None
-    node = Node(settings, broker)
-    try:
-        await node.start()
-    except StoreError as e:
-        raise CliError(e.detail) from None  # the store's own line: in use, damaged, unreadable
-    except Exception as e:
-        raise CliError(f"cannot reach broker {settings.broker}: {e}") from None
+        try:
+            broker = open_broker(settings.broker, settings.history, max_channels=settings.max_channels,
+                                 **store_options(settings))
+        except (ValueError, ImportError) as e:
+            raise CliError(str(e)) from None
+        node = Node(settings, broker)
+        try:
+            await node.start()
+        except StoreError as e:
+            raise CliError(e.detail) from None  # the store's own line: in use, damaged, unreadable
+        except Exception as e:
+            raise CliError(f"cannot reach broker {settings.broker}: {e}") from None
+    except CliError as e:
+        from . import explain
+
+        if not explain.wanted():
+            raise
+        print(f"pulseboard: error: {e} (answering 503 with this until stopped)", file=sys.stderr, flush=True)
+        await explain.explain(sock, str(e))
+        raise SystemExit(2) from None
     app = build_app(settings, node)
     config = uvicorn.Config(
         app,

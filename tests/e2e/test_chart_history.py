@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import pytest
-from chart_support import VIEW, hook, publish, wait_drawn
 
-from support import ServerProcess, wait_until
+from harness.charts import VIEW, hook, publish, wait_drawn
+from harness.servers import ServerProcess, wait_until
 
 pytestmark = pytest.mark.browser
 N = 200_000

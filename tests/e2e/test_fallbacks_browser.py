@@ -10,9 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from browser_support import Feeder, assert_contiguous, chart_state
 
-from support import ServerProcess, token, wait_until
+from harness.browsers import Feeder, assert_contiguous, chart_state
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import token
 
 pytestmark = pytest.mark.browser
 CH = "sys.fallback"

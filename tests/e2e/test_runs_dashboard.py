@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from report.report_support import publish
+from harness.charts import publish
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import token
 from runs.runs_support import make_runs
-from support import ServerProcess, token, wait_until
 
 pytestmark = pytest.mark.browser
 SHOTS = Path("/work/wt/shots")

@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import httpx
-from logsupport import read_all
 
-from support import ServerProcess, token
+from harness.channels import read_all
+from harness.servers import ServerProcess
+from harness.tokens import token
 
 TRAIN = """
 import numpy as np

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from support import RedisProcess, free_port, wait_until
+from harness.servers import RedisProcess, free_port, wait_until
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 

@@ -8,21 +8,15 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
-import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from support import ROOT, free_port, token, wait_until
+from harness.servers import ROOT
+from harness.tokens import token
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 BIN = Path(sys.executable).parent
 KNOWN_CH = "test.known"
 
@@ -40,20 +34,6 @@ def publish(url: str, items: list[dict[str, Any]]) -> None:
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200
 
-
-def notebook(path: Path, cells: list[str]) -> Path:
-    nb = {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                    "name": "python3"}},
-        "cells": [
-            {"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None,
-             "outputs": [], "source": src}
-            for i, src in enumerate(cells)
-        ],
-    }
-    path.write_text(json.dumps(nb))
-    return path
 
 
 def kernel_env(server_url: str) -> dict[str, str]:
@@ -134,41 +114,3 @@ def inked_fraction(page: Any, png: bytes) -> float:
 
 
 __all__ = ["ROOT"]
-
-
-def answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return bool(r.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-@contextmanager
-def voila(path: Path, env: dict[str, str]) -> Iterator[str]:
-    """A real `voila` serving the notebook at `path` (kernel env `env`); yields the page URL."""
-    port = free_port()
-    env = {**env, "JUPYTER_RUNTIME_DIR": str(path.parent / "runtime")}
-    log_path = path.parent / "voila.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [str(BIN / "voila"), path.name, f"--port={port}", "--no-browser", "--Voila.ip=127.0.0.1"],
-        cwd=path.parent, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"voila exited with {proc.returncode}: {log_path.read_text()}")
-            return answers(f"http://127.0.0.1:{port}/voila/static/voila.js")
-
-        wait_until(up, timeout=60, interval=0.2, what="voila to answer")
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from report_support import kernel_env, notebook, publish, pulseboard
+from report_support import kernel_env, publish, pulseboard
 
-from support import token
+from harness.notebooks import notebook
+from harness.tokens import token
 
 
 def test_a_report_holds_the_runs_table(server_factory: Any, offline_page: Any, tmp_path: Path) -> None:

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from report_support import publish
 
+from harness.servers import ServerProcess
+from harness.tokens import token
 from pulseboard.snapshot import MAX_CELLS, Env, Fetched, SnapshotError, build, fetch, fetch_pages, thin
 from pulseboard.svg import render
 from pulseboard.widget import LiveChart
-from support import ServerProcess, token
 
 
 def envs(values: list[float], ch: str = "a", start_seq: int = 1) -> list[Env]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import playwright.sync_api as playwright_sync
 import pytest
-from report_support import CHROMIUM, CHROMIUM_ARGS, kernel_env, known_values, notebook, publish, voila
+from report_support import kernel_env, known_values, publish
 
-from support import ServerProcess, wait_until
+from harness.browsers import chromium
+from harness.jupyter import voila
+from harness.notebooks import notebook
+from harness.servers import ServerProcess, wait_until
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -26,8 +28,7 @@ def test_voila_shows_the_live_chart_not_the_static_one(server: ServerProcess, tm
     ])
     env = kernel_env(server.url)
     with voila(tmp_path / "app.ipynb", env) as page_url:
-        with playwright_sync.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        with chromium() as browser:
             page: Any = browser.new_page(viewport={"width": 1100, "height": 800})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))

@@ -6,8 +6,9 @@ import math
 
 import httpx
 
-from report.report_support import publish
-from support import ServerProcess, token
+from harness.charts import publish
+from harness.servers import ServerProcess
+from harness.tokens import token
 
 LRS = {"a": 0.1, "b": 0.01, "c": 0.001}
 

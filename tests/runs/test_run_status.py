@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from support import ServerProcess, token, wait_until
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import token
 
 SCRIPT = Path(__file__).with_name("run_script.py")
 

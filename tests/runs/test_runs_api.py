@@ -9,9 +9,10 @@ import httpx
 import pytest
 
 import pulseboard
+from harness.servers import PULSEBOARD, ServerProcess
+from harness.tokens import token
+from harness.ws import open_ws, publish, recv_op, subscribe
 from pulseboard import PublishError
-from support import PULSEBOARD, ServerProcess, token
-from wsutil import open_ws, publish, recv_op, subscribe
 
 
 def auth(tok: str | None = None) -> dict[str, str]:

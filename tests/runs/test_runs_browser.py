@@ -7,12 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import playwright.sync_api as playwright_sync
 import pytest
 
-from report.report_support import CHROMIUM, CHROMIUM_ARGS, kernel_env, notebook, voila
+from harness.browsers import chromium
+from harness.jupyter import voila
+from harness.notebooks import notebook
+from harness.servers import ServerProcess, wait_until
+from report.report_support import kernel_env
 from runs.runs_support import LRS, make_runs
-from support import ServerProcess, wait_until
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 SHOTS = Path("/work/wt/shots")
@@ -27,9 +29,7 @@ def test_runs_table_selects_runs_for_a_linked_chart(server: ServerProcess, tmp_p
         "runs.link(chart)\n"
         "display(runs, chart)",
     ])
-    with voila(tmp_path / "app.ipynb", kernel_env(server.url)) as page_url, \
-            playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with voila(tmp_path / "app.ipynb", kernel_env(server.url)) as page_url, chromium() as browser:
         page: Any = browser.new_page(viewport={"width": 1100, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))

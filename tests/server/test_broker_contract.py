@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.servers import Feed, RedisProcess
 from pulseboard.protocol import Backfill, Envelope, Live, PulseboardError, Since
 from pulseboard_server.brokers import open_broker
-from pulseboard_server.brokers.base import Broker
-from support import Feed, RedisProcess
+from pulseboard_server.brokers.base import Broker, PublishItem
 
 BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)]
 
@@ -326,7 +326,8 @@ async def test_publish_many_numbers_like_one_by_one_and_delivers_in_order(make_b
     await broker.subscribe("m.a")
     await broker.subscribe("m.b")
     await publish_n(broker, "m.a", 2)
-    items = [(ch, {"i": i}, 100.0 + i, None) for i, ch in enumerate(["m.a", "m.b", "m.a", "m.a", "m.b"])]
+    chs = ["m.a", "m.b", "m.a", "m.a", "m.b"]
+    items: list[PublishItem] = [(ch, {"i": i}, 100.0 + i, None) for i, ch in enumerate(chs)]
     envs = await broker.publish_many(items)
     assert [(e.ch, e.seq, e.data["i"], e.ts) for e in envs] == [
         ("m.a", 3, 0, 100.0), ("m.b", 1, 1, 101.0), ("m.a", 4, 2, 102.0), ("m.a", 5, 3, 103.0), ("m.b", 2, 4, 104.0)]

@@ -12,7 +12,8 @@ import httpx
 import jwt
 import pytest
 
-from support import PULSEBOARD, SECRET, ServerProcess, free_port, token, wait_until
+from harness.servers import PULSEBOARD, ServerProcess, free_port, wait_until
+from harness.tokens import SECRET, token
 
 pytestmark = pytest.mark.process  # starts pulseboard serve (or the CLI) as a subprocess
 

@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from support import RedisProcess, ServerProcess, token, wait_until
+from harness.servers import RedisProcess, ServerProcess, wait_until
+from harness.tokens import token
 
 AUTH = {"Authorization": f"Bearer {token()}"}
 

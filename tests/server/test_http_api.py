@@ -7,7 +7,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from support import ServerProcess, token
+from harness.servers import ServerProcess
+from harness.tokens import token
 
 
 def auth(tok: str | None = None) -> dict[str, str]:
@@ -149,7 +150,7 @@ def test_jwt_shaped_values_never_logged(server: ServerProcess) -> None:
 def test_view_token_is_read_only_and_narrow(server: ServerProcess) -> None:
     import jwt as pyjwt
 
-    from support import SECRET
+    from harness.tokens import SECRET
 
     full = token(read=["*"], publish=["*"], ttl=600)
     r = httpx.post(server.url + "/view-token", json={"ch": ["sys.a", "train"]}, headers=auth(full))
@@ -169,7 +170,7 @@ def test_view_token_is_read_only_and_narrow(server: ServerProcess) -> None:
 def test_view_token_for_a_pattern_chart_is_narrowed_to_the_pattern(server: ServerProcess) -> None:
     import jwt as pyjwt
 
-    from support import SECRET
+    from harness.tokens import SECRET
 
     runs = token(read=["sys.*", "train.*"], publish=["train.*"], ttl=600)
     r = httpx.post(server.url + "/view-token", json={"ch": ["train.run*"]}, headers=auth(runs))

@@ -15,10 +15,11 @@ from typing import Any
 import jwt
 import pytest
 
-from e2e.jupyter_support import ACCESS, TESTER_TOKEN, HubProcess, http
+from harness.hub import ACCESS, TESTER_TOKEN, HubProcess, http
+from harness.servers import ServerProcess, free_port
+from harness.tokens import SECRET
 from pulseboard.discovery import DiscoveryError, discover, discover_for_kernel
 from pulseboard_server.hub import HubConfig, channel_safe, check_owner
-from support import SECRET, ServerProcess, free_port
 
 pytestmark = pytest.mark.process  # starts pulseboard serve (or the CLI) as a subprocess
 

@@ -18,12 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.servers import PULSEBOARD, Feed, ServerProcess, wait_until
+from harness.tokens import token
+from harness.ws import open_ws, publish, recv_envelopes, subscribe
 from pulseboard.protocol import PulseboardError
 from pulseboard_server.brokers import open_broker
-from pulseboard_server.brokers.base import Broker
+from pulseboard_server.brokers.base import Broker, PublishItem
 from pulseboard_server.brokers.downsample import pick
-from support import PULSEBOARD, Feed, ServerProcess, token, wait_until
-from wsutil import open_ws, publish, recv_envelopes, subscribe
 
 pytestmark = pytest.mark.process  # starts pulseboard serve (or the CLI) as a subprocess
 
@@ -416,7 +417,7 @@ async def test_history_range_over_two_summary_levels_picks_like_every_row(tmp_pa
     rnd = random.Random(seed)
     broker, _ = await open_store(tmp_path / "s.db")
     try:
-        t, items = 1000.0, []
+        t, items = 1000.0, list[PublishItem]()
         for i in range(20_000):
             t += rnd.choice([0.001, 0.5, 1.0])
             data: dict[str, Any] = {"loss": round(rnd.gauss(0, 1), 1), "step": i % 97}  # many ties

@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
+from harness.servers import ServerProcess
+from harness.tokens import token
 from pulseboard import LiveChart
 from pulseboard.widget import STATIC
-from support import ServerProcess, token
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +73,7 @@ def test_widget_hands_out_a_narrowed_read_only_token(server: ServerProcess) -> N
     """The browser holds the token: it must not be the caller's publish-capable one."""
     import jwt as pyjwt
 
-    from support import SECRET
+    from harness.tokens import SECRET
 
     full = token(read=["*"], publish=["*"])
     chart = LiveChart(["sys.a", "train"], url=server.url, token=full)
@@ -84,7 +85,7 @@ def test_widget_hands_out_a_narrowed_read_only_token(server: ServerProcess) -> N
 
 def test_the_kernel_pushes_the_token_for_views_rendered_while_a_cell_runs(server: ServerProcess) -> None:
     """A busy kernel answers comm messages only between cells: a timer pushes the token."""
-    from support import wait_until
+    from harness.servers import wait_until
 
     full = token(read=["*"], publish=["*"])
     chart = LiveChart("sys.a", url=server.url, token=full)
