@@ -19,9 +19,7 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +30,7 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from bench_chart import bundle
 from harness.servers import ServerProcess
 from harness.tokens import token
 
@@ -108,21 +107,6 @@ async ({ n, seconds }) => {
            first: Math.max(...build), columns: Math.max(...columns) };
 }
 """
-
-
-def bundle() -> str:
-    with tempfile.NamedTemporaryFile("w", suffix=".ts", dir=JS, delete=False) as f:
-        f.write(ENTRY)
-        entry = Path(f.name)
-    try:
-        out = subprocess.run(
-            [str(JS / "node_modules" / ".bin" / "esbuild"), entry.name, "--bundle", "--format=iife",
-             "--loader:.css=text", "--target=es2020"],
-            cwd=JS, check=True, capture_output=True, text=True,
-        )
-    finally:
-        entry.unlink()
-    return out.stdout
 
 
 def start_runs(url: str, project: str, n: int) -> float:
@@ -213,7 +197,7 @@ def build_time(n: int) -> float:
 
 
 def bench_table(runs: int, seconds: float) -> dict[str, Any]:
-    code = bundle()
+    code = bundle(ENTRY)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1200, "height": 800})

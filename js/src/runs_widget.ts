@@ -4,19 +4,11 @@
 
 import { KernelToken } from "./kernel_token";
 import { hideStatic } from "./widget";
+import type { Model } from "./widget";
 import { LiveRuns } from "./runs/live";
 import type { TableSnapshot } from "./runs/table";
 import { RunsTable } from "./runs/table";
 import css from "./runs/runs.css";
-
-interface Model {
-  get(name: string): any;
-  set(name: string, value: unknown): void;
-  save_changes(): void;
-  send(content: unknown): void;
-  on(event: string, cb: (...args: any[]) => void): void;
-  off(event?: string | null, cb?: ((...args: any[]) => void) | null): void;
-}
 
 const SNAPSHOT_EVERY_MS = 3000;
 

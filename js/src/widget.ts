@@ -7,7 +7,7 @@ import type { Snapshot } from "./chart";
 import { LiveChart, injectStyles } from "./live";
 import { KernelToken } from "./kernel_token";
 
-interface Model {
+export interface Model {
   get(name: string): any;
   set(name: string, value: unknown): void;
   save_changes(): void;

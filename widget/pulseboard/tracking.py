@@ -25,14 +25,12 @@ import signal
 import socket
 import sys
 import threading
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Mapping, Sequence
 from types import FrameType, TracebackType
 from typing import Any
 
-from .publish import PublishError, _coerce_map
+from .publish import PublishError, _coerce_map, request_json
 
 NAME_RE = re.compile(r"[A-Za-z0-9_:\-]{1,100}")
 MAX_CONFIG_BYTES = 16 * 1024  # the server's bound too
@@ -109,25 +107,7 @@ class Api:
         self.url, self.token, self.timeout = found_url.rstrip("/"), found_token, timeout
 
     def call(self, path: str, body: Any = None, timeout: float | None = None) -> Any:
-        req = urllib.request.Request(
-            self.url + "/" + path,
-            data=None if body is None else json.dumps(body).encode(),
-            method="GET" if body is None else "POST",
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            try:
-                err = json.loads(e.read())
-                code, detail = err.get("error", "error"), err.get("detail", e.reason)
-            except ValueError:
-                code, detail = "error", str(e.reason)
-            raise PublishError(code, f"server refused {path.split('?')[0]} ({e.code} {code}): {detail}") from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise PublishError("unavailable", f"cannot reach {self.url}: {reason}; is the server running?") from None
+        return request_json(self.url, self.token, path, body, timeout or self.timeout, path.split("?")[0])
 
 
 class Run:

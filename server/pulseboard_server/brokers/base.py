@@ -270,3 +270,19 @@ class LocalRuns:
 
     def entries(self, project: str) -> list[RunEntry]:
         return list(self.by_project.get(project, {}).values())
+
+
+class HeldRuns:
+    """The reads of run records for brokers that hold them in this process (`_runs`)."""
+
+    _runs: LocalRuns
+
+    async def run_get(self, project: str, name: str) -> dict[str, Any] | None:
+        return self._runs.get(project, name)
+
+    async def run_list(self, project: str) -> list[dict[str, Any]]:
+        return self._runs.records(project)
+
+    async def run_entries(self, project: str) -> list[RunEntry]:
+        return self._runs.entries(project)
+

@@ -23,13 +23,13 @@ from pulseboard.protocol import TOO_LARGE, Envelope, PulseboardError, Start
 from ..replay import HistoryWindow, plan_replay
 from .base import (
     ChannelInfo,
+    HeldRuns,
     LocalClaims,
     LocalRuns,
     OnMessage,
     OnReset,
     PublishItem,
     Replay,
-    RunEntry,
     Tombstones,
     new_epoch,
     publish_each,
@@ -48,7 +48,7 @@ def remember_key(keys: dict[str, Envelope], key: str, env: Envelope, first: int)
         del keys[oldest]
 
 
-class MemoryBroker:
+class MemoryBroker(HeldRuns):
     def __init__(
         self,
         url: str = "memory://",
@@ -193,15 +193,6 @@ class MemoryBroker:
     async def run_put(self, project: str, name: str, record: dict[str, Any]) -> None:
         self._runs.check_room(project, name)
         self._runs.put(project, name, record)
-
-    async def run_get(self, project: str, name: str) -> dict[str, Any] | None:
-        return self._runs.get(project, name)
-
-    async def run_list(self, project: str) -> list[dict[str, Any]]:
-        return self._runs.records(project)
-
-    async def run_entries(self, project: str) -> list[RunEntry]:
-        return self._runs.entries(project)
 
     async def run_delete(self, project: str, name: str) -> bool:
         return self._runs.delete(project, name)

@@ -34,13 +34,13 @@ from .base import (
     MAX_TOMBSTONES,
     BrokerUnavailable,
     ChannelInfo,
+    HeldRuns,
     LocalClaims,
     LocalRuns,
     OnMessage,
     OnReset,
     PublishItem,
     Replay,
-    RunEntry,
     Tombstones,
     history_cap,
     new_epoch,
@@ -74,7 +74,7 @@ def store_path(url: str, data_dir: str | None) -> Path:
     return Path(data_dir or default_data_dir()) / "pulseboard.db"
 
 
-class SqliteBroker:
+class SqliteBroker(HeldRuns):
     def __init__(
         self,
         url: str = "sqlite://",
@@ -414,15 +414,6 @@ class SqliteBroker:
         raw = json.dumps(record, separators=(",", ":"))
         await writer.job(lambda c: c.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?)", (project, name, raw)))
         self._runs.put(project, name, record)
-
-    async def run_get(self, project: str, name: str) -> dict[str, Any] | None:
-        return self._runs.get(project, name)
-
-    async def run_list(self, project: str) -> list[dict[str, Any]]:
-        return self._runs.records(project)
-
-    async def run_entries(self, project: str) -> list[RunEntry]:
-        return self._runs.entries(project)
 
     async def run_delete(self, project: str, name: str) -> bool:
         writer = self._ready()
