@@ -43,9 +43,10 @@ import uplotCss from "uplot/dist/uPlot.min.css";
 RUN = (Path(__file__).parent / "bench_chart.js").read_text()
 
 
-def bundle() -> str:
+def bundle(entry_code: str = ENTRY) -> str:
+    """`entry_code` (TypeScript in js/) bundled by esbuild into one script for a page."""
     with tempfile.NamedTemporaryFile("w", suffix=".ts", dir=JS, delete=False) as f:
-        f.write(ENTRY)
+        f.write(entry_code)
         entry = Path(f.name)
     try:
         out = subprocess.run(

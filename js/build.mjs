@@ -13,6 +13,7 @@ const common = {
 };
 
 await build({ ...common, entryPoints: ["src/widget.ts"], format: "esm", outfile: out + "widget.js" });
+await build({ ...common, entryPoints: ["src/runs_widget.ts"], format: "esm", outfile: out + "runs.js" });
 await build({ ...common, entryPoints: ["src/dashboard.ts"], format: "iife", outfile: out + "dashboard.js" });
 // The offline report page (`pulseboard report`): inlined into each report's HTML.
 await build({ ...common, entryPoints: ["src/report.ts"], format: "iife", outfile: out + "report.js" });

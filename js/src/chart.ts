@@ -122,6 +122,8 @@ export class Chart {
   private u: uPlot | null = null;
   private opts: ChartOptions & { window: number | null; maxPoints: number; height: number; smoothing: number; logY: boolean };
   private series: Series[] = [];
+  /** Colours by channel (a chart coloured by a run's config value); the palette elsewhere. */
+  private channelColors: Map<string, string> | null = null;
   private index = new Map<string, number>();
   private tracks = new Map<string, Track>();
   private gapsSeen = new Map<string, number>();
@@ -325,7 +327,7 @@ export class Chart {
       const track = this.trackOf(ch);
       track.col(field);
       this.series.push({
-        ch, field, track, color: colorOf(i), raw: new ColumnCache(), smooth: new ColumnCache(), ema: new SmoothedColumn(),
+        ch, field, track, color: this.channelColors?.get(ch) ?? colorOf(i), raw: new ColumnCache(), smooth: new ColumnCache(), ema: new SmoothedColumn(),
         rawPath: new LinePath(), smoothPath: new LinePath(), ox: [], oy: [], sx: [], sy: [], pos: [], posKey: "",
       });
       this.index.set(key, i);
@@ -431,6 +433,14 @@ export class Chart {
       se.smooth.invalidate();
     }
     this.noteView();
+    this.rebuild = true;
+    this.schedule();
+  }
+
+  /** Colour each channel's series (e.g. runs by a config value); the others keep the palette. */
+  setColors(colors: Map<string, string> | null): void {
+    this.channelColors = colors;
+    this.series.forEach((s, i) => (s.color = colors?.get(s.ch) ?? colorOf(i)));
     this.rebuild = true;
     this.schedule();
   }

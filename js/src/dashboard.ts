@@ -8,6 +8,7 @@
 import { LiveChart, injectStyles } from "./live";
 import { isPattern } from "./chart/glob";
 import { isHostChart } from "./chart/hostgroup";
+import { mountRunsPanels } from "./runs/panel";
 
 interface ChannelInfo {
   ch: string;
@@ -25,11 +26,12 @@ interface Fragment {
   chs: string[];
   x: string | null;
   y: string[];
+  params: URLSearchParams;
 }
 
 function fragment(): Fragment {
   const params = new URLSearchParams(location.hash.replace(/^#/, ""));
-  return { token: params.get("token") ?? "", chs: params.getAll("ch"), x: params.get("x") || null, y: params.getAll("y") };
+  return { token: params.get("token") ?? "", chs: params.getAll("ch"), x: params.get("x") || null, y: params.getAll("y"), params };
 }
 
 function note(root: HTMLElement, text: string): void {
@@ -52,11 +54,13 @@ async function main(): Promise<void> {
   const first = fragment();
   const { token } = first;
   let { chs, x } = first;
+  const asked = first.params;
   let ySel = new Set(first.y);
   if (!token) {
     note(root, "no token: open this page as …/#token=<jwt> (the server prints a ready link; `pulseboard token` makes one)");
     return;
   }
+  mountRunsPanels(root, token, asked); // `&runs=PROJECT`: runs tables (runs/panel.ts)
   let channels: ChannelInfo[] = [];
   try {
     const res = await fetch("channels", { headers: { Authorization: `Bearer ${token}` }, cache: "no-store" });
@@ -163,6 +167,7 @@ async function main(): Promise<void> {
     for (const ch of chosen) params.append("ch", ch);
     if (x) params.set("x", x);
     for (const f of [...ySel].sort()) params.append("y", f);
+    for (const k of ["runs", "color_by"]) for (const v of asked.getAll(k)) params.append(k, v);
     for (const box of fieldsEl.querySelectorAll<HTMLInputElement>("input")) box.checked = plotted(box.value);
     const hash = "#" + params.toString();
     if (hash !== location.hash) history.replaceState(null, "", hash);

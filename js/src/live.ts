@@ -11,6 +11,7 @@ import type { Envelope, Gap, Start } from "./sync";
 import { isPattern, matching } from "./chart/glob";
 import { cut, fetchRange, overlaps } from "./chart/history";
 import { HOST_GROUPS, groupOf, isHostChart } from "./chart/hostgroup";
+import { RunColors } from "./runs/live";
 import { missingFieldsText, noDataText } from "./notices";
 import css from "./styles.css";
 import uplotCss from "uplot/dist/uPlot.min.css";
@@ -41,6 +42,8 @@ export interface LiveOptions extends ChartOptions {
   onLive?: () => void;
   /** How often patterns are looked up again (ms). */
   discoverEvery?: number;
+  /** Colour each run's series by this config value of its run record (`GET runs`). */
+  colorBy?: string | null;
 }
 
 export class LiveChart {
@@ -60,6 +63,7 @@ export class LiveChart {
   /** Channels whose older part was asked for, and the ranges of each that came thinned. */
   private olderAsked = new Set<string>();
   private thin = new Map<string, [number, number][]>();
+  private colors: RunColors | null = null;
   /** Fields seen per channel, and what the chart says about missing data (see notices.ts). */
   private fieldsOf = new Map<string, Set<string>>();
   private notices: { noData: string | null; fields: string | null; pattern: string | null } =
@@ -76,6 +80,12 @@ export class LiveChart {
     const window = opts.window === undefined ? 300 : opts.window;
     const maxPoints = opts.maxPoints ?? 200_000;
     this.start = { backfill: opts.backfill ?? Math.min(maxPoints, window === null ? maxPoints : Math.ceil(window * 20)) };
+    if (opts.colorBy) {
+      this.colors = new RunColors(opts.url, opts.token, opts.channels, opts.colorBy, (m) => {
+        for (const c of this.charts) c.setColors(m);
+        this.chart.root.dataset.colorBy = opts.colorBy ?? "";
+      });
+    }
     const plain = opts.channels.filter((c) => !isPattern(c));
     if (plain.length) this.connect(plain);
     if (plain.length < opts.channels.length) {
@@ -297,6 +307,7 @@ export class LiveChart {
   dispose(): void {
     this.disposed = true;
     if (this.discover) clearInterval(this.discover);
+    this.colors?.dispose();
     if (this.noDataTimer) clearTimeout(this.noDataTimer);
     this.client?.dispose();
     for (const c of this.charts) c.destroy();

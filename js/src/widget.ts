@@ -8,7 +8,7 @@ import { LiveChart, injectStyles } from "./live";
 import { KernelToken } from "./kernel_token";
 import type { TransportKind } from "./client";
 
-interface Model {
+export interface Model {
   get(name: string): any;
   set(name: string, value: unknown): void;
   save_changes(): void;
@@ -26,6 +26,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   let live: LiveChart | null = null;
   let still: Chart | null = null;
   let timer: ReturnType<typeof setInterval> | null = null;
+  let channelsChanged = false; // set by a change of `channels`, read by the next start()
   // The token arrives in a message from the kernel; a client that gave up without one starts over.
   const tokens = new KernelToken(model, () => {
     if (live?.client?.error) start();
@@ -52,6 +53,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     // What a person sets in the browser goes back to the Python traits (and into saved notebooks,
     // snapshots and reports: docs/reports.md).
     onView: (v: ViewState) => saveView(model, v),
+    colorBy: (model.get("color_by") as string | null) || null,
   });
   const shown = (): Chart | null => live?.chart ?? still;
 
@@ -69,7 +71,10 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     const url = (model.get("url") as string) || "";
     const problem = (model.get("problem") as string) || "";
     // (`snapshot`: the key in notebooks saved before the kernel took snapshots)
-    const saved = (model.get("_snapshot") ?? model.get("snapshot") ?? null) as Snapshot | null;
+    // A saved snapshot belongs to the channels it was taken of: after `channels` changed (a runs
+    // table linked to this chart selected other runs) it would bring the old runs back.
+    const saved = channelsChanged ? null : (model.get("_snapshot") ?? model.get("snapshot") ?? null) as Snapshot | null;
+    channelsChanged = false;
     hideStatic(el.ownerDocument, String(model.get("_static_id") ?? ""));
     if (problem || !url) {
       // No server to talk to: say so, and show what was saved, if anything.
@@ -124,8 +129,12 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   };
 
   const names = ["channels", "fields", "window", "max_points", "title", "height", "x", "units", "theme", "url", "problem",
-    "thresholds", "via"];
+    "thresholds", "via", "color_by"];
   const restart = () => start();
+  const newChannels = () => {
+    channelsChanged = true;
+  };
+  model.on("change:channels", newChannels); // (before `restart`, which is also bound to it)
   for (const n of names) model.on(`change:${n}`, restart);
   // The view traits, set from Python (or echoed back from this view): applied in place.
   const applyView = () => {
@@ -145,6 +154,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   return () => {
     for (const n of names) model.off(`change:${n}`, restart);
     for (const n of viewNames) model.off(`change:${n}`, applyView);
+    model.off("change:channels", newChannels);
     tokens.dispose();
     stop();
   };

@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 import pulseboard
 from pulseboard.protocol import PulseboardError
 
-from . import api
+from . import api, runs
 from .brokers import open_broker
 from .config import Settings
 from .cors import CorsMiddleware
@@ -131,6 +131,9 @@ def routes(node: Node) -> list[BaseRoute]:
         Route("/view-token", api.view_token, methods=["POST"]),
         Route("/history", api.history),
         Route("/channels", api.channels),
+        Route("/runs", runs.get_runs),
+        Route("/runs", runs.post_run, methods=["POST"]),
+        Route("/delete", runs.delete, methods=["POST"]),
         Route("/healthz", api.healthz),
         Route("/metrics", api.metrics),
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),

@@ -68,6 +68,12 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--url", default=None, help="server URL (PULSEBOARD_URL)")
     u.add_argument("--token", default=None, help="token (PULSEBOARD_TOKEN)")
 
+    d = sub.add_parser("delete", help="delete channels' data", description=(
+        "Remove channels' messages (and the run record of a run's channel); needs publish rights on them."))
+    d.add_argument("channel", nargs="+")
+    d.add_argument("--url", default=None, help="server URL (PULSEBOARD_URL)")
+    d.add_argument("--token", default=None, help="token (PULSEBOARD_TOKEN)")
+
     a = sub.add_parser("agent", help="run the host collector elsewhere",
                        description="Publish this host's metrics to a broker or a server.")
     where = a.add_mutually_exclusive_group(required=True)
@@ -89,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             token_command(args)
         elif args.command == "publish":
             publish_command(args)
+        elif args.command == "delete":
+            delete_command(args)
         elif args.command == "agent":
             agent_command(args)
         elif args.command == "report":
@@ -162,6 +170,19 @@ def publish_command(args: argparse.Namespace) -> None:
     except PublishError as e:
         raise CliError(str(e)) from None
     print(seq)
+
+
+def delete_command(args: argparse.Namespace) -> None:
+    from pulseboard.publish import PublishError
+    from pulseboard.tracking import delete
+
+    try:
+        deleted = delete(*args.channel, url=args.url, token=args.token)
+    except PublishError as e:
+        raise CliError(str(e)) from None
+    gone = set(deleted)
+    for ch in args.channel:
+        print(f"deleted {ch}" if ch in gone else f"nothing to delete in {ch}")
 
 
 # --- agent -------------------------------------------------------------------------

@@ -54,3 +54,8 @@ def test_relay_prints_latency_and_kernel_cpu() -> None:
     out = run(str(BENCH / "relay.py"), "--seconds", "2")
     assert "publish -> IOPub at 100 msgs/s, relayed" in out and "(baseline)" in out, out
     assert "kernel CPU, relaying 1,000 msgs/s" in out, out
+
+
+def test_runs_prints_both_figures() -> None:
+    out = run(str(BENCH / "runs.py"), "--runs", "300", "--table-runs", "100", "--seconds", "1")
+    assert "GET runs,    300 runs" in out and "table,   100 runs live" in out, out

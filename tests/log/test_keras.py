@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import httpx
+
 from harness.channels import read_all
 from harness.servers import ServerProcess
 from harness.tokens import token
@@ -26,6 +28,8 @@ model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"]
 model.fit(x, y, batch_size=16, epochs=3, validation_split=0.25, verbose=0,
           callbacks=[PulseboardCallback("keras.run", every_n_batches=2)])
 assert pulseboard.flush(timeout=60)
+model.fit(x, y, batch_size=16, epochs=2, verbose=0,  # a run of its own, started and finished by the callback
+          callbacks=[PulseboardCallback(project="keras", name="fit2", config={"width": 8})])
 """
 
 
@@ -33,6 +37,12 @@ def test_keras_callback_logs_batches_and_epochs(server: ServerProcess) -> None:
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
                PULSEBOARD_URL=server.url, PULSEBOARD_TOKEN=token())
     subprocess.run([sys.executable, "-c", TRAIN], env=env, check=True, timeout=240)
+    (run,) = httpx.get(server.url + "/runs?project=keras", headers={"Authorization": f"Bearer {token()}"}
+                       ).json()["runs"]
+    assert run["name"] == "fit2" and run["status"] == "finished"
+    assert run["config"]["width"] == 8 and run["config"]["epochs"] == 2 and run["config"]["optimizer"] == "Adam"
+    assert run["config"]["learning_rate"] == 0.001
+    assert [m["data"]["step"] for m in read_all(server.url, "keras.fit2")][-1] == 8  # 64 rows / 16, 2 epochs
     msgs = [m["data"] for m in read_all(server.url, "keras.run")]
     epochs = [m for m in msgs if "epoch/loss" in m]
     batches = [m for m in msgs if "loss" in m]

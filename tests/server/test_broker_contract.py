@@ -408,3 +408,83 @@ async def test_retention_sweeps_on_several_nodes_agree(make_broker: Factory) -> 
         assert (info.seq, info.first) == (40, 31)
         assert [m.data["i"] for m in msgs] == list(range(30, 40))
     assert (await nodes[1].publish("multi", {"i": 40}, now + 3600)).seq == 41
+
+
+# --- deleting a channel (the "first hour" issue) and run records (the runs issue) ---------------
+
+
+async def test_delete_drops_history_and_resets_subscribers_to_a_new_epoch(make_broker: Factory) -> None:
+    broker, feed = await make_broker()
+    await publish_n(broker, "d", 5)
+    await publish_n(broker, "keep", 2)
+    await broker.subscribe("d")
+    old = (await broker.replay("d", Live())).info
+    assert await broker.delete("d") is True
+    await feed.wait_for(lambda: bool(feed.resets))
+    (ch, epoch, seq), = feed.resets
+    assert (ch, seq) == ("d", 0) and epoch != old.epoch
+    assert [i.ch for i in await broker.channels()] == ["keep"]
+    _, msgs = await broker.history("d", None, 100)
+    assert msgs == []
+    resumed = await broker.replay("d", Since(5, old.epoch))
+    assert resumed.recovered is False and resumed.msgs == []  # never a silent gap
+    again = await broker.publish("d", {"i": 99}, 2000.0)
+    assert again.seq == 1
+    await feed.wait_for(lambda: 1 in feed.seqs("d"))
+    assert (await broker.replay("d", Live())).info.epoch == epoch
+    assert [i.ch for i in await broker.channels()] == ["d", "keep"]
+    assert await broker.delete("never-published") is False
+    _, kept = await broker.history("keep", None, 100)
+    assert len(kept) == 2
+
+
+async def test_run_records_are_kept_listed_and_deleted(make_broker: Factory) -> None:
+    broker, _ = await make_broker()
+    rec = {"project": "p", "name": "a", "config": {"lr": 0.1}, "status": "running"}
+    await broker.run_put("p", "a", rec)
+    await broker.run_put("p", "b", {**rec, "name": "b"})
+    await broker.run_put("q", "a", {**rec, "project": "q"})
+    assert await broker.run_get("p", "a") == rec
+    assert sorted(r["name"] for r in await broker.run_list("p")) == ["a", "b"]
+    await broker.run_put("p", "a", {**rec, "status": "finished"})
+    assert (await broker.run_get("p", "a") or {})["status"] == "finished"
+    assert await broker.run_delete("p", "a") is True
+    assert await broker.run_delete("p", "a") is False
+    assert [r["name"] for r in await broker.run_list("p")] == ["b"]
+    assert await broker.run_list("nothing") == []
+
+
+async def test_runs_per_project_are_bounded(make_broker: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulseboard_server.brokers import base, redis_runs
+
+    monkeypatch.setattr(base, "MAX_RUNS_PER_PROJECT", 3)
+    monkeypatch.setattr(redis_runs, "MAX_RUNS_PER_PROJECT", 3)
+    broker, _ = await make_broker()
+    for i in range(3):
+        await broker.run_put("p", f"r{i}", {"name": f"r{i}"})
+    with pytest.raises(PulseboardError) as err:
+        await broker.run_put("p", "r3", {"name": "r3"})
+    assert err.value.code == "too_large" and "delete old runs" in err.value.detail
+    await broker.run_put("p", "r0", {"name": "r0", "status": "finished"})  # existing runs go on
+    await broker.run_put("other", "r3", {"name": "r3"})
+
+
+@pytest.mark.parametrize("make_broker", ["sqlite"], indirect=True)
+async def test_sqlite_keeps_runs_and_deleted_epochs_across_a_restart(make_broker: Factory) -> None:
+    broker, _ = await make_broker()
+    url = broker.url
+    await publish_n(broker, "d", 3)
+    old = (await broker.replay("d", Live())).info.epoch
+    await broker.delete("d")
+    fresh = (await broker.replay("d", Live())).info.epoch
+    await broker.run_put("p", "a", {"name": "a", "config": {"lr": 0.1}})
+    await broker.close()
+    reopened = open_broker(url, None, retention=1e12)
+    await reopened.start(lambda e: None, lambda c, e, s: None)
+    try:
+        assert await reopened.run_list("p") == [{"name": "a", "config": {"lr": 0.1}}]
+        info = (await reopened.replay("d", Live())).info
+        assert info.epoch == fresh != old and info.seq == 0
+        assert (await reopened.publish("d", {"x": 1}, 1.0)).seq == 1
+    finally:
+        await reopened.close()

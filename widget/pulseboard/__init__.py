@@ -25,11 +25,17 @@ _HOMES = {
     "Client": "client",
     "LiveChart": "widget",
     "LogHandler": "loghandler",
+    "Run": "tracking",
+    "Runs": "runs_widget",
     "SenderStatus": "sender",
     "flush": "sender",
     "log": "sender",
     "sender_status": "sender",
     "subscribe": "client",
+    "delete": "tracking",
+    "finish": "tracking",
+    "init": "tracking",
+    "runs": "tracking",
 }
 __all__ = [
     "Client",
@@ -37,10 +43,16 @@ __all__ = [
     "LogHandler",
     "PublishError",
     "Publisher",
+    "Run",
+    "Runs",
     "SenderStatus",
+    "delete",
+    "finish",
     "flush",
+    "init",
     "log",
     "publish",
+    "runs",
     "sender_status",
     "subscribe",
 ]
@@ -48,7 +60,9 @@ __all__ = [
 if TYPE_CHECKING:
     from .client import Client, subscribe
     from .loghandler import LogHandler
+    from .runs_widget import Runs
     from .sender import SenderStatus, flush, log, sender_status
+    from .tracking import Run, delete, finish, init, runs
     from .widget import LiveChart
 
 

@@ -131,10 +131,10 @@ class Publisher:
         return self.publish_many([(channel, data, ts)])[0]
 
     def publish_many(self, items: list[tuple[str, Mapping[str, Any], float | None]]) -> list[int]:
-        body = json.dumps([
+        body = [
             {"ch": ch, "data": coerce_data(data), **({"ts": ts} if ts is not None else {})}
             for ch, data, ts in items
-        ]).encode()
+        ]
         try:
             return self._post(body)
         except PublishError as e:
@@ -152,29 +152,35 @@ class Publisher:
             self.token = token
             return self._post(body)
 
-    def _post(self, body: bytes) -> list[int]:
-        from .credhttp import open_request  # here: the server imports this module, and loads only wire code
+    def _post(self, body: list[dict[str, Any]]) -> list[int]:
+        seqs: list[int] = request_json(self.url, self.token, "publish", body, self.timeout, "the publish")["seqs"]
+        return seqs
 
-        req = urllib.request.Request(
-            self.url + "/publish",
-            data=body,
-            method="POST",
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
+
+def request_json(url: str, token: str, path: str, body: Any, timeout: float, what: str) -> Any:
+    """GET (`body` None) or POST JSON to the server's `path`; the answer's JSON, or a `PublishError`
+    saying why (the server's error code and detail, or that it can't be reached)."""
+    req = urllib.request.Request(
+        url + "/" + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method="GET" if body is None else "POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    from .credhttp import open_request  # here: the server imports this module, and loads only wire code
+
+    try:
+        with open_request(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as e:
         try:
-            with open_request(req, timeout=self.timeout) as resp:
-                seqs: list[int] = json.loads(resp.read())["seqs"]
-                return seqs
-        except urllib.error.HTTPError as e:
-            try:
-                err = json.loads(e.read())
-                code, detail = err.get("error", "error"), err.get("detail", e.reason)
-            except ValueError:
-                code, detail = "error", str(e.reason)
-            raise PublishError(code, f"server refused the publish ({e.code} {code}): {detail}") from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise PublishError("unavailable", f"cannot reach {self.url}: {reason}; is the server running?") from None
+            err = json.loads(e.read())
+            code, detail = err.get("error", "error"), err.get("detail", e.reason)
+        except ValueError:
+            code, detail = "error", str(e.reason)
+        raise PublishError(code, f"server refused {what} ({e.code} {code}): {detail}") from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise PublishError("unavailable", f"cannot reach {url}: {reason}; is the server running?") from None
 
 
 _default: Publisher | None = None

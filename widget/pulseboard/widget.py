@@ -76,6 +76,8 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     channel. `smoothing` in [0, 1) draws a debiased EMA over the faint raw line; `log_y`
     starts on a log scale; `thresholds={"loss": 0.1}` draws the line and marks the chart
     while the latest value is above it (`{"acc": {"below": 0.9}}` for the other way).
+    `color_by="lr"` colours each run's series by that config value of its run record
+    (`pulseboard.init`): numbers low to high on one ramp (log when they span over 20x).
     """
 
     _esm = STATIC / "widget.js"
@@ -99,6 +101,8 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     smoothing = traitlets.Float(0.0).tag(sync=True)
     log_y = traitlets.Bool(False).tag(sync=True)
     thresholds = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    # Runs: colour each run's series by this config value of its run record (`color_by="lr"`).
+    color_by = traitlets.Unicode(None, allow_none=True).tag(sync=True)
     # What the widget shows instead of a chart when it cannot connect (set by Python).
     problem = traitlets.Unicode("").tag(sync=True)
     # The chart's data for saved notebooks and reports: taken by the kernel from the server's
@@ -137,6 +141,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         log_y: bool = False,
         thresholds: dict[str, float | dict[str, float]] | None = None,
         via: str | None = None,
+        color_by: str | None = None,
         **kwargs: Any,
     ) -> None:
         chs = [channels] if isinstance(channels, str) else list(channels)
@@ -163,6 +168,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
             smoothing=chart_smoothing(smoothing),
             log_y=bool(log_y),
             thresholds=chart_thresholds(thresholds),
+            color_by=color_by,
             problem=problem,
             via=via_setting(via),
             **kwargs,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib
+import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from pulseboard.protocol import UNAVAILABLE, Envelope, PulseboardError, Start
+from pulseboard.protocol import TOO_LARGE, UNAVAILABLE, Envelope, PulseboardError, Start
 
 OnMessage = Callable[[Envelope], None]
 OnReset = Callable[[str, str, int], None]  # channel, new epoch, top seq
@@ -94,6 +96,25 @@ class Broker(Protocol):
         """True the first time `key` is claimed within `ttl` seconds (one-time tickets)."""
         ...
 
+    async def delete(self, ch: str) -> bool:
+        """Remove the channel's messages (False: it had none). Its subscribers get a reset
+        to a new epoch at seq 0, and its next publish starts that epoch at seq 1."""
+        ...
+
+    async def run_put(self, project: str, name: str, record: dict[str, Any]) -> None:
+        """Keep (or replace) one run record; `too_large` past MAX_RUNS_PER_PROJECT / MAX_RUNS."""
+        ...
+
+    async def run_get(self, project: str, name: str) -> dict[str, Any] | None: ...
+
+    async def run_list(self, project: str) -> list[dict[str, Any]]: ...
+
+    async def run_entries(self, project: str) -> list[RunEntry]:
+        """`run_list` with each record's `encode_run` (kept with it where it is kept in memory)."""
+        ...
+
+    async def run_delete(self, project: str, name: str) -> bool: ...
+
 
 BACKENDS = {
     "sqlite": "pulseboard_server.brokers.sqlite:SqliteBroker",
@@ -166,3 +187,103 @@ def open_broker(url: str, history: int | None, **options: Any) -> Broker:
     cls = getattr(importlib.import_module(module), name)
     broker: Broker = cls(url, history=history, **options)
     return broker
+
+
+MAX_TOMBSTONES = 100_000  # deleted channels whose next epoch is remembered (oldest forgotten first)
+MAX_RUNS_PER_PROJECT = 20_000  # run records one project holds (see runs.py)
+MAX_RUNS = 200_000  # run records one server holds, all projects
+
+
+def new_epoch() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Tombstones:
+    """The epoch a deleted channel gets when it is published again: a new one, so a client
+    resuming from the old (epoch, seq) is told `recovered: false`, never a silent gap."""
+
+    def __init__(self) -> None:
+        self._epochs: dict[str, str] = {}
+
+    def bury(self, ch: str, epoch: str) -> None:
+        self._epochs.pop(ch, None)
+        self._epochs[ch] = epoch
+        while len(self._epochs) > MAX_TOMBSTONES:
+            del self._epochs[next(iter(self._epochs))]
+
+    def get(self, ch: str) -> str | None:
+        return self._epochs.get(ch)
+
+    def pop(self, ch: str) -> str | None:
+        return self._epochs.pop(ch, None)
+
+
+def encode_run(record: dict[str, Any]) -> str:
+    """A run record's JSON without its status, open at the end: `GET runs` appends the status as
+    it is at that moment (`"stalled"}`), so 10,000 records answer without encoding any again."""
+    body = json.dumps({k: v for k, v in record.items() if k != "status"}, separators=(",", ":"))
+    return body[:-1] + (',"status":' if len(body) > 2 else '"status":')
+
+
+RunEntry = tuple[dict[str, Any], str]  # a record and `encode_run` of it
+
+
+class LocalRuns:
+    """Run records held in this process, by project then name, in the order they first came
+    (memory:// keeps them here; the store keeps them here too, as the cache of its `runs` table)."""
+
+    def __init__(self) -> None:
+        self.by_project: dict[str, dict[str, RunEntry]] = {}
+        self.total = 0
+
+    def get(self, project: str, name: str) -> dict[str, Any] | None:
+        entry = self.by_project.get(project, {}).get(name)
+        return entry[0] if entry is not None else None
+
+    def check_room(self, project: str, name: str) -> None:
+        """Raise `too_large` when adding this run would pass a bound."""
+        runs = self.by_project.get(project)
+        if runs is not None and name in runs:
+            return
+        if runs is not None and len(runs) >= MAX_RUNS_PER_PROJECT:
+            raise PulseboardError(TOO_LARGE, f"project {project!r} holds {MAX_RUNS_PER_PROJECT} runs, the "
+                                  "limit: delete old runs (pulseboard delete) first")
+        if self.total >= MAX_RUNS:
+            raise PulseboardError(TOO_LARGE, f"the server holds {MAX_RUNS} runs, the limit: delete old runs first")
+
+    def put(self, project: str, name: str, record: dict[str, Any], encoded: str | None = None) -> None:
+        runs = self.by_project.setdefault(project, {})
+        if name not in runs:
+            self.total += 1
+        runs[name] = (record, encoded if encoded is not None else encode_run(record))
+
+    def delete(self, project: str, name: str) -> bool:
+        runs = self.by_project.get(project)
+        if runs is None or runs.pop(name, None) is None:
+            return False
+        self.total -= 1
+        if not runs:
+            del self.by_project[project]
+        return True
+
+    def records(self, project: str) -> list[dict[str, Any]]:
+        return [rec for rec, _ in self.by_project.get(project, {}).values()]
+
+    def entries(self, project: str) -> list[RunEntry]:
+        return list(self.by_project.get(project, {}).values())
+
+
+class HeldRuns:
+    """The reads of run records for brokers that hold them in this process (`_runs`)."""
+
+    _runs: LocalRuns
+
+    async def run_get(self, project: str, name: str) -> dict[str, Any] | None:
+        return self._runs.get(project, name)
+
+    async def run_list(self, project: str) -> list[dict[str, Any]]:
+        return self._runs.records(project)
+
+    async def run_entries(self, project: str) -> list[RunEntry]:
+        return self._runs.entries(project)
+

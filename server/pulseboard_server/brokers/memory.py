@@ -21,7 +21,20 @@ from typing import Any
 from pulseboard.protocol import TOO_LARGE, Envelope, PulseboardError, Start
 
 from ..replay import HistoryWindow, plan_replay
-from .base import ChannelInfo, LocalClaims, OnMessage, OnReset, PublishItem, Replay, publish_each, sweep_period
+from .base import (
+    ChannelInfo,
+    HeldRuns,
+    LocalClaims,
+    LocalRuns,
+    OnMessage,
+    OnReset,
+    PublishItem,
+    Replay,
+    Tombstones,
+    new_epoch,
+    publish_each,
+    sweep_period,
+)
 from .downsample import pick
 
 
@@ -35,7 +48,7 @@ def remember_key(keys: dict[str, Envelope], key: str, env: Envelope, first: int)
         del keys[oldest]
 
 
-class MemoryBroker:
+class MemoryBroker(HeldRuns):
     def __init__(
         self,
         url: str = "memory://",
@@ -61,10 +74,13 @@ class MemoryBroker:
         self._subscribed: set[str] = set()
         self._claims = LocalClaims()
         self._on_message: OnMessage | None = None
+        self._on_reset: OnReset | None = None
         self._salt = uuid.uuid4().hex
+        self._tombs = Tombstones()
+        self._runs = LocalRuns()
 
     async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
-        self._on_message = on_message
+        self._on_message, self._on_reset = on_message, on_reset
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep_loop())
 
@@ -129,14 +145,14 @@ class MemoryBroker:
         if w is None:
             if len(self._windows) >= self._max_channels:
                 raise PulseboardError(TOO_LARGE, f"channel limit ({self._max_channels}) reached")
-            w = self._windows[ch] = HistoryWindow(pending_epoch(self._salt, ch), self._history)
+            w = self._windows[ch] = HistoryWindow(self._tombs.pop(ch) or pending_epoch(self._salt, ch), self._history)
         return w
 
     def _read_info(self, ch: str) -> tuple[ChannelInfo, HistoryWindow | None]:
         """Where `ch` is, without creating it."""
         w = self._windows.get(ch)
         if w is None:
-            return ChannelInfo(ch, pending_epoch(self._salt, ch), 0, 1), None
+            return ChannelInfo(ch, self._tombs.get(ch) or pending_epoch(self._salt, ch), 0, 1), None
         return self._info(ch, w), w
 
     def _info(self, ch: str, w: HistoryWindow) -> ChannelInfo:
@@ -195,6 +211,23 @@ class MemoryBroker:
 
     async def claim_once(self, key: str, ttl: float) -> bool:
         return self._claims.claim(key, ttl)
+
+    async def delete(self, ch: str) -> bool:
+        if self._windows.pop(ch, None) is None:
+            return False
+        self._keys.pop(ch, None)
+        epoch = new_epoch()
+        self._tombs.bury(ch, epoch)
+        if ch in self._subscribed and self._on_reset is not None:
+            self._on_reset(ch, epoch, 0)
+        return True
+
+    async def run_put(self, project: str, name: str, record: dict[str, Any]) -> None:
+        self._runs.check_room(project, name)
+        self._runs.put(project, name, record)
+
+    async def run_delete(self, project: str, name: str) -> bool:
+        return self._runs.delete(project, name)
 
 
 def pending_epoch(salt: str, ch: str) -> str:

@@ -31,7 +31,19 @@ from redis.retry import Retry
 from pulseboard.protocol import Envelope, Live, Since, Start, dumps
 
 from ..replay import plan_replay
-from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishItem, Replay, publish_each, sweep_period
+from . import redis_runs
+from .base import (
+    BrokerUnavailable,
+    ChannelInfo,
+    OnMessage,
+    OnReset,
+    PublishItem,
+    Replay,
+    RunEntry,
+    encode_run,
+    publish_each,
+    sweep_period,
+)
 from .redis_fanout import Delivery
 from .redis_link import Link
 from .redis_range import ChannelGuard, redis_range
@@ -270,7 +282,7 @@ class RedisBroker:
             if self._published_bytes * 8 >= self._max_history_bytes:
                 self._published_bytes = 0
                 self._cap_wake.set()
-        if created:
+        if created or int(seq) == 1:  # seq 1 without `created`: the first publish after a delete
             await self._register(ch)
         return Envelope(ch, int(seq), ts, data, head + str(seq) + tail)
 
@@ -363,6 +375,38 @@ class RedisBroker:
         except (RedisError, OSError) as e:
             raise self._unavailable(e) from None
         return bool(ok)
+
+    # --- deleting and run records: see redis_runs ----------------------------------------
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        if self._client is None:
+            raise BrokerUnavailable("broker not started")
+        try:
+            return await fn(self._client, self.prefix, *args)
+        except (RedisError, OSError) as e:
+            raise self._unavailable(e) from None
+
+    async def delete(self, ch: str) -> bool:
+        done: bool = await self._call(redis_runs.delete_channel, self.cluster, ch)
+        return done
+
+    async def run_put(self, project: str, name: str, record: dict[str, Any]) -> None:
+        await self._call(redis_runs.put_run, project, name, record)
+
+    async def run_get(self, project: str, name: str) -> dict[str, Any] | None:
+        rec: dict[str, Any] | None = await self._call(redis_runs.get_run, project, name)
+        return rec
+
+    async def run_list(self, project: str) -> list[dict[str, Any]]:
+        recs: list[dict[str, Any]] = await self._call(redis_runs.list_runs, project)
+        return recs
+
+    async def run_entries(self, project: str) -> list[RunEntry]:
+        return [(rec, encode_run(rec)) for rec in await self.run_list(project)]
+
+    async def run_delete(self, project: str, name: str) -> bool:
+        gone: bool = await self._call(redis_runs.delete_run, project, name)
+        return gone
 
     # --- fan-out: see redis_fanout ------------------------------------------------------
 

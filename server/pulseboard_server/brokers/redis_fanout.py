@@ -140,6 +140,9 @@ class Delivery:
         if ch is None or st is None or st.link is not link:
             return
         epoch, _, raw = payload.partition(" ")
+        if not raw:  # a delete (redis_runs): the channel starts a new epoch at 0
+            await self._resync(ch, st)
+            return
         try:
             env = Envelope.from_raw(raw)
         except (ValueError, KeyError, TypeError):  # not ours: someone else published on our channel

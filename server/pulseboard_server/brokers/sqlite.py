@@ -18,6 +18,7 @@ epoch its first publish will give it (`pending_epoch`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -29,7 +30,21 @@ from urllib.parse import unquote, urlsplit
 from pulseboard.protocol import TOO_LARGE, Backfill, Envelope, Live, PulseboardError, Start
 
 from ..replay import plan_replay
-from .base import BrokerUnavailable, ChannelInfo, LocalClaims, OnMessage, OnReset, PublishItem, Replay, history_cap
+from .base import (
+    MAX_TOMBSTONES,
+    BrokerUnavailable,
+    ChannelInfo,
+    HeldRuns,
+    LocalClaims,
+    LocalRuns,
+    OnMessage,
+    OnReset,
+    PublishItem,
+    Replay,
+    Tombstones,
+    history_cap,
+    new_epoch,
+)
 from .memory import pending_epoch
 from .sqlite_range import read_range
 from .sqlite_store import Item, Readers, Store, envelopes
@@ -59,7 +74,7 @@ def store_path(url: str, data_dir: str | None) -> Path:
     return Path(data_dir or default_data_dir()) / "pulseboard.db"
 
 
-class SqliteBroker:
+class SqliteBroker(HeldRuns):
     def __init__(
         self,
         url: str = "sqlite://",
@@ -88,6 +103,9 @@ class SqliteBroker:
         self._writer: Writer | None = None
         self._salt = ""
         self._failing: str | None = None
+        self._on_reset: OnReset | None = None
+        self._tombs = Tombstones()
+        self._runs = LocalRuns()  # the `runs` table, held here too: reads never touch the disk
 
     async def start(self, on_message: OnMessage, on_reset: OnReset) -> None:
         store, loaded = await asyncio.to_thread(Store.open, self.path)
@@ -104,7 +122,13 @@ class SqliteBroker:
         self._writer = Writer(store, loop, self._committed, self._failed, self._trimmed,
                               retention=self._retention, max_bytes=self._max_bytes, max_count=self._history)
         self._writer.start()
-        self._on_message = on_message
+        self._on_message, self._on_reset = on_message, on_reset
+        tombs, runs = await asyncio.to_thread(store.load_extra)
+        for name, epoch in tombs:
+            if name not in self._chans:
+                self._tombs.bury(name, epoch)
+        for project, name, rec in runs:
+            self._runs.put(project, name, json.loads(rec))  # (in the order they first came)
         log.info("store %s: %d channels", self.path, len(self._chans))
 
     async def close(self) -> None:
@@ -195,7 +219,7 @@ class SqliteBroker:
         env = Envelope.make(ch, (chan.top if chan is not None else 0) + 1, ts, data)  # may raise: nothing changed
         new: tuple[str, str] | None = None
         if chan is None:
-            chan = self._chans[ch] = _Chan(self._next_id, pending_epoch(self._salt, ch), 0, 0, 1)
+            chan = self._chans[ch] = _Chan(self._next_id, self._tombs.pop(ch) or pending_epoch(self._salt, ch), 0, 0, 1)
             self._by_id[chan.id] = ch
             self._next_id += 1
             new = (ch, chan.epoch)
@@ -275,7 +299,7 @@ class SqliteBroker:
     def _info(self, ch: str) -> ChannelInfo:
         chan = self._chans.get(ch)
         if chan is None or (chan.durable == 0 and chan.first == 1):
-            epoch = chan.epoch if chan is not None else pending_epoch(self._salt, ch)
+            epoch = chan.epoch if chan is not None else self._tombs.get(ch) or pending_epoch(self._salt, ch)
             return ChannelInfo(ch, epoch, 0, 1)
         return ChannelInfo(ch, chan.epoch, chan.durable, min(chan.first, chan.durable + 1))
 
@@ -370,6 +394,42 @@ class SqliteBroker:
 
     async def claim_once(self, key: str, ttl: float) -> bool:
         return self._claims.claim(key, ttl)
+
+    async def delete(self, ch: str) -> bool:
+        writer = self._ready()
+        chan = self._chans.pop(ch, None)
+        if chan is None:
+            return False
+        # From here a publish numbers a new channel (new id, the new epoch); the writer deletes
+        # the old one after what was numbered before and before what comes after.
+        del self._by_id[chan.id]
+        for k in [k for k in self._keys if k[0] == chan.id]:
+            del self._keys[k]
+        epoch = new_epoch()
+        self._tombs.bury(ch, epoch)
+        store = self._store
+        assert store is not None
+
+        def told() -> None:  # on the loop, before anything the writer kept after the delete fans out
+            if ch in self._subscribed and self._on_reset is not None:
+                self._on_reset(ch, epoch, 0)
+
+        await writer.job(lambda c: store.delete_channel(c, chan.id, ch, epoch, MAX_TOMBSTONES), told)
+        return chan.durable > 0 or chan.top > 0
+
+    async def run_put(self, project: str, name: str, record: dict[str, Any]) -> None:
+        writer = self._ready()
+        self._runs.check_room(project, name)
+        raw = json.dumps(record, separators=(",", ":"))
+        await writer.job(lambda c: c.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?)", (project, name, raw)))
+        self._runs.put(project, name, record)
+
+    async def run_delete(self, project: str, name: str) -> bool:
+        writer = self._ready()
+        if self._runs.get(project, name) is None:
+            return False
+        await writer.job(lambda c: c.execute("DELETE FROM runs WHERE project=? AND name=?", (project, name)))
+        return self._runs.delete(project, name)
 
 
 __all__ = ["SqliteBroker", "store_path"]

@@ -12,6 +12,8 @@ killed; an OS crash may lose the last commits, see `Store.open`):
     blocks2(ch, k, t_min, t_max, stats)  the same per FAN blocks (SPAN2 seqs), merged from
                                      theirs, so a long bucket takes few summaries
                                      so a long range is downsampled without reading it
+    tombs(name, epoch)               deleted channels: the epoch their next publish starts
+    runs(project, name, rec)         run records (rec = the record's JSON)
 
 Only the writer thread writes. Readers use their own connections (one per
 thread); WAL lets them read while it writes.
@@ -50,6 +52,9 @@ CREATE TABLE IF NOT EXISTS blocks(ch INTEGER NOT NULL, k INTEGER NOT NULL, t_min
   t_max REAL NOT NULL, stats TEXT NOT NULL, PRIMARY KEY(ch, k)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks2(ch INTEGER NOT NULL, k INTEGER NOT NULL, t_min REAL NOT NULL,
   t_max REAL NOT NULL, stats TEXT NOT NULL, PRIMARY KEY(ch, k)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tombs(name TEXT PRIMARY KEY, epoch TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs(project TEXT NOT NULL, name TEXT NOT NULL, rec TEXT NOT NULL,
+  PRIMARY KEY(project, name));
 """
 
 
@@ -224,6 +229,23 @@ class Store:
         loaded = Loaded(store_id, fresh)
         loaded.channels = [(i, n, e, t, f if f is not None else t + 1) for i, n, e, t, f in rows]
         return loaded
+
+    def delete_channel(self, c: sqlite3.Connection, ch_id: int, name: str, epoch: str, keep: int) -> None:
+        """(writer thread, in a transaction) Drop a channel and its messages; remember the epoch
+        its next publish starts, for the newest `keep` deleted channels."""
+        c.execute("DELETE FROM msgs WHERE ch=?", (ch_id,))
+        c.execute("DELETE FROM blocks WHERE ch=?", (ch_id,))
+        c.execute("DELETE FROM blocks2 WHERE ch=?", (ch_id,))
+        c.execute("DELETE FROM channels WHERE id=?", (ch_id,))
+        c.execute("DELETE FROM tombs WHERE name=?", (name,))
+        c.execute("INSERT INTO tombs(name, epoch) VALUES (?, ?)", (name, epoch))
+        c.execute("DELETE FROM tombs WHERE rowid <= (SELECT max(rowid) FROM tombs) - ?", (keep,))
+
+    def load_extra(self) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+        """(at start) Deleted channels' next epochs (oldest first) and the run records."""
+        tombs = self.conn.execute("SELECT name, epoch FROM tombs ORDER BY rowid").fetchall()
+        runs = self.conn.execute("SELECT project, name, rec FROM runs ORDER BY rowid").fetchall()
+        return tombs, runs
 
     def close(self, clean: bool) -> None:
         try:

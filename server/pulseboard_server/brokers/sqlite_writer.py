@@ -17,6 +17,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from .base import BrokerUnavailable
 from .sqlite_store import Item, Store
@@ -38,6 +40,16 @@ class Batch(asyncio.Future[None]):
 
     def cancel(self, msg: object = None) -> bool:
         return False
+
+
+@dataclass(slots=True)
+class Job:
+    """Work for the writer thread in order with the items around it (deleting a channel after
+    the messages numbered before it are written; run records): `fn(conn)` in one transaction."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    fut: asyncio.Future[Any]
+    then: Callable[[], None] | None = None  # (loop) called at once when done, before anything written later
 
 
 class Writer:
@@ -62,7 +74,8 @@ class Writer:
         self.max_bytes = max_bytes
         self.max_count = max_count  # an explicit --history: messages kept per channel, after every batch
         self._cond = threading.Condition(threading.Lock())
-        self._items: list[Item] = []
+        self._items: list[Item | Job] = []
+        self._jobs = 0  # Jobs in _items
         self._fut: asyncio.Future[None] | None = None
         self._stop = False
         self._resume = threading.Event()
@@ -124,15 +137,38 @@ class Writer:
                 self._cond.notify()
             return self._fut
 
-    def _take(self) -> tuple[list[Item], asyncio.Future[None] | None]:
+    def job(
+        self, fn: Callable[[sqlite3.Connection], Any], then: Callable[[], None] | None = None
+    ) -> asyncio.Future[Any]:
+        """(loop) Run `fn(conn)` in the writer thread, in one transaction, after every item put
+        before it and before every item put after it; the future holds its result."""
+        fut: asyncio.Future[Any] = self.loop.create_future()
         with self._cond:
-            if len(self._items) <= MAX_BATCH:
-                items, fut = self._items, self._fut
-                self._items, self._fut = [], None
-                return items, fut
-            items = self._items[:MAX_BATCH]  # the rest shares the same future: it waits for both
-            self._items = self._items[MAX_BATCH:]
-            return items, None
+            self._items.append(Job(fn, fut, then))
+            self._jobs += 1
+            if len(self._items) == 1:
+                self._cond.notify()
+        return fut
+
+    def _take(self) -> tuple[list[Item], asyncio.Future[None] | None, Job | None]:
+        """The next batch: items up to MAX_BATCH or the first job, and that job when it is next."""
+        with self._cond:
+            queue = self._items
+            cut = len(queue)
+            if self._jobs:
+                cut = next(i for i, x in enumerate(queue) if isinstance(x, Job))
+            n = min(cut, MAX_BATCH)
+            items: list[Item] = queue[:n]  # type: ignore[assignment]  # no Job before `cut`
+            rest = queue[n:]
+            job: Job | None = None
+            if n == cut and rest:
+                job = rest.pop(0)  # type: ignore[assignment]
+                self._jobs -= 1
+            if rest:  # the rest shares the open batch's future: it waits for both
+                self._items = rest
+                return items, None, job
+            fut, self._items, self._fut = self._fut, [], None
+            return items, fut, job
 
     def _run(self) -> None:
         try:
@@ -156,14 +192,36 @@ class Writer:
                         break
                 if self._stop and not self._items:
                     return
-            items, fut = self._take()
+            items, fut, job = self._take()
             self._busy_since = time.monotonic()
             if items:
                 self._inflight = (items, fut)
                 self._write(items, fut)
                 self._inflight = ([], None)
+            elif fut is not None:
+                self.loop.call_soon_threadsafe(self._done_on_loop, [], fut)
+            if job is not None:
+                self._run_job(job)
             self._housekeeping()
             self._busy_since = None
+
+    def _run_job(self, job: Job) -> None:
+        c = self.store.conn
+        try:
+            c.execute("BEGIN")
+            try:
+                result = job.fn(c)
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+        except Exception as e:  # any exception fails this job (503); the writer goes on
+            why = str(e) if isinstance(e, sqlite3.Error) else f"unexpected {type(e).__name__}"
+            error = BrokerUnavailable(f"store write failed ({why}): try again shortly")
+            self.loop.call_soon_threadsafe(_settle, job.fut, None, error)
+            return
+        self.loop.call_soon_threadsafe(_settle, job.fut, result, None, job.then)
 
     def _write(self, items: list[Item], fut: asyncio.Future[None] | None) -> None:
         try:
@@ -192,8 +250,12 @@ class Writer:
 
     def _fail_on_loop(self, items: list[Item], fut: asyncio.Future[None] | None, error: str) -> None:
         with self._cond:  # whatever was numbered after the failed batch fails with it
-            later, later_fut = self._items, self._fut
-            self._items, self._fut = [], None
+            queued, later_fut = self._items, self._fut
+            self._items, self._fut, self._jobs = [], None, 0
+        later = [i for i in queued if isinstance(i, Item)]
+        for job in queued:
+            if isinstance(job, Job):
+                _settle(job.fut, None, BrokerUnavailable(f"store write failed ({error}): try again shortly"))
         self.on_failed(items + later, error)
         detail = "store is full (disk or --max-store-bytes): try again later" if "full" in error else (
             f"store write failed ({error}): try again shortly")
@@ -280,4 +342,17 @@ class Writer:
             self.loop.call_soon_threadsafe(self.on_trimmed, firsts)
 
 
-__all__ = ["Writer"]
+def _settle(
+    fut: asyncio.Future[Any], result: Any, error: BaseException | None, then: Callable[[], None] | None = None
+) -> None:
+    if then is not None:
+        then()
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
+
+
+__all__ = ["Job", "Writer"]
