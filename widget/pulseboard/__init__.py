@@ -27,10 +27,12 @@ __all__ = [
     "publish",
     "sender_status",
     "subscribe",
+    "watch",
 ]
 
 if TYPE_CHECKING:
     from .client import Client, subscribe
+    from .tbwatch import watch
     from .widget import LiveChart
 
 
@@ -44,4 +46,8 @@ def __getattr__(name: str) -> Any:
         from . import client
 
         return getattr(client, name)
+    if name == "watch":  # TensorBoard's protobuf classes load only when a log dir is watched
+        from .tbwatch import watch
+
+        return watch
     raise AttributeError(f"module 'pulseboard' has no attribute {name!r}")
