@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from .protocol import PulseboardError
 from .sender import Sender, note
 from .tbevents import message, parse, run_channel
 
@@ -95,7 +96,10 @@ class Watcher:
         self.logdir = Path(logdir).expanduser().resolve()
         if not self.logdir.is_dir():
             raise WatchError(f"{logdir} is not a directory")
-        run_channel(prefix, "")  # a bad prefix fails here, with the channel rule in the message
+        try:
+            run_channel(prefix, "")
+        except PulseboardError as e:
+            raise WatchError(f"bad --prefix: {e.detail}") from None
         self.prefix, self.poll, self.rescan, self.stall, self.verbose = prefix, poll, rescan, stall, verbose
         self.sender = sender or Sender(url, token, max_queue=4 * MAX_QUEUED)
         where = url or os.environ.get("PULSEBOARD_URL") or "auto"
@@ -118,14 +122,14 @@ class Watcher:
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> Watcher:
-        self._open_state()
+        self.open()
         self._thread = threading.Thread(target=self._loop, name="pulseboard-watch", daemon=True)
         self._thread.start()
         return self
 
     def run(self) -> None:
         """Follow the log dir until `stop()` (from a signal handler or another thread)."""
-        self._open_state()
+        self.open()
         self._loop()
 
     def stop(self, timeout: float = 10.0) -> bool:
@@ -150,6 +154,8 @@ class Watcher:
                 self._stop.wait(self.poll)
 
     def _finish(self, timeout: float) -> bool:
+        if self._lock_file is None:  # never opened, or stopped already
+            return True
         ok = self.sender.flush(timeout)
         self._advance()
         self._save()
@@ -287,9 +293,13 @@ class Watcher:
         if moved or self._dirty:
             self._save()
 
-    def _open_state(self) -> None:
+    def open(self) -> None:
+        """Take the state file (one watcher per log dir, prefix and server) and read it; then
+        call `poll_once()` yourself, or use `start()` / `run()`, which call this."""
         import fcntl
 
+        if self._lock_file is not None:
+            return
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         lock = open(str(self.state_path) + ".lock", "w")
         try:
