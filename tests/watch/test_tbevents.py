@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 from pathlib import Path
 
 from hypothesis import given
@@ -37,7 +38,7 @@ def test_one_step_per_message_values_as_written_and_other_kinds_counted(tmp_path
     assert [s.step for s in steps] == list(range(20))
     assert fields(steps) == expected
     assert p.skipped == {"histograms": 20, "images": 20, "text": 20}
-    assert all(a.end <= b.start for a, b in zip(steps, steps[1:], strict=False))
+    assert all(a.end <= b.start for a, b in pairwise(steps))
     # read again from the start with `seen` past everything: nothing is counted twice
     assert parse(buf, seen=len(buf)).skipped == {}
 
