@@ -1,0 +1,59 @@
+"""Lightning and Transformers against the real libraries on torch CPU (long mode only).
+
+torch from the package index brings CUDA libraries (several GB), so these run with
+`PULSEBOARD_LONG=1` after installing a CPU torch and the two libraries:
+
+    .venv/bin/pip install torch==2.13.0            # or the CPU wheel of your platform
+    .venv/bin/pip install lightning transformers    # keeps that torch
+    PULSEBOARD_LONG=1 .venv/bin/pytest tests/integrations -q
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from log.logsupport import read_all
+from pulseboard.integrations.transformers import hf_names
+from support import ServerProcess, token
+
+HERE = Path(__file__).parent
+pytestmark = pytest.mark.skipif(os.environ.get("PULSEBOARD_LONG") != "1",
+                                reason="long mode (PULSEBOARD_LONG=1, with torch, lightning, transformers)")
+
+
+def run_script(name: str, server: ServerProcess, *args: str) -> dict:  # type: ignore[type-arg]
+    out = Path(server.data_dir) / f"{name}.json"
+    env = dict(os.environ, PULSEBOARD_URL=server.url, PULSEBOARD_TOKEN=token(), TOKENIZERS_PARALLELISM="false",
+               HF_HUB_OFFLINE="1")
+    subprocess.run([sys.executable, str(HERE / name), str(out), *args], env=env, check=True, timeout=600)
+    return json.loads(out.read_text())  # type: ignore[no-any-return]
+
+
+def test_lightning_logger_publishes_what_the_module_logged(server: ServerProcess) -> None:
+    got = run_script("lightning_script.py", server)
+    assert got["channel"] == "lit.tiny"
+    assert got["config"] == {"lr": 0.1, "hidden": 4}
+    msgs = [m["data"] for m in read_all(server.url, "lit.tiny")]
+    train = [m for m in msgs if "train/loss" in m]
+    val = [m for m in msgs if "val/loss" in m]
+    assert [m["train/loss"] for m in train] == pytest.approx(got["train"], rel=1e-6)  # 6 batches x 3 epochs
+    assert len(train) == 18 and [m["step"] for m in train] == list(range(18))
+    assert [m["epoch"] for m in train] == [e for e in range(3) for _ in range(6)]
+    assert len(val) == 3 and [m["epoch"] for m in val] == [0, 1, 2]
+    assert all(isinstance(m["val/loss"], float) for m in val)
+
+
+def test_transformers_callback_publishes_the_trainers_log_history(server: ServerProcess, tmp_path: Path) -> None:
+    got = run_script("transformers_script.py", server, str(tmp_path / "out"))
+    assert got["channel"] == "hf.tiny-hf"
+    assert got["config"]["learning_rate"] == 0.05 and got["config"]["num_train_epochs"] == 2
+    msgs = [m["data"] for m in read_all(server.url, "hf.tiny-hf")]
+    expected = [{**hf_names({k: v for k, v in h.items() if k != "step"}), "step": h["step"]} for h in got["history"]]
+    assert msgs == expected  # every log entry, value by value, in order
+    assert sum("train/loss" in m for m in msgs) == 8 and sum("eval/loss" in m for m in msgs) == 2
