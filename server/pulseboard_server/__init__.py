@@ -1,3 +1,5 @@
 """The pulseboard server: authenticated, sequence-numbered metric streams."""
 
-__version__ = "0.1.0"
+from pulseboard import __version__  # the one version string: widget/pulseboard/__init__.py
+
+__all__ = ["__version__"]

@@ -17,7 +17,6 @@ from pulseboard.protocol import (
     HTTP_STATUS,
     NOT_FOUND,
     TOO_LARGE,
-    Grants,
     PulseboardError,
     bad_request,
     check_channel,
@@ -28,6 +27,7 @@ from pulseboard.protocol import (
 
 from .brokers.base import PublishItem, history_cap
 from .brokers.downsample import MAX_POINTS, MIN_POINTS
+from .grants import Grants
 from .limits import LimitError, loads
 from .node import Node
 from .transports import common as transport_common
@@ -64,13 +64,16 @@ async def read_json(request: Request) -> Any:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PulseboardError(TOO_LARGE, f"body over the {limit}-byte limit")
     body = bytearray()
-    try:
-        async with asyncio.timeout(settings.body_timeout or None):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > limit:
-                    raise PulseboardError(TOO_LARGE, f"body over the {limit}-byte limit")
-    except TimeoutError:
+
+    async def drain() -> None:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise PulseboardError(TOO_LARGE, f"body over the {limit}-byte limit")
+
+    try:  # wait_for, not asyncio.timeout: that one is 3.11+, and we support 3.10
+        await asyncio.wait_for(drain(), settings.body_timeout or None)
+    except asyncio.TimeoutError:  # 3.10 raises this, not the builtin TimeoutError
         raise LimitError(
             BAD_REQUEST, f"body not received within {settings.body_timeout:g} s", status=408
         ) from None

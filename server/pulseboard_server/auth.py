@@ -15,18 +15,10 @@ from urllib.parse import urlsplit
 
 import jwt
 
-from pulseboard.protocol import (
-    BAD_REQUEST,
-    BEARER_PREFIX,
-    UNAUTHORIZED,
-    UNAVAILABLE,
-    Grants,
-    PulseboardError,
-    grants_from_claims,
-)
+from pulseboard.protocol import BAD_REQUEST, BEARER_PREFIX, UNAUTHORIZED, UNAVAILABLE, PulseboardError
 
 from .config import Settings
-from .redaction import redact as redact  # the old home of `redact`
+from .grants import Grants, grants_from_claims
 
 HMAC_ALGS = ["HS256"]
 KEY_ALGS = ["RS256", "ES256"]

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import fields
 from types import FrameType
@@ -133,9 +134,12 @@ def publish_command(args: argparse.Namespace) -> None:
     from pulseboard.publish import PublishError, publish
 
     if args.json is None:  # JSON lines on stdin, through the background sender (publish_lines)
-        from .publish_lines import publish_lines
+        from pulseboard.publish_lines import publish_lines
 
-        raise SystemExit(publish_lines(args.channel, args.url, args.token, 30.0))
+        try:
+            raise SystemExit(publish_lines(args.channel, args.url, args.token, 30.0))
+        except PublishError as e:
+            raise CliError(e.detail) from None
     try:
         data = json.loads(args.json)
     except ValueError:
@@ -172,7 +176,7 @@ def agent_command(args: argparse.Namespace) -> None:
                 raise CliError(f"cannot reach broker {args.broker}: {e}") from None
 
             async def pub(ch: str, data: dict[str, Any]) -> object:
-                return await broker.publish(ch, data, __import__("time").time())
+                return await broker.publish(ch, data, time.time())
         else:
             from pulseboard.publish import Publisher, PublishError
 
@@ -262,12 +266,7 @@ def serve_command(args: argparse.Namespace) -> None:
 
         settings.secret = ephemeral_secret()
         printed_token = mint_token(settings.secret, "dashboard", ["*"], [], ttl=12 * 3600)
-    try:
-        asyncio.run(serve(settings, args.log_level, printed_token))
-    except CliError:
-        raise
-    except SystemExit:
-        raise
+    asyncio.run(serve(settings, args.log_level, printed_token))
 
 
 async def serve(settings: Settings, log_level: str = "info", printed_token: str | None = None) -> None:

@@ -12,7 +12,9 @@ from typing import Any
 
 import psutil
 
-from pulseboard.protocol import FORBIDDEN, UNAUTHORIZED, Grants, PulseboardError
+from pulseboard.protocol import FORBIDDEN, UNAUTHORIZED, PulseboardError
+
+from .grants import Grants
 
 log = logging.getLogger("pulseboard.collector")
 

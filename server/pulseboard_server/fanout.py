@@ -13,10 +13,11 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import Protocol
 
-from pulseboard.protocol import ChannelSync, Envelope, batch_frame
+from pulseboard.protocol import Envelope, batch_frame
 
 from .brokers.base import Broker
 from .metrics import Metrics
+from .replay import ChannelSync
 
 log = logging.getLogger("pulseboard.fanout")
 

@@ -8,19 +8,13 @@ import time
 import uuid
 from typing import Any
 
-from pulseboard.protocol import (
-    Envelope,
-    Grants,
-    PulseboardError,
-    check_channel,
-    check_data,
-    check_ts,
-)
+from pulseboard.protocol import Envelope, PulseboardError, check_channel, check_data, check_ts
 
 from .auth import TokenVerifier
 from .brokers.base import Broker, BrokerUnavailable, PublishItem
 from .config import Settings
 from .fanout import Fanout
+from .grants import Grants
 from .limits import Limits
 from .metrics import Metrics
 from .session import Limits as SessionLimits

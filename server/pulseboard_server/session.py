@@ -28,28 +28,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pulseboard.closes import PROTOCOL_ERRORS, TOKEN_EXPIRED, TOO_SLOW, Close
 from pulseboard.protocol import (
     FORBIDDEN,
     TOO_LARGE,
-    ChannelSync,
     Envelope,
-    Grants,
     Positions,
-    Publish,
     PulseboardError,
-    Refresh,
     Start,
-    Subscribe,
-    Unsubscribe,
     bad_request,
     batch_frame,
     control,
-    decode_client_frame,
 )
 
-from .closes import PROTOCOL_ERRORS, TOKEN_EXPIRED, TOO_SLOW, Close
 from .fanout import FrameCache, Part, live_parts, replay_chunks
+from .grants import Grants
 from .limits import check_json_depth
+from .ops import Publish, Refresh, Subscribe, Unsubscribe, decode_client_frame
+from .replay import ChannelSync
 
 log = logging.getLogger("pulseboard.session")
 
@@ -96,7 +92,8 @@ def _no_close(close: Close, session: Session) -> bytes | None:
     return None
 
 
-JSON_FRAMES = Encoder(_json_op, _same, _no_close)  # WebSocket: ops and frames as JSON text, close out of band
+# Ops and frames as JSON text, the close out of band: the WebSocket, and long-poll answers.
+JSON_FRAMES = Encoder(_json_op, _same, _no_close)
 
 
 @dataclass(frozen=True)

@@ -8,27 +8,19 @@ import pytest
 
 from pulseboard.protocol import (
     Backfill,
-    ChannelSync,
     Envelope,
-    Grants,
-    HistoryWindow,
     Live,
-    Ping,
-    Publish,
     PulseboardError,
-    Refresh,
     Since,
-    Subscribe,
-    Unsubscribe,
     batch_frame,
     check_channel,
-    decode_client_frame,
     decode_cursor,
     encode_cursor,
-    grants_from_claims,
     parse_start,
-    plan_replay,
 )
+from pulseboard_server.grants import Grants, grants_from_claims
+from pulseboard_server.ops import Ping, Publish, Refresh, Subscribe, Unsubscribe, decode_client_frame
+from pulseboard_server.replay import ChannelSync, HistoryWindow, plan_replay
 
 
 def window(n: int, maxlen: int = 5, epoch: str = "e1") -> HistoryWindow:

@@ -10,16 +10,8 @@ from typing import Any
 import pytest
 
 from pulseboard.client import Client, Gap, backoff_delay
-from pulseboard.protocol import (
-    Envelope,
-    HistoryWindow,
-    PulseboardError,
-    Since,
-    decode_cursor,
-    encode_cursor,
-    parse_start,
-    plan_replay,
-)
+from pulseboard.protocol import Envelope, PulseboardError, Since, decode_cursor, encode_cursor, parse_start
+from pulseboard_server.replay import HistoryWindow, plan_replay
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 

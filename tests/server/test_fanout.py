@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from pulseboard.protocol import ChannelSync, Envelope
+from pulseboard.protocol import Envelope
 from pulseboard_server.fanout import FrameCache, live_parts
+from pulseboard_server.replay import ChannelSync
 
 
 def envs(ch: str, seqs: range) -> list[Envelope]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pulseboard.protocol import Backfill, Envelope, Grants, Live, PulseboardError, Since
-from pulseboard_server.closes import PROTOCOL_ERRORS, TOKEN_EXPIRED, TOO_SLOW
+from pulseboard.closes import PROTOCOL_ERRORS, TOKEN_EXPIRED, TOO_SLOW
+from pulseboard.protocol import Backfill, Envelope, Live, PulseboardError, Since
 from pulseboard_server.fanout import FrameCache
+from pulseboard_server.grants import Grants
 from pulseboard_server.session import (
     JSON_FRAMES,
     DoPublish,

@@ -3,18 +3,35 @@
 `LiveChart` is the notebook widget, `log` queues a message from training code and
 returns at once (a background thread delivers it), `publish` sends one and waits
 for its seq, and `subscribe` is an async iterator of envelopes with exact resume.
-No framework (numpy, pandas, Keras) is imported here.
+
+Every name here but `publish` is imported on first use, so `import pulseboard.protocol`
+(the wire format the server shares) loads no sender thread, no fork hook and no anywidget.
+`publish` (the function) is bound at once because its module has the same name: once
+anything imported `pulseboard.publish`, the module would otherwise stand in its place.
+No framework (numpy, pandas, Keras) is imported here either.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from .loghandler import LogHandler
 from .publish import Publisher, PublishError, publish
-from .sender import SenderStatus, flush, log, sender_status
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_HOMES = {
+    "Client": "client",
+    "LiveChart": "widget",
+    "LogHandler": "loghandler",
+    "SenderStatus": "sender",
+    "flush": "sender",
+    "log": "sender",
+    "sender_status": "sender",
+    "subscribe": "client",
+    "watch": "tbwatch",  # TensorBoard's protobuf classes load only when a log dir is watched
+}
 __all__ = [
     "Client",
     "LiveChart",
@@ -32,22 +49,20 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .client import Client, subscribe
+    from .loghandler import LogHandler
+    from .sender import SenderStatus, flush, log, sender_status
     from .tbwatch import watch
     from .widget import LiveChart
 
 
 def __getattr__(name: str) -> Any:
-    # The widget and the async client pull in anywidget / websockets only when used.
-    if name == "LiveChart":
-        from .widget import LiveChart
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'pulseboard' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-        return LiveChart
-    if name in ("Client", "subscribe"):
-        from . import client
 
-        return getattr(client, name)
-    if name == "watch":  # TensorBoard's protobuf classes load only when a log dir is watched
-        from .tbwatch import watch
-
-        return watch
-    raise AttributeError(f"module 'pulseboard' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

@@ -18,13 +18,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .closes import CLOSES
 from .protocol import SUBPROTOCOL, Envelope, iter_envelopes
 from .publish import server_token, server_url
 
 log = logging.getLogger("pulseboard.client")
 
 TokenSource = str | Callable[[], str]
-FATAL_CLOSE = {4003, 4400}
+FATAL_CLOSE = {c.code for c in CLOSES.values() if not c.retry}  # no reconnect after these
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
-"""The pulseboard wire protocol: pure, synchronous, no I/O.
+"""The pulseboard wire format: pure, synchronous, no I/O, nothing of either side.
 
-Both the server and the kernel-side client use this module. It knows how to
-encode and decode frames, check channel names and grants, keep a channel's
-history window and decide what a (re)subscribing client must be sent.
+Both the server and the kernel-side client use this module, and it imports only the
+standard library (a test checks): error codes, channel names, envelopes and frames,
+starting points and cursors. What only the server needs (grants, the replay rule,
+history windows, decoding client ops) lives in `pulseboard_server`; the close table
+is `pulseboard.closes`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ import binascii
 import json
 import math
 import re
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
 
 SUBPROTOCOL = "pulseboard.v1"
@@ -31,12 +31,6 @@ RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "unavailable"
 UNAUTHORIZED = "unauthorized"
 
-# WebSocket close codes.
-CLOSE_GOING_AWAY = 1001
-CLOSE_TOKEN_EXPIRED = 4001
-CLOSE_FORBIDDEN = 4003
-CLOSE_PROTOCOL = 4400
-CLOSE_TOO_SLOW = 4429
 
 HTTP_STATUS = {
     BAD_REQUEST: 400,
@@ -65,7 +59,7 @@ def bad_request(detail: str) -> PulseboardError:
     return PulseboardError(BAD_REQUEST, detail)
 
 
-# --- channel names and grants -------------------------------------------------
+# --- channel names --------------------------------------------------------------
 
 
 def check_pattern(name: object) -> str:
@@ -83,76 +77,6 @@ def check_channel(name: object) -> str:
             f"invalid channel name {shown}: use 1-200 characters of A-Z a-z 0-9 _ . : / -"
         )
     return name
-
-
-@dataclass(frozen=True, slots=True)
-class Grants:
-    """What a decoded token lets its holder do. Globs use `*`, `?` and `[...]`."""
-
-    sub: str
-    exp: float
-    read: tuple[str, ...] = ()
-    publish: tuple[str, ...] = ()
-
-    def can_read(self, ch: str) -> bool:
-        return any(fnmatchcase(ch, g) for g in self.read)
-
-    def can_publish(self, ch: str) -> bool:
-        return any(fnmatchcase(ch, g) for g in self.publish)
-
-    def check_read(self, ch: str) -> None:
-        if not self.can_read(ch):
-            raise PulseboardError(FORBIDDEN, f"token may not read {ch!r}")
-
-    def check_publish(self, ch: str) -> None:
-        if not self.can_publish(ch):
-            raise PulseboardError(FORBIDDEN, f"token may not publish to {ch!r}")
-
-    def covers(self, pattern: str) -> bool:
-        """True when every channel `pattern` can match is readable.
-
-        `pattern` is a channel name, or a name prefix followed by one trailing `*` (`train.*`).
-        A prefix pattern is covered by a read grant `*` or a grant `<p>*` whose `<p>` (free of
-        wildcards) starts the pattern's prefix; anything else is refused rather than guessed.
-        """
-        if not pattern.endswith("*"):
-            return self.can_read(pattern)
-        prefix = pattern[:-1]
-        for g in self.read:
-            if g == "*":
-                return True
-            gp = g[:-1]
-            if g.endswith("*") and not any(c in gp for c in "*?[") and prefix.startswith(gp):
-                return True
-        return False
-
-
-def grants_from_claims(claims: Mapping[str, Any]) -> Grants:
-    """Turn verified JWT claims into `Grants`; raise `bad_request` on wrong shapes.
-
-    The signature, `exp` and `nbf` must already have been checked by the caller.
-    """
-    sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub:
-        raise bad_request("token claim 'sub' must be a non-empty string")
-    exp = claims.get("exp")
-    if not isinstance(exp, (int, float)) or isinstance(exp, bool):
-        raise bad_request("token claim 'exp' must be a number")
-    return Grants(
-        sub=sub,
-        exp=float(exp),
-        read=_globs(claims, "read"),
-        publish=_globs(claims, "publish"),
-    )
-
-
-def _globs(claims: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    value = claims.get(key, [])
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
-        raise bad_request(f"token claim {key!r} must be a list of channel globs")
-    return tuple(value)
 
 
 # --- envelopes ----------------------------------------------------------------
@@ -240,11 +164,7 @@ def control(op: str, **fields: Any) -> str:
     return dumps({"op": op, **fields})
 
 
-def error_frame(err: PulseboardError, **extra: Any) -> str:
-    return control("error", code=err.code, detail=err.detail, **extra)
-
-
-# --- starting points and the replay rule -------------------------------------
+# --- starting points ---------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,165 +215,6 @@ def _is_count(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayPlan:
-    """What to send a subscriber: replay seqs `after`+1 .. top (or `last` recent ones)."""
-
-    recovered: bool
-    after: int | None = None  # replay everything with seq > after
-    last: int = 0  # or the last N messages
-
-
-def plan_replay(start: Start, epoch: str, first: int, top: int) -> ReplayPlan:
-    """Decide the replay for a channel whose history holds seqs `first`..`top`.
-
-    `first` is `top + 1` when the history is empty. The caller sends the
-    `subscribed` op with `recovered`, then the planned messages, then live ones.
-    """
-    if isinstance(start, Live):
-        return ReplayPlan(recovered=True)
-    if isinstance(start, Backfill):
-        return ReplayPlan(recovered=True, last=start.n)
-    if start.epoch != epoch or start.seq > top:
-        # Another numbering: nothing the client holds lines up with ours.
-        return ReplayPlan(recovered=False)
-    if start.seq + 1 < first:
-        return ReplayPlan(recovered=False, after=start.seq)
-    return ReplayPlan(recovered=True, after=start.seq)
-
-
-class HistoryWindow:
-    """The last `maxlen` envelopes of one channel, with the channel's epoch."""
-
-    def __init__(self, epoch: str, maxlen: int, top: int = 0) -> None:
-        if maxlen < 1:
-            raise ValueError("history must keep at least one message")
-        self.epoch = epoch
-        self.top = top
-        self._items: deque[Envelope] = deque(maxlen=maxlen)
-
-    @property
-    def first(self) -> int:
-        return self._items[0].seq if self._items else self.top + 1
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def next_seq(self) -> int:
-        return self.top + 1
-
-    def append(self, env: Envelope) -> None:
-        if env.seq != self.top + 1:
-            raise ValueError(f"seq {env.seq} does not follow {self.top}")
-        self._items.append(env)
-        self.top = env.seq
-
-    def expire(self, cutoff: float) -> int:
-        """Drop the head's envelopes whose ts is before `cutoff` (retention); how many went.
-        Stops at the first newer one, so history never has holes."""
-        items, n = self._items, 0
-        while items and items[0].ts < cutoff:
-            items.popleft()
-            n += 1
-        return n
-
-    def after(self, seq: int, limit: int | None = None) -> list[Envelope]:
-        """Envelopes with seq > `seq`, oldest first, at most `limit` of them."""
-        start = max(seq + 1, self.first) - self.first
-        stop = len(self._items) if limit is None else min(len(self._items), start + limit)
-        return [self._items[i] for i in range(start, stop)] if start < stop else []
-
-    def last(self, n: int) -> list[Envelope]:
-        n = min(n, len(self._items))
-        return [self._items[i] for i in range(len(self._items) - n, len(self._items))]
-
-    def replay(self, plan: ReplayPlan) -> list[Envelope]:
-        if plan.after is not None:
-            return self.after(plan.after)
-        if plan.last:
-            return self.last(plan.last)
-        return []
-
-
-# --- client ops -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    channels: dict[str, Start]
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribe:
-    channels: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Publish:
-    ch: str
-    data: dict[str, Any]
-    id: Any = None
-    ts: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Refresh:
-    token: str
-
-
-@dataclass(frozen=True, slots=True)
-class Ping:
-    pass
-
-
-ClientOp = Subscribe | Unsubscribe | Publish | Refresh | Ping
-
-
-def decode_client_frame(text: str) -> ClientOp:
-    """Decode one client text frame; raise `bad_request` saying what was wrong."""
-    try:
-        # NaN/Infinity become null: in `data` as `check_data` would make them, and an
-        # op's `id` is echoed back in `ack`/`error`, which can't carry them (issue 13).
-        obj = json.loads(text, parse_constant=lambda _: None)
-    except ValueError:
-        raise bad_request("frame is not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise bad_request("a client frame is a JSON object with an 'op'")
-    op = obj.get("op")
-    if op == "subscribe":
-        chs = obj.get("ch")
-        if isinstance(chs, list):
-            chs = {c: None for c in chs if isinstance(c, str)} if all(
-                isinstance(c, str) for c in chs
-            ) else None
-        if not isinstance(chs, dict) or not chs:
-            raise bad_request("'subscribe' needs 'ch': an object of channel -> starting point")
-        return Subscribe({check_channel(c): parse_start(s) for c, s in chs.items()})
-    if op == "unsubscribe":
-        chs = obj.get("ch")
-        if isinstance(chs, str):
-            chs = [chs]
-        if not isinstance(chs, list) or not chs:
-            raise bad_request("'unsubscribe' needs 'ch': a list of channels")
-        return Unsubscribe(tuple(check_channel(c) for c in chs))
-    if op == "publish":
-        ts = obj.get("ts")
-        return Publish(
-            check_channel(obj.get("ch")),
-            check_data(obj.get("data")),
-            obj.get("id"),
-            None if ts is None else check_ts(ts, 0.0),
-        )
-    if op == "refresh":
-        token = obj.get("token")
-        if not isinstance(token, str) or not token:
-            raise bad_request("'refresh' needs 'token': a JWT string")
-        return Refresh(token)
-    if op == "ping":
-        return Ping()
-    raise bad_request(f"unknown op {str(op)[:40]!r}: use subscribe, unsubscribe, publish, refresh or ping")
-
-
 # --- cursors (SSE event ids, long-poll cursors) -----------------------------------
 
 Positions = dict[str, tuple[str, int]]
@@ -487,48 +248,7 @@ def decode_cursor(cursor: str) -> Positions:
     return out
 
 
-# --- one client's view of one channel ------------------------------------------------
-
-
-class ChannelSync:
-    """Keeps one subscriber's position on one channel and filters what it is sent.
-
-    While a replay is being fetched (`syncing`), live envelopes are held in a
-    bounded buffer; `finish` returns those the replay did not already cover.
-    Afterwards `accept(seq)` tells whether a live envelope is new to the client.
-    """
-
-    def __init__(self, ch: str, max_pending: int = 10_000) -> None:
-        self.ch = ch
-        self.epoch = ""
-        self.seq = 0  # the last seq the client was sent
-        self.syncing = True
-        self.overflowed = False
-        self._pending: deque[Envelope] = deque()
-        self._max_pending = max_pending
-
-    def hold(self, env: Envelope) -> None:
-        """Buffer a live envelope that arrived during the replay."""
-        if len(self._pending) >= self._max_pending:
-            self._pending.popleft()
-            self.overflowed = True
-        self._pending.append(env)
-
-    def finish(self, epoch: str, seq: int) -> list[Envelope]:
-        """The replay is sent up to `seq`: go live, return held envelopes to send next."""
-        self.epoch, self.seq, self.syncing = epoch, seq, False
-        out = [e for e in self._pending if e.seq > seq]
-        self._pending.clear()
-        if out:
-            self.seq = out[-1].seq
-        return out
-
-    def accept(self, seq: int) -> bool:
-        """True when a live envelope with `seq` is new to this client (and record it)."""
-        if seq <= self.seq:
-            return False
-        self.seq = seq
-        return True
+# --- server data frames ----------------------------------------------------------------
 
 
 def iter_envelopes(frame: object) -> Iterator[Envelope]:

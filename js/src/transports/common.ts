@@ -1,6 +1,6 @@
 // What the transport adapters share: the connection shape, the close table, auth failures.
 
-import closes from "../../../server/pulseboard_server/closes.json";
+import closes from "../../../widget/pulseboard/closes.json";
 import { jwtExp } from "../sync";
 import type { ChannelPositions } from "../sync";
 
@@ -36,7 +36,7 @@ export interface TransportHost {
   token(): Promise<string>;
 }
 
-/** The named close values, shared with the server (server/pulseboard_server/closes.json). */
+/** The named close values, shared with the server (widget/pulseboard/closes.json). */
 export const CLOSES: Record<string, { code: number; reason: string; retry: boolean }> = closes;
 export const TOKEN_EXPIRED = CLOSES.token_expired.code;
 /** Close codes after which reconnecting cannot help. */

@@ -18,15 +18,9 @@ import time
 import uuid
 from typing import Any
 
-from pulseboard.protocol import (
-    TOO_LARGE,
-    Envelope,
-    HistoryWindow,
-    PulseboardError,
-    Start,
-    plan_replay,
-)
+from pulseboard.protocol import TOO_LARGE, Envelope, PulseboardError, Start
 
+from ..replay import HistoryWindow, plan_replay
 from .base import ChannelInfo, LocalClaims, OnMessage, OnReset, PublishItem, Replay, publish_each, sweep_period
 from .downsample import pick
 

@@ -28,8 +28,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from pulseboard.protocol import Envelope, Live, Since, Start, dumps, plan_replay
+from pulseboard.protocol import Envelope, Live, Since, Start, dumps
 
+from ..replay import plan_replay
 from .base import BrokerUnavailable, ChannelInfo, OnMessage, OnReset, PublishItem, Replay, publish_each, sweep_period
 from .redis_fanout import Delivery
 from .redis_link import Link
@@ -52,10 +53,6 @@ OUTAGE = (
     OSError,
 )
 OWN_PARAMS = {"cluster", "prefix"}
-
-
-def _new_epoch() -> str:
-    return uuid.uuid4().hex[:12]
 
 
 def split_url(url: str) -> tuple[str, bool, str]:

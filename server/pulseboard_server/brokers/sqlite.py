@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pulseboard.protocol import TOO_LARGE, Backfill, Envelope, Live, PulseboardError, Start, plan_replay
+from pulseboard.protocol import TOO_LARGE, Backfill, Envelope, Live, PulseboardError, Start
 
+from ..replay import plan_replay
 from .base import BrokerUnavailable, ChannelInfo, LocalClaims, OnMessage, OnReset, PublishItem, Replay, history_cap
 from .memory import pending_epoch
 from .sqlite_range import read_range

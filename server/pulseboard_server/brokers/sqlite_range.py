@@ -14,8 +14,6 @@ from pulseboard.protocol import Envelope
 from .downsample import Bucket, Grid, bucket_count
 from .sqlite_store import BLOCK, FAN, SPAN2, envelopes, flat
 
-Row = tuple[int, float, str]  # seq, ts, raw
-
 
 def read_range(
     conn: sqlite3.Connection, ch_id: int, first: int, t0: float | None, t1: float | None, points: int

@@ -13,7 +13,6 @@ from pulseboard.protocol import (
     FORBIDDEN,
     TOO_LARGE,
     Backfill,
-    Grants,
     Live,
     Positions,
     PulseboardError,
@@ -27,6 +26,7 @@ from pulseboard.protocol import (
 from ..auth import origin_allowed, token_from_request, unauthorized
 from ..config import Settings
 from ..fanout import FrameCache, Part
+from ..grants import Grants
 from ..node import Node
 from ..session import Action as Action
 from ..session import DoPublish, DoRefresh, Limits, Session, StartSub, StopSub

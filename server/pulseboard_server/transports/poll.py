@@ -12,36 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pulseboard.protocol import UNAVAILABLE, PulseboardError, bad_request, control, dumps, encode_cursor
+from pulseboard.protocol import UNAVAILABLE, PulseboardError, bad_request, dumps, encode_cursor
 
-from ..closes import Close
 from ..fanout import FrameCache, Part
 from ..node import Node
-from ..session import Encoder, Session
+from ..session import JSON_FRAMES, Session
 from .common import admit, authenticate, limits, request_starts, start, stop_all, wait_disconnect
 
 HEADERS = {"Cache-Control": "no-store, no-transform"}
 TOKEN_WAYS = "Authorization: Bearer or ?token="
 
-
-def _op(name: str, fields: dict[str, Any], session: Session) -> bytes:
-    return control(name, **fields).encode()
-
-
-def _same(data: bytes, session: Session) -> bytes:
-    return data
-
-
-def _no_close(close: Close, session: Session) -> bytes | None:
-    return None
-
-
-POLL_ANSWER = Encoder(_op, _same, _no_close)  # ops and envelopes, gathered into one answer
 
 
 async def poll_endpoint(request: Request) -> Response:
@@ -52,7 +36,7 @@ async def poll_endpoint(request: Request) -> Response:
     timeout = timeout_param(request, node.settings.poll_timeout)
     if node.shutting_down:
         raise PulseboardError(UNAVAILABLE, "server is shutting down")
-    poll = Poll(node, Session(grants, limits(node), POLL_ANSWER, overflow="cut", positions=positions))
+    poll = Poll(node, Session(grants, limits(node), JSON_FRAMES, overflow="cut", positions=positions))
     node.clients.add(poll)
     node.metrics.connections.labels(transport="poll").inc()
     try:

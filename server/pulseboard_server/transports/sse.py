@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from pulseboard.closes import Close
 from pulseboard.protocol import UNAVAILABLE, PulseboardError, dumps, encode_cursor
 
-from ..closes import Close
 from ..fanout import FrameCache, Part
 from ..node import Node
 from ..session import Encoder, Session, State

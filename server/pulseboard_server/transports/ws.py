@@ -20,9 +20,9 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.exceptions import InvalidState
 
+from pulseboard.closes import INTERNAL, Close
 from pulseboard.protocol import HTTP_STATUS, SUBPROTOCOL, PulseboardError
 
-from ..closes import INTERNAL, Close
 from ..fanout import FrameCache, Part
 from ..limits import LimitError
 from ..node import Node

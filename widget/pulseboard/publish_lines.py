@@ -4,7 +4,8 @@ Lines go through the same background sender as `pulseboard.log` (batched per tic
 retried with idempotency keys while the server restarts), so `tail -f metrics.jsonl |
 pulseboard publish train.run1` keeps up with a fast writer. A line that is not a JSON
 object (or a list of objects) is reported with its number and skipped. At the end of
-input everything is flushed; the exit status is 1 if anything was skipped or undelivered.
+input everything is flushed; the exit status is 1 if anything was skipped, and `PublishError`
+is raised when the server can't be found or something was left undelivered.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ import json
 import sys
 from typing import TextIO
 
-from pulseboard.discovery import DiscoveryError, discover_for_kernel
-from pulseboard.protocol import PulseboardError, check_channel
-from pulseboard.sender import Sender
-
-from .cli import CliError
+from .discovery import DiscoveryError, discover_for_kernel
+from .protocol import PulseboardError, check_channel
+from .publish import PublishError
+from .sender import Sender
 
 
 def publish_lines(channel: str, url: str | None, token: str | None, flush_timeout: float,
@@ -27,7 +27,7 @@ def publish_lines(channel: str, url: str | None, token: str | None, flush_timeou
         check_channel(channel)
         found_url, found_token = discover_for_kernel(url, token)
     except (PulseboardError, DiscoveryError) as e:
-        raise CliError(e.detail) from None
+        raise PublishError(e.code, e.detail) from None
     sender = Sender(found_url, found_token)
     source = lines if lines is not None else sys.stdin
     skipped = 0
@@ -51,5 +51,6 @@ def publish_lines(channel: str, url: str | None, token: str | None, flush_timeou
     status = sender.status()
     print(f"pulseboard: published {status.sent} messages", file=sys.stderr, flush=True)
     if not delivered:
-        raise CliError(f"{status.queued} messages not delivered in {flush_timeout:g} s: {status.last_error}")
+        undelivered = f"{status.queued} messages not delivered in {flush_timeout:g} s: {status.last_error}"
+        raise PublishError("unavailable", undelivered)
     return 1 if skipped or status.rejected else 0
