@@ -20,9 +20,11 @@ def f32(x: float) -> float:
     return float(np.float32(x))
 
 
-def writer(run_dir: Path) -> SummaryWriter:
-    # flush_secs: the writer's thread flushes its file that often (the default is 120 s)
-    return SummaryWriter(str(run_dir), flush_secs=0.05)
+def writer(run_dir: Path, suffix: str = "") -> SummaryWriter:
+    # flush_secs: the writer's thread flushes its file that often (the default is 120 s).
+    # suffix: a second writer in the same folder within the same second would otherwise open
+    # (and empty) the first one's file, whose name is the time in seconds and the host.
+    return SummaryWriter(str(run_dir), flush_secs=0.05, filename_suffix=suffix)
 
 
 def write_steps(w: SummaryWriter, steps: range, tags: int = 3, extras: bool = False,

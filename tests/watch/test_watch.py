@@ -60,7 +60,7 @@ def test_live_runs_files_and_appends_arrive_value_by_value(server: ServerProcess
     settle(watcher, server.url, "tb.grid.lr:2e0:2e1", want_b)
 
     a.close()  # the run's writer restarts: a second event file in the same folder
-    a2 = writer(logs / "a")
+    a2 = writer(logs / "a", suffix=".2")
     write_steps(a2, range(20, 25), expected=want_a)
     msgs = settle(watcher, server.url, "tb.a", want_a)
     a2.close()
