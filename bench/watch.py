@@ -1,0 +1,255 @@
+"""`pulseboard watch` figures on this machine, against the issue's targets, with baselines.
+
+    .venv/bin/python bench/watch.py [--runs 10] [--steps 2000] [--tags 50] [--seconds 20] [--latency-steps 100]
+
+1. Throughput: event files of `--runs` runs x `--steps` steps x `--tags` scalars (written
+   beforehand), read by one in-process `Watcher` and published to a local server on the
+   default store (sqlite://), timed until the server has numbered every step.
+   Target >= 200,000 scalars/s. Baselines on the same files: reading them with
+   `tbevents.parse` and nothing else; TensorBoard's own loader (`RawEventFileLoader` and
+   `Event.FromString`, its pure-Python CRC) on one run; `pulseboard.log` of the same messages.
+2. Step written -> point received by a WebSocket subscriber (the live chart's transport), with
+   `pulseboard watch` polling (its default 0.2 s): a step of 10 scalars flushed to an event file
+   every 0.1 s; p50/p95/max. Target p95 <= 1 s. Baseline: the same steps sent with `pulseboard.log`.
+3. Watcher CPU while `--runs` runs log 100 scalars/s each (10 steps/s x 10 tags, written by a
+   child process), over `--seconds`: CPU seconds of the `pulseboard watch` process / wall seconds.
+   Target <= 5% of one core. Baseline: the same watcher with nothing being written.
+
+Starts its own `pulseboard serve` processes; about a minute at the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "log"))
+
+import psutil  # noqa: E402
+from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader  # noqa: E402
+from tensorboard.compat.proto.event_pb2 import Event  # noqa: E402
+from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
+from tensorboardX.record_writer import RecordWriter  # noqa: E402
+
+from logsupport import top_seq  # noqa: E402
+from pulseboard.client import Client  # noqa: E402
+from pulseboard.sender import Sender  # noqa: E402
+from pulseboard.tbevents import message, parse  # noqa: E402
+from pulseboard.tbwatch import Watcher  # noqa: E402
+from support import PULSEBOARD, ServerProcess, token, wait_until  # noqa: E402
+
+
+def step_records(step: int, tags: int, wall: float) -> list[bytes]:
+    """One event per scalar, as SummaryWriter.add_scalar writes them."""
+    return [Event(wall_time=wall, step=step, summary=Summary(value=[
+        Summary.Value(tag=f"train/m{k}", simple_value=step * 0.001 + k)])).SerializeToString() for k in range(tags)]
+
+
+def write_runs(logdir: Path, runs: int, steps: int, tags: int) -> None:
+    for r in range(runs):
+        (logdir / f"run{r}").mkdir(parents=True)
+        w = RecordWriter(str(logdir / f"run{r}" / "events.out.tfevents.1.bench"))
+        w.write(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        for s in range(steps):
+            for rec in step_records(s, tags, time.time()):
+                w.write(rec)
+        w.close()
+
+
+def throughput(args: argparse.Namespace, tmp: Path) -> None:
+    logdir = tmp / "logs"
+    t0 = time.perf_counter()
+    write_runs(logdir, args.runs, args.steps, args.tags)
+    files = sorted(logdir.glob("*/*tfevents*"))
+    total_scalars, total_steps = args.runs * args.steps * args.tags, args.runs * args.steps
+    print(f"\n## 1. throughput: {args.runs} runs x {args.steps} steps x {args.tags} scalars = "
+          f"{total_scalars:,} scalars in {sum(f.stat().st_size for f in files) / 1e6:.0f} MB "
+          f"(written in {time.perf_counter() - t0:.1f} s)")
+
+    t0 = time.perf_counter()
+    n = 0
+    for f in files:
+        p = parse(f.read_bytes())
+        n += sum(len(s.fields) for s in [*p.steps, *([p.tail] if p.tail else [])])
+    rate_parse = n / (time.perf_counter() - t0)
+    print(f"| baseline: read + tbevents.parse only, no publishing | {rate_parse:,.0f} scalars/s |")
+
+    t0 = time.perf_counter()
+    n = 0
+    for raw in RawEventFileLoader(str(files[0])).Load():
+        for v in Event.FromString(raw).summary.value:
+            if v.WhichOneof("value") == "simple_value":
+                n += 1
+    print(f"| baseline: TensorBoard's RawEventFileLoader (1 run) | {n / (time.perf_counter() - t0):,.0f} scalars/s |")
+
+    server = ServerProcess().start()  # sqlite://, the default store, in a fresh data dir
+    try:
+        msgs = [(f"base.run{i}", message(s), s.ts) for i, f in enumerate(files)
+                for s in parse(f.read_bytes()).steps]
+        sender = Sender(server.url, token(), max_queue=len(msgs) + 1)
+        t0 = time.perf_counter()
+        for ch, data, ts in msgs:
+            sender.log(ch, data, ts=ts)
+        assert sender.flush(600)
+        n = sum(len(d) - 1 for _, d, _ in msgs)
+        print(f"| baseline: pulseboard.log of the same steps ({len(msgs):,} msgs) | "
+              f"{n / (time.perf_counter() - t0):,.0f} scalars/s |")
+
+        w = Watcher(logdir, url=server.url, token=token(), state=tmp / "state.json", poll=0.01, verbose=False)
+        w.open()
+        t0 = time.perf_counter()
+        while w.sender.sent < total_steps:
+            if not w.poll_once():
+                time.sleep(0.005)
+        dt = time.perf_counter() - t0
+        w.stop()
+        assert top_seq(server.url, "tb.run0") == args.steps
+        print(f"| **pulseboard watch: read, parsed and published** | **{total_scalars / dt:,.0f} scalars/s** "
+              f"({total_steps / dt:,.0f} steps/s; target >= 200,000 scalars/s) |")
+    finally:
+        server.stop()
+
+
+def watch_proc(server: ServerProcess, logdir: Path, state: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PULSEBOARD_URL=server.url, PULSEBOARD_TOKEN=token())
+    return subprocess.Popen([*PULSEBOARD, "watch", str(logdir), "--state", str(state)], env=env,
+                            stderr=subprocess.DEVNULL)
+
+
+def latency(args: argparse.Namespace, tmp: Path) -> None:
+    print(f"\n## 2. step written -> point at a WebSocket subscriber ({args.latency_steps} steps of 10 scalars, "
+          "one each 0.1 s)")
+    server = ServerProcess().start()
+    logdir = tmp / "live"
+    (logdir / "run").mkdir(parents=True)
+    proc = watch_proc(server, logdir, tmp / "live-state.json")
+    try:
+        sent: dict[int, float] = {}
+
+        def write() -> None:
+            w = RecordWriter(str(logdir / "run" / "events.out.tfevents.2.bench"))
+            for s in range(args.latency_steps):
+                for rec in step_records(s, 10, time.time()):
+                    w.write(rec)
+                w.flush()
+                sent[s] = time.time()
+                time.sleep(0.1)
+            w.close()
+
+        def log() -> None:
+            sender = Sender(server.url, token())
+            for s in range(args.latency_steps):
+                sent[s] = time.time()
+                sender.log("base.live", {f"train/m{k}": s * 0.001 + k for k in range(10)}, step=s)
+                time.sleep(0.1)
+            sender.flush()
+
+        for label, ch, produce in (("baseline: pulseboard.log -> server -> subscriber", "base.live", log),
+                                   ("**pulseboard watch (polling 0.2 s) -> server -> subscriber**", "tb.run", write)):
+            sent.clear()
+            got = asyncio.run(receive(server, ch, args.latency_steps, produce))
+            lat = sorted(got[s] - sent[s] for s in got)
+            p95 = lat[int(len(lat) * 0.95) - 1]
+            print(f"| {label} | p50 {statistics.median(lat) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+                  f"max {lat[-1] * 1000:.0f} ms ({len(lat)} steps) |")
+        print("| (TensorBoard's own page reloads every 5 s by default: `--reload_interval`) | |")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        server.stop()
+
+
+async def receive(server: ServerProcess, ch: str, steps: int, produce: object) -> dict[int, float]:
+    client = Client([ch], url=server.url, token=token())
+    got: dict[int, float] = {}
+    client.start()
+    await client.wait_connected()
+    thread = threading.Thread(target=produce, daemon=True)  # type: ignore[arg-type]
+    thread.start()
+    async for env in client:
+        got.setdefault(int(env.data["step"]), time.time())
+        if len(got) == steps:
+            break
+    thread.join()
+    return got
+
+
+WRITER = """
+import sys, time
+sys.path.insert(0, sys.argv[4])
+from watch import step_records
+from tensorboardX.record_writer import RecordWriter
+logdir, runs, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+ws = [RecordWriter(f"{logdir}/run{r}/events.out.tfevents.3.bench") for r in range(runs)]
+end, s = time.time() + seconds, 0
+while time.time() < end:
+    for w in ws:
+        for rec in step_records(s, 10, time.time()):
+            w.write(rec)
+        w.flush()
+    s += 1
+    time.sleep(max(0.0, 0.1 - (time.time() % 0.1)))
+"""
+
+
+def cpu(args: argparse.Namespace, tmp: Path) -> None:
+    print(f"\n## 3. watcher CPU, {args.runs} runs x 100 scalars/s (10 steps/s x 10 tags), {args.seconds:g} s")
+    server = ServerProcess().start()
+    try:
+        for label, writing in (("baseline: the same watcher, nothing written", False),
+                               (f"**pulseboard watch, {args.runs} runs x 100 scalars/s**", True)):
+            logdir = tmp / f"cpu-{writing}"
+            for r in range(args.runs):
+                (logdir / f"run{r}").mkdir(parents=True)
+            proc = watch_proc(server, logdir, tmp / f"cpu-{writing}.json")
+            writer = None
+            if writing:
+                writer = subprocess.Popen([sys.executable, "-c", WRITER, str(logdir), str(args.runs),
+                                           str(args.seconds + 5), str(ROOT / "bench")])
+            p = psutil.Process(proc.pid)
+            wait_until(lambda: len(p.threads()) > 1, what="the watcher to start")  # noqa: B023
+            time.sleep(3)  # past start-up (imports) and the first scan
+            c0, t0 = sum(p.cpu_times()[:2]), time.monotonic()
+            time.sleep(args.seconds)
+            c1, t1 = sum(p.cpu_times()[:2]), time.monotonic()
+            steps = top_seq(server.url, "tb.run0")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+            if writer is not None:
+                writer.wait(60)
+            extra = f", {steps} steps on tb.run0" if writing else ""
+            print(f"| {label} | {100 * (c1 - c0) / (t1 - t0):.1f}% of one core{extra} |")
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--tags", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--latency-steps", type=int, default=100)
+    ap.add_argument("--only", choices=["throughput", "latency", "cpu"], default=None)
+    args = ap.parse_args()
+    print(f"# bench/watch.py on {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory(prefix="pb-watch-bench-") as d:
+        for name, fn in (("throughput", throughput), ("latency", latency), ("cpu", cpu)):
+            if args.only in (None, name):
+                fn(args, Path(d))
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
