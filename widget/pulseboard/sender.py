@@ -84,6 +84,7 @@ class Sender:
         self._run = uuid.uuid4().hex[:16]
         self._next_key = 0
         self._cap = BATCH_MAX
+        self._per_item = 0.0  # bytes per item in the batch encoded last
         self._ready: tuple[dict[str, Any], int, bytes] | None = None  # the next batch, encoded early
         self.sent = self.dropped = self.rejected = 0
         self.last_error: str | None = None
@@ -216,6 +217,14 @@ class Sender:
                 self._reject(f"channel {ch!r}: {getattr(e, 'detail', e)}")
                 self._settled(1)
 
+    def _fit(self) -> int:
+        """How many items fit in BATCH_BYTES, by the size of the items encoded last (wide
+        messages of a hundred fields fill it long before BATCH_MAX: asking for more than fit
+        meant encoding each batch several times over)."""
+        if not self._per_item:
+            return BATCH_MAX
+        return max(1, min(BATCH_MAX, int(BATCH_BYTES * 0.9 / self._per_item)))
+
     def _batch(self) -> tuple[int, bytes]:
         """The head of the pending batch, encoded: at most `_cap` items and (unless one item
         is bigger on its own) BATCH_BYTES bytes."""
@@ -223,8 +232,9 @@ class Sender:
         if ready is not None and ready[0] is self._pending[0] and ready[1] <= self._cap:
             return ready[1], ready[2]
         while True:
-            n = min(self._cap, len(self._pending))
+            n = min(self._cap, self._fit(), len(self._pending))
             body = _encode([self._pending[i] for i in range(n)]).encode()
+            self._per_item = len(body) / n
             if len(body) <= BATCH_BYTES or n == 1:
                 return n, body
             self._cap = max(1, n // 2)
@@ -234,9 +244,10 @@ class Sender:
         self._ready = None
         if len(self._queue) >= BATCH_MAX:  # like the loop: a full batch at once, the rest on the tick
             self._take()
-        m = min(self._cap, len(self._pending) - n)
+        m = min(self._cap, self._fit(), len(self._pending) - n)
         if m > 0:
             body = _encode([self._pending[i] for i in range(n, n + m)]).encode()
+            self._per_item = len(body) / m
             if len(body) <= BATCH_BYTES:
                 self._ready = (self._pending[n], m, body)
 

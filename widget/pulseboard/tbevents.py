@@ -39,6 +39,7 @@ from .protocol import check_channel
 _crc = _crc32c.crc32c
 _u64 = struct.Struct("<Q").unpack_from
 _u32 = struct.Struct("<I").unpack_from
+_header = struct.Struct("<QI").unpack_from  # length, masked CRC of the length
 _parse_event = Event.FromString
 MAX_RECORD = 256 * 1024 * 1024  # a length over this is damage, not a record
 
@@ -105,6 +106,9 @@ def parse(buf: bytes, base: int = 0, cuts: Collection[int] = (), seen: int = 0) 
     steps = out.steps
     pending_cuts = sorted(c for c in cuts if c > base)
     cut = pending_cuts.pop(0) if pending_cuts else -1
+    crc, hdr, u32 = _crc, _header, _u32
+    end = base  # offset after the last whole record (or skipped damage)
+    # The loop is the watcher's hot path (one pass per record): the checksums are inlined.
     while pos + 12 <= size:
         start = base + pos
         if 0 <= cut <= start:  # a step ended here before: end it here again
@@ -113,21 +117,23 @@ def parse(buf: bytes, base: int = 0, cuts: Collection[int] = (), seen: int = 0) 
                 cur = None
             while 0 <= cut <= start:
                 cut = pending_cuts.pop(0) if pending_cuts else -1
-        (length,) = _u64(buf, pos)
-        if masked_crc(view[pos:pos + 8]) != _u32(buf, pos + 8)[0] or length > MAX_RECORD:
+        length, check = hdr(buf, pos)
+        x = crc(view[pos:pos + 8])
+        if (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF != check or length > MAX_RECORD:
             nxt = _resync(buf, view, pos + 1)
             if start >= seen:
                 out.damaged.append((start, f"bad record header; skipped {nxt - pos} bytes"))
             pos = nxt
-            out.end = base + pos
+            end = base + pos
             continue
         stop = pos + 12 + length
         if stop + 4 > size:
             break
         payload = view[pos + 12:stop]
         pos = stop + 4
-        out.end = base + pos
-        if masked_crc(payload) != _u32(buf, stop)[0]:
+        end = base + pos
+        x = crc(payload)
+        if (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF != u32(buf, stop)[0]:
             if start >= seen:
                 out.damaged.append((start, "bad record checksum; record skipped"))
             continue
@@ -137,22 +143,25 @@ def parse(buf: bytes, base: int = 0, cuts: Collection[int] = (), seen: int = 0) 
             if start >= seen:
                 out.damaged.append((start, "not an Event protobuf; record skipped"))
             continue
-        if not event.HasField("summary"):
-            if cur is not None:
-                cur.end = out.end
-            continue
-        for value in event.summary.value:
-            x = _scalar(value, out.skipped if start >= seen else None)
-            if x is None:
-                continue
-            tag = value.tag
-            if cur is None or cur.step != event.step or tag in cur.fields:
-                if cur is not None:
-                    steps.append(cur)
-                cur = Step(start, out.end, event.step, event.wall_time, {})
-            cur.fields[tag] = x
+        if event.HasField("summary"):
+            step = event.step
+            for value in event.summary.value:
+                if value.WhichOneof("value") == "simple_value":
+                    v: float = value.simple_value
+                else:
+                    other = _scalar(value, out.skipped if start >= seen else None)
+                    if other is None:
+                        continue
+                    v = other
+                tag = value.tag
+                if cur is None or cur.step != step or tag in cur.fields:
+                    if cur is not None:
+                        steps.append(cur)
+                    cur = Step(start, end, step, event.wall_time, {})
+                cur.fields[tag] = v
         if cur is not None:
-            cur.end = out.end
+            cur.end = end
+    out.end = end
     out.truncated = pos < size
     out.tail = cur
     return out
