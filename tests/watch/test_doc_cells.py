@@ -36,8 +36,9 @@ def test_tensorboard_cell(kernel_env: ServerProcess, tmp_path: Path, doc: str, c
     want = write_steps(w, range(30), extras=True)
     w.close()
     source = doc_cell(cell, doc)
-    nb = run_cells([source if "watcher =" in source else source.replace("pulseboard.watch(", "watcher = pulseboard.watch("),
-                    WAIT_WATCHED.format(steps=30)], tmp_path)
+    if "watcher =" not in source:  # the check cell needs the Watcher that pulseboard.watch() returns
+        source = source.replace("pulseboard.watch(", "watcher = pulseboard.watch(")
+    nb = run_cells([source, WAIT_WATCHED.format(steps=30)], tmp_path)
     assert "delivered 30 {'histograms': 30, 'images': 30, 'text': 30}" in text_output(nb, 1)
     assert merged(channel(kernel_env.url, "tb.exp1")) == want
 
