@@ -21,6 +21,10 @@ import pytest
 from log.logsupport import read_all
 from pulseboard.integrations.transformers import hf_names
 from support import ServerProcess, token
+from watch.cells import WAIT_WATCHED, doc_cell, kernel_env, run_cells, text_output
+from watch.tbsupport import channel
+
+__all__ = ["kernel_env"]  # the fixture
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.skipif(os.environ.get("PULSEBOARD_LONG") != "1",
@@ -57,3 +61,25 @@ def test_transformers_callback_publishes_the_trainers_log_history(server: Server
     expected = [{**hf_names({k: v for k, v in h.items() if k != "step"}), "step": h["step"]} for h in got["history"]]
     assert msgs == expected  # every log entry, value by value, in order
     assert sum("train/loss" in m for m in msgs) == 8 and sum("eval/loss" in m for m in msgs) == 2
+
+
+def test_pytorch_cell(kernel_env: ServerProcess, tmp_path: Path) -> None:
+    nb = run_cells([doc_cell("pytorch"), WAIT_WATCHED.format(steps=200)], tmp_path)
+    assert "delivered 200" in text_output(nb, 1)
+    msgs = [m["data"] for m in channel(kernel_env.url, "tb.linear")]
+    assert sorted(m["step"] for m in msgs) == list(range(200))
+    assert msgs[-1]["train/loss"] < msgs[0]["train/loss"]
+
+
+def test_lightning_cell(kernel_env: ServerProcess, tmp_path: Path) -> None:
+    run_cells([doc_cell("lightning"), "import pulseboard\nassert pulseboard.flush(60)"], tmp_path)
+    msgs = [m["data"] for m in channel(kernel_env.url, "train.lightning-demo")]
+    assert sum("train/loss" in m for m in msgs) == 14  # 14 batches x 5 epochs, every 5th step
+    assert [m["epoch"] for m in msgs if "val/loss" in m] == [0, 1, 2, 3, 4]
+
+
+def test_transformers_cell(kernel_env: ServerProcess, tmp_path: Path) -> None:
+    run_cells([doc_cell("transformers"), "import pulseboard\nassert pulseboard.flush(60)"], tmp_path)
+    msgs = [m["data"] for m in channel(kernel_env.url, "train.hf-demo")]
+    assert [m["step"] for m in msgs if "train/loss" in m] == list(range(5, 85, 5))  # 28 steps x 3 epochs
+    assert [m["epoch"] for m in msgs if "eval/loss" in m] == [1.0, 2.0, 3.0]

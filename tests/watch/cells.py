@@ -7,7 +7,10 @@ import re
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+from support import ServerProcess, token
 
 ROOT = Path(__file__).resolve().parents[2]
 _CELL = re.compile(r"<!-- cell: ([\w-]+) -->\n```python\n(.*?)```", re.DOTALL)
@@ -29,3 +32,24 @@ def run_cells(sources: list[str], cwd: Path, timeout: int = 600) -> nbformat.Not
 
 def text_output(nb: nbformat.NotebookNode, index: int) -> str:
     return "".join(o.get("text", "") for o in nb.cells[index].outputs if o.get("output_type") == "stream")
+
+
+@pytest.fixture
+def kernel_env(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> ServerProcess:
+    """The server, with the environment a kernel started now inherits pointing at it."""
+    monkeypatch.setenv("PULSEBOARD_URL", server.url)
+    monkeypatch.setenv("PULSEBOARD_TOKEN", token())
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    monkeypatch.setenv("PULSEBOARD_DATA_DIR", str(server.data_dir / "kernel"))  # the watcher's state
+    return server
+
+
+WAIT_WATCHED = """
+import time
+import pulseboard
+watcher = pulseboard.watch("runs")  # the one the cell started
+while watcher.status().delivered < {steps}:  # its thread runs on: wait until it sent every step
+    time.sleep(0.05)
+print("delivered", watcher.status().delivered, watcher.status().skipped)
+"""

@@ -7,38 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cells import doc_cell, run_cells, text_output
+from cells import WAIT_WATCHED, doc_cell, kernel_env, run_cells, text_output
 from tbsupport import channel, merged, write_steps, writer
 
-from support import ServerProcess, token
+from support import ServerProcess
 
-WAIT_WATCHED = """
-import time
-while watcher.status().delivered < {steps}:  # the watcher thread runs on; wait until it sent all
-    time.sleep(0.05)
-print("delivered", watcher.status().delivered, watcher.status().skipped)
-"""
-
-
-@pytest.fixture
-def kernel_env(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> ServerProcess:
-    monkeypatch.setenv("PULSEBOARD_URL", server.url)  # the kernel inherits these
-    monkeypatch.setenv("PULSEBOARD_TOKEN", token())
-    monkeypatch.setenv("KERAS_BACKEND", "jax")
-    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    monkeypatch.setenv("PULSEBOARD_DATA_DIR", str(server.data_dir / "kernel"))  # the watcher's state
-    return server
-
+__all__ = ["kernel_env"]  # the fixture
 
 @pytest.mark.parametrize("doc, cell", [("docs/python.md", "tensorboard"), ("README.md", "tensorboard")])
 def test_tensorboard_cell(kernel_env: ServerProcess, tmp_path: Path, doc: str, cell: str) -> None:
     w = writer(tmp_path / "runs" / "exp1")
     want = write_steps(w, range(30), extras=True)
     w.close()
-    source = doc_cell(cell, doc)
-    if "watcher =" not in source:  # the check cell needs the Watcher that pulseboard.watch() returns
-        source = source.replace("pulseboard.watch(", "watcher = pulseboard.watch(")
-    nb = run_cells([source, WAIT_WATCHED.format(steps=30)], tmp_path)
+    nb = run_cells([doc_cell(cell, doc), WAIT_WATCHED.format(steps=30)], tmp_path)
     assert "delivered 30 {'histograms': 30, 'images': 30, 'text': 30}" in text_output(nb, 1)
     assert merged(channel(kernel_env.url, "tb.exp1")) == want
 

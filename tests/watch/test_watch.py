@@ -179,7 +179,8 @@ def test_kill_9_mid_file_then_restart_publishes_each_step_once(server: ServerPro
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
-    for args, what in ([str(tmp_path / "nope")], "is not a directory"), ([str(tmp_path), "--prefix", "a b"], "a b"):
+    (tmp_path / "file").write_text("")
+    for args, what in ([str(tmp_path / "file")], "is not a directory"), ([str(tmp_path), "--prefix", "a b"], "a b"):
         r = subprocess.run([*PULSEBOARD, "watch", *args], capture_output=True, text=True, timeout=60,
                            env=dict(os.environ, PULSEBOARD_URL="http://127.0.0.1:9", PULSEBOARD_TOKEN="x"))
         assert r.returncode == 2 and what in r.stderr and "Traceback" not in r.stderr, r.stderr
@@ -192,3 +193,17 @@ def test_two_watchers_of_one_log_dir_are_refused(server: ServerProcess, watcher:
     r = subprocess.run([*PULSEBOARD, "watch", str(tmp_path / "logs"), "--state", str(tmp_path / "state.json")],
                        capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2 and "already watched" in r.stderr, r.stderr
+
+
+def test_a_log_dir_that_does_not_exist_yet_is_waited_for(server: ServerProcess, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    w = Watcher(tmp_path / "later", url=server.url, token=token(), state=tmp_path / "state.json",
+                poll=0.05, rescan=0.1).start()
+    try:
+        assert "does not exist yet" in capsys.readouterr().err
+        tb = writer(tmp_path / "later" / "r")  # the training starts after the watcher
+        want = write_steps(tb, range(5))
+        tb.close()
+        wait_until(lambda: merged(channel(server.url, "tb.r")) == want, what="the run in the new log dir")
+    finally:
+        w.stop()

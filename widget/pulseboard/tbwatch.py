@@ -94,8 +94,10 @@ class Watcher:
                  rescan: float = RESCAN, stall: float = STALL, sender: Sender | None = None,
                  verbose: bool = True) -> None:
         self.logdir = Path(logdir).expanduser().resolve()
-        if not self.logdir.is_dir():
+        if self.logdir.exists() and not self.logdir.is_dir():
             raise WatchError(f"{logdir} is not a directory")
+        if not self.logdir.exists() and verbose:  # a watcher started before the training that writes there
+            note(f"watch: {logdir} does not exist yet; waiting for it")
         try:
             run_channel(prefix, "")
         except PulseboardError as e:
