@@ -1,4 +1,4 @@
-"""Frame work of the chart at the sizes issue 11 names, in headless chromium.
+"""Frame work of the chart at the sizes users chart (up to 1M points, 10 series), in headless chromium.
 
 A page holds one `Chart` (js/src/chart.ts, bundled here with esbuild), pre-filled and
 bounded at its size, then fed one message per channel per tick at 20 Hz, like live runs.

@@ -22,17 +22,17 @@ import time
 import uuid
 from pathlib import Path
 
+from redis.asyncio import Redis
+from websockets.asyncio.client import ClientConnection, connect
+
+from harness.servers import RedisProcess, ServerProcess
+from harness.tokens import token
+from pulseboard.protocol import Live, Since, dumps
+from pulseboard_server.brokers import open_broker
+from pulseboard_server.brokers.redis import RedisBroker
+from pulseboard_server.brokers.redis_scripts import PUBLISH, Keys
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from redis.asyncio import Redis  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
-
-from pulseboard.protocol import Live, Since, dumps  # noqa: E402
-from pulseboard_server.brokers import open_broker  # noqa: E402
-from pulseboard_server.brokers.redis import RedisBroker  # noqa: E402
-from pulseboard_server.brokers.redis_scripts import PUBLISH, Keys  # noqa: E402
-from support import RedisProcess, ServerProcess, token  # noqa: E402
 
 PHASE_TIMEOUT = 40.0
 HISTORY = 12_000

@@ -15,16 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
+from harness.servers import ServerProcess
+from harness.tokens import token
 from pulseboard import snapshot
 from pulseboard.svg import render
-from support import ServerProcess, token
 
 
 def timed(fn, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
@@ -45,8 +42,8 @@ def main() -> None:
     try:
         tok = token("bench")
         for start in range(0, args.steps, 1000):
-            fields = lambda s: {f"f{k}": (s * (k + 1)) % 97 / 7 for k in range(args.fields)}  # noqa: E731
-            body = [{"ch": "bench.run", "data": {"step": s, **fields(s)}}
+            body = [{"ch": "bench.run",
+                     "data": {"step": s, **{f"f{k}": (s * (k + 1)) % 97 / 7 for k in range(args.fields)}}}
                     for s in range(start, min(args.steps, start + 1000))]
             req = urllib.request.Request(server.url + "/publish", data=json.dumps(body).encode(), method="POST",
                                          headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json"})

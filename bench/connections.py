@@ -16,15 +16,12 @@ import gc
 import multiprocessing as mp
 import os
 import resource
-import sys
-from pathlib import Path
 from typing import Any
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from support import ServerProcess, token
+from harness.servers import ServerProcess
+from harness.tokens import token
 
 
 async def hold(urls: list[tuple[str, str]], ready: Any, stop: Any) -> None:

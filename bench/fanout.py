@@ -30,10 +30,10 @@ from typing import Any
 
 import psutil
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
+from harness.servers import RedisProcess, ServerProcess, free_port, wait_until
+from harness.tokens import token
 
-from support import RedisProcess, ServerProcess, free_port, token, wait_until  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 T_RE = re.compile(rb'"t":([0-9.]+)')
 

@@ -1,4 +1,4 @@
-"""The embedded store's figures (issue 9), each next to its target, in one run.
+"""The embedded store's figures, each next to its target, in one run.
 
 1. sustained publish into 10 channels with every message delivered to a subscriber
    callback, sqlite:// against memory:// in the same run: msgs/s, and CPU per message
@@ -21,17 +21,14 @@ import asyncio
 import json
 import os
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
+from harness.servers import ServerProcess
 from pulseboard.protocol import Envelope, Live, Since
 from pulseboard_server.brokers import open_broker
 from pulseboard_server.brokers.base import Broker
-from support import ServerProcess
 
 
 async def publish_load(

@@ -1,4 +1,4 @@
-"""What an explicit `--history N` costs the embedded store (issue 9): the writer trims each
+"""What an explicit `--history N` costs the embedded store: the writer trims each
 channel to its last N after every batch. Prints msgs/s without a count limit (the sqlite://
 default) and with `--history 1000`, and their ratio, from runs in this one command.
 
@@ -13,13 +13,14 @@ import tempfile
 import time
 
 from pulseboard_server.brokers import open_broker
+from pulseboard_server.brokers.base import PublishItem
 
 
 async def rate(history: int | None, n: int) -> float:
     with tempfile.TemporaryDirectory() as d:
         broker = open_broker(f"sqlite://{d}/bench.db", history, retention=1e12)
         await broker.start(lambda env: None, lambda ch, epoch, top: None)
-        items = [(f"c{i % 10}", {"loss": i * 0.5, "step": i}, 1000.0 + i, None) for i in range(n)]
+        items: list[PublishItem] = [(f"c{i % 10}", {"loss": i * 0.5, "step": i}, 1000.0 + i, None) for i in range(n)]
         t = time.perf_counter()
         for k in range(0, n, 1000):
             await broker.publish_many(items[k : k + 1000])

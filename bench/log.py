@@ -20,21 +20,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pulseboard
+from harness.channels import read_all
+from harness.logs import log_across_restarts
+from harness.servers import RedisProcess, ServerProcess, free_port
+from harness.tokens import token
+from pulseboard.sender import Sender
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "log"))
-
-from logsupport import read_all, top_seq  # noqa: E402
-
-import pulseboard  # noqa: E402
-from pulseboard.sender import Sender  # noqa: E402
-from support import RedisProcess, ServerProcess, free_port, token, wait_until  # noqa: E402
 
 SCRIPT = ROOT / "tests" / "log" / "log_script.py"
 
@@ -69,29 +66,15 @@ def delivered_rate(url: str, n: int) -> float:
 def restart_run(broker: str, n: int, restarts: int) -> tuple[int, int, float]:
     """(lost, duplicated, seconds) for one logging process across `restarts` server restarts."""
     args = ("--broker", broker, "--history", str(n))
-    server = ServerProcess(*args).start()
-    env = dict(os.environ, PULSEBOARD_URL=server.url, PULSEBOARD_TOKEN=token())
     t0 = time.perf_counter()
-    child = subprocess.Popen([sys.executable, str(SCRIPT), "bench.restart", str(n), "10000", "900"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stopped, out, err, status = log_across_restarts(args, "bench.restart", n, 10000, restarts, 900)
+    seconds = time.perf_counter() - t0
+    if status != 0:
+        print(f"  logging process failed: {out} {err}")
+    server = ServerProcess(*args, port=stopped.port).start()
     try:
-        for k in range(restarts):
-            target = (k + 1) * n // (restarts + 2)
-            wait_until(lambda t=target, u=server.url: top_seq(u, "bench.restart") >= t, 300, 0.05,
-                       what=f"seq {target}")
-            if k % 2 == 0:
-                server.terminate()
-            else:
-                server.kill()
-            server = ServerProcess(*args, port=server.port).start()
-        out, err = child.communicate(timeout=900)
-        seconds = time.perf_counter() - t0
-        if child.returncode != 0:
-            print(f"  logging process failed: {out} {err}")
         values = [m["data"]["i"] for m in read_all(server.url, "bench.restart", page=min(5000, n))]
     finally:
-        if child.poll() is None:
-            child.kill()
         server.stop()
     lost = len(set(range(n)) - set(values))
     return lost, len(values) - len(set(values)), seconds

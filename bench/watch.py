@@ -32,22 +32,21 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboardX.record_writer import RecordWriter
+
+from harness.channels import top_seq
+from harness.servers import PULSEBOARD, ServerProcess, wait_until
+from harness.tokens import token
+from pulseboard.client import Client
+from pulseboard.sender import Sender
+from pulseboard.tbevents import message, parse
+from pulseboard.tbwatch import Watcher
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "log"))
-
-import psutil  # noqa: E402
-from logsupport import top_seq  # noqa: E402
-from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader  # noqa: E402
-from tensorboard.compat.proto.event_pb2 import Event  # noqa: E402
-from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
-from tensorboardX.record_writer import RecordWriter  # noqa: E402
-
-from pulseboard.client import Client  # noqa: E402
-from pulseboard.sender import Sender  # noqa: E402
-from pulseboard.tbevents import message, parse  # noqa: E402
-from pulseboard.tbwatch import Watcher  # noqa: E402
-from support import PULSEBOARD, ServerProcess, token, wait_until  # noqa: E402
 
 
 def step_records(step: int, tags: int, wall: float) -> list[bytes]:

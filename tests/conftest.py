@@ -4,7 +4,36 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from support import RedisProcess, ServerProcess
+from harness.browsers import PageServer
+from harness.servers import RedisProcess, ServerProcess
+
+# A folder's tests share what they need to run; its marker lets a tier leave them out.
+FOLDER_MARKS = {
+    "e2e": "browser",
+    "report": "browser",
+    "hub": "hub",
+    "faults": "faults",
+    "redis": "redis",
+    "bench": "bench",
+    "install": "install",
+    "docs": "jupyter",
+}
+# Fixtures that start processes: a test using one is not in-process.
+PROCESS_FIXTURES = {
+    "server", "server_factory", "redis_server", "redis_factory", "redis_proc", "module_servers", "page_server",
+    "feeder",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = item.path.parts
+        folder = parts[parts.index("tests") + 1] if "tests" in parts else ""
+        mark = FOLDER_MARKS.get(folder)
+        if mark:
+            item.add_marker(mark)
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("process")
 
 
 @pytest.fixture
@@ -45,3 +74,13 @@ def redis_factory() -> Iterator[Callable[..., RedisProcess]]:
 @pytest.fixture
 def redis_server(redis_factory: Callable[..., RedisProcess]) -> RedisProcess:
     return redis_factory()
+
+
+@pytest.fixture(scope="module")
+def page_server() -> Iterator[PageServer]:
+    """A second origin for widget pages, like a JupyterLab next to the pulseboard server."""
+    srv = PageServer()
+    try:
+        yield srv
+    finally:
+        srv.close()

@@ -13,6 +13,8 @@ import { openWs } from "./transports/ws";
 
 export type { TransportKind } from "./transports/common";
 export type Status = "connecting" | "live" | "reconnecting" | "offline";
+/** Milliseconds without a first message before the client checks whether the server is there. */
+export const REACH_WATCHDOG_MS = 4000;
 export type TokenSource = string | (() => string | Promise<string>);
 
 export interface ClientOptions {
@@ -52,6 +54,8 @@ export class Client implements TransportHost {
   /** Messages per second, smoothed. */
   rate = 0;
   error: string | null = null;
+  /** Why it cannot connect while it keeps trying ("cannot reach <url>: <reason>"); null once live. */
+  problem: string | null = null;
   readonly sync: ChannelPositions;
   /** Counters, for tests and the status line. */
   connects = 0;
@@ -76,6 +80,7 @@ export class Client implements TransportHost {
   private tokenWaits = 0;
   private disposed = false;
   private everLive = false;
+  private watchdog: ReturnType<typeof setTimeout> | null = null;
   private onlineHandler = () => this.reconnectNow();
   private offlineHandler = () => this.goOffline();
 
@@ -115,6 +120,7 @@ export class Client implements TransportHost {
     if (this.upgradeTimer) clearInterval(this.upgradeTimer);
     if (this.rateTimer) clearInterval(this.rateTimer);
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    if (this.watchdog) clearTimeout(this.watchdog);
     if (typeof window !== "undefined") {
       window.removeEventListener("online", this.onlineHandler);
       window.removeEventListener("offline", this.offlineHandler);
@@ -217,6 +223,13 @@ export class Client implements TransportHost {
     this.gen += 1;
     this.emit();
     void this.open(kind, false);
+    // A connection that neither opens nor fails (a host that drops packets) must not leave
+    // "connecting" on screen with no reason: ask whether the server is there at all.
+    if (this.watchdog) clearTimeout(this.watchdog);
+    const gen = this.gen;
+    this.watchdog = setTimeout(() => {
+      if (!this.conn?.gotFirst && gen === this.gen) void this.reachable();
+    }, REACH_WATCHDOG_MS);
   }
 
   private async open(kind: TransportKind, probe: boolean): Promise<void> {
@@ -290,6 +303,7 @@ export class Client implements TransportHost {
     }
     if (!conn.gotFirst) {
       conn.gotFirst = true;
+      this.problem = null;
       this.connects += 1;
       this.attempt = 0;
       this.failures = 0;
@@ -380,18 +394,26 @@ export class Client implements TransportHost {
     }
   }
 
-  /** Is the server there at all? (If not, a failure says nothing about the transport.) */
+  /** Is the server there at all? (If not, a failure says nothing about the transport.) When
+   * not, `problem` says so, shown while the client keeps trying. */
   private async reachable(): Promise<boolean> {
     if (typeof navigator !== "undefined" && navigator.onLine === false) return false;
+    const ctl = new AbortController();
+    const t = setTimeout(() => ctl.abort(), 3000);
+    let reason: string | null = null;
     try {
-      const ctl = new AbortController();
-      const t = setTimeout(() => ctl.abort(), 3000);
       await fetch(this.endpoint("healthz"), { mode: "no-cors", cache: "no-store", signal: ctl.signal });
-      clearTimeout(t);
-      return true;
     } catch {
-      return false;
+      // The browser gives no detail (refused, unknown host, blocked all look alike).
+      reason = ctl.signal.aborted ? "no answer within 3 s" : "no answer (connection refused, unknown host or blocked)";
     }
+    clearTimeout(t);
+    const problem = reason && `cannot reach ${this.base.toString()}: ${reason}; retrying`;
+    if (problem !== this.problem && !this.conn?.gotFirst) {
+      this.problem = problem;
+      this.emit();
+    }
+    return reason === null;
   }
 
   private startUpgrades(): void {

@@ -11,6 +11,7 @@ import type { Envelope, Gap, Start } from "./sync";
 import { isPattern, matching } from "./chart/glob";
 import { cut, fetchRange, overlaps } from "./chart/history";
 import { HOST_GROUPS, groupOf, isHostChart } from "./chart/hostgroup";
+import { missingFieldsText, noDataText } from "./notices";
 import css from "./styles.css";
 import uplotCss from "uplot/dist/uPlot.min.css";
 
@@ -19,6 +20,8 @@ export const DISCOVER_EVERY_MS = 5000;
 export const MAX_CHANNELS = 256;
 /** Envelopes asked for when loading a range from history (about four per pixel column). */
 export const HISTORY_POINTS = 4000;
+/** After going live, how long the replay may take before a channel without data is named. */
+export const NO_DATA_AFTER_MS = 1500;
 
 export function injectStyles(doc: Document = document): void {
   if (doc.getElementById("pulseboard-styles")) return;
@@ -57,6 +60,12 @@ export class LiveChart {
   /** Channels whose older part was asked for, and the ranges of each that came thinned. */
   private olderAsked = new Set<string>();
   private thin = new Map<string, [number, number][]>();
+  /** Fields seen per channel, and what the chart says about missing data (see notices.ts). */
+  private fieldsOf = new Map<string, Set<string>>();
+  private notices: { noData: string | null; fields: string | null; pattern: string | null } =
+    { noData: null, fields: null, pattern: null };
+  private noDataTimer: ReturnType<typeof setTimeout> | null = null;
+  private readable: string[] = [];
 
   constructor(private parent: HTMLElement, private opts: LiveOptions) {
     injectStyles(parent.ownerDocument);
@@ -92,8 +101,10 @@ export class LiveChart {
       onGap: (gap: Gap) => this.charts.forEach((c) => c.gap(gap)),
       onState: (c) => {
         if (c.status === "live" && !this.wasLive) this.goneLive();
-        this.lastStatus = { status: c.status, transport: c.transport, lag: c.lag, rate: c.rate, error: c.error };
-        this.charts.forEach((ch) => ch.setStatus(this.lastStatus!));
+        if (c.status === "live" && !this.noDataTimer) {
+          this.noDataTimer = setTimeout(() => void this.checkNoData(), NO_DATA_AFTER_MS);
+        }
+        this.showStatus();
       },
     });
     this.expose();
@@ -113,13 +124,76 @@ export class LiveChart {
       const fresh = matching(this.opts.channels.filter(isPattern), names).filter((c) => !known.includes(c));
       const room = MAX_CHANNELS - known.length;
       if (fresh.length && room > 0) this.connect(fresh.slice(0, room));
-      else if (!this.client) this.chart.showMessage(`no readable channel matches ${this.opts.channels.join(", ")} yet`);
+      else if (!this.client) this.notice("pattern", `no readable channel matches ${this.opts.channels.join(", ")} yet`);
+      if (fresh.length) this.notice("pattern", null);
     } catch {
       /* the server is away: try again at the next look-up */
     }
   }
 
+  /** The client's state on every chart, with the reason nothing shows when there is one. */
+  private showStatus(): void {
+    const c = this.client;
+    const n = this.notices;
+    const error = c?.error ?? c?.problem ?? n.pattern ?? n.noData ?? n.fields ?? null;
+    this.lastStatus = c
+      ? { status: c.status, transport: c.transport, lag: c.lag, rate: c.rate, error }
+      : { status: "connecting", transport: "ws", lag: null, rate: 0, error };
+    this.charts.forEach((ch) => ch.setStatus(this.lastStatus!));
+  }
+
+  private notice(kind: keyof LiveChart["notices"], text: string | null): void {
+    if (this.notices[kind] === text) return;
+    this.notices[kind] = text;
+    this.showStatus();
+  }
+
+  /** Live, but some plain channels brought nothing: name them, and readable channels like them. */
+  private async checkNoData(): Promise<void> {
+    if (this.disposed || !this.emptyChannels().length) return;
+    let readable: string[] = [];
+    try {
+      const t = this.opts.token;
+      const token = typeof t === "function" ? await t() : t;
+      const res = await fetch(new URL("channels", baseUrl(this.opts.url)).toString(), {
+        headers: { Authorization: `Bearer ${token}` }, cache: "no-store",
+      });
+      if (res.ok) readable = ((await res.json()).channels as { ch: string }[]).map((c) => c.ch).sort();
+    } catch {
+      /* no list: the notice names the channel alone */
+    }
+    this.readable = readable;
+    const empty = this.emptyChannels();
+    if (!this.disposed && empty.length) this.notice("noData", noDataText(empty, readable));
+  }
+
+  /** The channels followed that have brought no message yet. */
+  private emptyChannels(): string[] {
+    return (this.client ? Object.keys(this.client.sync.initial) : []).filter((ch) => !this.fieldsOf.has(ch));
+  }
+
+  /** Track the fields each channel carries; clear or update the notices they answer. */
+  private noteFields(envs: Envelope[]): void {
+    let fresh = false;
+    for (const env of envs) {
+      let fs = this.fieldsOf.get(env.ch);
+      if (!fs) {
+        this.fieldsOf.set(env.ch, (fs = new Set()));
+        fresh = true;
+      }
+      for (const f in env.data) fs.add(f);
+    }
+    if (fresh && this.notices.noData) {
+      // Data came to a channel that had none: it goes live; name only those still empty.
+      const empty = this.emptyChannels();
+      this.notice("noData", empty.length ? noDataText(empty, this.readable) : null);
+    }
+    const wanted = [...(this.opts.fields ?? []), ...(this.opts.x ? [this.opts.x] : [])];
+    if (wanted.length) this.notice("fields", missingFieldsText(wanted, this.fieldsOf));
+  }
+
   private add(envs: Envelope[]): void {
+    this.noteFields(envs);
     if (this.host) {
       for (const env of envs) {
         for (const f in env.data) {
@@ -223,6 +297,7 @@ export class LiveChart {
   dispose(): void {
     this.disposed = true;
     if (this.discover) clearInterval(this.discover);
+    if (this.noDataTimer) clearTimeout(this.noDataTimer);
     this.client?.dispose();
     for (const c of this.charts) c.destroy();
   }

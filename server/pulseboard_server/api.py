@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import Any
 
@@ -87,7 +86,7 @@ async def publish(request: Request) -> Response:
     if not items or not all(isinstance(i, dict) for i in items):
         raise bad_request('body is {"ch": ..., "data": {...}} or a non-empty list of them')
     node = node_of(request)
-    node.limits.take_publish(grants.sub, len(items))  # issue 13: 429 rate_limited + Retry-After
+    node.limits.take_publish(grants.sub, len(items))  # 429 rate_limited + Retry-After: one subject can't flood the node
     checked: list[PublishItem] = []
     now = time.time()
     allowed: set[str] = set()  # channels already checked in this body
@@ -104,18 +103,6 @@ async def publish(request: Request) -> Response:
     return JSONResponse({"seqs": [e.seq for e in envs]})
 
 
-def float_param(request: Request, name: str) -> float | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise bad_request(f"{name!r} must be unix seconds (a number)") from None
-    if not math.isfinite(value):
-        raise bad_request(f"{name!r} must be a finite number")
-    return value
-
 
 async def history(request: Request) -> Response:
     grants = await authenticate(request, allow_ticket=True)
@@ -127,7 +114,8 @@ async def history(request: Request) -> Response:
     if ranged and any(k in q for k in ("since", "limit")):
         raise bad_request("ask either since/limit (exact) or from/to/points (a range), not both")
     if ranged:
-        t0, t1 = float_param(request, "from"), float_param(request, "to")
+        q = request.query_params
+        t0, t1 = transport_common.float_param(q, "from"), transport_common.float_param(q, "to")
         if t0 is not None and t1 is not None and t0 > t1:
             raise bad_request("'from' must not be after 'to'")
         points = transport_common.int_param(q, "points", 2000, MIN_POINTS, MAX_POINTS)

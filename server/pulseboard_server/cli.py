@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from pulseboard.report_cli import add_report_parser, report_command
 
-from .config import Settings, add_arguments, count, positive_float
+from .config import Settings, add_arguments, count, positive
 
 log = logging.getLogger("pulseboard")
 
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     where = a.add_mutually_exclusive_group(required=True)
     where.add_argument("--broker", help="publish straight into redis://...")
     where.add_argument("--url", help="publish through a server's HTTP API (token from PULSEBOARD_TOKEN)")
-    a.add_argument("--interval", type=positive_float, default=1.0, help="seconds between samples (1.0)")
+    a.add_argument("--interval", type=positive, default=1.0, help="seconds between samples (1.0)")
     a.add_argument("--channel", default=None, help="channel (sys.<hostname>)")
     a.add_argument("--history", type=count, default=1000, help="messages kept per channel (1000)")
     add_report_parser(sub)  # pulseboard report (widget/pulseboard/report_cli.py)
@@ -80,7 +80,7 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--url", default=None, help="server URL (PULSEBOARD_URL)")
     w.add_argument("--token", default=None, help="token (PULSEBOARD_TOKEN)")
     w.add_argument("--state", default=None, help="where the watcher keeps its place (in the data dir)")
-    w.add_argument("--poll", type=positive_float, default=0.2, help="seconds between looks at the files (0.2)")
+    w.add_argument("--poll", type=positive, default=0.2, help="seconds between looks at the files (0.2)")
     return p
 
 
@@ -283,21 +283,30 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     sock = bind(settings.host, settings.port)
     settings.port = sock.getsockname()[1]
     try:
-        broker = open_broker(settings.broker, settings.history, max_channels=settings.max_channels,
-                             **store_options(settings))
-    except (ValueError, ImportError) as e:
-        raise CliError(str(e)) from None
-    node = Node(settings, broker)
-    try:
-        await node.start()
-    except StoreError as e:
-        raise CliError(e.detail) from None  # the store's own line: in use, damaged, unreadable
-    except Exception as e:
-        raise CliError(f"cannot reach broker {settings.broker}: {e}") from None
+        try:
+            broker = open_broker(settings.broker, settings.history, max_channels=settings.max_channels,
+                                 **store_options(settings))
+        except (ValueError, ImportError) as e:
+            raise CliError(str(e)) from None
+        node = Node(settings, broker)
+        try:
+            await node.start()
+        except StoreError as e:
+            raise CliError(e.detail) from None  # the store's own line: in use, damaged, unreadable
+        except Exception as e:
+            raise CliError(f"cannot reach broker {settings.broker}: {e}") from None
+    except CliError as e:
+        from . import explain
+
+        if not explain.wanted():
+            raise
+        print(f"pulseboard: error: {e} (answering 503 with this until stopped)", file=sys.stderr, flush=True)
+        await explain.explain(sock, str(e))
+        raise SystemExit(2) from None
     app = build_app(settings, node)
     config = uvicorn.Config(
         app,
-        http=header_timeout_protocol(settings.header_timeout),  # issue 13: slowloris
+        http=header_timeout_protocol(settings.header_timeout),  # slow headers must not hold a slot (slowloris)
         ws="websockets-sansio",
         ws_max_size=max(4 * settings.max_message_size, 1 << 16),
         ws_ping_interval=settings.ping_interval,

@@ -16,7 +16,8 @@ from typing import Any
 from .brokers.units import duration_arg, size_arg
 
 
-def positive_float(text: str) -> float:
+def non_negative(text: str) -> float:
+    """A number >= 0 (0 usually means off)."""
     try:
         v = float(text)
     except ValueError:
@@ -26,8 +27,9 @@ def positive_float(text: str) -> float:
     return v
 
 
-def above_zero(text: str) -> float:
-    v = positive_float(text)
+def positive(text: str) -> float:
+    """A number > 0."""
+    v = non_negative(text)
     if v == 0:
         raise argparse.ArgumentTypeError("must be more than 0")
     return v
@@ -86,7 +88,7 @@ class Settings:
                               "on sqlite:// (it keeps by --retention and --max-store-bytes; backfill and limit "
                               "stay at most 1000)", parse=count, metavar="N", shown="1000; sqlite:// none")
     collect_interval: float = opt(1.0, "host collector period in seconds; 0 turns it off",
-                                  parse=positive_float, metavar="S")
+                                  parse=non_negative, metavar="S")
     allowed_origins: list[str] = opt(  # noqa: RUF009 - opt() copies a list default per instance
         [], "allow browser pages from ORIGIN (repeatable; * allows all). A server reached on a DNS name lists "
         "its public origin here: a page's own origin is trusted by itself only on an IP address or loopback name",
@@ -104,18 +106,18 @@ class Settings:
     max_buffer: int = opt(8 << 20, "bytes queued for one client before it is closed with 4429", parse=count,
                           metavar="BYTES", shown="8 MiB")
     tick: float = opt(0.005, "seconds over which published messages are batched into one frame; 0 sends at once",
-                      parse=positive_float, metavar="S")
+                      parse=non_negative, metavar="S")
     max_channels_per_client: int = opt(1000, "channels one connection may subscribe to", parse=count,
                                        flag="--max-subscriptions", metavar="N")
     max_channels: int = opt(100_000, "channels per node (memory broker)", parse=count, hidden=True)
     max_violations: int = opt(10, "protocol errors in a row before a 4400 close", parse=count, hidden=True)
     ping_interval: float = opt(10.0, "seconds between WebSocket pings; a peer silent for as long again is dropped",
-                               parse=above_zero, metavar="S")
-    heartbeat: float = opt(15.0, "SSE heartbeat period in seconds", parse=above_zero, hidden=True)
-    poll_timeout: float = opt(25.0, "longest long-poll wait in seconds", parse=positive_float, hidden=True)
-    ticket_ttl: float = opt(60.0, "ticket lifetime in seconds", parse=above_zero, hidden=True)
+                               parse=positive, metavar="S")
+    heartbeat: float = opt(15.0, "SSE heartbeat period in seconds", parse=positive, hidden=True)
+    poll_timeout: float = opt(25.0, "longest long-poll wait in seconds", parse=non_negative, hidden=True)
+    ticket_ttl: float = opt(60.0, "ticket lifetime in seconds", parse=positive, hidden=True)
     node: str = opt("", "node name shown to clients", shown="random")
-    # the embedded store (sqlite://, issue 9): where it lives, how long and how much it keeps
+    # the embedded store (sqlite://): where it lives, how long and how much it keeps
     data_dir: str = opt("", "where sqlite:// keeps pulseboard.db (one server per store)", metavar="DIR",
                         shown="$PULSEBOARD_DATA_DIR, else $XDG_DATA_HOME/pulseboard, else ~/.local/share/pulseboard")
     retention: float = opt(30 * 86400.0, "on every broker, per channel, messages whose ts is older than this "
@@ -124,16 +126,16 @@ class Settings:
                            parse=duration_arg, metavar="AGE", shown="30d")
     max_store_bytes: int = opt(8 << 30, "cap on the store's size (512MiB, 2GB; 0 = none): over it, every channel's "
                                "oldest messages go first", parse=size_arg, metavar="SIZE", shown="8GiB")
-    # issue 13 limits (docs/security.md): per subject, per node
+    # limits that keep one subject from starving the rest (docs/security.md): per subject, per node
     max_connections_per_sub: int = opt(128, "open ws/sse/poll connections one token subject may hold on a node; "
                                        "more get 429 rate_limited", parse=count, metavar="N")
     publish_rate: float = opt(100_000.0, "messages/s one subject may publish, sustained; more get 429 with "
-                              "Retry-After; 0: no limit", parse=positive_float, metavar="N")
+                              "Retry-After; 0: no limit", parse=non_negative, metavar="N")
     publish_burst: int = opt(200_000, "messages one subject may publish at once", parse=count, metavar="N")
     header_timeout: float = opt(10.0, "seconds a client has to send its request line and headers (else the "
-                                "connection is closed); 0: none", parse=positive_float, metavar="S")
+                                "connection is closed); 0: none", parse=non_negative, metavar="S")
     body_timeout: float = opt(30.0, "seconds a client has to send a request body (else 408); 0: none",
-                              parse=positive_float, metavar="S")
+                              parse=non_negative, metavar="S")
 
     @property
     def prefix(self) -> str:

@@ -17,7 +17,7 @@ from .fanout import Fanout
 from .grants import Grants
 from .limits import Limits
 from .metrics import Metrics
-from .session import Limits as SessionLimits
+from .session import Bounds
 
 log = logging.getLogger("pulseboard")
 
@@ -29,9 +29,9 @@ class Node:
         self.verifier = TokenVerifier(settings)
         self.broker = broker
         self.metrics = Metrics()
-        self.limits = Limits(settings)  # issue 13: connections per sub, publish rate
+        self.limits = Limits(settings)  # connections per subject, publish rate: no subject starves the rest
         self.fanout = Fanout(broker, self.metrics, settings.tick)
-        self.session_limits = SessionLimits(settings.max_buffer, settings.max_message_size,
+        self.session_bounds = Bounds(settings.max_buffer, settings.max_message_size,
                                             settings.max_channels_per_client, settings.max_violations)
         self.clients: set[Any] = set()  # open connections with an async close(code)
         self.started = time.time()

@@ -44,7 +44,7 @@ def decode_client_frame(text: str) -> ClientOp:
     """Decode one client text frame; raise `bad_request` saying what was wrong."""
     try:
         # NaN/Infinity become null: in `data` as `check_data` would make them, and an
-        # op's `id` is echoed back in `ack`/`error`, which can't carry them (issue 13).
+        # op's `id` is echoed back in `ack`/`error`, which can't carry them.
         obj = json.loads(text, parse_constant=lambda _: None)
     except ValueError:
         raise bad_request("frame is not valid JSON") from None

@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
+from harness.servers import ServerProcess
+from harness.tokens import token
+from harness.ws import publish
 from pulseboard.client import Client, Gap, SubscribeError, backoff_delay
-from support import ServerProcess, token
-from wsutil import publish
 
 
 async def take(client: Client, n: int, timeout: float = 15) -> list[int]:

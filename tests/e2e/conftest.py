@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from browser_support import Feeder, PageServer, chromium
+
+from harness.browsers import Feeder, chromium
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +44,3 @@ def feeder() -> Iterator[Callable[..., Feeder]]:
     yield make
     for f in started:
         f.stop()
-
-
-@pytest.fixture(scope="module")
-def page_server() -> Iterator[PageServer]:
-    """A second origin for widget pages, like a JupyterLab next to the pulseboard server."""
-    srv = PageServer()
-    try:
-        yield srv
-    finally:
-        srv.close()

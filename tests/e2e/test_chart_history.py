@@ -1,5 +1,5 @@
 """A window longer than the live buffer: the chart loads the older part from the server's
-downsampled history, then full resolution where it is zoomed (issue 9's "charts use it")."""
+downsampled history, then full resolution where it is zoomed (so long histories draw fast)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 import pytest
-from chart_support import VIEW, hook, publish, wait_drawn
 
-from support import ServerProcess, wait_until
+from harness.charts import VIEW, hook, publish, wait_drawn
+from harness.servers import ServerProcess, wait_until
 
 pytestmark = pytest.mark.browser
 N = 200_000

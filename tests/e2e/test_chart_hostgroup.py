@@ -7,10 +7,10 @@ import urllib.request
 from typing import Any
 
 import pytest
-from browser_support import PageServer, open_widget, widget_state
-from chart_support import VIEW
 
-from support import ServerProcess, wait_until
+from harness.browsers import PageServer, open_widget, widget_state
+from harness.charts import VIEW
+from harness.servers import ServerProcess, wait_until
 
 pytestmark = pytest.mark.browser
 GROUPS = ["cpu", "mem", "disk", "net", "load"]

@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 import pytest
-from browser_support import PageServer, open_widget, widget_state
-from chart_support import VIEW, hook, publish, wait_drawn, wait_points
 
-from support import ServerProcess, wait_until
+from harness.browsers import PageServer, open_widget, widget_state
+from harness.charts import VIEW, hook, publish, wait_drawn, wait_points
+from harness.servers import ServerProcess, wait_until
 
 pytestmark = pytest.mark.browser
 N = 200_000

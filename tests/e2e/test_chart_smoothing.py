@@ -6,18 +6,19 @@ import itertools
 import random
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from browser_support import PageServer, open_widget, widget_state
-from chart_support import VIEW, hook, publish, wait_drawn, wait_points
 
-from support import ServerProcess, wait_until
+from harness.browsers import PageServer, open_widget, widget_state
+from harness.charts import VIEW, hook, publish, wait_drawn, wait_points
+from harness.servers import ServerProcess, wait_until
 
 pytestmark = pytest.mark.browser
 
 
-def reference_ema(xs: list[float], ys: list[float], s: float) -> list[float]:
+def reference_ema(xs: Sequence[float], ys: Sequence[float], s: float) -> list[float]:
     """By the definition in docs/chart.md: the mean of every point so far, weighted by
     s ** (x distance / step), step = median of the first 16 x spacings."""
     spacings = [b - a for a, b in itertools.pairwise(xs) if b > a][:16]

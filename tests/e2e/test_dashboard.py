@@ -13,17 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_support import (
-    DARK_VARS,
-    Feeder,
-    PageServer,
-    assert_contiguous,
-    chart_state,
-    open_widget,
-    widget_state,
-)
 
-from support import ROOT, RedisProcess, ServerProcess, token, wait_until
+from harness.browsers import DARK_VARS, Feeder, PageServer, assert_contiguous, chart_state, open_widget, widget_state
+from harness.servers import ROOT, RedisProcess, ServerProcess, wait_until
+from harness.tokens import token
 
 pytestmark = pytest.mark.browser
 CH = "sys.test"

@@ -1,4 +1,4 @@
-"""Fallbacks in chromium (issue 5): WebSocket blocked → SSE, SSE blocked too → long-poll,
+"""Fallbacks in chromium, where proxies block transports: WebSocket blocked → SSE, SSE blocked too → long-poll,
 block lifted → back to WebSocket; no gap and no duplicate across any switch."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from browser_support import Feeder, assert_contiguous, chart_state
 
-from support import ServerProcess, token, wait_until
+from harness.browsers import Feeder, assert_contiguous, chart_state
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import token
 
 pytestmark = pytest.mark.browser
 CH = "sys.fallback"

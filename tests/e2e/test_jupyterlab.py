@@ -13,19 +13,22 @@ import json
 import os
 import shutil
 import socket
-import sys
 import tempfile
+import textwrap
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jupyterlab  # noqa: F401  (the test extra installs it: scripts/setup)
-import playwright.sync_api as playwright_sync
 import pytest
-from jupyter_support import ACCESS, CHROMIUM, CHROMIUM_ARGS, LAB_SETTINGS, HubProcess, JupyterLabProcess
 
-from support import ROOT, ServerProcess, token, wait_until
+from harness.browsers import chromium
+from harness.hub import ACCESS, HubProcess
+from harness.jupyter import LAB_SETTINGS, JupyterLabProcess
+from harness.notebooks import notebook
+from harness.servers import ROOT, ServerProcess, wait_until
+from harness.tokens import token
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -109,8 +112,7 @@ def test_quickstart_notebook_stays_live_while_the_kernel_sleeps(
 ) -> None:
     jlab = lab
     started = time.monotonic()
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -183,17 +185,7 @@ def hub_lab() -> Iterator[tuple[HubProcess, Path]]:
     if WIDGET_JS.stat().st_size < 1000:
         pytest.fail("the widget bundle is not built: run `cd js && npm ci && npm run build`")
     root = Path(tempfile.mkdtemp(prefix="pb-hubnb-"))
-    nb = {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                    "name": "python3"}},
-        "cells": [
-            {"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None,
-             "outputs": [], "source": src}
-            for i, src in enumerate(HUB_NOTEBOOK_CELLS)
-        ],
-    }
-    (root / "hub.ipynb").write_text(json.dumps(nb))
+    notebook(root / "hub.ipynb", HUB_NOTEBOOK_CELLS)
     settings = root / ".settings"
     for name, value in LAB_SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
@@ -201,17 +193,7 @@ def hub_lab() -> Iterator[tuple[HubProcess, Path]]:
     hub = HubProcess(["--collect-interval", "0.5"])
     # What docs/jupyterhub.md tells admins to set: the browser reaches the service through
     # the proxy (same origin), the kernel reaches it directly for the token exchange.
-    hub.extra_config = f"""
-        c.JupyterHub.spawner_class = "simple"
-        c.Spawner.cmd = [{sys.executable!r}, "-m", "jupyterhub.singleuser"]
-        c.Spawner.args = [
-            "--allow-root", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",
-        ]
-        c.Spawner.default_url = "/lab"
-        c.Spawner.notebook_dir = {str(root)!r}
-        c.Spawner.start_timeout = 60
-        c.Spawner.http_timeout = 60
+    hub.extra_config = hub.lab_spawner(root, 60) + textwrap.dedent(f"""
         c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", {ACCESS!r}]
         c.Spawner.environment = {{
             "PULSEBOARD_URL": "/services/pulseboard/",
@@ -219,7 +201,7 @@ def hub_lab() -> Iterator[tuple[HubProcess, Path]]:
             "JUPYTERLAB_SETTINGS_DIR": {str(settings)!r},
             "JUPYTERLAB_WORKSPACES_DIR": {str(root / ".workspaces")!r},
         }}
-    """
+    """)
     try:
         hub.start()
         yield hub, root
@@ -237,8 +219,7 @@ def test_widget_under_jupyterhub_gets_its_token_from_the_hub(hub_lab: tuple[HubP
         const r = await fetch('/user/alice/api/kernels', {headers: {'X-XSRFToken': xsrf}});
         return r.ok && (await r.json()).some((k) => k.execution_state === 'idle');
     }"""
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
             spawn = "/hub/spawn/alice?next=/user/alice/lab/tree/hub.ipynb"

@@ -19,7 +19,8 @@ import pytest
 from faultproxy import FaultProxy, Link
 from faultsupport import LONG, READERS, Reader, auth, seeded, timed, until
 
-from support import ServerProcess, token
+from harness.servers import ServerProcess
+from harness.tokens import token
 
 CLIENTS = {"ws": 50, "sse": 50, "poll": 50 if LONG else 20}  # CI: each long-poll costs a request per answer
 TOTAL = 20_000  # messages, over two channels

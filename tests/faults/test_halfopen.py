@@ -24,9 +24,10 @@ from faultproxy import FaultProxy
 from faultsupport import auth, until
 from websockets.asyncio.client import connect
 
+from harness.servers import ServerProcess
+from harness.tokens import token
 from pulseboard.client import Client
 from pulseboard.protocol import SUBPROTOCOL
-from support import ServerProcess, token
 
 PING_INTERVAL = 1.0  # the server's --ping-interval in this test (default 10 s, docs/protocol.md)
 

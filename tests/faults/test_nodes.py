@@ -20,7 +20,8 @@ import httpx
 import pytest
 from faultsupport import READERS, Reader, WsReader, auth, seeded, until
 
-from support import NginxProcess, RedisProcess, ServerProcess, token
+from harness.servers import NginxProcess, RedisProcess, ServerProcess
+from harness.tokens import token
 
 Servers = Callable[..., ServerProcess]
 CHANNELS = ("n.a", "n.b")

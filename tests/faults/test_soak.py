@@ -22,8 +22,9 @@ import httpx
 from faultsupport import LONG, auth, proc_stats, seeded, until
 from websockets.asyncio.client import connect
 
+from harness.servers import ServerProcess
+from harness.tokens import token
 from pulseboard.protocol import SUBPROTOCOL
-from support import ServerProcess, token
 
 CONNECTIONS = 5000 if LONG else 1000
 RATE = 100 if LONG else 80  # new connections per second (each one also goes away)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from e2e.browser_support import chromium
+from harness.browsers import chromium
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ from typing import Any
 
 import jwt
 import pytest
-from hub_support import ExampleHub, notebook
 
-from e2e.browser_support import assert_contiguous, chart_state
-from e2e.jupyter_support import http
-from support import wait_until
+from harness.browsers import assert_contiguous, chart_state
+from harness.hub import ExampleHub, http
+from harness.notebooks import notebook
+from harness.servers import wait_until
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -58,7 +58,7 @@ def cells(me: str, other: str) -> list[str]:
 def hub() -> Iterator[ExampleHub]:
     proc = ExampleHub(ttl=TTL)
     for me, other in (("alice", "bob"), ("bob", "alice"), ("carol", "alice")):
-        (proc.root / f"{me}.ipynb").write_text(notebook(cells(me, other)))
+        notebook(proc.root / f"{me}.ipynb", cells(me, other))
     try:
         yield proc.start()
     finally:
@@ -104,7 +104,7 @@ def check_user(page: Any, me: str, other: str, transport: str) -> dict[str, Any]
 
 
 def _check_user(page: Any, me: str, other: str, transport: str) -> dict[str, Any]:
-    state = wait_until(
+    state: dict[str, Any] = wait_until(
         lambda: (s := chart_state(page, f"user.{me}.loss"))["status"] == "live" and s["points"] >= 5 and s,
         timeout=120, interval=0.2, what=f"{me}'s own chart live",
     )

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from traitlets.config import Config
 
-from support import ROOT
+from harness.servers import ROOT
 
 VALUES = ROOT / "examples" / "helm" / "values.yaml"
 EXAMPLE = ROOT / "examples" / "jupyterhub_config.py"

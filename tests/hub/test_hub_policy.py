@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.servers import free_port
 from pulseboard.protocol import PulseboardError
 from pulseboard_server.hub import HubConfig
 from pulseboard_server.hub_policy import load_policy, parse_policy
-from support import free_port
 
 YAML = """
 groups:

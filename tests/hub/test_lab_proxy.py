@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_support import notebook
 
-from e2e.browser_support import chart_state
-from e2e.jupyter_support import JupyterLabProcess
+from harness.browsers import chart_state
+from harness.jupyter import JupyterLabProcess
+from harness.notebooks import notebook
+from harness.servers import ServerProcess, free_port, wait_until
+from harness.tokens import token
 from pulseboard.discovery import DiscoveryError, discover
-from support import free_port, token, wait_until
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -35,19 +36,21 @@ WIDGET_SETTINGS = "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-setting
 def lab() -> Iterator[tuple[JupyterLabProcess, Path]]:
     root = Path(tempfile.mkdtemp(prefix="pb-proxylab-"))
     dead = f"http://127.0.0.1:{free_port()}"
-    (root / "proxy.ipynb").write_text(notebook([
+    notebook(root / "proxy.ipynb", [
         f"from pulseboard import LiveChart\nchart = LiveChart({HOST!r}, fields=['cpu_percent'], window=60)\nchart",
         # view-token fails here (nothing listens): the full token goes to the browser in a
         # message, and must not be saved.
         f"import os\nLiveChart('demo.down', url={dead!r}, token=os.environ['PB_TEST_FULL_TOKEN'])",
-    ]))
+    ])
     jlab = JupyterLabProcess(root, env={"PB_TEST_FULL_TOKEN": FULL})
     for name in list(jlab.env):
         if name.startswith(("PULSEBOARD_", "JUPYTERHUB_")):
             del jlab.env[name]
-    # The proxied server keeps its default sqlite:// store under $XDG_DATA_HOME: this lab's own,
-    # not ~/.local/share, which another run on this machine may hold (one server per store).
+    # $XDG_DATA_HOME: this lab's own, not ~/.local/share, which another run on this machine may hold.
     jlab.env["XDG_DATA_HOME"] = str(jlab.home / "data")
+    # The user's own `pulseboard serve` holds the default store (one server per store): the
+    # on-demand server must keep its data elsewhere, not fail to start.
+    own = ServerProcess(env={"PULSEBOARD_DATA_DIR": str(jlab.home / "data" / "pulseboard")}).start()
     settings = jlab.home / "settings" / WIDGET_SETTINGS
     settings.parent.mkdir(parents=True, exist_ok=True)
     settings.write_text(json.dumps({"saveState": True}))  # so the saved notebook holds widget state
@@ -55,6 +58,7 @@ def lab() -> Iterator[tuple[JupyterLabProcess, Path]]:
         yield jlab.start(), root
     finally:
         jlab.stop()
+        own.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -87,13 +91,18 @@ def test_livechart_goes_live_through_jupyter_server_proxy_and_saves_no_token(
                            timeout=90, interval=0.2, what="the host chart live through /pulseboard/")
         wait_until(lambda: chart_state(page, HOST)["points"] > state["points"] + 2, timeout=30, interval=0.2,
                    what="the host chart to grow")
-        # Started on demand by jupyter-server-proxy, through our entry point.
+        # Started on demand by jupyter-server-proxy, through our entry point, on a store of its own.
         assert list(Path(jlab.env["JUPYTER_RUNTIME_DIR"]).glob("pulseboard-proxy-*.json"))
+        assert (jlab.home / "data" / "pulseboard" / "jupyterlab" / "pulseboard.db").exists()
         # The second chart's view-token call failed: the browser holds the caller's full token,
         # handed over in a message (read here in the page, never printed).
         down = page.locator(".jp-CodeCell").nth(1).locator(".pulseboard-chart")
         down.wait_for(timeout=30_000)
         assert down.evaluate("async (el) => await el.__pulseboardClient.token()") == FULL
+        # Nothing listens at its URL: the chart says so on screen (and keeps trying).
+        said = down.locator(".pulseboard-message")
+        wait_until(lambda: said.is_visible() and said.inner_text().startswith("cannot reach http://127.0.0.1:"),
+                   timeout=30, interval=0.2, what="the dead chart to say it cannot reach its server")
 
         page.keyboard.press("Control+s")
         saved = root / "proxy.ipynb"

@@ -8,20 +8,12 @@ from typing import Any
 
 import pytest
 
-from e2e.browser_support import HOOK, Feeder, PageServer, chart_state, open_widget, widget_state
-from support import ServerProcess, token, wait_until
+from harness.browsers import HOOK, Feeder, PageServer, chart_state, open_widget, widget_state
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import token
 
 pytestmark = pytest.mark.browser
 CH = "sys.kt"
-
-
-@pytest.fixture(scope="module")
-def page_server() -> Iterator[PageServer]:
-    srv = PageServer()
-    try:
-        yield srv
-    finally:
-        srv.close()
 
 
 @pytest.fixture

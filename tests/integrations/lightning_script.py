@@ -13,7 +13,7 @@ from pulseboard.integrations.lightning import PulseboardLogger
 torch.manual_seed(0)
 
 
-class Tiny(L.LightningModule):
+class Tiny(L.LightningModule):  # type: ignore[misc]  # (Any where lightning is not installed)
     def __init__(self, lr: float = 0.1, hidden: int = 4) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -35,7 +35,7 @@ class Tiny(L.LightningModule):
         self.val_losses.append(float(loss))
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.SGD(self.parameters(), lr=self.hparams["lr"])
 
 
 x = torch.randn(64, 3)

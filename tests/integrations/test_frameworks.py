@@ -18,17 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from log.logsupport import read_all
+from harness.channels import read_all
+from harness.servers import ServerProcess
+from harness.tokens import token
 from pulseboard.integrations.transformers import hf_names
-from support import ServerProcess, token
 from watch.cells import WAIT_WATCHED, doc_cell, kernel_env, run_cells, text_output
 from watch.tbsupport import channel
 
 __all__ = ["kernel_env"]  # the fixture
 
 HERE = Path(__file__).parent
-pytestmark = pytest.mark.skipif(os.environ.get("PULSEBOARD_LONG") != "1",
-                                reason="long mode (PULSEBOARD_LONG=1, with torch, lightning, transformers)")
+pytestmark = [pytest.mark.long, pytest.mark.jupyter,  # the doc cells run in a kernel
+              pytest.mark.skipif(os.environ.get("PULSEBOARD_LONG") != "1",
+                                 reason="long mode (PULSEBOARD_LONG=1, with torch, lightning, transformers)")]
 
 
 def run_script(name: str, server: ServerProcess, *args: str) -> dict:  # type: ignore[type-arg]

@@ -13,7 +13,7 @@ from pulseboard.integrations.transformers import PulseboardCallback
 torch.manual_seed(0)
 
 
-class Tiny(torch.nn.Module):
+class Tiny(torch.nn.Module):  # type: ignore[misc]  # (Any where torch is not installed)
     def __init__(self) -> None:
         super().__init__()
         self.net = torch.nn.Linear(3, 1)

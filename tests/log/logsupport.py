@@ -1,39 +1,9 @@
-"""Helpers for the log() tests: reading a whole channel back, and a proxy that loses answers."""
+"""For the log() tests: a proxy that loses answers (reading channels back: harness.channels)."""
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
-import urllib.error
-import urllib.request
-from typing import Any
-
-from support import token
-
-
-def get_json(url: str, path: str) -> Any:
-    req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + token()})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
-
-
-def top_seq(url: str, ch: str) -> int:
-    """The channel's top seq (0 before its first message or while the server is down)."""
-    try:
-        return int(get_json(url, f"/history?ch={ch}&limit=1")["seq"])
-    except (urllib.error.URLError, OSError):
-        return 0
-
-
-def read_all(url: str, ch: str, page: int = 1000) -> list[dict[str, Any]]:
-    """Every envelope the channel holds, oldest first."""
-    out: list[dict[str, Any]] = []
-    while True:
-        msgs = get_json(url, f"/history?ch={ch}&since={out[-1]['seq'] if out else 0}&limit={page}")["msgs"]
-        if not msgs:
-            return out
-        out.extend(msgs)
 
 
 class LosingProxy:

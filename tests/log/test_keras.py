@@ -6,9 +6,9 @@ import os
 import subprocess
 import sys
 
-from logsupport import read_all
-
-from support import ServerProcess, token
+from harness.channels import read_all
+from harness.servers import ServerProcess
+from harness.tokens import token
 
 TRAIN = """
 import numpy as np

@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import nbformat
 import pytest
-from logsupport import read_all, top_seq
 from nbclient import NotebookClient
 
-from support import ServerProcess, token
+from harness.channels import read_all, top_seq
+from harness.servers import ServerProcess
+from harness.tokens import token
 
 CELLS = [
     "import pulseboard",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from support import ServerProcess, token
+from harness.servers import ServerProcess
+from harness.tokens import token
 
 
 def test_publish_key_over_http(server: ServerProcess) -> None:

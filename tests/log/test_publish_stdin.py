@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 
-from logsupport import read_all
-
-from support import ServerProcess, token
+from harness.channels import read_all
+from harness.servers import ServerProcess
+from harness.tokens import token
 
 
 def run_publish(server: ServerProcess, channel: str, stdin: str) -> subprocess.CompletedProcess[str]:

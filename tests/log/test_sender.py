@@ -13,11 +13,13 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pytest
-from logsupport import LosingProxy, read_all
+from logsupport import LosingProxy
 
 import pulseboard
+from harness.channels import read_all
+from harness.servers import ServerProcess, free_port, wait_until
+from harness.tokens import token
 from pulseboard.sender import Sender
-from support import ServerProcess, free_port, token, wait_until
 
 
 @pytest.fixture
@@ -197,6 +199,27 @@ def test_without_a_server_configured_log_never_raises_and_exit_says_why() -> Non
     # Said once, with the reason (however far discovery got before the exit).
     assert done.stderr.count("1 logged messages not delivered") == 1 and "no pulseboard server" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_log_with_nothing_configured_says_once_what_to_set() -> None:
+    # The process keeps logging for a while (as a training loop does) and is told once, at
+    # once, on stderr: not only at exit, and not once per message.
+    code = ("import sys, pulseboard\n"
+            "for i in range(50):\n"
+            "    pulseboard.log('none.a', {'i': i})\n"
+            "while pulseboard.sender_status().last_error is None:\n"
+            "    pulseboard.flush(timeout=0.05)\n"
+            "print('running', flush=True)\n"
+            "for i in range(50):\n"
+            "    pulseboard.log('none.a', {'i': i})\n"
+            "pulseboard.flush(timeout=0.5)\n"
+            "print('still running', file=sys.stderr)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSEBOARD_", "JUPYTERHUB_"))}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    before_exit = done.stderr.split("still running")[0]
+    assert before_exit.count("log() has nowhere to send") == 1, done.stderr
+    assert "set PULSEBOARD_URL and PULSEBOARD_TOKEN" in before_exit
+    assert done.stderr.count("log() has nowhere to send") == 1 and "Traceback" not in done.stderr
 
 
 def test_a_wrong_base_path_loses_nothing(server: ServerProcess, senders: Callable[..., Sender]) -> None:

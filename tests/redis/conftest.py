@@ -9,15 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from support import RedisProcess, free_port, wait_until
+from harness.servers import RedisProcess, free_port, wait_until
 
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/redis/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(pytest.mark.redis)
 
 
 def cluster_port() -> int:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
+from harness.servers import ServerProcess
+from harness.tokens import token
 from pulseboard.client import Client
 from pulseboard.protocol import Envelope
-from support import ServerProcess, token
 
 Servers = Callable[..., ServerProcess]
 _http = threading.local()
@@ -73,11 +73,6 @@ def health(server: ServerProcess) -> dict[str, Any]:
     body: dict[str, Any] = httpx.get(server.url + "/healthz", timeout=5).json()
     return body
 
-
-def metric(server: ServerProcess, name: str) -> float:
-    text = httpx.get(server.url + "/metrics", timeout=5).text
-    m = re.search(rf"^{name}(?:\{{[^}}]*\}})? ([0-9.e+]+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
 
 
 def redis_nodes(servers: Servers, url: str, n: int, *extra: str) -> list[ServerProcess]:

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from harness.servers import Feed, RedisProcess, free_port
 from pulseboard.protocol import Envelope, Live, Since, dumps
 from pulseboard_server.brokers import BrokerUnavailable, open_broker
 from pulseboard_server.brokers.redis import RedisBroker, split_url
 from pulseboard_server.brokers.redis_scripts import PUBLISH, Keys
 from pulseboard_server.metrics import Metrics
-from support import Feed, RedisProcess, free_port
 
 
 async def until(pred: Callable[[], bool], timeout: float = 15.0) -> None:

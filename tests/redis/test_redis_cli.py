@@ -6,8 +6,9 @@ import os
 import subprocess
 from collections.abc import Callable
 
-from support import PULSEBOARD, SECRET, RedisProcess, ServerProcess, free_port
-from wsutil import open_ws, recv_envelopes, subscribe
+from harness.servers import PULSEBOARD, RedisProcess, ServerProcess, free_port
+from harness.tokens import SECRET
+from harness.ws import open_ws, recv_envelopes, subscribe
 
 
 def test_serve_with_unreachable_redis_is_a_one_line_error() -> None:

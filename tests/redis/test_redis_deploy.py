@@ -11,7 +11,8 @@ import pytest
 from httpx_sse import aconnect_sse
 from nodes_support import Recording, Servers, redis_nodes, until
 
-from support import ROOT, NginxProcess, RedisProcess, ServerProcess, token
+from harness.servers import ROOT, NginxProcess, RedisProcess, ServerProcess
+from harness.tokens import token
 
 
 def documented_site() -> str:
@@ -22,7 +23,7 @@ def documented_site() -> str:
     return m.group(1)
 
 
-def Nginx(nodes: list[ServerProcess]) -> NginxProcess:
+def nginx_for(nodes: list[ServerProcess]) -> NginxProcess:
     """nginx running the documented site, pointed at `nodes`."""
 
     def site(port: int) -> str:
@@ -39,9 +40,9 @@ def Nginx(nodes: list[ServerProcess]) -> NginxProcess:
 @pytest.fixture
 def cluster_of_two(
     server_factory: Servers, redis_server: RedisProcess
-) -> Iterator[tuple[Nginx, list[ServerProcess]]]:
+) -> Iterator[tuple[NginxProcess, list[ServerProcess]]]:
     nodes = redis_nodes(server_factory, redis_server.url, 2)
-    proxy = Nginx(nodes)
+    proxy = nginx_for(nodes)
     try:
         yield proxy, nodes
     finally:
@@ -49,7 +50,7 @@ def cluster_of_two(
 
 
 async def test_clients_behind_nginx_survive_a_node_dying(
-    cluster_of_two: tuple[Nginx, list[ServerProcess]]
+    cluster_of_two: tuple[NginxProcess, list[ServerProcess]]
 ) -> None:
     proxy, nodes = cluster_of_two
     clients = [Recording(["lb"], url=proxy.url, token=token()) for _ in range(4)]

@@ -8,13 +8,15 @@ import threading
 from typing import Any
 
 import httpx
-from nodes_support import Recording, Servers, health, metric, publish, redis_nodes, until
+from nodes_support import Recording, Servers, health, publish, redis_nodes, until
 from redis.asyncio import Redis
 
+from harness.channels import metric
+from harness.servers import RedisProcess, ServerProcess, wait_until
+from harness.tokens import token
+from harness.ws import open_ws, recv_envelopes, subscribe
 from pulseboard.protocol import dumps
 from pulseboard_server.brokers.redis_scripts import PUBLISH, Keys
-from support import RedisProcess, ServerProcess, token, wait_until
-from wsutil import open_ws, recv_envelopes, subscribe
 
 
 async def test_three_nodes_one_numbering(server_factory: Servers, redis_server: RedisProcess) -> None:
@@ -233,7 +235,7 @@ async def test_cluster_slot_moving_to_another_shard_keeps_the_stream(
 
     def listening_on(port: int) -> bool:
         out = redis_cluster.cli(port, "pubsub", "shardnumsub", keys.live).split()
-        return out == [keys.live, "1"]
+        return bool(out == [keys.live, "1"])
 
     await until(lambda: listening_on(dst), what="the node to follow the slot")
     publish(node, "mv", 5, start=5)

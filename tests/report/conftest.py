@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import playwright.sync_api as playwright_sync
 import pytest
-from report_support import CHROMIUM, CHROMIUM_ARGS
+
+from harness.browsers import chromium
 
 
 @pytest.fixture
 def offline_page() -> Iterator[Any]:
     """A page that may load file:// URLs only; `page.blocked` lists every other request it made."""
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium() as browser:
         context = browser.new_context(viewport={"width": 1100, "height": 900}, accept_downloads=True)
         blocked: list[str] = []
 

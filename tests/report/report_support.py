@@ -14,11 +14,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from support import ROOT, token
+from harness.servers import ROOT
+from harness.tokens import token
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 BIN = Path(sys.executable).parent
 KNOWN_CH = "test.known"
 
@@ -36,20 +34,6 @@ def publish(url: str, items: list[dict[str, Any]]) -> None:
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200
 
-
-def notebook(path: Path, cells: list[str]) -> Path:
-    nb = {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                    "name": "python3"}},
-        "cells": [
-            {"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None,
-             "outputs": [], "source": src}
-            for i, src in enumerate(cells)
-        ],
-    }
-    path.write_text(json.dumps(nb))
-    return path
 
 
 def kernel_env(server_url: str) -> dict[str, str]:

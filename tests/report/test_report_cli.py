@@ -6,7 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from report_support import BIN, notebook
+from report_support import BIN
+
+from harness.notebooks import notebook
 
 
 def report(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -21,13 +21,13 @@ from report_support import (
     kernel_env,
     known_values,
     nbconvert,
-    notebook,
     publish,
     pulseboard,
     report_data,
 )
 
-from support import ServerProcess, wait_until
+from harness.notebooks import notebook
+from harness.servers import ServerProcess, wait_until
 
 pytestmark = [pytest.mark.browser]
 

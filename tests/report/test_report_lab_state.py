@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import jupyterlab  # noqa: F401  (the test extra installs it: scripts/setup)
-import playwright.sync_api as playwright_sync
 import pytest
-from report_support import known_values, notebook, publish, pulseboard, report_data
+from report_support import known_values, publish, pulseboard, report_data
 
-from e2e.jupyter_support import CHROMIUM, CHROMIUM_ARGS, JupyterLabProcess
-from support import ServerProcess, token, wait_until
+from harness.browsers import chromium
+from harness.jupyter import JupyterLabProcess
+from harness.notebooks import notebook
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import token
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -69,8 +71,7 @@ def test_saved_notebook_holds_the_snapshot_and_no_token(lab: Any, server: Server
     known = known_values(40)
     publish(server.url, [{"ch": CH, "data": {"step": s, "v": v}} for s, v in known])
     before = (root / "saved.ipynb").read_text()
-    with playwright_sync.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
             page.goto(f"{jlab.url}/lab/tree/saved.ipynb?token={jlab.token}")
@@ -105,7 +106,7 @@ def test_saved_notebook_holds_the_snapshot_and_no_token(lab: Any, server: Server
     # No token: not the kernel's; the snapshot and the static output hold nothing JWT-shaped.
     assert kernel_token not in text
     assert not JWT.search(json.dumps(snap)) and not any(JWT.search(h) for h in html)
-    # The token reaches the browser in messages only (issue 13, finding 7): nothing saved is usable.
+    # The token reaches the browser in messages only so a shared notebook leaks no credential: nothing saved is usable.
     assert "token" not in charts[0]
     usable = [t for t in JWT.findall(text) if accepted(server, t)]
     assert usable == [], "the saved notebook holds a token the server accepts"

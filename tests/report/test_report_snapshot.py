@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from report_support import publish
 
+from harness.servers import ServerProcess
+from harness.tokens import token
 from pulseboard.snapshot import MAX_CELLS, Env, Fetched, SnapshotError, build, fetch, fetch_pages, thin
 from pulseboard.svg import render
 from pulseboard.widget import LiveChart
-from support import ServerProcess, token
 
 
 def envs(values: list[float], ch: str = "a", start_seq: int = 1) -> list[Env]:
@@ -74,7 +75,7 @@ def test_fetch_asks_the_server_to_downsample_a_long_range(server_factory: Any) -
 
 
 def test_fetch_pages_reads_exact_pages_from_a_real_server(server_factory: Any) -> None:
-    """The path for servers that answer no `downsampled` (before issue 9): exact since/limit pages."""
+    """The path for servers that answer no `downsampled` (older servers): exact since/limit pages."""
     server: ServerProcess = server_factory("--history", "3000")
     publish(server.url, [{"ch": "p.a", "data": {"v": float(i)}, "ts": T0 + i} for i in range(2500)])
     reader = token("reader", publish=[])

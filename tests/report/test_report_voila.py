@@ -14,11 +14,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import playwright.sync_api as playwright_sync
 import pytest
-from report_support import BIN, CHROMIUM, CHROMIUM_ARGS, kernel_env, known_values, notebook, publish
+from report_support import BIN, kernel_env, known_values, publish
 
-from support import ServerProcess, free_port, wait_until
+from harness.browsers import chromium
+from harness.notebooks import notebook
+from harness.servers import ServerProcess, free_port, wait_until
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
@@ -52,8 +53,7 @@ def test_voila_shows_the_live_chart_not_the_static_one(server: ServerProcess, tm
             return answers(f"http://127.0.0.1:{port}/voila/static/voila.js")
 
         wait_until(up, timeout=60, interval=0.2, what="voila to answer")
-        with playwright_sync.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        with chromium() as browser:
             page: Any = browser.new_page(viewport={"width": 1100, "height": 800})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))

@@ -4,7 +4,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from support import ServerProcess
+from harness.servers import ServerProcess
 
 
 @pytest.fixture(scope="module")

@@ -1,104 +1,30 @@
-"""Shared by the security tests: hostile tokens, keys, and the server-log scan."""
+"""Shared by the security tests: tokens for their servers (aud/iss required), raw requests, the log scan."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import re
 import socket
-import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from support import SECRET, ServerProcess
+from harness import tokens
+from harness.servers import ServerProcess
+from harness.tokens import Keys
 
 AUDIENCE = "pulseboard-tests"
 ISSUER = "https://issuer.test"
 
 
-def b64(obj: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
-
-
-def now() -> int:
-    return int(time.time())
-
-
 def claims(**extra: Any) -> dict[str, Any]:
-    """Valid claims for the test servers (read and publish everything, right aud/iss)."""
-    base: dict[str, Any] = {"sub": "attacker", "exp": now() + 600, "read": ["*"], "publish": ["*"],
-                            "aud": AUDIENCE, "iss": ISSUER}
-    base.update(extra)
-    return {k: v for k, v in base.items() if v is not None}
-
-
-class Keys:
-    """An RSA and an EC key pair; `pem(key)` is the public half in PEM."""
-
-    def __init__(self) -> None:
-        self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.ec = ec.generate_private_key(ec.SECP256R1())
-
-    @staticmethod
-    def pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
-        return key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-
-    def write_rsa_public(self, directory: Path) -> Path:
-        path = directory / "rsa.pub.pem"
-        path.write_bytes(self.pem(self.rsa))
-        return path
+    """Valid claims for the security servers, which require AUDIENCE and ISSUER."""
+    return tokens.claims(AUDIENCE, ISSUER, **extra)
 
 
 def bad_tokens(keys: Keys) -> dict[str, Callable[[], str | None]]:
-    """Every way a token must be refused, as (name -> token or None for 'no token').
-
-    Meant for a server that accepts HS256 with SECRET and RS256/ES256 with `keys.rsa`'s
-    public key, both with AUDIENCE and ISSUER required.
-    """
-    rsa_pem = Keys.pem(keys.rsa).decode()
-    nested = b'{"alg":"HS256","x":' + b"[" * 2500 + b"]" * 2500 + b"}"
-    deep_header = base64.urlsafe_b64encode(nested).decode().rstrip("=")
-    return {
-        "none": lambda: None,
-        "garbage": lambda: "garbage",
-        "empty_parts": lambda: "..",
-        "alg_none": lambda: b64({"alg": "none", "typ": "JWT"}) + "." + b64(claims()) + ".",
-        # HS/RS confusion: HS256 signed with the server's *public* RSA key as the secret
-        "hs_rs_confusion": lambda: hs256_raw(claims(), rsa_pem.encode()),
-        # wrong key type: an ES256 token where the server holds an RSA key
-        "wrong_key_type": lambda: jwt.encode(claims(), keys.ec, "ES256"),
-        "rs_signed_by_other_key": lambda: jwt.encode(
-            claims(), rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256"),
-        "bad_signature": lambda: jwt.encode(claims(), SECRET + "-other", "HS256"),
-        "expired": lambda: jwt.encode(claims(exp=now() - 120), SECRET, "HS256"),
-        "nbf_ahead": lambda: jwt.encode(claims(nbf=now() + 600), SECRET, "HS256"),
-        "missing_sub": lambda: jwt.encode(claims(sub=None), SECRET, "HS256"),
-        "missing_exp": lambda: jwt.encode(claims(exp=None), SECRET, "HS256"),
-        "wrong_aud": lambda: jwt.encode(claims(aud="someone-else"), SECRET, "HS256"),
-        "wrong_iss": lambda: jwt.encode(claims(iss="https://evil.test"), SECRET, "HS256"),
-        "missing_aud": lambda: jwt.encode(claims(aud=None), SECRET, "HS256"),
-        "hs512": lambda: jwt.encode(claims(), SECRET * 2, "HS512"),
-        "deep_header": lambda: deep_header + "." + b64(claims()) + ".c2ln",
-        "sub_not_string": lambda: jwt.encode(claims(sub=["a"]), SECRET, "HS256"),
-        "read_not_list": lambda: jwt.encode(claims(read={"a": 1}), SECRET, "HS256"),
-    }
-
-
-def hs256_raw(payload: dict[str, Any], key: bytes) -> str:
-    """HS256 by hand, so a PEM public key can be (mis)used as the HMAC secret."""
-    head = b64({"alg": "HS256", "typ": "JWT"}) + "." + b64(payload)
-    sig = hmac.new(key, head.encode(), hashlib.sha256).digest()
-    return head + "." + base64.urlsafe_b64encode(sig).decode().rstrip("=")
+    """Every way a token must be refused by a server that takes HS256 with SECRET and RS256/ES256
+    with `keys.rsa`'s public key, both requiring AUDIENCE and ISSUER."""
+    return tokens.bad_tokens(keys, AUDIENCE, ISSUER)
 
 
 def ws_request(token: str | None = None, host: str = "127.0.0.1", origin: str | None = None,

@@ -16,10 +16,11 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from sec_support import AUDIENCE, ISSUER, Keys, bad_tokens, claims, raw_status, scan_log, ws_request
+from sec_support import AUDIENCE, ISSUER, bad_tokens, claims, raw_status, scan_log, ws_request
 
-from support import SECRET, ServerProcess, wait_until
-from wsutil import open_ws, recv_op
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import SECRET, Keys
+from harness.ws import open_ws, recv_op
 
 # name -> (method, path, JSON body)
 HTTP_ENDPOINTS: dict[str, tuple[str, str, Any]] = {

@@ -1,4 +1,4 @@
-"""Issue 13's findings 2-6, each against a live server; each test fails without its fix."""
+"""Findings of a hostile review, each against a live server; each test fails without its fix."""
 
 from __future__ import annotations
 
@@ -7,22 +7,20 @@ import io
 import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jwt
 import pytest
-from sec_support import AUDIENCE, ISSUER, Keys, claims, raw_status, scan_log, ws_request
+from sec_support import AUDIENCE, ISSUER, claims, raw_status, scan_log, ws_request
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from support import SECRET, ServerProcess, token, wait_until
-from wsutil import open_ws, recv_op
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import SECRET, Keys, serve_jwks, token
+from harness.ws import open_ws, recv_op
 
 Factory = Callable[..., ServerProcess]
 
@@ -82,26 +80,8 @@ def test_finding2_dns_rebound_origin_is_refused(server_factory: Factory) -> None
 def jwks_two_kinds() -> Iterator[tuple[str, Keys]]:
     """A JWKS endpoint holding an RSA key `r1` and an EC key `e1`."""
     keys = Keys()
-    rsa_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(keys.rsa.public_key()))
-    ec_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(keys.ec.public_key()))
-    rsa_jwk.update(kid="r1", use="sig")
-    ec_jwk.update(kid="e1", use="sig")
-    body = json.dumps({"keys": [rsa_jwk, ec_jwk]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json", keys
-    httpd.shutdown()
+    with serve_jwks(keys) as url:
+        yield url, keys
 
 
 def test_finding3_key_type_mismatch_is_401(server_factory: Factory, tmp_path: Path,

@@ -25,7 +25,8 @@ from sec_support import scan_log
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from support import SECRET, ServerProcess, token, wait_until
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import SECRET, token
 
 LONG = os.environ.get("PULSEBOARD_LONG") == "1"
 FUZZ = settings(max_examples=600 if LONG else 25, deadline=None, database=None,
@@ -48,7 +49,7 @@ class Canary:
         USED.append(self.tok)
         self.seqs: list[int] = []
         self.ws = connect(srv.ws_url, additional_headers={"Authorization": f"Bearer {self.tok}"},
-                          subprotocols=["pulseboard.v1"], max_size=None, legacy=True)  # type: ignore[list-item]
+                          subprotocols=["pulseboard.v1"], max_size=None, legacy=True)  # type: ignore[list-item,call-overload]
         self.ws.send(json.dumps({"op": "subscribe", "ch": {"canary": None}}))
         self.subscribed = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -140,7 +141,7 @@ class Session:
     def get(self) -> ClientConnection:
         if self.ws is None:
             self.ws = connect(self.srv.ws_url, additional_headers={"Authorization": f"Bearer {fuzzer_token()}"},
-                              subprotocols=["pulseboard.v1"], max_size=None, compression=None,  # type: ignore[list-item]
+                              subprotocols=["pulseboard.v1"], max_size=None, compression=None,  # type: ignore[list-item,call-overload]
                               legacy=True)
         return self.ws
 

@@ -9,10 +9,11 @@ from collections.abc import Callable
 import httpx
 from sec_support import scan_log
 
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import token
+from harness.ws import open_ws, recv_op
 from pulseboard_server.config import Settings
 from pulseboard_server.limits import MAX_JSON_DEPTH, Limits
-from support import ServerProcess, token, wait_until
-from wsutil import open_ws, recv_op
 
 Factory = Callable[..., ServerProcess]
 

@@ -6,8 +6,8 @@ from urllib.parse import quote
 
 import pytest
 
+from harness.tokens import token
 from pulseboard_server.redaction import redact
-from support import token
 
 TOK = token()
 SIG = TOK.split(".")[2]

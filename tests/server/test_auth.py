@@ -3,46 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from support import SECRET, ServerProcess, token
-from wsutil import open_ws, recv_json, recv_op, subscribe
+from harness.servers import ServerProcess
+from harness.tokens import Keys, bad_tokens, hs256_raw, now, serve_jwks, token
+from harness.ws import open_ws, recv_json, recv_op, subscribe
 
-
-def b64(obj: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
-
-
-def now() -> int:
-    return int(time.time())
-
-
-BAD_TOKENS: dict[str, Callable[[], str]] = {
-    "malformed": lambda: "not-a-jwt",
-    "expired": lambda: jwt.encode({"sub": "a", "exp": now() - 60}, SECRET, "HS256"),
-    "bad_signature": lambda: jwt.encode({"sub": "a", "exp": now() + 60}, SECRET + "-other", "HS256"),
-    "alg_none": lambda: b64({"alg": "none", "typ": "JWT"}) + "." + b64({"sub": "a", "exp": now() + 60}) + ".",
-    "missing_sub": lambda: jwt.encode({"exp": now() + 60}, SECRET, "HS256"),
-    "missing_exp": lambda: jwt.encode({"sub": "a"}, SECRET, "HS256"),
-    "not_yet_valid": lambda: jwt.encode({"sub": "a", "exp": now() + 600, "nbf": now() + 300}, SECRET, "HS256"),
-    "wrong_alg_hs512": lambda: jwt.encode({"sub": "a", "exp": now() + 60}, SECRET * 2, "HS512"),
-}
+# Every refusal an HS256 server makes on its own (no keys, no aud/iss); no token: its own test.
+BAD_TOKENS = {name: make for name, make in bad_tokens().items() if name != "none"}
 
 
 async def status_of(url: str, headers: dict[str, str] | None = None, protocols: list[str] | None = None) -> int:
@@ -59,6 +36,7 @@ async def status_of(url: str, headers: dict[str, str] | None = None, protocols: 
 @pytest.mark.parametrize("case", sorted(BAD_TOKENS))
 async def test_bad_token_gets_401_before_upgrade(server: ServerProcess, case: str) -> None:
     tok = BAD_TOKENS[case]()
+    assert tok is not None
     assert await status_of(server.ws_url, {"Authorization": f"Bearer {tok}"}) == 401
     assert await status_of(server.ws_url, protocols=["pulseboard.v1", f"bearer.{tok}"]) == 401
     assert await status_of(server.ws_url + f"?token={tok}") == 401
@@ -116,9 +94,9 @@ async def test_audience_and_issuer(server_factory: Callable[..., ServerProcess])
 
 
 def keypair(kind: str) -> tuple[Any, bytes]:
-    key: Any = rsa.generate_private_key(65537, 2048) if kind == "RS256" else ec.generate_private_key(ec.SECP256R1())
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return key, pem
+    keys = Keys()
+    key = keys.rsa if kind == "RS256" else keys.ec
+    return key, Keys.pem(key)
 
 
 @pytest.mark.parametrize("alg", ["RS256", "ES256"])
@@ -132,9 +110,7 @@ async def test_public_key_tokens(server_factory: Callable[..., ServerProcess], t
     forged = jwt.encode({"sub": "k", "exp": now() + 60}, other, alg)
     assert await status_of(srv.ws_url, {"Authorization": f"Bearer {forged}"}) == 401
     # An HS256 token "signed" with the public key text must not pass (algorithm confusion).
-    head = b64({"alg": "HS256", "typ": "JWT"}) + "." + b64({"sub": "k", "exp": now() + 60})
-    mac = hmac.new(pem, head.encode(), hashlib.sha256).digest()
-    hs = head + "." + base64.urlsafe_b64encode(mac).decode().rstrip("=")
+    hs = hs256_raw({"sub": "k", "exp": now() + 60}, pem)
     assert await status_of(srv.ws_url, {"Authorization": f"Bearer {hs}"}) == 401
     # Tickets (for the SSE fallback) work in key mode too.
     import httpx
@@ -147,32 +123,15 @@ async def test_public_key_tokens(server_factory: Callable[..., ServerProcess], t
 
 @pytest.fixture
 def jwks_server() -> Iterator[tuple[str, Any]]:
-    key, _ = keypair("RS256")
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    jwk.update(kid="k1", use="sig", alg="RS256")
-    body = json.dumps({"keys": [jwk]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json", key
-    httpd.shutdown()
+    keys = Keys()
+    with serve_jwks(keys) as url:
+        yield url, keys.rsa
 
 
 async def test_jwks_tokens(server_factory: Callable[..., ServerProcess], jwks_server: tuple[str, Any]) -> None:
     url, key = jwks_server
     srv = server_factory("--jwks-url", url, secret=None)
-    good = jwt.encode({"sub": "j", "exp": now() + 60}, key, "RS256", headers={"kid": "k1"})
+    good = jwt.encode({"sub": "j", "exp": now() + 60}, key, "RS256", headers={"kid": "r1"})
     assert await status_of(srv.ws_url, {"Authorization": f"Bearer {good}"}) == 101
     unknown_kid = jwt.encode({"sub": "j", "exp": now() + 60}, key, "RS256", headers={"kid": "nope"})
     assert await status_of(srv.ws_url, {"Authorization": f"Bearer {unknown_kid}"}) == 401

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.servers import Feed, RedisProcess
 from pulseboard.protocol import Backfill, Envelope, Live, PulseboardError, Since
 from pulseboard_server.brokers import open_broker
-from pulseboard_server.brokers.base import Broker
-from support import Feed, RedisProcess
+from pulseboard_server.brokers.base import Broker, PublishItem
 
 BACKENDS = ["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)]
 
@@ -216,7 +216,7 @@ async def test_a_repeated_key_is_not_fanned_out_again(make_broker: Factory) -> N
     assert feed.seqs("f") == [2, 3] and feed.resets == []
 
 
-# --- downsampled history (issue 9) ---------------------------------------------------
+# --- downsampled history --------------------------------------------------------------
 
 
 def brute_force(envs: list[Envelope], t0: float, t1: float, nb: int) -> dict[int, dict[str, tuple[float, float]]]:
@@ -300,7 +300,7 @@ async def test_channel_limit_counts_publishes_only(make_broker: Factory) -> None
     await broker.publish("w.0", {"x": 2}, 1.0)  # existing channels go on
 
 
-@pytest.mark.parametrize("make_broker", ["sqlite"], indirect=True)  # memory/redis: issue 12's suite
+@pytest.mark.parametrize("make_broker", ["sqlite"], indirect=True)  # memory/redis: tests/log/test_publish_key.py
 async def test_sqlite_idempotency_key_survives_a_restart(make_broker: Factory, tmp_path: Path) -> None:
     broker, _ = await make_broker()
     url = broker.url
@@ -326,7 +326,8 @@ async def test_publish_many_numbers_like_one_by_one_and_delivers_in_order(make_b
     await broker.subscribe("m.a")
     await broker.subscribe("m.b")
     await publish_n(broker, "m.a", 2)
-    items = [(ch, {"i": i}, 100.0 + i, None) for i, ch in enumerate(["m.a", "m.b", "m.a", "m.a", "m.b"])]
+    chs = ["m.a", "m.b", "m.a", "m.a", "m.b"]
+    items: list[PublishItem] = [(ch, {"i": i}, 100.0 + i, None) for i, ch in enumerate(chs)]
     envs = await broker.publish_many(items)
     assert [(e.ch, e.seq, e.data["i"], e.ts) for e in envs] == [
         ("m.a", 3, 0, 100.0), ("m.b", 1, 1, 101.0), ("m.a", 4, 2, 102.0), ("m.a", 5, 3, 103.0), ("m.b", 2, 4, 104.0)]

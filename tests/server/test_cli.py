@@ -12,7 +12,10 @@ import httpx
 import jwt
 import pytest
 
-from support import PULSEBOARD, SECRET, ServerProcess, free_port, token, wait_until
+from harness.servers import PULSEBOARD, ServerProcess, free_port, wait_until
+from harness.tokens import SECRET, token
+
+pytestmark = pytest.mark.process  # starts pulseboard serve (or the CLI) as a subprocess
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -43,6 +46,8 @@ def one_line_error(r: subprocess.CompletedProcess[str]) -> str:
         (["serve", "--broker", "kafka://x"], "unknown broker"),
         (["serve", "--public-key", "/no/such/file"], "cannot read --public-key"),
         (["serve", "--public-key", "/etc/hostname"], "not a PEM public key"),
+        (["agent", "--url", "http://127.0.0.1:9", "--interval", "0"], "more than 0"),  # 0 would spin
+        (["serve", "--heartbeat", "0"], "more than 0"),
     ],
 )
 def test_bad_options_one_line(args: list[str], words: str) -> None:

@@ -78,4 +78,4 @@ async def test_failed_samples_are_logged_once_and_skipped(caplog: pytest.LogCapt
     warnings = [r for r in caplog.records if "skipped" in r.getMessage()]
     assert len(warnings) == 1 and "broker down" in warnings[0].getMessage()
     assert any("recovered" in r.getMessage() for r in caplog.records)
-    assert len(published) == 2 and "cpu_percent" in published[0]
+    assert len(published) >= 2 and "cpu_percent" in published[0]  # more may land before this task runs again

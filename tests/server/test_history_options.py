@@ -1,4 +1,4 @@
-"""`serve --history N --retention AGE` reach every broker (issue 9): a real server per broker."""
+"""`serve --history N --retention AGE` reach every broker, with one meaning: a real server per broker."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from support import RedisProcess, ServerProcess, token, wait_until
+from harness.servers import RedisProcess, ServerProcess, wait_until
+from harness.tokens import token
 
 AUTH = {"Authorization": f"Bearer {token()}"}
 

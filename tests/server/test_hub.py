@@ -15,10 +15,13 @@ from typing import Any
 import jwt
 import pytest
 
-from e2e.jupyter_support import ACCESS, TESTER_TOKEN, HubProcess, http
+from harness.hub import ACCESS, TESTER_TOKEN, HubProcess, http
+from harness.servers import ServerProcess, free_port
+from harness.tokens import SECRET
 from pulseboard.discovery import DiscoveryError, discover, discover_for_kernel
 from pulseboard_server.hub import HubConfig, channel_safe, check_owner
-from support import SECRET, ServerProcess, free_port
+
+pytestmark = pytest.mark.process  # starts pulseboard serve (or the CLI) as a subprocess
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +206,7 @@ def test_hub_config_from_env_and_owner_checks() -> None:
 
 @pytest.mark.jupyter  # starts a JupyterHub
 def test_log_finds_the_server_through_the_hub(hub: HubProcess, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pulseboard.sender import Sender  # issue 12: log() discovers like publish()
+    from pulseboard.sender import Sender  # log() finds the server the way publish() does
 
     for name in ("PULSEBOARD_URL", "PULSEBOARD_TOKEN"):
         monkeypatch.delenv(name, raising=False)

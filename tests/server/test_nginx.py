@@ -14,7 +14,8 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from support import NginxProcess, ServerProcess, auth
+from harness.servers import NginxProcess, ServerProcess
+from harness.tokens import auth
 
 SITE = """\
     server {{
@@ -28,14 +29,14 @@ SITE = """\
 """
 
 
-def Nginx(upstream: int, extra: str = "") -> NginxProcess:
+def nginx_for(upstream: int, extra: str = "") -> NginxProcess:
     """nginx with stock proxy settings in front of `upstream`."""
     return NginxProcess(lambda port: SITE.format(port=port, upstream=upstream, extra=extra))
 
 
 @pytest.fixture
-def proxied(server: ServerProcess) -> Iterator[tuple[ServerProcess, Nginx]]:
-    nginx = Nginx(server.port)
+def proxied(server: ServerProcess) -> Iterator[tuple[ServerProcess, NginxProcess]]:
+    nginx = nginx_for(server.port)
     yield server, nginx
     nginx.stop()
 
@@ -51,14 +52,14 @@ GZIP_EVENT_STREAM = "gzip on; gzip_types text/event-stream;"
 @pytest.mark.parametrize("extra", ["", GZIP_EVENT_STREAM], ids=["stock", "gzip"])
 async def test_sse_events_pass_nginx_unbuffered(server: ServerProcess, extra: str) -> None:
     """Each event arrives before the next one is published (a buffering proxy would hold it)."""
-    nginx = Nginx(server.port, extra)
+    nginx = nginx_for(server.port, extra)
     try:
         await check_unbuffered(server, nginx, "gzip" if extra else None)
     finally:
         nginx.stop()
 
 
-async def check_unbuffered(server: ServerProcess, nginx: Nginx, encoding: str | None) -> None:
+async def check_unbuffered(server: ServerProcess, nginx: NginxProcess, encoding: str | None) -> None:
     async with httpx.AsyncClient(timeout=30) as client:
         async with aconnect_sse(client, "GET", nginx.url + "/sse?ch=px", headers=auth()) as source:
             assert source.response.headers["content-type"].startswith("text/event-stream")
@@ -75,7 +76,7 @@ async def check_unbuffered(server: ServerProcess, nginx: Nginx, encoding: str | 
                 assert [e["data"]["i"] for e in json.loads(ev.data)] == [i]
 
 
-async def test_sse_resume_through_nginx(proxied: tuple[ServerProcess, Nginx]) -> None:
+async def test_sse_resume_through_nginx(proxied: tuple[ServerProcess, NginxProcess]) -> None:
     """Last-Event-ID passes the proxy: cut streams resume with nothing lost or repeated."""
     server, nginx = proxied
     got: list[int] = []

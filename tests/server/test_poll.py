@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
+from harness.channels import metric
+from harness.servers import RedisProcess, ServerProcess, wait_until
+from harness.tokens import auth, token
 from pulseboard.protocol import decode_cursor, encode_cursor
-from support import RedisProcess, ServerProcess, auth, token, wait_until
 
 
 async def post(client: httpx.AsyncClient, server: ServerProcess, body: Any) -> list[int]:
@@ -31,11 +32,6 @@ async def poll(client: httpx.AsyncClient, server: ServerProcess, query: str, **p
     answer: dict[str, Any] = r.json()
     return answer
 
-
-def metric(server: ServerProcess, name: str, labels: str = "") -> float:
-    text = httpx.get(server.url + "/metrics", timeout=10).text
-    m = re.search(rf"^{re.escape(name + labels)} ([0-9.e+]+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
 
 
 def polls_open(server: ServerProcess) -> float:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -15,8 +14,10 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
+from harness.channels import metric
+from harness.servers import RedisProcess, ServerProcess, wait_until
+from harness.tokens import auth, token
 from pulseboard.protocol import decode_cursor, encode_cursor
-from support import RedisProcess, ServerProcess, auth, token, wait_until
 
 Headers = dict[str, str]
 
@@ -28,12 +29,6 @@ async def post(client: httpx.AsyncClient, server: ServerProcess, body: Any) -> l
     seqs: list[int] = r.json()["seqs"]
     return seqs
 
-
-def metric(server: ServerProcess, name: str, labels: str = "") -> float:
-    """One sample of the server's Prometheus metrics (0 when absent)."""
-    text = httpx.get(server.url + "/metrics", timeout=10).text
-    m = re.search(rf"^{re.escape(name + labels)} ([0-9.e+]+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
 
 
 async def read_events(

@@ -1,6 +1,6 @@
 """The embedded store (sqlite://) on real `pulseboard serve` processes: restarts, one server
 per store, damaged files, trimming while data flows, a full disk; and reads that never
-create channels (issue 13, finding 1)."""
+create channels (a read-only token must not make the store allocate)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,15 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.servers import PULSEBOARD, Feed, ServerProcess, wait_until
+from harness.tokens import token
+from harness.ws import open_ws, publish, recv_envelopes, subscribe
 from pulseboard.protocol import PulseboardError
 from pulseboard_server.brokers import open_broker
-from pulseboard_server.brokers.base import Broker
+from pulseboard_server.brokers.base import Broker, PublishItem
 from pulseboard_server.brokers.downsample import pick
-from support import PULSEBOARD, Feed, ServerProcess, token, wait_until
-from wsutil import open_ws, publish, recv_envelopes, subscribe
+
+pytestmark = pytest.mark.process  # starts pulseboard serve (or the CLI) as a subprocess
 
 AUTH = {"Authorization": f"Bearer {token()}"}
 
@@ -266,7 +269,7 @@ def test_full_disk_gives_503_on_publish_while_reads_go_on() -> None:
 
 @pytest.mark.parametrize("broker", ["memory://", "sqlite://"])
 async def test_reads_never_create_channels(tmp_path: Path, broker: str) -> None:
-    """Issue 13, finding 1: 100,000 names subscribed with a read-only token allocate nothing."""
+    """A read-only token can't fill the store: 100,000 names subscribed with a read-only token allocate nothing."""
     server = store_server(tmp_path, "--broker", broker).start()
     try:
         reader = token("reader", read=["*"], publish=[])
@@ -414,7 +417,7 @@ async def test_history_range_over_two_summary_levels_picks_like_every_row(tmp_pa
     rnd = random.Random(seed)
     broker, _ = await open_store(tmp_path / "s.db")
     try:
-        t, items = 1000.0, []
+        t, items = 1000.0, list[PublishItem]()
         for i in range(20_000):
             t += rnd.choice([0.001, 0.5, 1.0])
             data: dict[str, Any] = {"loss": round(rnd.gauss(0, 1), 1), "step": i % 97}  # many ties

@@ -13,7 +13,8 @@ import jwt
 import pytest
 from httpx_sse import aconnect_sse
 
-from support import ServerProcess, auth, token, wait_until
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import auth, token
 
 TRANSPORTS = ["sse", "poll"]
 

@@ -14,8 +14,9 @@ from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.uri import parse_uri
 
-from support import ServerProcess, token, wait_until
-from wsutil import open_ws, publish, recv_envelopes, recv_json, recv_op, subscribe
+from harness.servers import ServerProcess, wait_until
+from harness.tokens import token
+from harness.ws import open_ws, publish, recv_envelopes, recv_json, recv_op, subscribe
 
 
 async def test_backfill_then_live(server: ServerProcess) -> None:

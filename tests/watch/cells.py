@@ -10,16 +10,17 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from support import ServerProcess, token
+from harness.servers import ServerProcess
+from harness.tokens import token
 
 ROOT = Path(__file__).resolve().parents[2]
-_CELL = re.compile(r"<!-- cell: ([\w-]+) -->\n```python\n(.*?)```", re.DOTALL)
+_CELL = re.compile(r"<!-- cell: ([\w-]+) -->\n```python[^\n]*\n(.*?)```", re.DOTALL)
 
 
 def doc_cell(name: str, doc: str = "docs/python.md") -> str:
     cells = dict(_CELL.findall((ROOT / doc).read_text()))
     assert name in cells, f"no cell {name!r} in {doc} (has {sorted(cells)})"
-    return cells[name]
+    return str(cells[name])
 
 
 def run_cells(sources: list[str], cwd: Path, timeout: int = 600) -> nbformat.NotebookNode:
@@ -27,7 +28,7 @@ def run_cells(sources: list[str], cwd: Path, timeout: int = 600) -> nbformat.Not
     environment: set PULSEBOARD_URL / PULSEBOARD_TOKEN first); fails on the first error."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
-    return nb
+    return nb  # type: ignore[no-any-return]
 
 
 def text_output(nb: nbformat.NotebookNode, index: int) -> str:

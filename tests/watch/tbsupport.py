@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from tensorboardX import SummaryWriter
 
-from log.logsupport import read_all
+from harness.channels import read_all
 from pulseboard.tbevents import parse
 
 Expected = dict[int, dict[str, float]]  # step -> tag -> value (as the file holds it: float32)

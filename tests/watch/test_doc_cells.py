@@ -10,9 +10,10 @@ import pytest
 from cells import WAIT_WATCHED, doc_cell, kernel_env, run_cells, text_output
 from tbsupport import channel, merged, write_steps, writer
 
-from support import ServerProcess
+from harness.servers import ServerProcess
 
 __all__ = ["kernel_env"]  # the fixture
+pytestmark = pytest.mark.jupyter  # starts kernels
 
 @pytest.mark.parametrize("doc, cell", [("docs/python.md", "tensorboard"), ("README.md", "tensorboard")])
 def test_tensorboard_cell(kernel_env: ServerProcess, tmp_path: Path, doc: str, cell: str) -> None:

@@ -15,7 +15,7 @@ from tensorboard.compat.proto.tensor_pb2 import TensorProto
 from tensorboardX.record_writer import RecordWriter
 
 from pulseboard.protocol import check_channel
-from pulseboard.tbevents import Step, parse, run_channel
+from pulseboard.tbevents import Parsed, Step, parse, run_channel
 
 
 def closed_file(tmp_path: Path, steps: range, extras: bool = False) -> tuple[bytes, dict[int, dict[str, float]]]:
@@ -23,6 +23,11 @@ def closed_file(tmp_path: Path, steps: range, extras: bool = False) -> tuple[byt
     expected = write_steps(w, steps, extras=extras)
     w.close()
     return event_file(tmp_path / "run").read_bytes(), expected
+
+
+def every(p: Parsed) -> list[Step]:
+    """The whole steps and the tail, in order."""
+    return [*p.steps, *([p.tail] if p.tail is not None else [])]
 
 
 def fields(steps: list[Step]) -> dict[int, dict[str, float]]:
@@ -60,7 +65,7 @@ def test_reading_in_pieces_with_cuts_gives_the_same_steps_as_a_replay(tmp_path: 
         rest = parse(buf[first.end:], first.end, cuts)
         sent += rest.steps + ([rest.tail] if rest.tail else [])
         replay = parse(buf, 0, cuts)
-        assert [(s.start, s.fields) for s in sent] == [(s.start, s.fields) for s in [*replay.steps, replay.tail]]
+        assert [(s.start, s.fields) for s in sent] == [(s.start, s.fields) for s in every(replay)]
         merged: dict[int, dict[str, float]] = {}
         for s in sent:
             assert not set(merged.get(s.step, {})) & set(s.fields)
@@ -71,13 +76,13 @@ def test_reading_in_pieces_with_cuts_gives_the_same_steps_as_a_replay(tmp_path: 
 def test_a_damaged_record_is_reported_once_and_skipped(tmp_path: Path) -> None:
     buf, expected = closed_file(tmp_path, range(10))
     whole = parse(buf)
-    victim = [*whole.steps, whole.tail][4]
+    victim = every(whole)[4]
     bad = bytearray(buf)
     bad[victim.start + 14] ^= 0xFF  # inside the payload of step 4's first record: its checksum fails
     p = parse(bytes(bad))
     assert [off for off, _ in p.damaged] == [victim.start]
     assert "checksum" in p.damaged[0][1]
-    got = fields([*p.steps, p.tail])  # type: ignore[list-item]
+    got = fields(every(p))
     assert got[4] == {k: v for k, v in expected[4].items() if k != "train/m0"}
     assert {s: f for s, f in got.items() if s != 4} == {s: f for s, f in expected.items() if s != 4}
     assert parse(bytes(bad), seen=len(bad)).damaged == []  # read again: not reported again
@@ -86,12 +91,12 @@ def test_a_damaged_record_is_reported_once_and_skipped(tmp_path: Path) -> None:
 def test_a_bad_length_is_skipped_up_to_the_next_record(tmp_path: Path) -> None:
     buf, expected = closed_file(tmp_path, range(10))
     whole = parse(buf)
-    victim = [*whole.steps, whole.tail][6]
+    victim = every(whole)[6]
     bad = bytearray(buf)
     bad[victim.start + 2] ^= 0x40  # the length's checksum fails: where does the next record start?
     p = parse(bytes(bad))
     assert len(p.damaged) == 1 and "header" in p.damaged[0][1]
-    got = fields([*p.steps, p.tail])  # type: ignore[list-item]
+    got = fields(every(p))
     assert got[6] == {k: v for k, v in expected[6].items() if k != "train/m0"}
     assert got[9] == expected[9] and p.end == len(buf)
 
@@ -111,8 +116,9 @@ def test_tf2_tensor_scalars_are_scalars_and_other_tensors_are_counted(tmp_path: 
 
     def tensor_event(step: int, tag: str, plugin: str, t: TensorProto) -> bytes:
         meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name=plugin))
-        return Event(step=step, wall_time=100.0 + step,
-                     summary=Summary(value=[Summary.Value(tag=tag, metadata=meta, tensor=t)])).SerializeToString()
+        event = Event(step=step, wall_time=100.0 + step,
+                     summary=Summary(value=[Summary.Value(tag=tag, metadata=meta, tensor=t)]))
+        return bytes(event.SerializeToString())
 
     rw.write(Event(wall_time=1.0, file_version="brain.Event:2").SerializeToString())
     rw.write(tensor_event(1, "loss", "scalars", TensorProto(dtype=1, float_val=[0.25])))

@@ -14,9 +14,10 @@ from tbsupport import Expected, as_steps, channel, event_file, merged, steps_on_
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto.event_pb2 import Event
 
-from log.logsupport import top_seq
+from harness.channels import top_seq
+from harness.servers import PULSEBOARD, ServerProcess, wait_until
+from harness.tokens import token
 from pulseboard.tbwatch import Watcher
-from support import PULSEBOARD, ServerProcess, token, wait_until
 
 
 @pytest.fixture
@@ -40,8 +41,9 @@ def wall_times(path: Path) -> dict[tuple[int, str], float]:
 
 def settle(w: Watcher, url: str, ch: str, expected: Expected) -> list[dict[str, object]]:
     """Wait until the channel holds exactly `expected` (every tag of every step, once)."""
-    return wait_until(lambda: (msgs := channel(url, ch)) and merged(msgs) == expected and msgs,
-                      timeout=30, what=f"{ch} to hold {len(expected)} steps")  # type: ignore[no-any-return]
+    msgs: list[dict[str, object]] = wait_until(lambda: (m := channel(url, ch)) and merged(m) == expected and m,
+                                               timeout=30, what=f"{ch} to hold {len(expected)} steps")
+    return msgs
 
 
 def test_live_runs_files_and_appends_arrive_value_by_value(server: ServerProcess, watcher: Watcher,
@@ -71,8 +73,8 @@ def test_live_runs_files_and_appends_arrive_value_by_value(server: ServerProcess
     for f in sorted((logs / "a").glob("*tfevents*")):
         walls.update(wall_times(f))
     for m in msgs:
-        step = m["data"]["step"]  # type: ignore[index]
-        assert m["ts"] == min(walls[(step, tag)] for tag in m["data"] if tag != "step")  # type: ignore[union-attr]
+        data: dict[str, float] = m["data"]  # type: ignore[assignment]
+        assert m["ts"] == min(walls[(int(data["step"]), tag)] for tag in data if tag != "step")
     s = watcher.status()
     assert s.skipped == {"histograms": 20, "images": 20, "text": 20}
     assert (s.runs, s.files, s.damaged) == (2, 3, 0)

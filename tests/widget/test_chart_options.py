@@ -1,4 +1,4 @@
-"""The chart options of issue 11 on the Python side: synced state and clear errors."""
+"""The chart options (smoothing, log y, thresholds, x, units) on the Python side: synced state and clear errors."""
 
 from __future__ import annotations
 

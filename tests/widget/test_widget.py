@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
+from harness.servers import ServerProcess
+from harness.tokens import token
 from pulseboard import LiveChart
 from pulseboard.widget import STATIC
-from support import ServerProcess, token
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +73,7 @@ def test_widget_hands_out_a_narrowed_read_only_token(server: ServerProcess) -> N
     """The browser holds the token: it must not be the caller's publish-capable one."""
     import jwt as pyjwt
 
-    from support import SECRET
+    from harness.tokens import SECRET
 
     full = token(read=["*"], publish=["*"])
     chart = LiveChart(["sys.a", "train"], url=server.url, token=full)
@@ -81,7 +85,7 @@ def test_widget_hands_out_a_narrowed_read_only_token(server: ServerProcess) -> N
 
 def test_the_kernel_pushes_the_token_for_views_rendered_while_a_cell_runs(server: ServerProcess) -> None:
     """A busy kernel answers comm messages only between cells: a timer pushes the token."""
-    from support import wait_until
+    from harness.servers import wait_until
 
     full = token(read=["*"], publish=["*"])
     chart = LiveChart("sys.a", url=server.url, token=full)
@@ -91,3 +95,15 @@ def test_the_kernel_pushes_the_token_for_views_rendered_while_a_cell_runs(server
     assert all(m["type"] == "token" and m["token"] == chart._tokens.token != full for m in sent)
     chart.close()
     assert chart._tokens._closed
+
+
+def test_a_chart_made_outside_ipython_exits_without_a_traceback() -> None:
+    # Widget.__del__ runs close() at interpreter exit, when nothing can be imported any more.
+    code = (
+        "from pulseboard import LiveChart\n"
+        "chart = LiveChart('train.x', url='http://127.0.0.1:9', token='not-a-token')\n"
+        "chart._hook()\n"  # as when a browser first reports a status
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr and "Error" not in out.stderr, out.stderr

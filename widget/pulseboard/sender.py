@@ -96,6 +96,7 @@ class Sender:
         self._path = self._netloc = self._token = ""
         self._https = False
         self._unconfigured = False  # discovery found no server URL or token
+        self._warned_unconfigured = False
         _live.add(self)
 
     def _after_fork(self) -> None:
@@ -302,6 +303,11 @@ class Sender:
                 url, self._token = discover_for_kernel(self._url_arg, self._token_arg)
             except DiscoveryError as e:  # missing settings, as opposed to a hub that is away
                 self._unconfigured = e.detail.startswith(("no pulseboard", "PULSEBOARD_URL"))
+                if self._unconfigured and not self._warned_unconfigured:
+                    # Said at once, not after WARN_AFTER: waiting will not make a setting appear.
+                    self._warned_unconfigured = True
+                    note(f"log() has nowhere to send: {e.detail}. Messages wait in the queue "
+                         f"(up to {self.max_queue}) until then.")
                 raise
             self._unconfigured = False
             parts = urlsplit(url.rstrip("/"))

@@ -15,6 +15,7 @@ directly. Both files are readable by the user only, like Jupyter's own server fi
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import os
@@ -26,17 +27,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .discovery import DiscoveryError
+from .protocol import UNAVAILABLE
+
 PREFIX = "pulseboard/"
 TOKEN_TTL = 12 * 3600
 START_TIMEOUT = 30.0  # seconds for the proxied server to answer after it is started
+PROXY_STORE = "jupyterlab"  # the on-demand server's store, under the data dir
 
 
 def runtime_dir(env: Mapping[str, str] | None = None) -> Path:
     env = os.environ if env is None else env
     if env.get("JUPYTER_RUNTIME_DIR"):
         return Path(env["JUPYTER_RUNTIME_DIR"])
-    from jupyter_core.paths import jupyter_runtime_dir
-
+    try:
+        from jupyter_core.paths import jupyter_runtime_dir
+    except ImportError:  # a plain `pip install pulseboard` outside Jupyter: Jupyter's default place
+        return Path(env.get("JUPYTER_DATA_DIR") or Path.home() / ".local/share/jupyter") / "runtime"
     return Path(jupyter_runtime_dir())
 
 
@@ -70,12 +77,43 @@ def _command(port: int, base_url: str) -> list[str]:
         json.dump({"port": port, "base_path": base_path}, f)
     return [
         sys.executable, "-m", "pulseboard_server", "serve",
-        "--host", "127.0.0.1", "--port", str(port), "--base-path", base_path,
+        "--host", "127.0.0.1", "--port", str(port), "--base-path", base_path, *_store_args(),
     ]
 
 
+def store_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The on-demand server's own store: `<data dir>/jupyterlab`, apart from the default store
+    that a `pulseboard serve` of the user's may hold (one server per store)."""
+    env = os.environ if env is None else env
+    base = env.get("PULSEBOARD_DATA_DIR") or str(Path(env.get("XDG_DATA_HOME") or Path.home() / ".local/share")
+                                                 / "pulseboard")
+    return Path(base) / PROXY_STORE
+
+
+def _store_args() -> list[str]:
+    """Its own store, or, when another JupyterLab's on-demand server holds that one, nothing on
+    disk (`memory://`) rather than a start that fails."""
+    path = store_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / "pulseboard.db.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return ["--data-dir", str(path)]  # the server says what is wrong with it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print(f"pulseboard: {path} is in use by another JupyterLab's pulseboard; this one keeps its "
+              "data in memory", file=sys.stderr, flush=True)
+        return ["--broker", "memory://"]
+    finally:
+        os.close(fd)  # (closing drops the lock: the server takes it again at once)
+    return ["--data-dir", str(path)]
+
+
 def _environment() -> dict[str, str]:
-    return {"PULSEBOARD_SECRET": shared_secret()}
+    # A start that fails answers 503 with its reason instead of exiting (pulseboard_server.explain):
+    # the proxy would otherwise start it again and again while the kernel waits in vain.
+    return {"PULSEBOARD_SECRET": shared_secret(), "PULSEBOARD_EXPLAIN_FAILURE": "1"}
 
 
 def setup_pulseboard() -> dict[str, Any]:
@@ -121,6 +159,10 @@ def find_proxied(env: Mapping[str, str] | None = None) -> tuple[str, str, str] |
             with urllib.request.urlopen(req, timeout=START_TIMEOUT + 5) as resp:
                 json.loads(resp.read())
         except urllib.error.HTTPError as e:
+            reason = _failure_of(e)
+            if reason:  # the server started and said why it cannot serve: that is the answer
+                raise DiscoveryError(UNAVAILABLE, f"the pulseboard server JupyterLab runs at "
+                                     f"{url}{PREFIX}: {reason}; fix that, then restart JupyterLab") from None
             hint = " (is jupyter-server-proxy installed?)" if e.code == 404 else ""
             tried.append(f"{url}{PREFIX} answered {e.code}{hint}")
             continue
@@ -135,6 +177,17 @@ def find_proxied(env: Mapping[str, str] | None = None) -> tuple[str, str, str] |
         browser_url = str(server.get("base_url", "/")).rstrip("/") + "/" + PREFIX
         return browser_url, kernel_url, mint(shared_secret(env))
     return "tried " + "; ".join(tried)
+
+
+def _failure_of(e: urllib.error.HTTPError) -> str:
+    """The startup error a failed on-demand server answers with (503 JSON), else ''."""
+    if e.code != 503:
+        return ""
+    try:
+        detail = json.loads(e.read(4096)).get("detail")
+    except (ValueError, AttributeError, OSError):
+        return ""
+    return detail if isinstance(detail, str) else ""
 
 
 def mint(secret: str) -> str:

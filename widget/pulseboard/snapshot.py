@@ -20,12 +20,14 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 POINTS = 2000  # rows per channel in a snapshot: about four per pixel column of a wide chart
 MAX_FETCH = 200_000  # envelopes read per channel when the server cannot downsample
 MAX_CELLS = 60_000  # rows x series in one snapshot (keeps the saved notebook small)
 PAGE = 1000
+MAX_CHANNELS = 256  # channels a pattern brings in, as in the live chart (js/src/live.ts)
 
 
 class SnapshotError(Exception):
@@ -187,9 +189,9 @@ def build(
 # --- the edge: GET history ---------------------------------------------------------------
 
 
-def _get(url: str, token: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _get(url: str, token: str, params: dict[str, Any], timeout: float, path: str = "history") -> dict[str, Any]:
     q = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-    req = urllib.request.Request(f"{url.rstrip('/')}/history?{q}", headers={"Authorization": f"Bearer {token}"})
+    req = urllib.request.Request(f"{url.rstrip('/')}/{path}?{q}", headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             body: dict[str, Any] = json.loads(resp.read())
@@ -256,11 +258,27 @@ def fetch_pages(
     return Fetched(envs, truncated, epoch, top)
 
 
+def expand(url: str, token: str, channels: Iterable[str], timeout: float = 5.0) -> list[str]:
+    """The channels with each pattern (`train.*`) replaced by the readable channels it matches
+    (`GET channels`), as the live chart shows them."""
+    chs = list(channels)
+    if not any("*" in c or "?" in c for c in chs):
+        return chs
+    listed = _get(url, token, {}, timeout, path="channels").get("channels") or []
+    names = sorted(str(c.get("ch")) for c in listed if isinstance(c, dict))
+    out: list[str] = []
+    for c in chs:
+        for name in [n for n in names if fnmatchcase(n, c)] if ("*" in c or "?" in c) else [c]:
+            if name not in out:
+                out.append(name)
+    return out[:MAX_CHANNELS]
+
+
 def tops(url: str, token: str, channels: Iterable[str], timeout: float = 5.0) -> dict[str, list[Any]]:
     """Each channel's `[epoch, newest seq]` now (one small request each), to compare with a
     snapshot's `tops`: equal means a new snapshot would hold the same data."""
     out: dict[str, list[Any]] = {}
-    for ch in channels:
+    for ch in expand(url, token, channels, timeout):
         body = _get(url, token, {"ch": ch, "limit": 1}, timeout)
         out[ch] = [str(body.get("epoch") or ""), int(body.get("seq") or 0)]
     return out
@@ -273,5 +291,5 @@ def take(
     """Read every channel's range (the last `window` seconds for a time axis, all kept for a
     data-field axis) and build the snapshot. Raises SnapshotError."""
     t0 = None if (x_field is not None or window is None) else time.time() - window
-    got = {ch: fetch(url, token, ch, t0, None, points, timeout) for ch in channels}
+    got = {ch: fetch(url, token, ch, t0, None, points, timeout) for ch in expand(url, token, channels, timeout)}
     return build(got, fields, x_field, points)

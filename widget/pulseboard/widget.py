@@ -94,7 +94,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
     ).tag(sync=True)
     max_points = traitlets.Int(200_000).tag(sync=True)
     theme = traitlets.Enum(["auto", "light", "dark"], "auto").tag(sync=True)
-    # Chart options (issue 11): smoothing factor, log y axis, threshold lines per field.
+    # Chart options: smoothing factor, log y axis, threshold lines per field.
     smoothing = traitlets.Float(0.0).tag(sync=True)
     log_y = traitlets.Bool(False).tag(sync=True)
     thresholds = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
@@ -171,6 +171,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         self._static_id = "pulseboard-" + uuid.uuid4().hex[:16]
         self._shown = False  # snapshots follow the cells (displayed, or rendered inside a container)
         self._static_shown = False  # this chart has a static output to refresh
+        self._shell: Any = None  # the IPython shell whose post_run_cell hook this chart registered
         self._retry_at = 0.0  # after a failed automatic snapshot, the next is skipped until then
         self.observe(self._refresh_static, names=["_snapshot"])
         # A chart rendered inside a container (HBox...) is never displayed itself: its first
@@ -183,6 +184,7 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
             ip = get_ipython()  # type: ignore[no-untyped-call]
             if ip is not None:
                 ip.events.register("post_run_cell", self._after_cell)
+                self._shell = ip  # close() unregisters from this one, with no import at exit
 
     def snapshot(self) -> dict[str, Any]:
         """Read the chart's range from the server's history into the widget state now.
@@ -248,10 +250,13 @@ class LiveChart(anywidget.AnyWidget):  # type: ignore[misc]
         tokens: TokenKeeper | None = getattr(self, "_tokens", None)
         if tokens is not None:
             tokens.close()
-        ip = get_ipython()  # type: ignore[no-untyped-call]
-        if getattr(self, "_shown", False) and ip is not None:  # (also run by __del__ of a half-made chart)
+        # close() also runs from Widget.__del__, even at interpreter exit, when get_ipython()
+        # can no longer import anything: use the shell the hook was registered with, if any.
+        ip = getattr(self, "_shell", None)
+        if ip is not None:
             with contextlib.suppress(ValueError):
                 ip.events.unregister("post_run_cell", self._after_cell)
+            self._shell = None
         self._shown = self._static_shown = False
         super().close()
 

@@ -105,7 +105,7 @@ BACKENDS = {
 
 
 STORE_OPTIONS = ("data_dir", "retention", "max_store_bytes")
-SHARED_OPTIONS = ("retention",)  # store options every broker takes (issue 9: same meaning everywhere)
+SHARED_OPTIONS = ("retention",)  # store options every broker takes, with the same meaning everywhere
 DEFAULT_HISTORY = 1000  # messages kept per channel on memory:// and redis:// when --history is not given
 
 

@@ -1,6 +1,6 @@
 """The in-memory broker: one process, history in memory, a new epoch per run.
 
-Retention (issue 9): messages whose `ts` is older than now - `retention` leave each
+Retention: messages whose `ts` is older than now - `retention` leave each
 channel's history from the front, at every publish to the channel and in a sweep of
 all channels every `sweep_period(retention)` seconds; `history` caps the count.
 

@@ -81,7 +81,7 @@ class RedisBroker:
         max_channels: int = 100_000,
         connect_timeout: float = 3.0,
         health_interval: float = 1.0,
-        retention: float | None = None,  # issue 9: `serve --retention` (redis_retention.py); None: no sweep
+        retention: float | None = None,  # `serve --retention` (redis_retention.py); None: no sweep
         sweep_every: float | None = None,
         **options: Any,
     ) -> None:

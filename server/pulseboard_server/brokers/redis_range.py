@@ -1,4 +1,4 @@
-"""The Redis broker's side of issue 9 and of reads that never create channels.
+"""The Redis broker's long-range reads (downsampled history) and reads that never create channels.
 
 - `redis_range`: `history_range` by scanning the channel's stream (at most
   --history entries) and downsampling it like every other broker.

@@ -1,4 +1,4 @@
-"""`--retention` on redis:// (issue 9): drop each channel's messages older than the retention.
+"""`--retention` on redis://, as on the other brokers: drop each channel's messages older than the retention.
 
 Stream entry ids are `0-<seq>` (not times), so the age of an entry is its envelope's
 `ts`. Every node sweeps every known channel (the `<prefix>:channels` set) every

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from starlette.datastructures import QueryParams
 from starlette.types import Receive
@@ -29,7 +30,7 @@ from ..fanout import FrameCache, Part
 from ..grants import Grants
 from ..node import Node
 from ..session import Action as Action
-from ..session import DoPublish, DoRefresh, Limits, Session, StartSub, StopSub
+from ..session import DoPublish, DoRefresh, Encoder, Session, StartSub, StopSub
 
 D = TypeVar("D", int, None)
 
@@ -45,9 +46,12 @@ class Connection(Protocol):
     def flush(self) -> None: ...
 
 
-def limits(node: Node) -> Limits:
-    """The session bounds from the node's settings (one object shared by its sessions)."""
-    return node.session_limits
+def new_session(node: Node, grants: Grants, encoder: Encoder, **kw: Any) -> Session:
+    """A session for one client of any transport, wired to the node's bounds and metrics."""
+    return Session(
+        grants, node.session_bounds, encoder,
+        on_error=lambda code: node.metrics.errors.labels(code=code).inc(), on_drop=node.metrics.drops.inc, **kw,
+    )
 
 
 async def authenticate(
@@ -73,7 +77,7 @@ async def authenticate(
 
 
 def admit(node: Node, conn: Connection) -> None:
-    """Count `conn` against its subject's open connections (ws, sse, poll; issue 13): 429 past
+    """Count `conn` against its subject's open connections (ws, sse, poll; no subject takes every slot): 429 past
     `--max-connections-per-sub`. Called right after `authenticate`, before any subscription;
     `stop_all` (every transport's cleanup) gives the slot back."""
     node.limits.admit(conn.session.grants.sub, conn)
@@ -112,7 +116,7 @@ async def act(node: Node, conn: Connection, actions: Sequence[Action]) -> None:
             node.fanout.discard(conn, a.ch)
         elif isinstance(a, DoPublish):
             try:
-                node.limits.take_publish(session.grants.sub)  # issue 13: 429 past the publish rate
+                node.limits.take_publish(session.grants.sub)  # 429 past the publish rate (no flooding)
                 env = await node.publish(session.grants, a.op.ch, a.op.data, a.op.ts)
             except PulseboardError as e:
                 session.published(a.op, e)
@@ -150,6 +154,20 @@ def int_param(query: QueryParams, name: str, default: D, lo: int, hi: int) -> in
         raise bad_request(f"{name!r} must be an integer") from None
     if not lo <= value <= hi:
         raise bad_request(f"{name!r} must be between {lo} and {hi}")
+    return value
+
+
+def float_param(query: QueryParams, name: str) -> float | None:
+    """The finite number query parameter `name` (unix seconds), None when absent; else `bad_request`."""
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise bad_request(f"{name!r} must be unix seconds (a number)") from None
+    if not math.isfinite(value):
+        raise bad_request(f"{name!r} must be a finite number")
     return value
 
 

@@ -21,7 +21,7 @@ from pulseboard.protocol import UNAVAILABLE, PulseboardError, bad_request, dumps
 from ..fanout import FrameCache, Part
 from ..node import Node
 from ..session import JSON_FRAMES, Session
-from .common import admit, authenticate, limits, request_starts, start, stop_all, wait_disconnect
+from .common import admit, authenticate, new_session, request_starts, start, stop_all, wait_disconnect
 
 HEADERS = {"Cache-Control": "no-store, no-transform"}
 TOKEN_WAYS = "Authorization: Bearer or ?token="
@@ -36,11 +36,11 @@ async def poll_endpoint(request: Request) -> Response:
     timeout = timeout_param(request, node.settings.poll_timeout)
     if node.shutting_down:
         raise PulseboardError(UNAVAILABLE, "server is shutting down")
-    poll = Poll(node, Session(grants, limits(node), JSON_FRAMES, overflow="cut", positions=positions))
+    poll = Poll(node, new_session(node, grants, JSON_FRAMES, overflow="cut", positions=positions))
     node.clients.add(poll)
     node.metrics.connections.labels(transport="poll").inc()
     try:
-        admit(node, poll)  # connections per subject (issue 13); stop_all gives the slot back
+        admit(node, poll)  # connections per subject; stop_all gives the slot back
         # Channels without a position get a `subscribed` op; resumed ones only when something is missing.
         for a in poll.session.subscribe(starts):
             await start(node, poll, a.ch, a.start, quiet_resume=True)

@@ -24,7 +24,7 @@ from pulseboard.protocol import UNAVAILABLE, PulseboardError, dumps, encode_curs
 from ..fanout import FrameCache, Part
 from ..node import Node
 from ..session import Encoder, Session, State
-from .common import admit, authenticate, expiry_delay, limits, request_starts, start, stop_all, wait_disconnect
+from .common import admit, authenticate, expiry_delay, new_session, request_starts, start, stop_all, wait_disconnect
 
 log = logging.getLogger("pulseboard.sse")
 RETRY_MS = 1000  # the reconnect delay the browser is told to use
@@ -63,14 +63,11 @@ async def sse_endpoint(request: Request) -> Response:
         raise PulseboardError(UNAVAILABLE, "server is shutting down")
     if request.method == "HEAD":  # a probe: the checks passed, no stream
         return Response(headers=HEADERS)
-    stream = SseStream(node, Session(
-        grants, limits(node), SSE_EVENTS, positions=positions,
-        on_error=lambda code: node.metrics.errors.labels(code=code).inc(), on_drop=node.metrics.drops.inc,
-    ))
+    stream = SseStream(node, new_session(node, grants, SSE_EVENTS, positions=positions))
     node.clients.add(stream)
     node.metrics.connections.labels(transport="sse").inc()
     try:
-        admit(node, stream)  # connections per subject (issue 13); stop_all gives the slot back
+        admit(node, stream)  # connections per subject; stop_all gives the slot back
         # Subscribing (and any refusal) happens before the 200; the replays are queued
         # paced by the client's buffer, and written once the stream runs.
         for a in stream.session.subscribe(starts):

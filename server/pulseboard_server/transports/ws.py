@@ -27,7 +27,7 @@ from ..fanout import FrameCache, Part
 from ..limits import LimitError
 from ..node import Node
 from ..session import JSON_FRAMES, Session, State
-from .common import act, admit, authenticate, expiry_delay, limits, stop_all
+from .common import act, admit, authenticate, expiry_delay, new_session, stop_all
 
 log = logging.getLogger("pulseboard.ws")
 TOKEN_WAYS = "Authorization: Bearer, bearer.<jwt> subprotocol or ?token="
@@ -49,10 +49,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if node.shutting_down:
         await deny(ws, PulseboardError("unavailable", "server is shutting down"))
         return
-    conn = WsConnection(ws, node, Session(
-        grants, limits(node), JSON_FRAMES,
-        on_error=lambda code: node.metrics.errors.labels(code=code).inc(), on_drop=node.metrics.drops.inc,
-    ))
+    conn = WsConnection(ws, node, new_session(node, grants, JSON_FRAMES))
     try:
         admit(node, conn)  # a subject over its connection limit gets 429 before the upgrade
     except PulseboardError as e:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from support import ROOT, token
+from harness.servers import ROOT
+from harness.tokens import token
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

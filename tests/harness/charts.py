@@ -6,7 +6,8 @@ import json
 import urllib.request
 from typing import Any
 
-from support import token, wait_until
+from harness.servers import wait_until
+from harness.tokens import token
 
 VIEW = token(sub="viewer", read=["*"], publish=[])
 

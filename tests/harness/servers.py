@@ -1,4 +1,4 @@
-"""Test harness: real server and redis-server processes on free ports."""
+"""Real server, redis-server and nginx processes on free ports, and waiting for what they do."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pulseboard.protocol import Envelope
-from pulseboard_server.auth import mint_token
 
-SECRET = "test-secret-please-change-0123456789abcdef"
-ROOT = Path(__file__).resolve().parent.parent
+from .tokens import SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
 PULSEBOARD = [sys.executable, "-m", "pulseboard_server"]
 
 
@@ -30,15 +30,6 @@ def free_port() -> int:
         port: int = s.getsockname()[1]
         return port
 
-
-def token(sub: str = "tester", read: Sequence[str] = ("*",), publish: Sequence[str] = ("*",),
-          ttl: float = 3600, secret: str = SECRET, **extra: object) -> str:
-    return mint_token(secret, sub, read, publish, ttl, **extra)
-
-
-def auth(tok: str | None = None) -> dict[str, str]:
-    """Request headers carrying a bearer token (a fresh all-channels one unless given)."""
-    return {"Authorization": f"Bearer {tok or token()}"}
 
 
 async def until(pred: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:

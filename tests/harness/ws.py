@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from support import ServerProcess, token
+from harness.servers import ServerProcess
+from harness.tokens import token
 
 
 async def open_ws(server: ServerProcess, tok: str | None = None, **kwargs: Any) -> ClientConnection:
