@@ -48,3 +48,12 @@ def test_log_prints_every_figure_and_loses_nothing() -> None:
     out = run(str(BENCH / "log.py"), "--calls", "2000", "--deliver", "2000", "--run", "2000", "--restarts", "1")
     assert "caller cost of log()" in out and "msgs/s" in out
     assert out.count("lost 0  duplicated 0") == 2, out  # redis and sqlite, across a restart
+
+
+def test_watch_prints_every_figure_beside_its_baseline() -> None:
+    out = run(str(BENCH / "watch.py"), "--runs", "2", "--steps", "100", "--tags", "5", "--seconds", "2",
+              "--latency-steps", "10")
+    for figure in ("read + tbevents.parse only", "TensorBoard's RawEventFileLoader", "pulseboard.log of the same",
+                   "pulseboard watch: read, parsed, published", "pulseboard watch (polling 0.2 s)",
+                   "nothing written", "of one core (scalars delivered"):
+        assert figure in out, out
