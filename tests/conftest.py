@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -34,7 +35,16 @@ PROCESS_FIXTURES = {
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+LONG = os.environ.get("PULSEBOARD_LONG") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Long-mode tests (torch, many examples) are left out, not skipped, unless PULSEBOARD_LONG=1.
+    if not LONG:
+        left_out = [item for item in items if item.get_closest_marker("long")]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if not item.get_closest_marker("long")]
     for item in items:
         parts = item.path.parts
         folder = parts[parts.index("tests") + 1] if "tests" in parts else ""

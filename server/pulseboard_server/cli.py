@@ -83,6 +83,15 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--channel", default=None, help="channel (sys.<hostname>)")
     a.add_argument("--history", type=count, default=1000, help="messages kept per channel (1000)")
     add_report_parser(sub)  # pulseboard report (widget/pulseboard/report_cli.py)
+    w = sub.add_parser("watch", help="publish TensorBoard runs live",
+                       description="Follow the TensorBoard event files under LOGDIR and publish each run's "
+                                   "scalars to channel PREFIX.<run> (needs pulseboard[tensorboard]).")
+    w.add_argument("logdir")
+    w.add_argument("--prefix", default="tb", help="channel prefix (tb)")
+    w.add_argument("--url", default=None, help="server URL (PULSEBOARD_URL)")
+    w.add_argument("--token", default=None, help="token (PULSEBOARD_TOKEN)")
+    w.add_argument("--state", default=None, help="where the watcher keeps its place (in the data dir)")
+    w.add_argument("--poll", type=positive, default=0.2, help="seconds between looks at the files (0.2)")
     return p
 
 
@@ -101,13 +110,28 @@ def main(argv: Sequence[str] | None = None) -> None:
             agent_command(args)
         elif args.command == "report":
             report_command(args)
+        elif args.command == "watch":
+            watch_command(args)
     except CliError as e:
         fail(str(e))
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 
 
-# --- token / publish ----------------------------------------------------------------
+# --- token / publish / watch ----------------------------------------------------------
+
+
+def watch_command(args: argparse.Namespace) -> None:
+    try:
+        from pulseboard.tbwatch import WatchError
+        from pulseboard.tbwatch import main as watch_main
+    except ImportError as e:  # the tensorboard extra is missing: the message says what to install
+        raise CliError(str(e)) from None
+    try:
+        code = watch_main(args.logdir, args.prefix, args.url, args.token, args.state, args.poll)
+    except WatchError as e:
+        raise CliError(str(e)) from None
+    raise SystemExit(code)
 
 
 def token_command(args: argparse.Namespace) -> None:

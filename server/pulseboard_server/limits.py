@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import weakref
 from collections.abc import Callable
@@ -49,33 +50,39 @@ def rate_limited(detail: str, retry_after: float | None = None) -> LimitError:
 # --- JSON from clients ------------------------------------------------------------
 
 
+# A JSON string (escapes included); every byte but the brackets; and but those, quotes and backslashes.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'[]{}"\\')
+
+
 def json_depth(text: str | bytes) -> int:
     """The deepest nesting of `[`/`{` in `text`, ignoring brackets inside strings.
 
-    Only scans when there are more brackets than the bound could be exceeded with.
+    Only scans when there are more brackets than the bound could be exceeded with, and then
+    in C as far as it can: a byte-by-byte walk in Python took most of the server's time on a
+    512 KiB batch of 5,000 messages. Usual bodies (no backslash, no bracket inside a string)
+    shrink to their quotes and brackets, and once every `""` pair is gone to brackets alone;
+    others drop their strings by regex first. A string left open to the end counts as
+    closed: its brackets count (the body is bad JSON and gets a 400 either way).
     """
     raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
         return 0
+    shape = raw.translate(None, _NOT_STRUCTURE)
+    if b"\\" not in shape:
+        shape = shape.replace(b'""', b"")  # strings without brackets, in order: pairs go
+    if b'"' in shape:
+        shape = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
     depth = deepest = 0
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
+    for byte in shape:
+        if byte == 0x5B or byte == 0x7B:
             depth += 1
             if depth > deepest:
                 deepest = depth
                 if deepest > MAX_JSON_DEPTH:
                     return deepest
-        elif byte in (0x5D, 0x7D):
+        else:
             depth -= 1
     return deepest
 

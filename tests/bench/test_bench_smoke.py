@@ -59,3 +59,12 @@ def test_relay_prints_latency_and_kernel_cpu() -> None:
 def test_runs_prints_both_figures() -> None:
     out = run(str(BENCH / "runs.py"), "--runs", "300", "--table-runs", "100", "--seconds", "1")
     assert "GET runs,    300 runs" in out and "table,   100 runs live" in out, out
+
+
+def test_watch_prints_every_figure_beside_its_baseline() -> None:
+    out = run(str(BENCH / "watch.py"), "--runs", "2", "--steps", "100", "--tags", "5", "--seconds", "2",
+              "--latency-steps", "10")
+    for figure in ("read + tbevents.parse only", "TensorBoard's RawEventFileLoader", "pulseboard.log of the same",
+                   "pulseboard watch: read, parsed, published", "pulseboard watch (polling 0.2 s)",
+                   "nothing written", "of one core (scalars delivered"):
+        assert figure in out, out

@@ -45,11 +45,11 @@ def test_keras_callback_logs_batches_and_epochs(server: ServerProcess) -> None:
     assert [m["data"]["step"] for m in read_all(server.url, "keras.fit2")][-1] == 8  # 64 rows / 16, 2 epochs
     msgs = [m["data"] for m in read_all(server.url, "keras.run")]
     epochs = [m for m in msgs if "epoch/loss" in m]
-    batches = [m for m in msgs if "loss" in m]
+    batches = [m for m in msgs if "train/loss" in m]
     # 48 training rows in batches of 16: 3 batches an epoch, 9 in all, every 2nd one logged
     assert [b["step"] for b in batches] == [2, 4, 6, 8]
     assert [(e["epoch"], e["step"]) for e in epochs] == [(0, 3), (1, 6), (2, 9)]
     for e in epochs:
-        assert {"epoch/loss", "epoch/accuracy", "epoch/val_loss", "epoch/val_accuracy"} <= set(e)
-        assert all(isinstance(e[k], float) for k in e if k.startswith("epoch/"))
-    assert all(isinstance(b["loss"], float) and 0 <= b["accuracy"] <= 1 for b in batches)
+        assert {"epoch/loss", "epoch/accuracy", "val/loss", "val/accuracy"} <= set(e)
+        assert all(isinstance(e[k], float) for k in e if k.startswith(("epoch/", "val/")))
+    assert all(isinstance(b["train/loss"], float) and 0 <= b["train/accuracy"] <= 1 for b in batches)

@@ -36,6 +36,7 @@ _HOMES = {
     "finish": "tracking",
     "init": "tracking",
     "runs": "tracking",
+    "watch": "tbwatch",  # TensorBoard's protobuf classes load only when a log dir is watched
 }
 __all__ = [
     "Client",
@@ -55,6 +56,7 @@ __all__ = [
     "runs",
     "sender_status",
     "subscribe",
+    "watch",
 ]
 
 if TYPE_CHECKING:
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
     from .loghandler import LogHandler
     from .runs_widget import Runs
     from .sender import SenderStatus, flush, log, sender_status
+    from .tbwatch import watch
     from .tracking import Run, delete, finish, init, runs
     from .widget import LiveChart
 

@@ -91,7 +91,7 @@ class Sender:
             raise ValueError("max_queue must be at least 1")
         self._url_arg, self._token_arg = url, token
         self.max_queue, self.tick, self.exit_timeout, self.warn_after = max_queue, tick, exit_timeout, warn_after
-        self._queue: deque[tuple[str, Any, float]] = deque()
+        self._queue: deque[tuple[str, Any, float, str | None]] = deque()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when `_outstanding` drops
         self._wake = threading.Event()
@@ -100,6 +100,7 @@ class Sender:
         self._run = uuid.uuid4().hex[:16]
         self._next_key = 0
         self._cap = BATCH_MAX
+        self._per_item = 0.0  # bytes per item in the batch encoded last
         self._ready: tuple[dict[str, Any], int, bytes] | None = None  # the next batch, encoded early
         self.sent = self.dropped = self.rejected = 0
         self.last_error: str | None = None
@@ -129,19 +130,23 @@ class Sender:
 
     # --- the caller's side: cheap, never raises ------------------------------------------
 
-    def log(self, channel: str, data: Any, step: Any = None, ts: float | None = None) -> None:
-        """Queue one message (a dict), or one per row (a list of dicts, a DataFrame)."""
+    def log(self, channel: str, data: Any, step: Any = None, ts: float | None = None, key: str | None = None) -> None:
+        """Queue one message (a dict), or one per row (a list of dicts, a DataFrame).
+
+        `key`: the message's idempotency key (one dict only), for a caller that resends the same
+        message after its own restart (the TensorBoard watcher: file and offset); by default the
+        sender makes one that holds for this process's retries."""
         when = time.time() if ts is None else ts
         try:
             if type(data) is dict:
-                self._put(channel, {**data, "step": step} if step is not None else dict(data), when)
+                self._put(channel, {**data, "step": step} if step is not None else dict(data), when, key)
             else:
                 for row in rows(data):
-                    self._put(channel, row if step is None else {**row, "step": step}, when)
+                    self._put(channel, row if step is None else {**row, "step": step}, when, None)
         except Exception as e:  # never an exception in a training loop
             self._reject(f"log({channel!r}, ...): {e}")
 
-    def _put(self, channel: str, data: Any, ts: float) -> None:
+    def _put(self, channel: str, data: Any, ts: float, key: str | None) -> None:
         with self._lock:
             if len(self._queue) >= self.max_queue:
                 self._queue.popleft()
@@ -151,7 +156,7 @@ class Sender:
                 self._warned_drop = True
             else:
                 first_drop = False
-            self._queue.append((channel, data, ts))
+            self._queue.append((channel, data, ts, key))
             self._outstanding += 1
         if self._thread is None:
             self._start()
@@ -219,15 +224,24 @@ class Sender:
         with self._lock:
             n = min(len(self._queue), 2 * BATCH_MAX - len(self._pending))
             taken = [self._queue.popleft() for _ in range(n)]
-        for ch, data, ts in taken:
+        for ch, data, ts, key in taken:
             try:
-                item: dict[str, Any] = {"ch": check_channel(ch), "data": coerce_data(data), "ts": ts,
-                                        "key": f"{self._run}-{self._next_key}"}
-                self._next_key += 1
+                if key is None:
+                    key = f"{self._run}-{self._next_key}"
+                    self._next_key += 1
+                item: dict[str, Any] = {"ch": check_channel(ch), "data": coerce_data(data), "ts": ts, "key": key}
                 self._pending.append(item)
             except (PulseboardError, ValueError, TypeError) as e:
                 self._reject(f"channel {ch!r}: {getattr(e, 'detail', e)}")
                 self._settled(1)
+
+    def _fit(self) -> int:
+        """How many items fit in BATCH_BYTES, by the size of the items encoded last (wide
+        messages of a hundred fields fill it long before BATCH_MAX: asking for more than fit
+        meant encoding each batch several times over)."""
+        if not self._per_item:
+            return BATCH_MAX
+        return max(1, min(BATCH_MAX, int(BATCH_BYTES * 0.9 / self._per_item)))
 
     def _batch(self) -> tuple[int, bytes]:
         """The head of the pending batch, encoded: at most `_cap` items and (unless one item
@@ -236,8 +250,9 @@ class Sender:
         if ready is not None and ready[0] is self._pending[0] and ready[1] <= self._cap:
             return ready[1], ready[2]
         while True:
-            n = min(self._cap, len(self._pending))
+            n = min(self._cap, self._fit(), len(self._pending))
             body = _encode([self._pending[i] for i in range(n)]).encode()
+            self._per_item = len(body) / n
             if len(body) <= BATCH_BYTES or n == 1:
                 return n, body
             self._cap = max(1, n // 2)
@@ -247,9 +262,10 @@ class Sender:
         self._ready = None
         if len(self._queue) >= BATCH_MAX:  # like the loop: a full batch at once, the rest on the tick
             self._take()
-        m = min(self._cap, len(self._pending) - n)
+        m = min(self._cap, self._fit(), len(self._pending) - n)
         if m > 0:
             body = _encode([self._pending[i] for i in range(n, n + m)]).encode()
+            self._per_item = len(body) / m
             if len(body) <= BATCH_BYTES:
                 self._ready = (self._pending[n], m, body)
 

@@ -1,17 +1,20 @@
 """Keras 3: `PulseboardCallback` logs batch and epoch metrics through `pulseboard.log`.
 
     from pulseboard.integrations.keras import PulseboardCallback
-    model.fit(x, y, epochs=5, callbacks=[PulseboardCallback("train.run1")])
+    model.fit(x, y, epochs=5, callbacks=[PulseboardCallback(project="train", name="run1")])
 
-Every `every_n_batches` training batches it logs the batch's metrics (`loss`, `accuracy`,
-...) with `step` (batches since training began), `epoch` and `batch`; at the end of each
-epoch it logs that epoch's metrics, validation ones included, as `epoch/<name>` with the
-same `step` and `epoch`, so one `LiveChart(channel, x="step")` shows both.
+Names (the naming rule every integration shares, see docs/python.md): every
+`every_n_batches` training batches it logs the batch's metrics as `train/<metric>`
+(`train/loss`, `train/accuracy`) with `step` (batches since training began), `epoch` and
+`batch`; at the end of each epoch it logs the epoch's training metrics as `epoch/<metric>`
+and the validation ones (Keras's `val_loss`) as `val/<metric>`, with the same `step` and
+`epoch`, so one `LiveChart("train.*", x="step")` shows them all.
 
-Runs: pass a `Run` (`PulseboardCallback(pulseboard.init("train", config=...))`) to log on its
-channel, or `PulseboardCallback(project="train", config={...})` to start a run when training
-begins (its config plus the optimizer, its learning rate, epochs and batches per epoch) and
-finish it when training ends; an exception in `fit` marks it crashed.
+Runs: with no channel, a run of `project` (`pulseboard.init`) starts when training begins,
+its config being `config` plus what `fit` was given (optimizer, learning rate, epochs, steps),
+and finishes when training ends; an uncaught exception marks it crashed. Pass a `Run`
+(`PulseboardCallback(pulseboard.init("train", config=...))`) to log on one you started, or a
+channel name to log there with no run record.
 """
 
 from __future__ import annotations
@@ -21,35 +24,29 @@ from typing import Any
 import keras
 
 from ..sender import Sender, default_sender
-from ..tracking import Run, init
+from ._run import RunLike, numbers, start_run
 
 
 class PulseboardCallback(keras.callbacks.Callback):  # type: ignore[misc]
-    def __init__(self, channel: str | Run | None = None, every_n_batches: int = 1, sender: Sender | None = None,
-                 *, project: str | None = None, name: str | None = None, config: dict[str, Any] | None = None,
+    def __init__(self, channel: str | RunLike | None = None, every_n_batches: int = 1, sender: Sender | None = None,
+                 project: str = "train", name: str | None = None, config: dict[str, Any] | None = None,
                  tags: list[str] | None = None) -> None:
         super().__init__()
         if every_n_batches < 0:
             raise ValueError("every_n_batches must be 0 (epochs only) or more")
-        if (channel is None) == (project is None):
-            raise ValueError("give a channel (or a Run), or project= to start a run when training begins")
-        self.run: Run | None = channel if isinstance(channel, Run) else None
-        self.channel = channel.channel if isinstance(channel, Run) else (channel or "")
-        self._new_run = (project, name, dict(config or {}), list(tags or [])) if project is not None else None
         self.every_n_batches = every_n_batches
         self._sender = sender
+        self.run: RunLike | None = None if channel is None or isinstance(channel, str) else channel
+        self.channel = channel if isinstance(channel, str) else (self.run.channel if self.run else "")
+        self._new_run = (project, name, dict(config or {}), list(tags or [])) if channel is None else None
         self._step = 0
         self._epoch = 0
-
-    @property
-    def sender(self) -> Sender:
-        return self._sender or default_sender()
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self._new_run is None:
             return
         project, name, config, tags = self._new_run
-        self.run = init(project, name=name, config={**self._fit_config(), **config}, tags=tags)
+        self.run = start_run(project, name, {**self._fit_config(), **config}, tags=tags, sender=self._sender)
         self.channel = self.run.channel
 
     def _fit_config(self) -> dict[str, Any]:
@@ -69,18 +66,25 @@ class PulseboardCallback(keras.callbacks.Callback):  # type: ignore[misc]
         if self._new_run is not None and self.run is not None:
             self.run.finish()
 
+    def _log(self, data: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.log(data, step=self._step)
+        else:
+            (self._sender or default_sender()).log(self.channel, data, step=self._step)
+
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self._step += 1
         if self.every_n_batches and self._step % self.every_n_batches == 0:
-            data = {"epoch": self._epoch, "batch": batch, **(logs or {})}
-            self.sender.log(self.channel, data, step=self._step)
+            self._log({"epoch": self._epoch, "batch": batch, **{f"train/{k}": v for k, v in numbers(logs).items()}})
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        data = {"epoch": epoch, **{f"epoch/{k}": v for k, v in (logs or {}).items()}}
-        self.sender.log(self.channel, data, step=self._step)
+        data: dict[str, Any] = {"epoch": epoch}
+        for k, v in numbers(logs).items():
+            data[f"val/{k[4:]}" if k.startswith("val_") else f"epoch/{k}"] = v
+        self._log(data)
 
 
 __all__ = ["PulseboardCallback"]
