@@ -9,12 +9,14 @@ import math
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from harness.browsers import PageServer, open_widget, widget_state
 from harness.charts import VIEW, feed, hook, publish, wait_drawn
 from harness.painted import check_labels, labels_cover
 from harness.servers import ServerProcess, wait_until
+from harness.tokens import token
 
 pytestmark = pytest.mark.browser
 
@@ -127,3 +129,38 @@ def test_dashboard_labels_follow_the_data(page: Any, server: ServerProcess) -> N
             i = hook(page, "names()").index("train.run1 · loss")
             check_labels(page, hook(page, "colors()")[i], truth_of(falling, a + 20))
             labels_cover(page, falling(a + 19), falling(0))
+
+
+def start_run(url: str, project: str, name: str, lr: float) -> None:
+    body = {"project": project, "name": name, "op": "start", "config": {"lr": lr}}
+    assert httpx.post(url + "/runs", json=body, headers={"Authorization": f"Bearer {token()}"}).status_code == 200
+
+
+def test_widget_labels_after_run_colours_arrive_late(page: Any, server: ServerProcess,
+                                                     page_server: PageServer) -> None:
+    """`color_by`: the run colours come after the data was drawn (the run records are written
+    later) and rebuild the plot; the labels stay those of the data."""
+    curves = {"cb.a": lambda i: 5.0 + 3.0 * math.exp(-i / 20), "cb.b": lambda i: 4.0 + 2.0 * math.exp(-i / 30)}
+    publish(server.url, [{"ch": ch, "data": {"step": i, "loss": f(i)}} for ch, f in curves.items() for i in range(60)])
+    open_chart(page, page_server, server, channels=["cb.*"], fields=["loss"], window=None, color_by="lr")
+    wait_until(lambda: (hook(page, "points()") or 0) == 120, 30, what="both runs held")
+    wait_drawn(page)
+    before = hook(page, "colors()")
+    for name, lr in (("a", 0.1), ("b", 0.01)):
+        start_run(server.url, "cb", name, lr)
+    wait_until(lambda: hook(page, "colors()") != before, 60, what="the run colours")
+    wait_drawn(page)
+    vals = [f(i) for f in curves.values() for i in range(60)]
+    labels_cover(page, min(vals), max(vals))
+    for name, color in zip(hook(page, "names()"), hook(page, "colors()"), strict=True):
+        check_labels(page, color, truth_of(curves[name.split(" · ")[0]], 60))
+    # A row click in a linked runs table sets the chart's channels (Runs.link): the chart starts
+    # over on run b alone, and its colour comes again after the data.
+    page.evaluate("() => { window.model.set('channels', ['cb.b']); }")
+    wait_until(lambda: hook(page, "series()") == ["cb.b:loss"] and hook(page, "points()") == 60, 30,
+               what="the chart to draw run b only")
+    wait_until(lambda: page.get_attribute(".pulseboard-chart", "data-color-by") == "lr", 30, what="run b's colour")
+    wait_drawn(page)
+    b = [curves["cb.b"](i) for i in range(60)]
+    labels_cover(page, min(b), max(b))
+    check_labels(page, hook(page, "colors()")[0], truth_of(curves["cb.b"], 60))

@@ -26,6 +26,10 @@ COLUMN_JS = """([nth, x]) => {
 
 
 def rgb(color: str) -> tuple[int, int, int]:
+    """A CSS colour as the chart gives it: `#rrggbb` or `rgb(r, g, b)` (run colours)."""
+    if color.startswith("rgb"):
+        r, g, b = (int(float(v)) for v in color[color.index("(") + 1:color.index(")")].split(",")[:3])
+        return r, g, b
     c = color.lstrip("#")
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
 
