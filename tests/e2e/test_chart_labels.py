@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,11 +15,12 @@ import pytest
 
 from harness.browsers import PageServer, open_widget, widget_state
 from harness.charts import VIEW, feed, hook, publish, wait_drawn
-from harness.painted import check_labels, labels_cover
+from harness.painted import check_labels, check_x_at_peak, labels_cover, ticks
 from harness.servers import ServerProcess, wait_until
 from harness.tokens import token
 
 pytestmark = pytest.mark.browser
+SHOTS = Path("/work/wt/shots")
 
 
 def falling(i: float) -> float:
@@ -164,3 +166,46 @@ def test_widget_labels_after_run_colours_arrive_late(page: Any, server: ServerPr
     b = [curves["cb.b"](i) for i in range(60)]
     labels_cover(page, min(b), max(b))
     check_labels(page, hook(page, "colors()")[0], truth_of(curves["cb.b"], 60))
+
+
+def whole_steps(page: Any) -> None:
+    """A step axis labels whole steps only (a step of 2.5 does not exist)."""
+    xs = [t for t, _ in ticks(page)["x"]]
+    assert len(xs) >= 2 and all(t.lstrip("-").isdigit() for t in xs), f"x labels on a step axis: {xs}"
+
+
+def spike(k: int) -> Any:
+    return lambda i: 1.0 if i == k else 0.0
+
+
+@pytest.mark.parametrize("steps,k", [(13, 7), (41, 23), (200, 137)])
+def test_widget_x_labels_true_to_the_data(page: Any, server: ServerProcess, page_server: PageServer,
+                                          steps: int, k: int) -> None:
+    """A spike at a known step sits where the painted x labels say it does (ticks 2.5 apart once
+    read "3" where x was 2.5), before and after a zoom."""
+    color = open_chart(page, page_server, server, channels=["demo.x"], fields=["loss"], window=None)
+    feed(server.url, "demo.x", page, spike(k), range(steps), batch=steps)
+    check_x_at_peak(page, color, k)
+    if SHOTS.is_dir() and steps == 41:
+        page.screenshot(path=str(SHOTS / "chart-verify-step-axis.png"))
+    whole_steps(page)
+    page.focus(".u-over")
+    page.keyboard.press("+")
+    wait_until(lambda: hook(page, "range()")["zoomed"], what="the zoom")
+    wait_drawn(page)
+    x0, x1 = hook(page, "range()")["x"]
+    if x0 <= k <= x1:
+        check_x_at_peak(page, color, k)
+    whole_steps(page)
+
+
+def test_dashboard_x_labels_true_to_the_data(page: Any, server: ServerProcess) -> None:
+    page.goto(f"{server.url}/#token={VIEW}&ch=train.*&x=step")
+    page.locator("section.pb-slot[data-channel='train.*'] .pulseboard-chart").wait_for()
+    publish(server.url, [{"ch": "train.sp", "data": {"step": i, "loss": spike(7)(i)}, "ts": time.time() + i}
+                         for i in range(13)])
+    wait_until(lambda: (hook(page, "range()") or {"x": [0, 0]})["x"][1] >= 12, 30, what="step 12 drawn")
+    wait_drawn(page)
+    i = hook(page, "names()").index("train.sp · loss")
+    check_x_at_peak(page, hook(page, "colors()")[i], 7)
+    whole_steps(page)

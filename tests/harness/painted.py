@@ -138,3 +138,46 @@ def on_png(page: Any, png: bytes, body: str) -> Any:
         """ + body + "}",
         base64.b64encode(png).decode(),
     )
+
+
+# The column (CSS px from the canvas's left) where the line of one colour reaches highest.
+PEAK_JS = """([nth, target]) => {
+    const root = document.querySelectorAll('.pulseboard-chart')[nth];
+    const canvas = root && root.querySelector('.pulseboard-plot canvas');
+    if (!canvas) return null;
+    const dpr = canvas.width / canvas.getBoundingClientRect().width;
+    const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let r = 0; r < canvas.height; r++) {
+        const cols = [];
+        for (let c = 0; c < canvas.width; c++) {
+            const i = 4 * (r * canvas.width + c);
+            const e = Math.abs(d[i] - target[0]) + Math.abs(d[i + 1] - target[1]) + Math.abs(d[i + 2] - target[2]);
+            if (e < 60 && d[i + 3] > 0) cols.push(c);
+        }
+        if (cols.length) return (cols[0] + cols[cols.length - 1]) / 2 / dpr + 0.5 / dpr;
+    }
+    return null;
+}"""
+
+
+def read_x(labels: list[tuple[str, float]], px: float) -> float:
+    """The x a reader takes from the painted x labels at column `px` (between the two nearest)."""
+    pts = sorted(((v, p) for t, p in labels if (v := number(t)) is not None), key=lambda vp: abs(vp[1] - px))
+    assert len(pts) >= 2, f"fewer than two numeric x labels: {labels}"
+    (v0, p0), (v1, p1) = pts[0], next(q for q in pts[1:] if q[1] != pts[0][1])
+    return v0 + (px - p0) * (v1 - v0) / (p1 - p0)
+
+
+def check_x_at_peak(page: Any, color: str, x_peak: float, nth: int = 0, tolerance: float = 0.01) -> float:
+    """The line of `color` peaks at data x `x_peak`: read that column's x off the painted x labels,
+    as a person would, and compare (tolerance: a share of the labelled x span). Returns the read x."""
+    t = ticks(page, nth)["x"]
+    px = page.evaluate(PEAK_JS, [nth, list(rgb(color))])
+    assert px is not None, "the line is not painted"
+    got = read_x(t, px)
+    values = [v for s, _ in t if (v := number(s)) is not None]
+    span = max(values) - min(values)
+    assert abs(got - x_peak) <= tolerance * span + 1e-9, (
+        f"the peak at x={x_peak} is painted at {got:.4g} on the x labels {[s for s, _ in t]}"
+    )
+    return got
