@@ -15,7 +15,7 @@ import pytest
 
 from harness.browsers import PageServer, open_widget, widget_state
 from harness.charts import VIEW, feed, hook, publish, wait_drawn
-from harness.painted import check_labels, check_x_at_peak, labels_cover, ticks
+from harness.painted import check_labels, check_x_at_peak, labels_cover, seconds, ticks
 from harness.servers import ServerProcess, wait_until
 from harness.tokens import token
 
@@ -209,3 +209,41 @@ def test_dashboard_x_labels_true_to_the_data(page: Any, server: ServerProcess) -
     i = hook(page, "names()").index("train.sp · loss")
     check_x_at_peak(page, hook(page, "colors()")[i], 7)
     whole_steps(page)
+
+
+def test_widget_time_labels_true_to_the_data(page: Any, server: ServerProcess, page_server: PageServer) -> None:
+    """On a time axis a spike at a known time sits where the painted labels say, also zoomed in
+    to ticks half a second apart (":27.500")."""
+    state = widget_state(url=server.url, token=VIEW, height=260, channels=["demo.t"], fields=["loss"], window=None)
+    open_widget(page, page_server.url, state)
+    t0 = 1_700_000_000.0  # hh:13:20, so 20 s of data stay within one minute's labels
+    publish(server.url, [{"ch": "demo.t", "data": {"loss": 1.0 if i == 23 else 0.0}, "ts": t0 + i * 0.5}
+                         for i in range(41)])
+    wait_until(lambda: hook(page, "points()") == 41, 30, what="the points held")
+    wait_drawn(page)
+    color = hook(page, "colors()")[0]
+    check_x_at_peak(page, color, 31.5, value=seconds)
+    page.focus(".u-over")
+    for _ in range(2):  # around the middle: :27.5 to :32.5, the spike inside
+        page.keyboard.press("+")
+    wait_until(lambda: hook(page, "range()")["zoomed"], what="the zoom")
+    wait_drawn(page)
+    assert any("." in t for t, _ in ticks(page)["x"]), ticks(page)["x"]
+    check_x_at_peak(page, color, 31.5, value=seconds)
+
+
+def test_widget_labels_when_run_colours_come_before_the_data(page: Any, server: ServerProcess,
+                                                             page_server: PageServer) -> None:
+    """`color_by` with the run colours known before any data (a row click restarts the chart on
+    a run that exists): the plot is rebuilt in the frame the first data arrives in, and its
+    labels must still be those of the data (they read 0 to 1 until log y was toggled)."""
+    start_run(server.url, "cf", "a", 0.1)
+    open_chart(page, page_server, server, channels=["cf.a"], fields=["loss"], window=None, color_by="lr")
+    wait_until(lambda: page.get_attribute(".pulseboard-chart", "data-color-by") == "lr", 30, what="the run colours")
+    wait_drawn(page)
+    f = lambda i: 5.0 + 3.0 * math.exp(-i / 20)  # noqa: E731  (far from 0 to 1)
+    publish(server.url, [{"ch": "cf.a", "data": {"step": i, "loss": f(i)}} for i in range(60)])
+    wait_until(lambda: hook(page, "points()") == 60, 30, what="the data held")
+    wait_drawn(page)
+    labels_cover(page, f(59), f(0))
+    check_labels(page, hook(page, "colors()")[0], truth_of(f, 60))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -160,22 +161,30 @@ PEAK_JS = """([nth, target]) => {
 }"""
 
 
-def read_x(labels: list[tuple[str, float]], px: float) -> float:
+def seconds(text: str) -> float | None:
+    """The seconds a time-axis label shows (":25", ":27.500"; its first line), or None."""
+    m = re.search(r":(\d\d(?:\.\d+)?)$", text.split("\n")[0])
+    return float(m.group(1)) if m else None
+
+
+def read_x(labels: list[tuple[str, float]], px: float, value: Callable[[str], float | None] = number) -> float:
     """The x a reader takes from the painted x labels at column `px` (between the two nearest)."""
-    pts = sorted(((v, p) for t, p in labels if (v := number(t)) is not None), key=lambda vp: abs(vp[1] - px))
+    pts = sorted(((v, p) for t, p in labels if (v := value(t)) is not None), key=lambda vp: abs(vp[1] - px))
     assert len(pts) >= 2, f"fewer than two numeric x labels: {labels}"
     (v0, p0), (v1, p1) = pts[0], next(q for q in pts[1:] if q[1] != pts[0][1])
     return v0 + (px - p0) * (v1 - v0) / (p1 - p0)
 
 
-def check_x_at_peak(page: Any, color: str, x_peak: float, nth: int = 0, tolerance: float = 0.01) -> float:
+def check_x_at_peak(page: Any, color: str, x_peak: float, nth: int = 0, tolerance: float = 0.01,
+                    value: Callable[[str], float | None] = number) -> float:
     """The line of `color` peaks at data x `x_peak`: read that column's x off the painted x labels,
-    as a person would, and compare (tolerance: a share of the labelled x span). Returns the read x."""
+    as a person would, and compare (tolerance: a share of the labelled x span). `value` reads a
+    label (`seconds` on a time axis, with `x_peak` in seconds of its minute). Returns the read x."""
     t = ticks(page, nth)["x"]
     px = page.evaluate(PEAK_JS, [nth, list(rgb(color))])
     assert px is not None, "the line is not painted"
-    got = read_x(t, px)
-    values = [v for s, _ in t if (v := number(s)) is not None]
+    got = read_x(t, px, value)
+    values = [v for s, _ in t if (v := value(s)) is not None]
     span = max(values) - min(values)
     assert abs(got - x_peak) <= tolerance * span + 1e-9, (
         f"the peak at x={x_peak} is painted at {got:.4g} on the x labels {[s for s, _ in t]}"
