@@ -127,44 +127,59 @@ def publishing(feeder: Feeder, ch: str, per_batch: int, every: float) -> Iterato
 
 
 # The issue's flood: 10,000 msgs/s into a relayed chart. Paced a tenth above that, so what the
-# publisher reaches (measured, and checked before anything else is) clears 10,000.
+# publishers reach (measured, and checked before anything else is) clears 10,000.
 FLOOD_RATE = 11_000
-FLOOD_TICK = 0.01  # one batched POST per 10 ms tick
+FLOOD_TICK = 0.01  # each publisher: one batched POST per 10 ms tick
+# Several publishers at once: on a loaded machine one POST's round trip is mostly waiting for a
+# turn on the CPU, so one publisher alone is held to less than the server takes.
+FLOOD_PUBLISHERS = 4
 
 
 class Flood:
-    """Publishes `rate` msgs/s to `ch` from a thread while the block runs: each 10 ms tick one
-    POST of what is due by the end of that tick. `achieved` is what really went out, per second."""
+    """Publishes `rate` msgs/s to `ch` while the block runs, from `FLOOD_PUBLISHERS` threads
+    (a Feeder each): every 10 ms tick each POSTs its share due by the end of that tick.
+    `achieved` is what really went out, per second; `top` the newest seq."""
 
-    def __init__(self, feeder: Feeder, ch: str, rate: float = FLOOD_RATE) -> None:
-        self.feeder, self.ch, self.rate = feeder, ch, rate
-        self.sent = 0
+    def __init__(self, url: str, ch: str, rate: float = FLOOD_RATE) -> None:
+        self.ch, self.share = ch, rate / FLOOD_PUBLISHERS
+        self.feeders = [Feeder(url, [ch]) for _ in range(FLOOD_PUBLISHERS)]
         self.seconds = 0.0
-        self.error: BaseException | None = None
+        self.errors: list[BaseException] = []
         self.stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [threading.Thread(target=self._run, args=(f,), daemon=True) for f in self.feeders]
 
     def __enter__(self) -> Flood:
-        self._thread.start()
+        self._start = time.monotonic()
+        for t in self._threads:
+            t.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
-        self._thread.join(10)
+        for t in self._threads:
+            t.join(10)
+        self.seconds = time.monotonic() - self._start
 
-    def _run(self) -> None:
-        start = time.monotonic()
+    def _run(self, feeder: Feeder) -> None:
+        sent = 0
         try:
             while not self.stop.is_set():
-                elapsed = time.monotonic() - start
-                due = int(self.rate * (elapsed + FLOOD_TICK)) - self.sent
+                elapsed = time.monotonic() - self._start
+                due = int(self.share * (elapsed + FLOOD_TICK)) - sent
                 if due > 0:
                     # At most 5,000 a POST (well under the 1 MiB body limit) when catching up.
-                    self.sent += len(self.feeder.publish(self.ch, min(due, 5000)))
-                    self.seconds = time.monotonic() - start
-                self.stop.wait(FLOOD_TICK - (time.monotonic() - start) % FLOOD_TICK)
+                    sent += len(feeder.publish(self.ch, min(due, 5000)))
+                self.stop.wait(FLOOD_TICK - (time.monotonic() - self._start) % FLOOD_TICK)
         except (OSError, ValueError) as e:  # urllib's errors are OSErrors
-            self.error = e
+            self.errors.append(e)
+
+    @property
+    def sent(self) -> int:
+        return sum(len(f.sent[self.ch]) for f in self.feeders)
+
+    @property
+    def top(self) -> int:
+        return max(max(f.sent[self.ch], default=0) for f in self.feeders)
 
     @property
     def achieved(self) -> float:
@@ -231,18 +246,14 @@ def test_via_kernel_is_live_during_a_busy_cell_exactly_and_thins_a_flood(
 
         # A flood of 10,000 msgs/s for 4 s past the first "thinning": thinned to the relay's
         # budget, said on the status line, and no IOPub rate warning at Jupyter's defaults.
-        with Flood(feeder, ch) as flood:
+        with Flood(server.url, ch) as flood:
             wait_until(lambda: "thinning" in status_text(page), timeout=10,
                        what="the status line to say thinning")
             thinning_seen = status_text(page)
             flood.stop.wait(4)
         print(f"\nflood: {flood.sent} msgs in {flood.seconds:.2f} s = {flood.achieved:.0f} msgs/s published"
               f" to the relayed chart; status: {thinning_seen!r}")
-        # The test's own precondition (not a timing check of pulseboard): the flood was 10,000/s.
-        assert flood.error is None and flood.achieved >= 10_000, (
-            f"the flood reached only {flood.achieved:.0f} msgs/s ({flood.error!r}): this run does"
-            " not show the issue's 10,000 msgs/s")
-        top = feeder.sent[ch][-1]
+        top = flood.top
         wait_until(lambda: chart_seqs(page, ch)[-1:] == [top], timeout=15,
                    what="the newest message of the flood to reach the chart")
         assert "kernel" in thinning_seen
@@ -250,6 +261,12 @@ def test_via_kernel_is_live_during_a_busy_cell_exactly_and_thins_a_flood(
         assert RATE_WARNING not in page.locator("body").inner_text()
         assert RATE_WARNING not in lab.output()
         page.screenshot(path=str(shots_dir() / "relay-via-kernel.png"))
+        # The test's own precondition (not a timing check of pulseboard): the flood really was
+        # 10,000 msgs/s. Checked last, so a run where this machine's server took less still shows
+        # the rest.
+        assert not flood.errors and flood.achieved >= 10_000, (
+            f"the flood reached only {flood.achieved:.0f} msgs/s ({flood.errors!r}): this run does"
+            " not show the issue's 10,000 msgs/s")
     finally:
         page.context.close()
 
