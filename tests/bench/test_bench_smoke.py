@@ -25,13 +25,16 @@ def test_fanout_compares_every_server() -> None:
         "| python-socketio + AsyncRedisManager (+ redis-server)",
     ]
     assert all(" 0.00% " in r for r in rows), out  # nothing lost at this size
+    assert "browser clients" in out  # the default: clients offer deflate as Chromium does
     assert "load average" in out
 
 
 def test_connections_prints_memory_per_connection() -> None:
     # More clients than the per-subject connection limit (128): the bench's one subject must be let in.
     out = run(str(BENCH / "connections.py"), "--clients", "150", "--channels", "3", "--procs", "1")
-    assert "150 idle subscribed WebSocket connections" in out and "KiB per connection" in out
+    assert "150 idle subscribed WebSocket connections" in out
+    kinds = [line.split(" | ")[0] for line in out.splitlines() if line.startswith("| ") and "KiB |" in line]
+    assert kinds == ["| browser", "| plain"], out  # browser-like clients, and the plain baseline
 
 
 def test_history_prints_every_figure() -> None:
