@@ -94,12 +94,13 @@ class Subscriber(Protocol):
 
 
 def live_parts(
-    syncs: dict[str, ChannelSync], parts: Sequence[Part]
+    syncs: dict[str, ChannelSync], parts: Sequence[Part], advance: bool = True
 ) -> list[tuple[str, int, Sequence[Envelope]]]:
     """The part of a tick a subscriber should get now; holds envelopes of syncing channels.
 
     Each envelope is passed once and in order: those at or below the client's
-    position are skipped (they were already replayed).
+    position are skipped (they were already replayed). With `advance`, the position moves
+    to each channel's last envelope; without, the caller moves it as it takes them.
     """
     out: list[tuple[str, int, Sequence[Envelope]]] = []
     for ch, envs in parts:
@@ -114,7 +115,8 @@ def live_parts(
         while skip < len(envs) and envs[skip].seq <= sync.seq:
             skip += 1
         if skip < len(envs):
-            sync.seq = envs[-1].seq
+            if advance:
+                sync.seq = envs[-1].seq
             out.append((ch, skip, envs))
     return out
 

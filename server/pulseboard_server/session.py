@@ -129,15 +129,42 @@ class StopSub:
 Action = StartSub | DoPublish | DoRefresh | StopSub
 
 
-_NONE_FULL: frozenset[str] = frozenset()
 Overflow = Literal["close", "cut"]  # past the byte bound: close with 4429, or end this answer (long-poll)
+
+
+class CutAtBound:
+    """Long-poll's rule at the byte bound: the answer ends there instead of the client being closed.
+
+    Envelopes are taken one at a time; the first that would pass the bound ends its channel's share
+    of this answer (`ended`), and the channel's position stays at the last one taken, so the next
+    poll's cursor continues exactly there. Ops always fit: an answer must say why it is short.
+    """
+
+    __slots__ = ("ended",)
+
+    def __init__(self) -> None:
+        self.ended: set[str] = set()
+
+    def take(self, session: Session, ch: str, envs: Sequence[Envelope]) -> None:
+        if ch in self.ended:
+            return
+        sync = session.syncs[ch]
+        for env in envs:
+            if env.seq <= sync.seq:
+                continue
+            raw = env.raw.encode()
+            if session.queued_bytes and session.queued_bytes + len(raw) > session.limits.max_buffer:
+                self.ended.add(ch)
+                return
+            session.append_raw(raw)
+            sync.seq = env.seq
 
 
 class Session:
     """A client's grants, channel positions, replay pacing and bounded outgoing queue."""
 
-    __slots__ = ("_full", "_out", "_out_bytes", "_replays", "close_reason", "drops", "encoder", "grants",
-                 "limits", "on_drop", "on_error", "overflow", "resume", "state", "syncs", "violations")
+    __slots__ = ("_out", "_out_bytes", "_replays", "close_reason", "cut", "drops", "encoder", "grants",
+                 "limits", "on_drop", "on_error", "resume", "state", "syncs", "violations")
 
     def __init__(
         self,
@@ -152,7 +179,8 @@ class Session:
         self.grants = grants
         self.limits = limits
         self.encoder = encoder
-        self.overflow = overflow
+        # At the byte bound: None closes the client with 4429; long-poll ends the answer instead.
+        self.cut = CutAtBound() if overflow == "cut" else None
         self.state = State.OPEN
         self.close_reason: Close | None = None
         self.syncs: dict[str, ChannelSync] = {}
@@ -164,8 +192,6 @@ class Session:
         self._out: list[tuple[bytes, int]] = []  # lists, not deques: a few hundred bytes less per client
         self._out_bytes = 0
         self._replays: list[tuple[str, Sequence[Envelope], int]] = []  # (ch, msgs, sent so far)
-        # overflow="cut": the channels whose share of this answer has ended
-        self._full: set[str] | frozenset[str] = set() if overflow == "cut" else _NONE_FULL
 
     # --- the queue ------------------------------------------------------------------
 
@@ -190,7 +216,7 @@ class Session:
         """Queue `data`; False when it was refused (closing, or the bound: 4429)."""
         if self.state is not State.OPEN:
             return False
-        if self._out_bytes + len(data) > self.limits.max_buffer and (envelopes or self.overflow == "close"):
+        if self._out_bytes + len(data) > self.limits.max_buffer and (envelopes or self.cut is None):
             self.drops += 1
             if self.on_drop is not None:
                 self.on_drop()
@@ -203,6 +229,15 @@ class Session:
         self._out.append((data, envelopes))
         self._out_bytes += len(data)
         return True
+
+    def _ended(self, ch: str) -> bool:
+        """Long-poll: `ch`'s share of this answer has ended at the byte bound."""
+        return self.cut is not None and ch in self.cut.ended
+
+    def append_raw(self, raw: bytes) -> None:
+        """One encoded envelope for a gathered answer (long-poll): it joins the others with a comma."""
+        self._out.append((raw, 1))
+        self._out_bytes += len(raw) + 1
 
     def op(self, name: str, **fields: Any) -> None:
         self._queue(self.encoder.op(name, fields, self))
@@ -358,43 +393,29 @@ class Session:
                 del self._replays[0]
                 continue
             if sent < len(msgs):
-                if self.overflow == "close" and not self.has_room():
+                if self.cut is None and not self.has_room():
                     return
                 chunk = next(replay_chunks(msgs[sent:], chunk_bytes))
                 self._replays[0] = (ch, msgs, sent + len(chunk))
                 self._data(ch, chunk)
                 continue
             del self._replays[0]
-            seq = sync.seq if ch in self._full else (msgs[-1].seq if msgs else sync.seq)
+            ended = self._ended(ch)
+            seq = sync.seq if ended else (msgs[-1].seq if msgs else sync.seq)
             held = sync.finish(sync.epoch, seq)
-            if ch in self._full:
-                sync.seq = seq
+            if ended:
+                sync.seq = seq  # what was held waits for the next answer
             elif held:
                 self._data(ch, held)
 
     def _data(self, ch: str, envs: Sequence[Envelope]) -> None:
         """One channel's envelopes (replayed or held) as one frame; its position follows."""
-        if self.overflow == "cut":
-            self._cut(ch, envs)
+        if self.cut is not None:
+            self.cut.take(self, ch, envs)
             return
         sync = self.syncs[ch]
         sync.seq = envs[-1].seq
         self._queue(self.encoder.data(batch_frame(e.raw for e in envs).encode(), self), len(envs))
-
-    def _cut(self, ch: str, envs: Sequence[Envelope]) -> None:
-        """overflow="cut": take envelopes one by one until the bound; the position stops there."""
-        if ch in self._full:
-            return
-        sync = self.syncs[ch]
-        for env in envs:
-            raw = env.raw.encode()
-            if self._out_bytes and self._out_bytes + len(raw) > self.limits.max_buffer:
-                assert isinstance(self._full, set)  # a set in cut mode
-                self._full.add(ch)
-                return
-            self._out.append((raw, 1))
-            self._out_bytes += len(raw) + 1
-            sync.seq = env.seq
 
     # --- the broker's side ----------------------------------------------------------
 
@@ -406,16 +427,9 @@ class Session:
         """
         if self.state is not State.OPEN:
             return None
-        if self.overflow == "cut":
-            for ch, envs in parts:
-                sync = self.syncs.get(ch)
-                if sync is None:
-                    continue
-                if sync.syncing:
-                    for e in envs:
-                        sync.hold(e)
-                    continue
-                self._cut(ch, [e for e in envs if e.seq > sync.seq])
+        if self.cut is not None:
+            for ch, skip, envs in live_parts(self.syncs, parts, advance=False):
+                self.cut.take(self, ch, envs[skip:])
             return None
         live = live_parts(self.syncs, parts)
         if not live:
@@ -432,7 +446,7 @@ class Session:
     def reset(self, ch: str, epoch: str, seq: int) -> None:
         """The channel's numbering restarted: the client is told and its position follows."""
         sync = self.syncs.get(ch)
-        if sync is None or ch in self._full or self.state is not State.OPEN:
+        if sync is None or self._ended(ch) or self.state is not State.OPEN:
             return
         sync.epoch, sync.seq = epoch, seq
         self.op("reset", ch=ch, epoch=epoch, seq=seq)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -15,6 +17,7 @@ def run(*args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.redis  # the bench starts redis-server for its Redis rows
 def test_fanout_compares_every_server() -> None:
     out = run(str(BENCH / "fanout.py"), "--clients", "3", "--channels", "2", "--rate", "20", "--seconds", "1",
               "--procs", "1")
@@ -43,6 +46,7 @@ def test_history_prints_every_figure() -> None:
         assert figure in out, out
 
 
+@pytest.mark.redis  # the bench starts redis-server for its Redis run
 def test_log_prints_every_figure_and_loses_nothing() -> None:
     out = run(str(BENCH / "log.py"), "--calls", "2000", "--deliver", "2000", "--run", "2000", "--restarts", "1")
     assert "caller cost of log()" in out and "msgs/s" in out
