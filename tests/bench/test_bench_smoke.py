@@ -51,3 +51,9 @@ def test_log_prints_every_figure_and_loses_nothing() -> None:
     out = run(str(BENCH / "log.py"), "--calls", "2000", "--deliver", "2000", "--run", "2000", "--restarts", "1")
     assert "caller cost of log()" in out and "msgs/s" in out
     assert out.count("lost 0  duplicated 0") == 2, out  # redis and sqlite, across a restart
+
+
+def test_deflate_compares_the_three_ways() -> None:
+    out = run(str(BENCH / "deflate.py"), "--clients", "3", "--frames", "2")
+    ways = [line.split(" | ")[2] for line in out.splitlines() if line.startswith("| ") and "µs" in line]
+    assert ways == ["plain", "shared (now)", "per-client (before)"] * 3, out
