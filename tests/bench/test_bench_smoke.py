@@ -57,3 +57,9 @@ def test_deflate_compares_the_three_ways() -> None:
     out = run(str(BENCH / "deflate.py"), "--clients", "3", "--frames", "2")
     ways = [line.split(" | ")[2] for line in out.splitlines() if line.startswith("| ") and "µs" in line]
     assert ways == ["plain", "shared (now)", "per-client (before)"] * 3, out
+
+
+@pytest.mark.redis  # starts redis-server
+def test_redis_batch_compares_pipelined_with_one_by_one() -> None:
+    out = run(str(BENCH / "redis_batch.py"), "--messages", "200", "--batch", "50")
+    assert "publish_each (before)" in out and "publish_many (pipelined)" in out, out
