@@ -98,7 +98,7 @@ class WireClient:
         assert self.proto.state.name == "OPEN", self.proto.handshake_exc
         self.response: Response = next(e for e in events if isinstance(e, Response))
         self.wire = 0  # bytes received after the handshake (roughly: the first read may hold frames)
-        self._texts = [e.data.decode() for e in events if isinstance(e, Frame) and e.opcode is Opcode.TEXT]
+        self._texts = [bytes(e.data).decode() for e in events if isinstance(e, Frame) and e.opcode is Opcode.TEXT]
 
     def flush(self) -> None:
         for chunk in self.proto.data_to_send():
@@ -142,7 +142,7 @@ class WireClient:
         """The next text message, decompressed if it came compressed."""
         self.sock.settimeout(timeout)
         while not self._texts:
-            self._texts.extend(f.data.decode() for f in self._read() if f.opcode is Opcode.TEXT)
+            self._texts.extend(bytes(f.data).decode() for f in self._read() if f.opcode is Opcode.TEXT)
         return self._texts.pop(0)
 
     def recv_envelopes(self, n: int) -> tuple[list[dict[str, Any]], int]:
