@@ -10,6 +10,12 @@ redis-server where used) over the publishing window, divided by messages deliver
     .venv/bin/python bench/fanout.py                      # 200 clients, 50 msgs/s, 10 s each
     .venv/bin/python bench/fanout.py --rate 500            # 100k deliveries/s
     .venv/bin/python bench/fanout.py --clients 3 --rate 20 --seconds 1 --procs 1   # smoke size
+    .venv/bin/python bench/fanout.py --client plain        # clients that offer no compression
+
+Clients are browser-like by default (`--client browser`): they offer permessage-deflate
+exactly as Chromium does (`permessage-deflate; client_max_window_bits`) and inflate what
+comes compressed, so the figures are what a deployment serving browsers pays. The bare
+server refuses the offer (the floor: no compression).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import re
 import subprocess
 import sys
 import time
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +43,8 @@ from harness.tokens import token
 HERE = Path(__file__).resolve().parent
 
 T_RE = re.compile(rb'"t":([0-9.]+)')
+CHROMIUM_DEFLATE = "permessage-deflate; client_max_window_bits"  # Chromium's offer, byte for byte
+CLIENTS = ("browser", "plain")
 
 
 # --- clients (run in child processes) --------------------------------------------------
@@ -48,8 +57,10 @@ def make_listener(kind: str, state: dict[str, Any]) -> Any:
 
     class Listener(WSListener):  # type: ignore[misc]
         ready = False
+        inflate: Any = None
 
         def on_ws_connected(self, transport: WSTransport) -> None:
+            self.inflate = zlib.decompressobj(-15)  # one per connection, as a browser keeps (any window fits)
             if kind == "pulseboard":
                 transport.send(WSMsgType.TEXT, b'{"op":"subscribe","ch":{"%s":null}}' % state["ch"].encode())
             elif kind == "bare":
@@ -59,6 +70,9 @@ def make_listener(kind: str, state: dict[str, Any]) -> Any:
             if frame.msg_type != WSMsgType.TEXT:
                 return
             data = frame.get_payload_as_bytes()
+            if frame.rsv1:  # compressed (permessage-deflate): the tail the sender stripped goes back on
+                state["compressed"] += 1
+                data = self.inflate.decompress(data + b"\x00\x00\xff\xff")
             now = time.time()
             ts = T_RE.findall(data)
             if ts:
@@ -78,14 +92,17 @@ def make_listener(kind: str, state: dict[str, Any]) -> Any:
     return Listener
 
 
-async def run_clients(kind: str, urls: list[tuple[str, str]], ready: Any, stop: Any, out: Any, seen: Any) -> None:
+async def run_clients(kind: str, client: str, urls: list[tuple[str, str]], ready: Any, stop: Any, out: Any,
+                      seen: Any) -> None:
     from picows import ws_connect
 
-    state: dict[str, Any] = {"count": 0, "lat": array("d")}
+    state: dict[str, Any] = {"count": 0, "lat": array("d"), "compressed": 0}
+    headers = {"Sec-WebSocket-Extensions": CHROMIUM_DEFLATE} if client == "browser" else None
     listeners: list[Any] = []
     for ch, url in urls:
         state["ch"] = ch
-        _, listener = await ws_connect(make_listener(kind, state), url, max_frame_size=64 << 20)
+        _, listener = await ws_connect(make_listener(kind, state), url, max_frame_size=64 << 20,
+                                       extra_headers=headers)
         listeners.append(listener)
     while not all(li.ready for li in listeners):
         await asyncio.sleep(0.01)
@@ -93,11 +110,12 @@ async def run_clients(kind: str, urls: list[tuple[str, str]], ready: Any, stop: 
     while not stop.is_set():
         seen.value = state["count"]
         await asyncio.sleep(0.02)
-    out.put((state["count"], state["lat"].tobytes()))
+    out.put((state["count"], state["lat"].tobytes(), state["compressed"]))
 
 
-def client_main(kind: str, urls: list[tuple[str, str]], ready: Any, stop: Any, out: Any, seen: Any) -> None:
-    asyncio.run(run_clients(kind, urls, ready, stop, out, seen))
+def client_main(kind: str, client: str, urls: list[tuple[str, str]], ready: Any, stop: Any, out: Any,
+                seen: Any) -> None:
+    asyncio.run(run_clients(kind, client, urls, ready, stop, out, seen))
 
 
 # --- servers ------------------------------------------------------------------------
@@ -258,6 +276,7 @@ class Result:
     loss: float
     delivered: int
     client_bound: str  # what limited the run: the server saturated, the clients or the publisher ("" if nothing)
+    compressed: int = 0  # frames that arrived compressed
 
 
 def profile_start(target: Target, profile: Path | None, name: str) -> subprocess.Popen[bytes] | None:
@@ -289,7 +308,7 @@ def profile_stop(spy: subprocess.Popen[bytes] | None, profile: Path | None, name
 
 
 def run(name: str, clients: int, channels: int, rate: float, seconds: float, procs: int,
-        profile: Path | None = None) -> Result:
+        profile: Path | None = None, client: str = "browser") -> Result:
     label, kind, redis = TARGETS[name]
     target = Target(label, kind, redis, broker="sqlite://" if name == "pulseboard-sqlite" else "memory://")
     target.start()
@@ -298,7 +317,7 @@ def run(name: str, clients: int, channels: int, rate: float, seconds: float, pro
     names = [f"bench{c}" for c in range(channels)]
     urls = [(names[i % channels], target.sub_url(names[i % channels])) for i in range(clients)]
     seen = [ctx.Value("q", 0) for _ in range(procs)]  # messages each client process has received so far
-    workers = [ctx.Process(target=client_main, args=(kind, urls[k::procs], ready, stop, out, seen[k]))
+    workers = [ctx.Process(target=client_main, args=(kind, client, urls[k::procs], ready, stop, out, seen[k]))
                for k in range(procs)]
     try:
         for w in workers:
@@ -325,9 +344,9 @@ def run(name: str, clients: int, channels: int, rate: float, seconds: float, pro
             if w.is_alive():
                 w.kill()
         target.stop()
-    delivered = sum(n for n, _ in results)
+    delivered = sum(n for n, _, _ in results)
     lat = array("d")
-    for _, raw in results:
+    for _, raw, _ in results:
         lat.frombytes(raw)
     ordered = sorted(lat)
     window = t1 - t0
@@ -346,7 +365,7 @@ def run(name: str, clients: int, channels: int, rate: float, seconds: float, pro
         return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
     return Result(label, 1e6 * (cpu1 - cpu0) / max(1, delivered), pct(0.5), pct(0.99),
-                  1 - delivered / max(1, expected), delivered, "; ".join(bound))
+                  1 - delivered / max(1, expected), delivered, "; ".join(bound), sum(c for _, _, c in results))
 
 
 def main() -> None:
@@ -358,19 +377,22 @@ def main() -> None:
     ap.add_argument("--procs", type=int, default=2, help="client processes")
     ap.add_argument("--targets", default=",".join(TARGETS), help="comma-separated: " + ", ".join(TARGETS))
     ap.add_argument("--profile", type=Path, help="write py-spy stacks of each server here and print the top")
+    ap.add_argument("--client", choices=CLIENTS, default="browser",
+                    help="browser: offer permessage-deflate as Chromium does (default); plain: offer nothing")
     a = ap.parse_args()
     names = [n for n in a.targets.split(",") if n]
     deliveries = a.rate * a.clients / a.channels
     print(f"{a.clients} clients in {a.procs} processes, {a.channels} channel(s), {a.rate:g} msgs/s "
-          f"(~{deliveries:,.0f} deliveries/s), {a.seconds:g} s; {os.cpu_count()} cores, "
+          f"(~{deliveries:,.0f} deliveries/s), {a.seconds:g} s, {a.client} clients; {os.cpu_count()} cores, "
           f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-    results = {n: run(n, a.clients, a.channels, a.rate, a.seconds, a.procs, a.profile) for n in names}
+    results = {n: run(n, a.clients, a.channels, a.rate, a.seconds, a.procs, a.profile, a.client) for n in names}
     base = results.get("bare")
-    print("\n| server | CPU/delivered msg | vs bare | p50 | p99 | loss | limit |\n|---|---|---|---|---|---|---|")
+    print("\n| server | CPU/delivered msg | vs bare | p50 | p99 | loss | frames compressed | limit |\n"
+          "|---|---|---|---|---|---|---|---|")
     for r in results.values():
         ratio = f"{r.cpu_us / base.cpu_us:.2f}x" if base and base.cpu_us > 0 else ""
         print(f"| {r.label} | {r.cpu_us:.1f} µs | {ratio} | {r.p50_ms:.1f} ms | {r.p99_ms:.1f} ms | "
-              f"{100 * r.loss:.2f}% | {r.client_bound or '-'} |")
+              f"{100 * r.loss:.2f}% | {r.compressed} | {r.client_bound or '-'} |")
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -18,6 +18,7 @@ Starts its own redis-server and `pulseboard serve` processes on free ports; a fe
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import tempfile
@@ -30,6 +31,7 @@ from harness.logs import log_across_restarts
 from harness.servers import RedisProcess, ServerProcess, free_port
 from harness.tokens import token
 from pulseboard.sender import Sender
+from pulseboard_server.brokers import open_broker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +63,24 @@ def delivered_rate(url: str, n: int) -> float:
     if not sender.flush(300):
         raise SystemExit(f"flush timed out: {sender.status()}")
     return n / (time.perf_counter() - t0)
+
+
+def in_process_rate(url: str, n: int, batch: int = 2000) -> float:
+    """The same messages through the broker's `publish_many` in this process (no HTTP, no
+    sender): the floor the end-to-end figure is compared with."""
+    async def go() -> float:
+        broker = open_broker(url, 1000)
+        await broker.start(lambda e: None, lambda c, e, s: None)
+        try:
+            t0 = time.perf_counter()
+            for first in range(0, n, batch):
+                await broker.publish_many([("bench.floor", {"loss": 1 / (i + 1), "i": i}, time.time(), None)
+                                           for i in range(first, min(n, first + batch))])
+            return n / (time.perf_counter() - t0)
+        finally:
+            await broker.close()
+
+    return asyncio.run(go())
 
 
 def restart_run(broker: str, n: int, restarts: int) -> tuple[int, int, float]:
@@ -125,15 +145,20 @@ def main() -> None:
         print(f"  log(), server down ({args.calls} calls) median {med:8.2f} us  p99 {p99:8.2f} us"
               f"  (queued {st.queued}, dropped {st.dropped})")
 
-        print(f"2. delivered msgs/s, one process, {args.deliver} messages (target >= 50,000)")
+        print(f"2. delivered msgs/s, one process, {args.deliver} messages (target >= 50,000); end to end "
+              f"(log() through HTTP into `pulseboard serve`) next to the broker's publish_many in-process")
         for broker in brokers:
             server = start_server(broker)
             if server is None:
                 continue
             try:
-                print(f"  {broker.split(':')[0]:8s} {delivered_rate(server.url, args.deliver):10,.0f} msgs/s")
+                e2e = delivered_rate(server.url, args.deliver)
             finally:
                 server.stop()
+            floor_url = broker if not broker.startswith("sqlite") else f"sqlite:///{tmp}/floor.db"
+            floor = in_process_rate(floor_url, args.deliver)
+            print(f"  {broker.split(':')[0]:8s} end to end {e2e:10,.0f} msgs/s   in-process {floor:10,.0f} msgs/s"
+                  f"   ({e2e / floor:.2f}x)")
 
         print(f"3. lost / duplicated over {args.run} messages and {args.restarts} restarts (target 0 / 0)")
         for broker in brokers[1:] if args.run > 0 else []:

@@ -341,6 +341,7 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     from .brokers.sqlite_store import StoreError
     from .node import Node
     from .timeouts import header_timeout_protocol
+    from .transports.ws import WsProtocol
 
     install_log_redaction()
     sock = bind(settings.host, settings.port)
@@ -370,7 +371,7 @@ async def serve(settings: Settings, log_level: str = "info", printed_token: str 
     config = uvicorn.Config(
         app,
         http=header_timeout_protocol(settings.header_timeout),  # slow headers must not hold a slot (slowloris)
-        ws="websockets-sansio",
+        ws=WsProtocol,  # uvicorn's websockets-sansio, deflate without context takeover
         ws_max_size=max(4 * settings.max_message_size, 1 << 16),
         ws_ping_interval=settings.ping_interval,
         ws_ping_timeout=settings.ping_interval,

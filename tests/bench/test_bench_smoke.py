@@ -28,13 +28,16 @@ def test_fanout_compares_every_server() -> None:
         "| python-socketio + AsyncRedisManager (+ redis-server)",
     ]
     assert all(" 0.00% " in r for r in rows), out  # nothing lost at this size
+    assert "browser clients" in out  # the default: clients offer deflate as Chromium does
     assert "load average" in out
 
 
 def test_connections_prints_memory_per_connection() -> None:
     # More clients than the per-subject connection limit (128): the bench's one subject must be let in.
     out = run(str(BENCH / "connections.py"), "--clients", "150", "--channels", "3", "--procs", "1")
-    assert "150 idle subscribed WebSocket connections" in out and "KiB per connection" in out
+    assert "150 idle subscribed WebSocket connections" in out
+    kinds = [line.split(" | ")[0] for line in out.splitlines() if line.startswith("| ") and "KiB |" in line]
+    assert kinds == ["| browser", "| plain"], out  # browser-like clients, and the plain baseline
 
 
 def test_history_prints_every_figure() -> None:
@@ -68,3 +71,15 @@ def test_watch_prints_every_figure_beside_its_baseline() -> None:
                    "pulseboard watch: read, parsed, published", "pulseboard watch (polling 0.2 s)",
                    "nothing written", "of one core (scalars delivered"):
         assert figure in out, out
+
+
+def test_deflate_compares_the_three_ways() -> None:
+    out = run(str(BENCH / "deflate.py"), "--clients", "3", "--frames", "2")
+    ways = [line.split(" | ")[2] for line in out.splitlines() if line.startswith("| ") and "µs" in line]
+    assert ways == ["plain", "shared (now)", "per-client (before)"] * 3, out
+
+
+@pytest.mark.redis  # starts redis-server
+def test_redis_batch_compares_pipelined_with_one_by_one() -> None:
+    out = run(str(BENCH / "redis_batch.py"), "--messages", "200", "--batch", "50")
+    assert "publish_each (before)" in out and "publish_many (pipelined)" in out, out

@@ -365,3 +365,24 @@ def test_a_new_run_on_a_step_axis_replaces_the_old_one(
     httpx.post(server.url + "/publish", json=[{"ch": "train.x", "data": {"step": 10, "loss": 0.1}}],
                headers=auth).raise_for_status()
     wait_until(lambda: chart_state(page, "train.x")["seqs"] == list(range(21, 32)), what="the run to go on")
+
+
+def test_chromium_negotiates_shared_deflate_and_backfill_arrives_whole(page: Any, server: ServerProcess) -> None:
+    """Chromium's own deflate offer: the server answers without context takeover, and a
+    backfill of 500-envelope frames (sent compressed) and live frames (sent plain) chart whole."""
+    from harness.ws import publish
+
+    handshakes: list[dict[str, Any]] = []
+    cdp = page.context.new_cdp_session(page)
+    cdp.on("Network.webSocketHandshakeResponseReceived", lambda e: handshakes.append(e["response"]["headers"]))
+    cdp.send("Network.enable")
+    publish(server, CH, 1000, field="loss")
+    open_dashboard(page, server, CH)
+    wait_live(page, CH, 1000)
+    publish(server, CH, 5, start=1000, field="loss")
+    wait_until(lambda: chart_state(page, CH)["seqs"][-1:] == [1005], what="live points after the backfill")
+    state = chart_state(page, CH)
+    assert state["transport"] == "ws"
+    assert_contiguous(state["seqs"])
+    ext = {k.lower(): v for h in handshakes for k, v in h.items()}.get("sec-websocket-extensions", "")
+    assert "permessage-deflate" in ext and "server_no_context_takeover" in ext, handshakes

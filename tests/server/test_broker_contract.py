@@ -488,3 +488,23 @@ async def test_sqlite_keeps_runs_and_deleted_epochs_across_a_restart(make_broker
         assert (await reopened.publish("d", {"x": 1}, 1.0)).seq == 1
     finally:
         await reopened.close()
+
+
+@pytest.mark.parametrize("make_broker", [pytest.param("redis", marks=pytest.mark.redis)], indirect=True)
+async def test_redis_publish_many_is_one_round_trip_not_one_per_message(
+    make_broker: Factory, redis_proc: RedisProcess
+) -> None:
+    """Redis counts the reads it does on client sockets: a pipelined batch of 200 is a few, not 200."""
+    from redis.asyncio import Redis
+
+    broker, _ = await make_broker()
+    await broker.publish_many([("rt", {"i": -1}, 1.0, None), ("rt", {"i": -2}, 2.0, None)])  # script loaded
+    probe = Redis.from_url(redis_proc.url)
+    try:
+        before = (await probe.info("stats"))["total_reads_processed"]
+        envs = await broker.publish_many([("rt", {"i": i}, 10.0 + i, None) for i in range(200)])
+        reads = (await probe.info("stats"))["total_reads_processed"] - before
+    finally:
+        await probe.aclose()
+    assert [e.seq for e in envs] == list(range(3, 203))
+    assert reads < 20, reads  # one round trip per message was >= 200

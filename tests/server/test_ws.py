@@ -5,18 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 from collections.abc import Callable
 
 import httpx
 import pytest
-from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
-from websockets.uri import parse_uri
 
 from harness.servers import ServerProcess, wait_until
 from harness.tokens import token
-from harness.ws import open_ws, publish, recv_envelopes, recv_json, recv_op, subscribe
+from harness.ws import WireClient, open_ws, publish, recv_envelopes, recv_json, recv_op, subscribe
 
 
 async def test_backfill_then_live(server: ServerProcess) -> None:
@@ -188,58 +185,12 @@ async def test_bad_client_does_not_disturb_others(server: ServerProcess) -> None
         assert [e["seq"] for e in await recv_envelopes(good, 5)] == [1, 2, 3, 4, 5]
 
 
-class StalledClient:
-    """A WebSocket client that stops reading its socket (websockets' sans-I/O protocol on a raw socket)."""
-
-    def __init__(self, srv: ServerProcess) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", srv.port))
-        self.proto = ClientProtocol(parse_uri(srv.ws_url))
-        request = self.proto.connect()
-        request.headers["Authorization"] = f"Bearer {token()}"
-        self.proto.send_request(request)
-        self.flush()
-        self.sock.settimeout(10)
-        while self.proto.handshake_exc is None and not self.proto.events_received() and \
-                self.proto.state.name == "CONNECTING":
-            self.proto.receive_data(self.sock.recv(4096))
-        assert self.proto.state.name == "OPEN", self.proto.handshake_exc
-
-    def flush(self) -> None:
-        for chunk in self.proto.data_to_send():
-            try:
-                self.sock.sendall(chunk)
-            except OSError:  # the server may already have dropped us
-                return
-
-    def read_all(self, timeout: float = 20.0) -> list[object]:
-        """Read until the server's close frame; return the events the protocol parsed."""
-        self.sock.settimeout(timeout)
-        events: list[object] = []
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionResetError:
-                raise AssertionError("server reset the connection instead of closing it") from None
-            if not data:
-                self.proto.receive_eof()
-            else:
-                self.proto.receive_data(data)
-            events.extend(self.proto.events_received())
-            self.flush()
-            if self.proto.close_rcvd is not None or not data:
-                return events
-
-    def send_text(self, text: str) -> None:
-        self.proto.send_text(text.encode())
-        self.flush()
-
-
 async def test_slow_consumer_closed_4429_while_fast_one_keeps_pace(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     # Long pings: on a loaded machine the keepalive must not close the stalled client first.
     srv = server_factory("--max-buffer", "400000", "--ping-interval", "120")
-    stalled = StalledClient(srv)
+    stalled = WireClient(srv)
     stalled.send_text(json.dumps({"op": "subscribe", "ch": {"s": None}}))
     fast = await open_ws(srv)
     await subscribe(fast, {"s": None})
@@ -317,7 +268,7 @@ async def test_refused_publish_keeps_its_id(server: ServerProcess) -> None:
 
 async def test_publishes_sent_just_before_a_close_are_published(server: ServerProcess) -> None:
     """Ops, then the close frame, in one TCP write: every op is still carried out (nothing lost)."""
-    client = StalledClient(server)
+    client = WireClient(server)
     for i in range(5):
         client.proto.send_text(json.dumps({"op": "publish", "ch": "last-words", "data": {"i": i}}).encode())
     client.proto.send_close(1000)

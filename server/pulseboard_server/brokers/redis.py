@@ -264,16 +264,27 @@ class RedisBroker:
     async def publish(self, ch: str, data: dict[str, Any], ts: float, key: str | None = None) -> Envelope:
         if self._client is None:
             raise BrokerUnavailable("broker not started")
+        await self._check_new_channel(ch)
+        keys, args, head, tail = self._publish_call(ch, data, ts, key)
+        try:
+            out = await self._publish(keys=keys, args=args)
+        except (RedisError, OSError) as e:
+            raise self._unavailable(e) from None
+        return await self._published(ch, data, ts, head, tail, out)
+
+    def _publish_call(self, ch: str, data: dict[str, Any], ts: float,
+                      key: str | None) -> tuple[list[str], list[Any], str, str]:
+        """The publish script's keys and arguments, and the envelope's text around its seq."""
         keys = Keys.of(self.prefix, ch)
         head = '{"ch":' + dumps(ch) + ',"seq":'
         tail = ',"ts":' + dumps(ts) + ',"data":' + dumps(data) + "}"
-        await self._check_new_channel(ch)
         args = [self._pending_epoch(ch), self._history, head, tail, keys.live, "1" if self.cluster else "0", key or "",
                 self._max_channel_bytes]
-        try:
-            out = await self._publish(keys=[keys.meta, keys.log, keys.keys], args=args)
-        except (RedisError, OSError) as e:
-            raise self._unavailable(e) from None
+        return [keys.meta, keys.log, keys.keys], args, head, tail
+
+    async def _published(self, ch: str, data: dict[str, Any], ts: float, head: str, tail: str,
+                         out: Any) -> Envelope:
+        """The envelope the publish script's answer stands for."""
         if len(out) == 4:  # the key was numbered before: that message, not a new one
             return Envelope.from_raw(str(out[3]))
         _epoch, seq, created = out
@@ -365,7 +376,25 @@ class RedisBroker:
         return out
 
     async def publish_many(self, items: list[PublishItem]) -> list[Envelope]:
-        return await publish_each(self, items)
+        """One pipelined round trip for the batch (not one per message); Redis runs the
+        scripts in order, so each channel is numbered in the batch's order."""
+        if self.cluster or len(items) < 2:  # (a cluster batch spans slots: one script call each)
+            return await publish_each(self, items)
+        if self._client is None:
+            raise BrokerUnavailable("broker not started")
+        for ch in dict.fromkeys(item[0] for item in items):
+            await self._check_new_channel(ch)
+        pipe = self._client.pipeline(transaction=False)
+        calls = []
+        for ch, data, ts, key in items:
+            keys, args, head, tail = self._publish_call(ch, data, ts, key)
+            await self._publish(keys=keys, args=args, client=pipe)  # queued, not sent
+            calls.append((ch, data, ts, head, tail))
+        try:
+            outs = await pipe.execute()
+        except (RedisError, OSError) as e:
+            raise self._unavailable(e) from None
+        return [await self._published(*call, out) for call, out in zip(calls, outs, strict=True)]
 
     async def claim_once(self, key: str, ttl: float) -> bool:
         try:

@@ -2,9 +2,15 @@
 
 The session (`..session`) decides what to send; this module writes it. A fan-out
 tick writes straight into every connection whose socket takes data, with no task
-switch per client (`DirectSocket`: frames are still built by `websockets`' sans-I/O
-protocol, the one uvicorn runs); a socket that is not writable, or a server other
-than uvicorn's `websockets-sansio`, is served by the connection's writer task.
+switch per client (`DirectSocket`: data frames are framed here and written to the
+socket of uvicorn's `websockets` sans-I/O protocol, which still does the handshake,
+reading and control frames); a socket that is not writable, or a server other than
+uvicorn's `websockets-sansio`, is served by the connection's writer task.
+
+Compression: browsers offer permessage-deflate. It is negotiated without context
+takeover either way (`WsProtocol`), so each compressed frame stands alone and is
+compressed once per tick for every client that gets it (`FrameCache.deflated`), not
+once per client with a context of its own; frames under `DEFLATE_MIN` go plain.
 """
 
 from __future__ import annotations
@@ -12,18 +18,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
+from websockets.extensions.permessage_deflate import PerMessageDeflate, ServerPerMessageDeflateFactory
+from websockets.protocol import State as WsState
 
 from pulseboard.closes import INTERNAL, Close
 from pulseboard.protocol import HTTP_STATUS, SUBPROTOCOL, PulseboardError
 
-from ..fanout import FrameCache, Part
+from ..fanout import DEFLATE_MIN, DEFLATE_WINDOW_BITS, FrameCache, Part, deflate
 from ..limits import LimitError
 from ..node import Node
 from ..session import JSON_FRAMES, Session, State
@@ -67,15 +77,56 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         conn.cleanup()
 
 
-class DirectSocket:
-    """Writes frames through uvicorn's `websockets` sans-I/O protocol object, synchronously."""
+# No context takeover in either direction: what the server sends can be compressed once
+# for all clients, and no connection keeps a compressor or decompressor between messages.
+DEFLATE_OFFER = ServerPerMessageDeflateFactory(
+    server_no_context_takeover=True,
+    client_no_context_takeover=True,
+    server_max_window_bits=DEFLATE_WINDOW_BITS,
+    client_max_window_bits=DEFLATE_WINDOW_BITS,
+    compress_settings={"memLevel": 5},
+)
 
-    __slots__ = ("conn", "proto", "transport")
+
+class WsProtocol(WebSocketsSansIOProtocol):  # type: ignore[misc]
+    """uvicorn's `websockets-sansio` protocol, answering a deflate offer without context takeover."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.conn.available_extensions:  # uvicorn's `ws_per_message_deflate` (on by default)
+            self.conn.available_extensions = [DEFLATE_OFFER]
+
+
+_H16 = struct.Struct("!BBH").pack
+_H64 = struct.Struct("!BBQ").pack
+
+
+def text_frame(data: bytes, compress: bool, cache: FrameCache | None = None) -> bytes:
+    """A whole server-to-client text frame (RFC 6455 5.2: FIN, unmasked), compressed when
+    the client negotiated deflate and the frame is worth it (RSV1 marks it compressed)."""
+    first = 0x81
+    if compress and len(data) >= DEFLATE_MIN:
+        data = cache.deflated(data) if cache is not None else deflate(data)
+        first = 0xC1
+    n = len(data)
+    if n < 126:
+        return bytes((first, n)) + data
+    if n < 65536:
+        return _H16(first, 126, n) + data
+    return _H64(first, 127, n) + data
+
+
+class DirectSocket:
+    """Writes data frames straight to the socket of uvicorn's `websockets` protocol, synchronously."""
+
+    __slots__ = ("compress", "conn", "proto", "transport")
 
     def __init__(self, proto: Any) -> None:
         self.proto = proto
-        self.conn = proto.conn  # websockets' ServerProtocol: it builds every frame
+        self.conn = proto.conn  # websockets' ServerProtocol: handshake, reading, control frames
         self.transport = proto.transport
+        # (the handshake is done before the app runs: the extensions are known)
+        self.compress = any(isinstance(e, PerMessageDeflate) for e in self.conn.extensions)
 
     @classmethod
     def of(cls, ws: WebSocket) -> DirectSocket | None:
@@ -86,20 +137,20 @@ class DirectSocket:
 
     def writable(self) -> bool:
         """The socket takes data now (not paused by flow control, not closing)."""
-        return not self.transport.is_closing() and self.proto.writable.is_set() and not self.proto.close_sent
+        return (not self.transport.is_closing() and self.proto.writable.is_set() and not self.proto.close_sent
+                and self.conn.state is WsState.OPEN)  # (a close from the peer: no data frame after it)
 
     async def drained(self) -> None:
         await self.proto.writable.wait()
 
-    def write_one(self, data: bytes) -> None:
-        self.conn.send_text(data)
-        self.transport.write(b"".join(self.conn.data_to_send()))
+    def write_one(self, data: bytes, cache: FrameCache) -> None:
+        self.transport.write(text_frame(data, self.compress, cache))
 
     def write(self, items: list[tuple[bytes, int]]) -> None:
-        conn = self.conn
-        for data, _ in items:
-            conn.send_text(data)
-        self.transport.write(b"".join(conn.data_to_send()))
+        if self.conn.state is not WsState.OPEN:
+            raise InvalidState("the WebSocket is closing")
+        compress = self.compress
+        self.transport.write(b"".join([text_frame(data, compress) for data, _ in items]))
 
 
 class WsConnection:
@@ -127,7 +178,7 @@ class WsConnection:
             out = self.session.deliver(parts, cache, now=True)  # straight to the socket: the hot path
             if out is not None:
                 try:
-                    d.write_one(out[0])
+                    d.write_one(out[0], cache)
                 except Exception:  # the peer is gone: the reader sees the disconnect
                     self._dead = True
                     return
@@ -260,4 +311,4 @@ class WsConnection:
                 self._arm_expiry()
 
 
-__all__ = ["websocket_endpoint"]
+__all__ = ["WsProtocol", "text_frame", "websocket_endpoint"]
