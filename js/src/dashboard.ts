@@ -5,6 +5,7 @@
 // the fields picked in the field picker (`&y=loss&y=acc`; by default every field but the
 // step-like ones). Editing the fragment by hand updates the view.
 
+import { STEP_LIKE } from "./chart/format";
 import { LiveChart, injectStyles } from "./live";
 import { isPattern } from "./chart/glob";
 import { isHostChart } from "./chart/hostgroup";
@@ -16,8 +17,6 @@ interface ChannelInfo {
   seq: number;
 }
 
-/** Counters and positions rather than measurements: not plotted as y unless picked. */
-export const STEP_LIKE = new Set(["step", "epoch", "batch", "global_step"]);
 /** Fields that become a pattern chart's x when its runs' messages carry one. */
 const AUTO_X = ["step", "global_step"];
 

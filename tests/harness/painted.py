@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,10 @@ COLUMN_JS = """([nth, x]) => {
 
 
 def rgb(color: str) -> tuple[int, int, int]:
+    """A CSS colour as the chart gives it: `#rrggbb` or `rgb(r, g, b)` (run colours)."""
+    if color.startswith("rgb"):
+        r, g, b = (int(float(v)) for v in color[color.index("(") + 1:color.index(")")].split(",")[:3])
+        return r, g, b
     c = color.lstrip("#")
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
 
@@ -134,3 +139,54 @@ def on_png(page: Any, png: bytes, body: str) -> Any:
         """ + body + "}",
         base64.b64encode(png).decode(),
     )
+
+
+# The column (CSS px from the canvas's left) where the line of one colour reaches highest.
+PEAK_JS = """([nth, target]) => {
+    const root = document.querySelectorAll('.pulseboard-chart')[nth];
+    const canvas = root && root.querySelector('.pulseboard-plot canvas');
+    if (!canvas) return null;
+    const dpr = canvas.width / canvas.getBoundingClientRect().width;
+    const d = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let r = 0; r < canvas.height; r++) {
+        const cols = [];
+        for (let c = 0; c < canvas.width; c++) {
+            const i = 4 * (r * canvas.width + c);
+            const e = Math.abs(d[i] - target[0]) + Math.abs(d[i + 1] - target[1]) + Math.abs(d[i + 2] - target[2]);
+            if (e < 60 && d[i + 3] > 0) cols.push(c);
+        }
+        if (cols.length) return (cols[0] + cols[cols.length - 1]) / 2 / dpr + 0.5 / dpr;
+    }
+    return null;
+}"""
+
+
+def seconds(text: str) -> float | None:
+    """The seconds a time-axis label shows (":25", ":27.500"; its first line), or None."""
+    m = re.search(r":(\d\d(?:\.\d+)?)$", text.split("\n")[0])
+    return float(m.group(1)) if m else None
+
+
+def read_x(labels: list[tuple[str, float]], px: float, value: Callable[[str], float | None] = number) -> float:
+    """The x a reader takes from the painted x labels at column `px` (between the two nearest)."""
+    pts = sorted(((v, p) for t, p in labels if (v := value(t)) is not None), key=lambda vp: abs(vp[1] - px))
+    assert len(pts) >= 2, f"fewer than two numeric x labels: {labels}"
+    (v0, p0), (v1, p1) = pts[0], next(q for q in pts[1:] if q[1] != pts[0][1])
+    return v0 + (px - p0) * (v1 - v0) / (p1 - p0)
+
+
+def check_x_at_peak(page: Any, color: str, x_peak: float, nth: int = 0, tolerance: float = 0.01,
+                    value: Callable[[str], float | None] = number) -> float:
+    """The line of `color` peaks at data x `x_peak`: read that column's x off the painted x labels,
+    as a person would, and compare (tolerance: a share of the labelled x span). `value` reads a
+    label (`seconds` on a time axis, with `x_peak` in seconds of its minute). Returns the read x."""
+    t = ticks(page, nth)["x"]
+    px = page.evaluate(PEAK_JS, [nth, list(rgb(color))])
+    assert px is not None, "the line is not painted"
+    got = read_x(t, px, value)
+    values = [v for s, _ in t if (v := value(s)) is not None]
+    span = max(values) - min(values)
+    assert abs(got - x_peak) <= tolerance * span + 1e-9, (
+        f"the peak at x={x_peak} is painted at {got:.4g} on the x labels {[s for s, _ in t]}"
+    )
+    return got

@@ -4,14 +4,17 @@ the chart colours runs by a config value. Screenshots go to /work/wt/shots when 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.browsers import chromium
+from harness.charts import hook, wait_drawn
 from harness.jupyter import voila
 from harness.notebooks import notebook
+from harness.painted import check_labels, labels_cover
 from harness.servers import ServerProcess, wait_until
 from report.report_support import kernel_env
 from runs.runs_support import LRS, make_runs
@@ -66,6 +69,14 @@ def test_runs_table_selects_runs_for_a_linked_chart(server: ServerProcess, tmp_p
             page.click(".pulseboard-runs tr[data-run=c]")
             wait_until(lambda: page.evaluate(f"document.querySelector('{chart}').__pulseboard.series()")
                        == ["exp.b:loss"], timeout=30, what="the chart to draw run b only")
+            # The row click restarted the chart and its run colour came after the data: the painted
+            # labels are those of run b's data (once they read 0 to 1 until log y was toggled).
+            wait_until(lambda: page.get_attribute(chart, "data-color-by") == "lr" and hook(page, "points()") == 40,
+                       timeout=30, what="run b drawn in its colour")
+            wait_drawn(page)
+            b = {s: round(2 * math.exp(-s * LRS["b"] * 3) + 0.1, 4) for s in range(40)}
+            labels_cover(page, min(b.values()), max(b.values()))
+            check_labels(page, hook(page, "colors()")[0], lambda x: b.get(int(x)) if float(x).is_integer() else None)
             page.click(".pulseboard-runs tr[data-run=c]")
             wait_until(lambda: sorted(page.evaluate(f"document.querySelector('{chart}').__pulseboard.series()"))
                        == ["exp.b:loss", "exp.c:loss"], timeout=30, what="the chart to draw runs b and c")

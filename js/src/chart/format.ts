@@ -11,6 +11,16 @@ export function colorOf(i: number): string {
   return `hsl(${Math.round((i * 137.508) % 360)}, 55%, 50%)`;
 }
 
+/**
+ * Counters and positions rather than measurements (integers): not plotted as y unless
+ * picked on the dashboard, and an x axis of one gets whole-number ticks only.
+ */
+export const STEP_LIKE = new Set(["step", "epoch", "batch", "global_step"]);
+
+/** Tick spacings for an integer-valued axis: 1, 2, 5, 10, 20, 50, ... (never 2.5). */
+export const WHOLE_INCRS: number[] = [];
+for (let e = 1; e <= 1e15; e *= 10) WHOLE_INCRS.push(e, 2 * e, 5 * e);
+
 export function cssVar(el: Element, name: string, fallback: string): string {
   const v = getComputedStyle(el).getPropertyValue(name).trim();
   return v || fallback;

@@ -3,7 +3,7 @@
 // are painted by the `paint` hook from the chart's thinned points.
 
 import uPlot from "uplot";
-import { cssVar, fmt, tickLabels } from "./format";
+import { cssVar, fmt, STEP_LIKE, tickLabels, WHOLE_INCRS } from "./format";
 
 export interface FrameSeries {
   label: string;
@@ -77,6 +77,8 @@ export function makeFrame(h: FrameHost): uPlot {
     values: scale === "x" && !h.x ? undefined
       : (_u, vals, _ax, _space, incr) => tickLabels(vals, incr, scale !== "x" && h.logY),
     size: scale === "x" ? 50 : 56,
+    // A step-like x holds whole numbers: ticks 2.5 apart would label points that do not exist.
+    ...(scale === "x" && h.x && STEP_LIKE.has(h.x) ? { incrs: WHOLE_INCRS } : {}),
   });
   const axes: uPlot.Axis[] = [axis("x", 2, h.x ?? undefined), axis("y", 3, h.yUnit)];
   if (h.series.some((s) => s.scale === "v")) axes.push(axis("v", 1, h.vUnit));
