@@ -80,16 +80,13 @@ class Batch:
 class Step:
     """What the sender does after an answer."""
 
+    failed: bool = False  # the batch stays pending for another attempt after `wait`
     delivered: int = 0  # the first `delivered` pending messages were numbered: drop, count as sent
     refused: int = 0  # the first pending message can never pass: drop it, count it as rejected
     wait: float = 0.0  # seconds before the next attempt (0: at once)
     reached: bool | None = None  # whether the server itself answered (None: nothing to say)
     reconnect: bool = False  # close the connection before the next attempt
     relogin: bool = False  # look the token up again before the next attempt
-
-    @property
-    def failed(self) -> bool:
-        return self.wait > 0
 
 
 def _jitter() -> float:
@@ -173,7 +170,7 @@ class BatchPlanner:
         if answer is Answer.TIMED_OUT:  # a slow server: ask less of it next time
             self.cap = max(1, n // 2)
         no_answer = answer in (Answer.UNREACHABLE, Answer.TIMED_OUT)
-        return Step(wait=self.pause(), reached=answer in (Answer.RETRY, Answer.UNAUTHORIZED),
+        return Step(failed=True, wait=self.pause(), reached=answer in (Answer.RETRY, Answer.UNAUTHORIZED),
                     reconnect=no_answer or answer is Answer.UNAUTHORIZED,
                     relogin=answer is Answer.UNAUTHORIZED)
 

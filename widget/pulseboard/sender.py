@@ -22,6 +22,10 @@ Tokens: a 401 (expired, replaced) keeps the batch and looks the token up again b
 next try. With `PULSEBOARD_TOKEN_FILE` the file is also checked before each request (at
 most once a second) and a rewritten token is used at once, so a rotator keeps a run of
 days going on short-lived tokens (tokenfile.py, docs/python.md).
+
+What goes into each batch and what follows each answer are batching.py's (`BatchPlanner`, pure,
+tested without a server); this module is the queue, the thread, HTTP and the counters, which
+`status()` reads and every thread updates under `_lock`.
 """
 
 from __future__ import annotations
