@@ -365,14 +365,13 @@ class Sender:
     def _delivered(self, n: int) -> None:
         for _ in range(n):
             self._pending.popleft()
-        with self._idle:
+        with self._lock:
             self.sent += n
             self.reachable = True
-            self._outstanding -= n
-            waiting = self._outstanding
-            self._idle.notify_all()
-        if self._outage.delivered():
+            waiting = self._outstanding - n
+        if self._outage.delivered():  # said before `flush()` can return
             note(f"server reachable again; delivering {waiting} queued messages")
+        self._settled(n)
 
     def _settled(self, n: int) -> None:
         with self._idle:
