@@ -4,10 +4,10 @@ Off unless `--loop-watchdog S` (or PULSEBOARD_LOOP_WATCHDOG=S) is given; the tes
 turn it on, so any request that blocks the loop fails the test that sent it. A task on the
 loop beats every S/4 seconds; a thread checks the beat. A stall is reported once, as one
 WARNING line starting with `STALL_MARK`, when the loop has not beaten for S seconds while
-its thread spent at least S/2 seconds of CPU (work that did not yield: on a loaded machine
-a callback that runs S wall seconds may get only part of a core, while a loop that is merely
-kept waiting by other processes spends next to none), or for `HARD_FACTOR` x S seconds
-whatever the cause (a blocking call).
+its thread spent S seconds of CPU in that time (work that did not yield, which is a stall on
+any machine; a loop merely kept waiting by other processes on a loaded one, as in a test run
+with parallel workers, spends next to none), or for `HARD_FACTOR` x S seconds whatever the
+cause (a blocking call).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class LoopWatchdog:
             if beat == reported or lag < self.limit:
                 continue
             busy = self._cpu() - beat_cpu
-            if busy >= self.limit / 2 or lag >= HARD_FACTOR * self.limit:
+            if busy >= self.limit or lag >= HARD_FACTOR * self.limit:
                 reported = beat
                 self.stalls += 1
                 log.warning("%s for %.0f ms so far (its thread busy %.0f ms of it; limit %.0f ms)",

@@ -24,6 +24,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 CHART_MIME = "application/vnd.pulseboard.chart+json"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```", re.S | re.M)
 CHART_CALL = re.compile(r"\bLiveChart\(")
+TABLE_CALL = re.compile(r"\bRuns\(")  # a runs table: a widget view, no static chart
 
 
 @dataclass
@@ -35,6 +36,11 @@ class Block:
     def charts(self) -> int:
         """The charts this cell makes (each `LiveChart(...)` call shows one)."""
         return len(CHART_CALL.findall(self.source))
+
+    @property
+    def tables(self) -> int:
+        """The runs tables this cell makes (each `Runs(...)` call shows one)."""
+        return len(TABLE_CALL.findall(self.source))
 
 
 def notebook_blocks() -> list[Block]:
@@ -81,7 +87,7 @@ def test_every_doc_cell_runs_as_written_and_shows_its_charts(
             continue
         views = [o for o in outputs if WIDGET_VIEW in o.get("data", {})]
         statics = [o["data"] for o in outputs if CHART_MIME in o.get("data", {})]
-        if len(views) != block.charts or len(statics) != block.charts:
+        if len(views) != block.charts + block.tables or len(statics) != block.charts:
             problems.append(f"{block.where}: makes {block.charts} charts, shows {len(views)} widget views "
                             f"and {len(statics)} static charts")
             continue

@@ -1,4 +1,5 @@
-"""The kernel relay in a real JupyterLab: the browser reaches no pulseboard server at all.
+"""The kernel relay in a real JupyterLab, Notebook 7 and Voila: the browser reaches no
+pulseboard server at all.
 
 A real `pulseboard serve` and `jupyter lab` (kernels get PULSEBOARD_URL/TOKEN); chromium's
 every request to the pulseboard server (HTTP and WebSocket) is refused by Playwright routing,
@@ -85,13 +86,15 @@ class Blocker:
 
 
 def open_notebook(browser: Any, server: ServerProcess, lab: JupyterLabProcess, root: Path,
-                  name: str, cells: list[str]) -> tuple[Any, Blocker]:
+                  name: str, cells: list[str], blocked: bool = True) -> tuple[Any, Blocker]:
+    """Open `name` (JupyterLab or Notebook 7, as `lab` runs) and Run All, the server blocked
+    (or not) for the browser."""
     write_notebook(root / name, cells)
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     blocker = Blocker(context, server)
+    blocker.blocked = blocked
     page = context.new_page()
-    # `reset`: a fresh workspace, not the tabs of the test before.
-    page.goto(f"{lab.url}/lab/tree/{name}?reset&token={lab.token}")
+    page.goto(lab.notebook_url(name))
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
 
     def idle() -> bool:
@@ -121,6 +124,66 @@ def publishing(feeder: Feeder, ch: str, per_batch: int, every: float) -> Iterato
     finally:
         stop.set()
         t.join(10)
+
+
+# The issue's flood: 10,000 msgs/s into a relayed chart. Paced a tenth above that, so what the
+# publishers reach (measured, and checked before anything else is) clears 10,000.
+FLOOD_RATE = 11_000
+FLOOD_TICK = 0.01  # each publisher: one batched POST per 10 ms tick
+# Several publishers at once: on a loaded machine one POST's round trip is mostly waiting for a
+# turn on the CPU, so one publisher alone is held to less than the server takes.
+FLOOD_PUBLISHERS = 4
+
+
+class Flood:
+    """Publishes `rate` msgs/s to `ch` while the block runs, from `FLOOD_PUBLISHERS` threads
+    (a Feeder each): every 10 ms tick each POSTs its share due by the end of that tick.
+    `achieved` is what really went out, per second; `top` the newest seq."""
+
+    def __init__(self, url: str, ch: str, rate: float = FLOOD_RATE) -> None:
+        self.ch, self.share = ch, rate / FLOOD_PUBLISHERS
+        self.feeders = [Feeder(url, [ch]) for _ in range(FLOOD_PUBLISHERS)]
+        self.seconds = 0.0
+        self.errors: list[BaseException] = []
+        self.stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(f,), daemon=True) for f in self.feeders]
+
+    def __enter__(self) -> Flood:
+        self._start = time.monotonic()
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join(10)
+        self.seconds = time.monotonic() - self._start
+
+    def _run(self, feeder: Feeder) -> None:
+        sent = 0
+        try:
+            while not self.stop.is_set():
+                elapsed = time.monotonic() - self._start
+                due = int(self.share * (elapsed + FLOOD_TICK)) - sent
+                if due > 0:
+                    # At most 5,000 a POST (well under the 1 MiB body limit) when catching up.
+                    sent += len(feeder.publish(self.ch, min(due, 5000)))
+                self.stop.wait(FLOOD_TICK - (time.monotonic() - self._start) % FLOOD_TICK)
+        except (OSError, ValueError) as e:  # urllib's errors are OSErrors
+            self.errors.append(e)
+
+    @property
+    def sent(self) -> int:
+        return sum(len(f.sent[self.ch]) for f in self.feeders)
+
+    @property
+    def top(self) -> int:
+        return max(max(f.sent[self.ch], default=0) for f in self.feeders)
+
+    @property
+    def achieved(self) -> float:
+        return self.sent / self.seconds if self.seconds else 0.0
 
 
 def live_on(page: Any, transport: str, timeout: float) -> None:
@@ -181,17 +244,16 @@ def test_via_kernel_is_live_during_a_busy_cell_exactly_and_thins_a_flood(
                    what="the relayed chart to hold 1..50 exactly")
         assert busy(page), "the busy cell ended before the chart was seen growing"
 
-        # A flood of 10,000 msgs/s (or as fast as this machine's server takes them) for 4 s: thinned
-        # to the relay's budget, said on the status line.
-        before, started = len(feeder.sent[ch]), time.monotonic()
-        with publishing(feeder, ch, 2000, 0.2) as flood:
+        # A flood of 10,000 msgs/s for 4 s past the first "thinning": thinned to the relay's
+        # budget, said on the status line, and no IOPub rate warning at Jupyter's defaults.
+        with Flood(server.url, ch) as flood:
             wait_until(lambda: "thinning" in status_text(page), timeout=10,
                        what="the status line to say thinning")
             thinning_seen = status_text(page)
-            flood.wait(4)
-        rate = (len(feeder.sent[ch]) - before) / (time.monotonic() - started)
-        print(f"\nflood: {rate:.0f} msgs/s published to the relayed chart; status: {thinning_seen!r}")
-        top = feeder.sent[ch][-1]
+            flood.stop.wait(4)
+        print(f"\nflood: {flood.sent} msgs in {flood.seconds:.2f} s = {flood.achieved:.0f} msgs/s published"
+              f" to the relayed chart; status: {thinning_seen!r}")
+        top = flood.top
         wait_until(lambda: chart_seqs(page, ch)[-1:] == [top], timeout=15,
                    what="the newest message of the flood to reach the chart")
         assert "kernel" in thinning_seen
@@ -199,6 +261,12 @@ def test_via_kernel_is_live_during_a_busy_cell_exactly_and_thins_a_flood(
         assert RATE_WARNING not in page.locator("body").inner_text()
         assert RATE_WARNING not in lab.output()
         page.screenshot(path=str(shots_dir() / "relay-via-kernel.png"))
+        # The test's own precondition (not a timing check of pulseboard): the flood really was
+        # 10,000 msgs/s. Checked last, so a run where this machine's server took less still shows
+        # the rest.
+        assert not flood.errors and flood.achieved >= 10_000, (
+            f"the flood reached only {flood.achieved:.0f} msgs/s ({flood.errors!r}): this run does"
+            " not show the issue's 10,000 msgs/s")
     finally:
         page.context.close()
 
@@ -316,3 +384,43 @@ def test_voila_chart_falls_back_to_the_kernel_relay(
         finally:
             context.close()
     wait_until(lambda: connections(server) == 0, timeout=30, what="Voila's kernel and its relay to stop")
+
+
+@pytest.fixture(scope="module")
+def notebook7(setup: tuple[ServerProcess, JupyterLabProcess, Path]) -> Iterator[JupyterLabProcess]:
+    """Notebook 7 (`python -m notebook`) beside the JupyterLab, same folder, same kernel env."""
+    _, lab, root = setup
+    env = {k: lab.env[k] for k in ("PULSEBOARD_URL", "PULSEBOARD_TOKEN")}
+    nb7 = JupyterLabProcess(root, env=env, app="notebook")
+    try:
+        nb7.start()
+        yield nb7
+    finally:
+        nb7.stop()
+
+
+@pytest.mark.parametrize(("blocked", "transport"), [(False, "ws"), (True, "kernel")], ids=["direct", "blocked"])
+def test_notebook7_chart_is_live_directly_or_through_the_kernel_when_blocked(
+    setup: tuple[ServerProcess, JupyterLabProcess, Path], notebook7: JupyterLabProcess, browser: Any,
+    blocked: bool, transport: str,
+) -> None:
+    server, _, root = setup
+    ch = f"relay.nb7{transport}"
+    feeder = Feeder(server.url, [ch])
+    feeder.publish(ch, 10)
+    page, blocker = open_notebook(browser, server, notebook7, root, f"nb7-{transport}.ipynb", [
+        f'from pulseboard import LiveChart\nchart = LiveChart("{ch}", window=None)\nchart',
+    ], blocked=blocked)
+    try:
+        page.wait_for_selector(".pulseboard-chart", timeout=30_000)
+        # Reachable: the WebSocket. Every request refused: the kernel, within the documented time.
+        live_on(page, transport, RELAY_AFTER_S + 20 if blocked else 30)
+        assert blocker.seen > 0  # the chart's requests did go through the routing
+        feeder.publish(ch, 20)
+        wait_until(lambda: chart_seqs(page, ch) == list(range(1, 31)), timeout=15,
+                   what=f"the Notebook 7 chart on {transport} to hold 1..30 exactly")
+        assert page.locator(".pulseboard-chart").get_attribute("data-transport") == transport
+        page.screenshot(path=str(shots_dir() / f"relay-notebook7-{transport}.png"))
+    finally:
+        page.context.close()
+        notebook7.shutdown_kernels()

@@ -116,7 +116,8 @@ async def test_churned_connections_give_back_files_and_memory(
     print(f"soak: {CONNECTIONS} connections at {RATE}/s: {outcomes}; "
           f"open files {fds0} -> {fds1}, RSS {rss0} -> {rss1} KiB ({100 * (rss1 - rss0) / rss0:+.1f}%)")
     assert sum(v for k, v in outcomes.items() if not k.startswith("error")) == CONNECTIONS, outcomes
-    assert abs(fds1 - fds0) <= max(1, fds0 // 10), (fds0, fds1)
+    # none kept (fewer is fine: the publisher's own connection closes before the second count)
+    assert fds1 - fds0 <= max(1, fds0 // 10), (fds0, fds1)
     assert abs(rss1 - rss0) <= rss0 // 10, (rss0, rss1)
     assert "Traceback" not in server.output()
 

@@ -1,5 +1,5 @@
-"""A real JupyterLab for tests: its own port, token auth, isolated config, settings and workspaces.
-(JupyterHub runners: harness.hub.)"""
+"""A real JupyterLab (or Notebook 7) for tests: its own port, token auth, isolated config,
+settings and workspaces. (JupyterHub runners: harness.hub.)"""
 
 from __future__ import annotations
 
@@ -29,9 +29,15 @@ LAB_SETTINGS = {
 
 
 class JupyterLabProcess:
-    """`jupyter lab` on a free port with a token, serving `root_dir`; logs to a file."""
+    """`jupyter lab` on a free port with a token, serving `root_dir`; logs to a file.
 
-    def __init__(self, root_dir: Path, env: dict[str, str] | None = None) -> None:
+    `app="notebook"` runs Notebook 7 (`python -m notebook`) instead: the same Jupyter server
+    with the same ServerApp flags, its own single-document pages."""
+
+    def __init__(self, root_dir: Path, env: dict[str, str] | None = None, app: str = "jupyterlab") -> None:
+        if app not in ("jupyterlab", "notebook"):
+            raise ValueError(f"app must be 'jupyterlab' or 'notebook', not {app!r}")
+        self.app = app
         self.root_dir = root_dir
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -54,19 +60,29 @@ class JupyterLabProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def notebook_url(self, name: str) -> str:
+        """The page that opens notebook `name` (JupyterLab: in a fresh workspace, not the tabs
+        of a test before)."""
+        if self.app == "notebook":
+            return f"{self.url}/notebooks/{name}?token={self.token}"
+        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
+
     def start(self, timeout: float = 60.0) -> JupyterLabProcess:
         for name, value in LAB_SETTINGS.items():
             path = self.home / "settings" / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(value))
         cmd = [
-            sys.executable, "-m", "jupyterlab", "--no-browser",
+            sys.executable, "-m", self.app, "--no-browser",
             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
             "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root_dir}", "--ServerApp.open_browser=False",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",
         ]
+        if self.app == "jupyterlab":
+            cmd += [
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                "--LabApp.extension_manager=readonly",
+            ]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
         with self.log_path.open("wb") as log:
@@ -102,7 +118,7 @@ class JupyterLabProcess:
 
     def ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with {self.proc.returncode}:\n{self.output()}")
+            raise RuntimeError(f"{self.app} exited with {self.proc.returncode}:\n{self.output()}")
         try:
             return "started" in self.api("status")
         except (urllib.error.URLError, OSError, ValueError):

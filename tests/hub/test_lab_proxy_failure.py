@@ -42,7 +42,8 @@ def test_a_server_that_cannot_start_says_why_through_the_proxy_once() -> None:
         first = answer()
         assert first.code == 503
         reason = serverproxy._failure_of(first)
-        assert reason.startswith("pulseboard could not start: cannot use store") and "jupyterlab" in reason
+        assert reason.startswith("pulseboard could not start: the store folder")
+        assert reason.endswith("jupyterlab is not a folder")
         for _ in range(5):
             again = answer()
             assert again.code == 503 and json.loads(again.read())["error"] == "unavailable"

@@ -35,11 +35,11 @@ def test_a_failed_start_answers_with_its_reason_and_stays_up(
 
     code, body = wait_until(answer, timeout=20, what="the failed server to answer")
     assert code == 503 and body["error"] == "unavailable"
-    assert "cannot use store" in body["detail"] and "notadir" in body["detail"]
+    assert "is not a folder" in body["detail"] and "notadir" in body["detail"]
     # What the kernel's discovery makes of it: the cause, not "is jupyter-server-proxy installed?".
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(server.url + "/", timeout=2)
-    assert "cannot use store" in serverproxy._failure_of(err.value)
+    assert "is not a folder" in serverproxy._failure_of(err.value)
     assert server.terminate(10) == 2  # SIGTERM (JupyterLab shutting down) ends it
     assert server.output().count("pulseboard: error:") == 1 and "Traceback" not in server.output()
 
@@ -51,7 +51,7 @@ def test_without_the_proxy_a_failed_start_still_exits_at_once(
     server = server_factory(start=False, env={"PULSEBOARD_DATA_DIR": str(tmp_path / "notadir")})
     server.start(wait=False)
     assert server.proc is not None and server.proc.wait(30) == 2
-    assert "cannot use store" in server.output()
+    assert "is not a folder" in server.output()
 
 
 def test_the_on_demand_server_keeps_a_store_of_its_own(

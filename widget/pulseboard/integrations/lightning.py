@@ -32,7 +32,18 @@ class PulseboardLogger(Logger):  # type: ignore[misc]
     def __init__(self, project: str = "train", name: str | None = None, channel: str | None = None,
                  sender: Sender | None = None) -> None:
         super().__init__()
-        self.run: RunLike = start_run(project, name, channel=channel, sender=sender)
+        self._args = (project, name, channel, sender)
+        self._config: dict[str, Any] = {}
+        self._run: RunLike | None = None
+
+    @property
+    def run(self) -> RunLike:
+        """The run, started at its first use (rank 0 only logs), with the hyperparameters Lightning
+        gave by then as its config: `log_hyperparams` comes before the first metrics."""
+        if self._run is None:
+            project, name, channel, sender = self._args
+            self._run = start_run(project, name, self._config, channel=channel, sender=sender)
+        return self._run
 
     @property
     def name(self) -> str:
@@ -48,7 +59,10 @@ class PulseboardLogger(Logger):  # type: ignore[misc]
 
     @rank_zero_only  # type: ignore[untyped-decorator,misc]
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
-        self.run.config.update(plain_config(params))
+        if self._run is None:
+            self._config.update(plain_config(params))  # the run's record starts with them
+        else:
+            self.run.config.update(plain_config(params))
 
     @rank_zero_only  # type: ignore[untyped-decorator,misc]
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
