@@ -47,6 +47,11 @@ class DiscoveryError(PulseboardError):
     """No usable server URL or token; `detail` says what to do about it."""
 
 
+class NotConfigured(DiscoveryError):
+    """Nothing names a server URL or a token: a setting is missing, which waiting can't fix
+    (as opposed to a Hub or a token exchange that is away for now)."""
+
+
 _cache: dict[tuple[str, str], tuple[str, float]] = {}
 _cache_lock = threading.Lock()
 # Browser URL -> kernel URL of a server found through jupyter-server-proxy (step 4).
@@ -147,15 +152,15 @@ def discover(
             return browser_url, minted
         tried = f" (jupyter-server-proxy: {found})"
     if url is None and token is None:
-        raise DiscoveryError(
+        raise NotConfigured(
             UNAVAILABLE,
             "no pulseboard server configured: pass url= and token=, set PULSEBOARD_URL and "
             "PULSEBOARD_TOKEN, under JupyterHub set PULSEBOARD_HUB_URL, or in JupyterLab "
             f"install jupyter-server-proxy{tried}",
         )
     if url is None:
-        raise DiscoveryError(UNAVAILABLE, "no pulseboard server URL: pass url= or set PULSEBOARD_URL")
-    raise DiscoveryError(
+        raise NotConfigured(UNAVAILABLE, "no pulseboard server URL: pass url= or set PULSEBOARD_URL")
+    raise NotConfigured(
         UNAUTHORIZED,
         "no pulseboard token: pass token=, set PULSEBOARD_TOKEN (`pulseboard token --sub NAME`), "
         "or run under JupyterHub with the server in --hub mode",
@@ -180,7 +185,7 @@ def discover_for_kernel(
     if not is_absolute(url):
         hub_url = env.get("PULSEBOARD_HUB_URL")
         if not hub_url:
-            raise DiscoveryError(
+            raise NotConfigured(
                 UNAVAILABLE,
                 f"PULSEBOARD_URL {url!r} is a browser-relative path: set PULSEBOARD_HUB_URL to the "
                 "server's address as the kernel reaches it",

@@ -22,6 +22,10 @@ Tokens: a 401 (expired, replaced) keeps the batch and looks the token up again b
 next try. With `PULSEBOARD_TOKEN_FILE` the file is also checked before each request (at
 most once a second) and a rewritten token is used at once, so a rotator keeps a run of
 days going on short-lived tokens (tokenfile.py, docs/python.md).
+
+What goes into each batch and what follows each answer are batching.py's (`BatchPlanner`, pure,
+tested without a server); this module is the queue, the thread, HTTP and the counters, which
+`status()` reads and every thread updates under `_lock`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ import atexit
 import http.client
 import json
 import os
-import random
 import sys
 import threading
 import time
@@ -39,29 +42,36 @@ import weakref
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .batching import BACKOFF_MAX, BACKOFF_MIN, BATCH_BYTES, BATCH_MAX, RETRIED, Answer, BatchPlanner, Outage, classify
+from .batching import encode as _encode
 from .protocol import PulseboardError, check_channel
 from .publish import coerce_data, rows
 from .tokenfile import ENV as TOKEN_FILE_ENV
 from .tokenfile import TokenFileError, file_token
 
+if TYPE_CHECKING:
+    from .discovery import NotConfigured
+
+__all__ = ["BACKOFF_MAX", "BACKOFF_MIN", "BATCH_BYTES", "BATCH_MAX", "RETRIED", "Sender", "SenderStatus",
+           "configure", "default_sender", "flush", "log", "sender_status"]
+
 MAX_QUEUE = 100_000
-BATCH_MAX = 5_000
-BATCH_BYTES = 512 * 1024  # well under the server's default --max-message-size (1 MiB)
 TICK = 0.05
-BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 WARN_AFTER = 10.0  # seconds unreachable before the one warning line
 TIMEOUT = 15.0  # per request
 TOKEN_FILE_CHECK = 1.0  # seconds between looks at PULSEBOARD_TOKEN_FILE
 
-# 4xx answers that say nothing about the content, so the batch is retried as is: an expired
-# or replaced token (401), a wrong URL or a proxy in the way (404, 407), a slow upload (408),
-# too early or too fast (425, 429). Every other 4xx refuses the content, which can never pass.
-RETRIED = frozenset({401, 404, 407, 408, 425, 429})
 
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where batches go, as discovery found it."""
+
+    netloc: str
+    path: str
+    https: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,29 +101,28 @@ class Sender:
             raise ValueError("max_queue must be at least 1")
         self._url_arg, self._token_arg = url, token
         self.max_queue, self.tick, self.exit_timeout, self.warn_after = max_queue, tick, exit_timeout, warn_after
+        # Shared with the callers, under `_lock`: the queue and everything `status()` reads.
         self._queue: deque[tuple[str, Any, float, str | None]] = deque()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when `_outstanding` drops
         self._wake = threading.Event()
         self._outstanding = 0
+        self.sent = self.dropped = self.rejected = 0
+        self.last_error: str | None = None
+        self.reachable: bool | None = None  # None until the first attempt
+        self._said: set[str] = set()  # the one-time notes already written
+        # The sender thread's own.
         self._pending: deque[dict[str, Any]] = deque()  # checked and keyed items, in order
         self._run = uuid.uuid4().hex[:16]
         self._next_key = 0
-        self._cap = BATCH_MAX
-        self._per_item = 0.0  # bytes per item in the batch encoded last
-        self._ready: tuple[dict[str, Any], int, bytes] | None = None  # the next batch, encoded early
-        self.sent = self.dropped = self.rejected = 0
-        self.last_error: str | None = None
-        self.reachable: bool | None = None
-        self._down_since: float | None = None
-        self._warned_down = self._warned_drop = False
+        self._planner = BatchPlanner()
+        self._outage = Outage(warn_after)
         self._thread: threading.Thread | None = None
         self._conn: http.client.HTTPConnection | None = None
-        self._path = self._netloc = self._token = ""
-        self._https = False
-        self._unconfigured = False  # discovery found no server URL or token
+        self._target: Target | None = None
+        self._token: str | None = None  # None: look it up (first use, or after a 401)
+        self._not_configured: NotConfigured | None = None  # discovery's last word, when it found no settings
         self._file_checked = 0.0  # when PULSEBOARD_TOKEN_FILE was last looked at
-        self._warned_unconfigured = False
         _live.add(self)
 
     def _after_fork(self) -> None:
@@ -123,10 +132,17 @@ class Sender:
         self._wake = threading.Event()
         self._queue.clear()
         self._pending.clear()
-        self._ready = None
+        self._planner.forget()
         self._outstanding = 0
         self._run, self._next_key = uuid.uuid4().hex[:16], 0
         self._thread, self._conn = None, None
+
+    def _once(self, what: str) -> bool:
+        """True the first time `what` is to be said (under `_lock`)."""
+        if what in self._said:
+            return False
+        self._said.add(what)
+        return True
 
     # --- the caller's side: cheap, never raises ------------------------------------------
 
@@ -147,15 +163,13 @@ class Sender:
             self._reject(f"log({channel!r}, ...): {e}")
 
     def _put(self, channel: str, data: Any, ts: float, key: str | None) -> None:
+        first_drop = False
         with self._lock:
             if len(self._queue) >= self.max_queue:
                 self._queue.popleft()
                 self.dropped += 1
                 self._outstanding -= 1
-                first_drop = not self._warned_drop
-                self._warned_drop = True
-            else:
-                first_drop = False
+                first_drop = self._once("drop")
             self._queue.append((channel, data, ts, key))
             self._outstanding += 1
         if self._thread is None:
@@ -190,39 +204,38 @@ class Sender:
                                 self.last_error, self.reachable)
 
     def _at_exit(self) -> None:
-        if self._outstanding and self._unconfigured:  # no URL or token: waiting can't help
-            note(f"{self._outstanding} logged messages not delivered: {self.last_error}")
-        elif self._outstanding and not self.flush(self.exit_timeout):
-            note(f"{self._outstanding} logged messages not delivered at exit "
-                 f"({self.last_error or 'server unreachable'})")
+        st = self.status()
+        if st.queued and self._not_configured is not None:  # no URL or token: waiting can't help
+            note(f"{st.queued} logged messages not delivered: {st.last_error}")
+        elif st.queued and not self.flush(self.exit_timeout):
+            st = self.status()
+            note(f"{st.queued} logged messages not delivered at exit "
+                 f"({st.last_error or 'server unreachable'})")
 
-    # --- the sender thread -----------------------------------------------------------------
+    # --- the sender thread: I/O only; what to send and what next is BatchPlanner's ---------
 
     def _loop(self) -> None:
-        backoff = BACKOFF_MIN
+        batch_max = self._planner.batch_max
         while True:
             if not self._pending:
-                if len(self._queue) < BATCH_MAX:  # a full batch goes at once, the rest once a tick
+                if len(self._queue) < batch_max:  # a full batch goes at once, the rest once a tick
                     self._wake.wait(self.tick)
                     self._wake.clear()
                 self._take()
                 if not self._pending:
                     continue
             try:
-                ok = self._send_batch()
+                wait = self._send_batch()
             except Exception as e:  # a bug here must not end delivery silently
                 self._failed(f"sender error: {type(e).__name__}")  # not repr(e): it may hold the data
-                ok = False
-            if ok:
-                backoff = BACKOFF_MIN
-            else:
-                time.sleep(backoff * random.uniform(0.8, 1.2))
-                backoff = min(BACKOFF_MAX, backoff * 2)
+                wait = self._planner.pause()
+            if wait:
+                time.sleep(wait)
 
     def _take(self) -> None:
         """Move queued messages into `_pending` (up to two batches' worth), checked and keyed."""
         with self._lock:
-            n = min(len(self._queue), 2 * BATCH_MAX - len(self._pending))
+            n = min(len(self._queue), 2 * self._planner.batch_max - len(self._pending))
             taken = [self._queue.popleft() for _ in range(n)]
         for ch, data, ts, key in taken:
             try:
@@ -235,97 +248,70 @@ class Sender:
                 self._reject(f"channel {ch!r}: {getattr(e, 'detail', e)}")
                 self._settled(1)
 
-    def _fit(self) -> int:
-        """How many items fit in BATCH_BYTES, by the size of the items encoded last (wide
-        messages of a hundred fields fill it long before BATCH_MAX: asking for more than fit
-        meant encoding each batch several times over)."""
-        if not self._per_item:
-            return BATCH_MAX
-        return max(1, min(BATCH_MAX, int(BATCH_BYTES * 0.9 / self._per_item)))
-
-    def _batch(self) -> tuple[int, bytes]:
-        """The head of the pending batch, encoded: at most `_cap` items and (unless one item
-        is bigger on its own) BATCH_BYTES bytes."""
-        ready = self._ready
-        if ready is not None and ready[0] is self._pending[0] and ready[1] <= self._cap:
-            return ready[1], ready[2]
-        while True:
-            n = min(self._cap, self._fit(), len(self._pending))
-            body = _encode([self._pending[i] for i in range(n)]).encode()
-            self._per_item = len(body) / n
-            if len(body) <= BATCH_BYTES or n == 1:
-                return n, body
-            self._cap = max(1, n // 2)
-
     def _prepare_next(self, n: int) -> None:
         """While the server works on the first `n` pending items: take and encode what follows."""
-        self._ready = None
-        if len(self._queue) >= BATCH_MAX:  # like the loop: a full batch at once, the rest on the tick
+        self._planner.forget()
+        if len(self._queue) >= self._planner.batch_max:  # like the loop: a full batch at once, the rest on the tick
             self._take()
-        m = min(self._cap, self._fit(), len(self._pending) - n)
-        if m > 0:
-            body = _encode([self._pending[i] for i in range(n, n + m)]).encode()
-            self._per_item = len(body) / m
-            if len(body) <= BATCH_BYTES:
-                self._ready = (self._pending[n], m, body)
+        self._planner.prepare(self._pending, n)
 
-    def _send_batch(self) -> bool:
-        """One attempt at the head of the pending batch; True when it may go on at once."""
+    def _send_batch(self) -> float:
+        """One attempt at the head of the pending batch; the pause before the next (0: at once)."""
         try:
-            n, body = self._batch()
+            batch = self._planner.next_batch(self._pending)
         except ValueError:  # something coerce_data let through that JSON or UTF-8 can't carry
             self._drop_unencodable()
-            return True
+            self._planner.went_on()
+            return 0.0
+        n = batch.n
         try:
-            status, answer = self._post(body, n)
+            status, answer = self._post(batch.body, n)
         except (OSError, http.client.HTTPException, PulseboardError) as e:
+            step = self._planner.after(Answer.TIMED_OUT if isinstance(e, TimeoutError) else Answer.UNREACHABLE, n)
             self._close()
-            if isinstance(e, TimeoutError):  # a slow server: ask less of it next time
-                self._cap = max(1, n // 2)
-            self._failed(getattr(e, "detail", None) or f"cannot reach the server: {e!r}")
-            return False
-        if status == 200:
-            self._delivered(n)
-            return True
-        code, detail = _error_of(answer)
-        if 400 <= status < 500 and status not in RETRIED:  # this content can never pass: isolate, refuse it
-            if n > 1:
-                self._cap = max(1, n // 2)
-                return True
+            self._failed(getattr(e, "detail", None) or f"cannot reach the server: {e!r}", reached=False)
+            return step.wait
+        step = self._planner.after(classify(status), n)
+        if step.delivered:
+            self._delivered(step.delivered)
+        elif step.refused:
+            code, detail = _error_of(answer)
             ch = self._pending.popleft()["ch"]
-            self._cap = BATCH_MAX
             self._reject(f"server refused a message on {ch!r} ({status} {code}): {detail}")
             self._settled(1)
-            return True
-        error = f"server answered {status} {code}: {detail}"
-        if status == 401:  # expired or replaced token: keep the batch, look the token up again
-            self._close()
-            self._token = ""
-            path = os.environ.get(TOKEN_FILE_ENV) if self._token_arg is None else None
-            if path:
-                error += f"; waiting for a new token in {TOKEN_FILE_ENV} {path}"
-        self._failed(error, reached=status not in (502, 503, 504))
-        return False
+        elif step.failed:
+            code, detail = _error_of(answer)
+            error = f"server answered {status} {code}: {detail}"
+            if step.reconnect:
+                self._close()
+            if step.relogin:  # expired or replaced token: keep the batch, look the token up again
+                self._token = None
+                path = os.environ.get(TOKEN_FILE_ENV) if self._token_arg is None else None
+                if path:
+                    error += f"; waiting for a new token in {TOKEN_FILE_ENV} {path}"
+            self._failed(error, reached=bool(step.reached))
+        return step.wait
 
     def _drop_unencodable(self) -> None:
         """Refuse every pending message that can't be encoded on its own; keep the rest in order."""
         keep: deque[dict[str, Any]] = deque()
         for item in self._pending:
             try:
-                _encode(item).encode()
+                _encode(item)
             except ValueError as e:
                 self._reject(f"a message on {item['ch']!r} can't be encoded ({type(e).__name__})")
                 self._settled(1)
                 continue
             keep.append(item)
-        self._pending, self._ready = keep, None
+        self._pending = keep
+        self._planner.forget()
 
     def _post(self, body: bytes, n: int) -> tuple[int, bytes]:
         if self._conn is None:
-            self._connect()
+            self._conn = self._connect()
         self._check_token_file()
-        assert self._conn is not None
-        self._conn.request("POST", self._path, body, {
+        assert self._target is not None
+        self._conn.request("POST", self._target.path, body, {
             "Authorization": f"Bearer {self._token}", "Content-Type": "application/json"})
         self._prepare_next(n)
         resp = self._conn.getresponse()
@@ -334,26 +320,29 @@ class Sender:
             self._close()
         return resp.status, answer
 
-    def _connect(self) -> None:
-        if not self._token:
-            from .discovery import DiscoveryError, discover_for_kernel
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._token is None or self._target is None:
+            from .discovery import DiscoveryError, NotConfigured, discover_for_kernel
 
             try:
-                url, self._token = discover_for_kernel(self._url_arg, self._token_arg)
-            except DiscoveryError as e:  # missing settings, as opposed to a hub that is away
-                self._unconfigured = e.detail.startswith(("no pulseboard", "PULSEBOARD_URL"))
-                if self._unconfigured and not self._warned_unconfigured:
-                    # Said at once, not after WARN_AFTER: waiting will not make a setting appear.
-                    self._warned_unconfigured = True
+                url, token = discover_for_kernel(self._url_arg, self._token_arg)
+            except NotConfigured as e:  # missing settings, as opposed to a hub that is away
+                with self._lock:
+                    first = self._once("not configured")
+                self._not_configured = e
+                if first:  # said at once, not after WARN_AFTER: waiting will not make a setting appear
                     note(f"log() has nowhere to send: {e.detail}. Messages wait in the queue "
                          f"(up to {self.max_queue}) until then.")
                 raise
-            self._unconfigured = False
+            except DiscoveryError:  # a Hub or a token exchange that is away: it may come back
+                self._not_configured = None
+                raise
+            self._not_configured = None
             parts = urlsplit(url.rstrip("/"))
-            self._path = parts.path + "/publish"
-            self._netloc, self._https = parts.netloc, parts.scheme == "https"
-        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        self._conn = cls(self._netloc, timeout=TIMEOUT)
+            self._target = Target(parts.netloc, parts.path + "/publish", parts.scheme == "https")
+            self._token = token
+        cls = http.client.HTTPSConnection if self._target.https else http.client.HTTPConnection
+        return cls(self._target.netloc, timeout=TIMEOUT)
 
     def _check_token_file(self) -> None:
         """Pick up a rotated token before the old one expires (not only after a 401)."""
@@ -376,12 +365,12 @@ class Sender:
     def _delivered(self, n: int) -> None:
         for _ in range(n):
             self._pending.popleft()
-        self._cap = min(BATCH_MAX, self._cap * 2)
-        self.sent += n
-        self.reachable = True
-        if self._warned_down:
-            note(f"server reachable again; delivering {self._outstanding - n} queued messages")
-        self._down_since, self._warned_down = None, False
+        with self._lock:
+            self.sent += n
+            self.reachable = True
+            waiting = self._outstanding - n
+        if self._outage.delivered():  # said before `flush()` can return
+            note(f"server reachable again; delivering {waiting} queued messages")
         self._settled(n)
 
     def _settled(self, n: int) -> None:
@@ -390,20 +379,19 @@ class Sender:
             self._idle.notify_all()
 
     def _failed(self, error: str, reached: bool = False) -> None:
-        self.last_error = error
-        self.reachable = reached
-        now = time.monotonic()
-        if self._down_since is None:
-            self._down_since = now
-        elif not self._warned_down and now - self._down_since >= self.warn_after:
-            self._warned_down = True
+        with self._lock:
+            self.last_error = error
+            self.reachable = reached
+            waiting = self._outstanding
+        if self._outage.failed(time.monotonic()):
             note(f"nothing delivered for {self.warn_after:g} s ({error}); log() keeps queueing "
-                 f"({self._outstanding} waiting, up to {self.max_queue})")
+                 f"({waiting} waiting, up to {self.max_queue})")
 
     def _reject(self, error: str) -> None:
-        first = self.rejected == 0
-        self.rejected += 1
-        self.last_error = error
+        with self._lock:
+            first = self.rejected == 0
+            self.rejected += 1
+            self.last_error = error
         if first:
             note(f"message not logged: {error} (further ones are counted in sender_status())")
 
