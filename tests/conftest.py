@@ -36,6 +36,8 @@ PROCESS_FIXTURES = {
 
 
 LONG = os.environ.get("PULSEBOARD_LONG") == "1"
+# The long mode's integrations import torch, Lightning and Transformers, which only it installs.
+collect_ignore = [] if LONG else ["integrations"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

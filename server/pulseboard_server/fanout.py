@@ -42,10 +42,12 @@ def deflate(data: bytes) -> bytes:
     return out[:-4] if out.endswith(_SYNC_TAIL) else out
 
 
-def replay_chunks(msgs: Sequence[Envelope], max_bytes: int) -> Iterator[Sequence[Envelope]]:
-    """Split a replay into frames of at most REPLAY_CHUNK envelopes and about `max_bytes`."""
-    start, size = 0, 0
-    for i, env in enumerate(msgs):
+def replay_chunks(msgs: Sequence[Envelope], max_bytes: int, first: int = 0) -> Iterator[Sequence[Envelope]]:
+    """Split a replay, from index `first` on, into frames of at most REPLAY_CHUNK envelopes and
+    about `max_bytes` (no copy of what comes before: a long replay is read once, not once a chunk)."""
+    start, size = first, 0
+    for i in range(first, len(msgs)):
+        env = msgs[i]
         if i > start and (i - start >= REPLAY_CHUNK or size + len(env.raw) > max_bytes):
             yield msgs[start:i]
             start, size = i, 0

@@ -387,6 +387,9 @@ class Session:
     def pump(self) -> None:
         """Queue replay chunks while there is room; a finished replay releases what was held."""
         chunk_bytes = self.limits.max_buffer // 4
+        # Per call, about one chunk: the transport pumps again after each write, so a long replay
+        # goes out a slice at a time instead of being framed all at once on the event loop.
+        stop_at = self._out_bytes + chunk_bytes
         while self._replays and self.state is State.OPEN:
             ch, msgs, sent = self._replays[0]
             sync = self.syncs.get(ch)
@@ -394,9 +397,9 @@ class Session:
                 del self._replays[0]
                 continue
             if sent < len(msgs):
-                if self.cut is None and not self.has_room():
+                if self.cut is None and (not self.has_room() or self._out_bytes >= stop_at):
                     return
-                chunk = next(replay_chunks(msgs[sent:], chunk_bytes))
+                chunk = next(replay_chunks(msgs, chunk_bytes, sent))
                 self._replays[0] = (ch, msgs, sent + len(chunk))
                 self._data(ch, chunk)
                 continue

@@ -38,9 +38,11 @@ def test_host_channel_shows_a_group_of_charts_by_unit(
     open_widget(page, page_server.url, widget_state(channels=[ch], url=server.url, token=VIEW))
     def grouped() -> list[dict[str, Any]] | None:
         shown: list[dict[str, Any]] = page.evaluate(SERIES)
-        return shown if [c["group"] for c in shown if c["group"]] == GROUPS else None
+        drawn = all(len(c["shown"]) == len(c["series"]) for c in shown if c["group"])  # legends built
+        return shown if [c["group"] for c in shown if c["group"]] == GROUPS and drawn else None
 
-    # One reading for the checks below: the charts are drawn again as samples arrive.
+    # One reading for the checks below, once every chart has drawn its legend: the charts are
+    # built again as fields arrive.
     charts = {c["group"]: c for c in wait_until(grouped, 20, what="one chart per unit, in order")}
     fields = {g: [s.split(":", 1)[1] for s in c["series"]] for g, c in charts.items()}
     assert fields["mem"] == ["mem_percent", "swap_percent"]

@@ -82,9 +82,12 @@ def check_channel(name: object) -> str:
 # --- envelopes ----------------------------------------------------------------
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def dumps(obj: object) -> str:
-    """Compact JSON, the only encoding on the wire."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Compact JSON, the only encoding on the wire (one encoder, not one per call)."""
+    return _ENCODE(obj)
 
 
 @dataclass(frozen=True, slots=True)

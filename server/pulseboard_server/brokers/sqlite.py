@@ -319,15 +319,17 @@ class SqliteBroker(HeldRuns):
         if chan is None:
             return info, []
 
-        def read(conn: sqlite3.Connection) -> tuple[int, int, list[str]]:
+        def read(conn: sqlite3.Connection) -> tuple[int, int, list[Envelope]]:
             top = conn.execute("SELECT top FROM channels WHERE id=?", (chan.id,)).fetchone()
             first = conn.execute("SELECT min(seq) FROM msgs WHERE ch=?", (chan.id,)).fetchone()[0]
             rows = conn.execute(query, (chan.id, *args)).fetchall()
             t = int(top[0]) if top else 0
-            return t, int(first) if first is not None else t + 1, [r for (r,) in rows]
+            # Decoded here, on the reader's thread: a 200,000-message backfill is CPU work that
+            # would otherwise hold the event loop (and every other client) for a good part of a second.
+            return t, int(first) if first is not None else t + 1, envelopes([r for (r,) in rows])
 
-        top, first, raws = await self._read(read)
-        return ChannelInfo(ch, info.epoch, top, first), envelopes(raws)
+        top, first, envs = await self._read(read)
+        return ChannelInfo(ch, info.epoch, top, first), envs
 
     async def _after(self, ch: str, seq: int, limit: int) -> tuple[ChannelInfo, list[Envelope]]:
         return await self._rows(

@@ -40,6 +40,7 @@ from ..session import JSON_FRAMES, Session, State
 from .common import act, admit, authenticate, expiry_delay, new_session, stop_all
 
 log = logging.getLogger("pulseboard.ws")
+FLUSH_BUDGET = 1 << 20  # bytes written in one go before the rest waits its turn on the loop
 TOKEN_WAYS = "Authorization: Bearer, bearer.<jwt> subprotocol or ?token="
 
 
@@ -201,9 +202,12 @@ class WsConnection:
         if self._dead or (self._writing is not None and not self._writing.done()):
             return  # the writer takes what is queued, in order
         if s.state is State.OPEN and self.direct is not None:
-            try:
-                while s.wants_write() and self.direct.writable():
-                    self._write(s.take())
+            budget = FLUSH_BUDGET  # a long replay to a fast socket goes on in the writer task,
+            try:  # a slice at a time, so it never holds the loop for everyone else
+                while s.wants_write() and self.direct.writable() and budget > 0:
+                    items = s.take()
+                    budget -= sum(len(data) for data, _ in items)
+                    self._write(items)
                     s.pump()
             except Exception:  # the peer is gone: the reader sees the disconnect
                 self._dead = True
@@ -237,6 +241,7 @@ class WsConnection:
                         await self.ws.send_text(data.decode())
                     self._count(items)
                 s.pump()
+                await asyncio.sleep(0)  # let the loop serve others between slices of a long replay
             if s.state is not State.OPEN and s.close_reason is not None:
                 self._dead = True  # nothing more is written
                 with contextlib.suppress(Exception):
