@@ -25,6 +25,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   injectStyles(el.ownerDocument);
   let live: LiveChart | null = null;
   let still: Chart | null = null;
+  let echoing = false; // saveView is writing this view's own change to the traits
   let timer: ReturnType<typeof setInterval> | null = null;
   let channelsChanged = false; // set by a change of `channels`, read by the next start()
   // The token arrives in a message from the kernel; a client that gave up without one starts over.
@@ -52,7 +53,16 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
     },
     // What a person sets in the browser goes back to the Python traits (and into saved notebooks,
     // snapshots and reports: docs/reports.md).
-    onView: (v: ViewState) => saveView(model, v),
+    onView: (v: ViewState) => {
+      // This view's own change, written back: not a change from Python to apply (with a group
+      // of charts, as for a host channel, each would restart the others, round and round).
+      echoing = true;
+      try {
+        saveView(model, v);
+      } finally {
+        echoing = false;
+      }
+    },
     colorBy: (model.get("color_by") as string | null) || null,
   });
   const shown = (): Chart | null => live?.chart ?? still;
@@ -138,6 +148,7 @@ function render({ model, el }: { model: Model; el: HTMLElement }): () => void {
   for (const n of names) model.on(`change:${n}`, restart);
   // The view traits, set from Python (or echoed back from this view): applied in place.
   const applyView = () => {
+    if (echoing) return;
     const c = shown();
     if (!c) return;
     const want = options();
