@@ -28,6 +28,14 @@ LAB_SETTINGS = {
 }
 
 
+class JupyterApiError(RuntimeError):
+    """A 5xx from Jupyter's own REST API; the message ends with its log."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class JupyterLabProcess:
     """`jupyter lab` on a free port with a token, serving `root_dir`; logs to a file.
 
@@ -104,7 +112,7 @@ class JupyterLabProcess:
                 raise
             # A 5xx from Jupyter itself: its log says why (the error alone does not).
             log = self.output()[-4000:]
-            raise RuntimeError(f"GET /api/{path}: HTTP {e.code}; JupyterLab's log ends:\n{log}") from e
+            raise JupyterApiError(e.code, f"GET /api/{path}: HTTP {e.code}; JupyterLab's log ends:\n{log}") from e
 
     def shutdown_kernels(self) -> None:
         """Shut every kernel down (`DELETE /api/kernels/<id>`), so the next notebook starts alone."""
@@ -144,10 +152,8 @@ def kernel_idle(jlab: JupyterLabProcess) -> bool:
     machine) means "not yet", like an empty list."""
     try:
         return any(k["execution_state"] == "idle" for k in jlab.api("kernels"))
-    except urllib.error.HTTPError as e:
-        if e.code >= 500:
-            return False
-        raise
+    except JupyterApiError:  # a 5xx while the kernel starts: not yet
+        return False
 
 
 def run_all(page: Any, jlab: JupyterLabProcess, notebook: str) -> None:
