@@ -228,7 +228,7 @@ def test_widget_time_labels_true_to_the_data(page: Any, server: ServerProcess, p
         page.keyboard.press("+")
     wait_until(lambda: hook(page, "range()")["zoomed"], what="the zoom")
     wait_drawn(page)
-    assert any("." in t for t, _ in ticks(page)["x"]), ticks(page)["x"]
+    wait_until(lambda: any("." in t for t, _ in ticks(page)["x"]), 30, what="sub-second x labels after the zoom")
     check_x_at_peak(page, color, 31.5, value=seconds)
 
 

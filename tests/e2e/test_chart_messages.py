@@ -56,7 +56,8 @@ def test_a_channel_with_no_data_names_readable_ones_like_it_then_goes_live(
     assert said == "no data yet on train.rn1; readable channels like it: train.run1"
     publish(server.url, steps("train.rn1", 3))
     wait_until(lambda: not message(page), timeout=30, what="the message to go when data comes")
-    assert page.locator(".pulseboard-chart").get_attribute("data-points") not in (None, "0")
+    wait_until(lambda: page.locator(".pulseboard-chart").get_attribute("data-points") not in (None, "0"),
+               timeout=30, what="the points to be counted on the chart")
 
 
 def test_a_missing_field_says_which_fields_exist(page: Any, page_server: PageServer, server: ServerProcess) -> None:
