@@ -23,10 +23,11 @@ from sec_support import Canary, scan_log
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from harness.fuzz import fuzz_settings
+from harness.fuzz import FUZZ_TIMEOUT, fuzz_settings
 from harness.servers import ServerProcess
 from harness.tokens import SECRET, token
 
+pytestmark = FUZZ_TIMEOUT
 FUZZ = fuzz_settings(25, 600)
 USED: list[str] = []
 
