@@ -214,6 +214,22 @@ def test_a_message_of_many_small_values_does_not_stall_the_loop(server: ServerPr
     reader.close()
 
 
+def test_a_flood_of_ops_does_not_stall_the_loop(server: ServerProcess) -> None:
+    """Before: ops that arrived together were all taken in one step of the connection's task
+    (taking one from the queue doesn't yield), so one read of the socket (up to 256 KiB: 13,000
+    tiny ops) was answered in one go while every other client waited (the long fuzzing's
+    subscribe/unsubscribe floods; the watchdog fails the test). Now one op per step."""
+    c = WireClient(server)
+    c.recv_op("welcome")
+    n = 20_000
+    for _ in range(n):
+        c.proto.send_text(b'{"op":"ping"}')
+    c.flush()  # in one write
+    for _ in range(n):
+        c.recv_op("pong")
+    c.close()
+
+
 # --- history kept by bytes (memory:// and redis://; the store: --max-store-bytes) --------------
 
 PAD = "x" * 20_000
