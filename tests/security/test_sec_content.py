@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sec_support import scan_log
 
 from harness.servers import Feed, RedisProcess, ServerProcess, until
 from harness.tokens import auth, token
@@ -212,6 +213,7 @@ def test_a_message_of_many_small_values_does_not_stall_the_loop(server: ServerPr
     got, _ = reader.recv_envelopes(1)
     assert got[0]["ch"] == "fz.many" and len(got[0]["data"]["k"]) == 340_000
     reader.close()
+    scan_log(server, [])
 
 
 def test_a_flood_of_ops_does_not_stall_the_loop(server: ServerProcess) -> None:
@@ -228,6 +230,7 @@ def test_a_flood_of_ops_does_not_stall_the_loop(server: ServerProcess) -> None:
     for _ in range(n):
         c.recv_op("pong")
     c.close()
+    scan_log(server, [])
 
 
 # --- history kept by bytes (memory:// and redis://; the store: --max-store-bytes) --------------
