@@ -527,3 +527,25 @@ async def test_resume_frames_stored_rows_and_reads_equal_envelopes(tmp_path: Pat
         await again.close()
     assert rep.recovered and [e.raw for e in rep.msgs] == [e.raw for e in envs[1000:]]
     assert list(rep.msgs) == envs[1000:] and [e.data for e in rep.msgs] == [e.data for e in envs[1000:]]
+
+
+async def test_history_range_after_trimming_picks_like_the_kept_rows(tmp_path: Path) -> None:
+    """With `--history N` the head block is cut by the trim: it is read from its rows, the
+    blocks after it from summaries and columns, and trimmed blocks' columns go with them."""
+    broker = open_broker(f"sqlite://{tmp_path / 's.db'}", 1000, retention=1e12)
+    await broker.start(Feed().on_message, Feed().on_reset)
+    try:
+        envs = []
+        for n in range(6):
+            envs += await broker.publish_many(
+                [("t", {"v": (i * 31) % 97, "n": n}, 10.0 + i * 0.25, None) for i in range(n * 500, n * 500 + 500)]
+            )
+        for t0, t1, points in [(None, None, 40), (None, envs[-300].ts, 24), (envs[2200].ts, None, 16)]:
+            info, got, _ = await broker.history_range("t", t0, t1, points)
+            kept = envs[info.first - 1 :]
+            assert info.first > 1 and [e.raw for e in got] == [e.raw for e in pick(kept, t0, t1, points)[0]]
+    finally:
+        await broker.close()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        first = db.execute("SELECT min(seq) FROM msgs").fetchone()[0]
+        assert db.execute("SELECT min(k) FROM cols").fetchone()[0] == (first - 1) // 64

@@ -63,9 +63,13 @@ def read_range(
     # The blocks not wholly inside [lo, hi] that may hold rows in it (the range's edges, a partly
     # trimmed head), found in SQL rather than by walking every block; with columns they are
     # answered from those, else from their rows, like the unfinished last block.
-    edge = [k for (k,) in conn.execute(
-        "SELECT k FROM blocks WHERE ch=? AND NOT (k*?+1>=? AND ((t_min>=? AND t_max<=?) OR t_max<? OR t_min>?))",
-        (ch_id, BLOCK, first, lo, hi, lo, hi))]
+    if t0 is None and t1 is None:  # [lo, hi] spans every stored row: only a partly trimmed head
+        head = (first + BLOCK - 2) // BLOCK  # the blocks with k*BLOCK+1 < first: k < head
+        edge = [k for (k,) in conn.execute("SELECT k FROM blocks WHERE ch=? AND k<?", (ch_id, head))]
+    else:
+        edge = [k for (k,) in conn.execute(
+            "SELECT k FROM blocks WHERE ch=? AND NOT (k*?+1>=? AND ((t_min>=? AND t_max<=?) OR t_max<? OR t_min>?))",
+            (ch_id, BLOCK, first, lo, hi, lo, hi))]
     last_k = conn.execute("SELECT max(k) FROM blocks WHERE ch=?", (ch_id,)).fetchone()[0]
     edge_cols = _columns(conn, ch_id, [k for k in edge if k * BLOCK + 1 >= first])
     spans = [(k * BLOCK + 1, (k + 1) * BLOCK) for k in edge if k not in edge_cols]
@@ -168,7 +172,7 @@ def _columns(conn: sqlite3.Connection, ch_id: int, ks: list[int]) -> dict[int, C
 def _summaries(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> list[Summary]:
     rows = conn.execute(query, args).fetchall()
     stats = json.loads("[" + ",".join(st for *_, st in rows) + "]")  # one call: much faster than one per row
-    return [(k, a, b, flat(st)) for (k, a, b, _), st in zip(rows, stats, strict=True)]
+    return [(k, a, b, st if isinstance(st, list) else flat(st)) for (k, a, b, _), st in zip(rows, stats, strict=True)]
 
 
 FIELDS = f", json_each({VALID_RAW}, '$.data') j"  # with "j.type IN ('integer', 'real')" below

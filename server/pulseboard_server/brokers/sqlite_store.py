@@ -15,6 +15,8 @@ killed; an OS crash may lose the last commits, see `Store.open`):
     cols(ch, k, data)                per finished block: its rows' ts and numeric values, packed
                                      (sqlite_cols.py), so a block cut by a bucket edge is answered
                                      without decoding its rows; blocks from before it have none
+                                     (a rowid table: ~1.7 KB rows would overflow a WITHOUT ROWID
+                                     table's pages and take ~3x the room)
     tombs(name, epoch)               deleted channels: the epoch their next publish starts
     runs(project, name, rec)         run records (rec = the record's JSON)
 
@@ -55,8 +57,7 @@ CREATE TABLE IF NOT EXISTS blocks(ch INTEGER NOT NULL, k INTEGER NOT NULL, t_min
   t_max REAL NOT NULL, stats TEXT NOT NULL, PRIMARY KEY(ch, k)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks2(ch INTEGER NOT NULL, k INTEGER NOT NULL, t_min REAL NOT NULL,
   t_max REAL NOT NULL, stats TEXT NOT NULL, PRIMARY KEY(ch, k)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS cols(ch INTEGER NOT NULL, k INTEGER NOT NULL, data BLOB NOT NULL,
-  PRIMARY KEY(ch, k)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cols(ch INTEGER NOT NULL, k INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(ch, k));
 CREATE TABLE IF NOT EXISTS tombs(name TEXT PRIMARY KEY, epoch TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs(project TEXT NOT NULL, name TEXT NOT NULL, rec TEXT NOT NULL,
   PRIMARY KEY(project, name));
@@ -434,7 +435,6 @@ class Store:
                 c.execute("DELETE FROM blocks WHERE ch=? AND (k+1)*?<?", (ch_id, BLOCK, first))
                 c.execute("DELETE FROM blocks2 WHERE ch=? AND (k+1)*?<?", (ch_id, SPAN2, first))
                 c.execute("DELETE FROM cols WHERE ch=? AND (k+1)*?<?", (ch_id, BLOCK, first))
-            c.execute("DELETE FROM cols WHERE ch=? AND (k+1)*?<?", (ch_id, BLOCK, first))
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
