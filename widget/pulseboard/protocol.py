@@ -155,7 +155,7 @@ def check_data(data: object) -> dict[str, Any]:
     Text that UTF-8 can't carry (a lone surrogate) anywhere in it is refused."""
     if not isinstance(data, dict):
         raise bad_request("'data' must be a JSON object")
-    if _plain_numbers(data):  # the usual metrics: checked in C, without a Python step per field
+    if plain_numbers(data):  # the usual metrics: checked in C, without a Python step per field
         return dict(data)
     return _finite(data, 0, "'data'")  # type: ignore[no-any-return]
 
@@ -163,7 +163,22 @@ def check_data(data: object) -> dict[str, Any]:
 _NUMBERS = frozenset({int, float})
 
 
-def _plain_numbers(data: dict[Any, Any]) -> bool:
+def plain_numbers_all(datas: list[Any]) -> bool:
+    """True when every item of `datas` is a dict that `plain_numbers` takes, checked for the
+    whole list at once (a publish body of 2,000 metrics in a few C passes). False says nothing."""
+    if not all(type(d) is dict for d in datas):
+        return False
+    values = [v for d in datas for v in d.values()]
+    try:
+        if not set(map(type, values)) <= _NUMBERS or not math.isfinite(math.fsum(values)):
+            return False
+        keys = "".join([k for d in datas for k in d])
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return _UNENCODABLE.search(keys) is None
+
+
+def plain_numbers(data: dict[Any, Any]) -> bool:
     """True when `data` is flat, every value an int or a finite float and every key encodable
     text: then `_finite` would return it unchanged. False says nothing (`_finite` decides)."""
     try:
