@@ -1,8 +1,10 @@
-// The browser client: a state machine choosing WebSocket, then SSE, then long-poll, with exact
-// resume; one small adapter per transport in transports/.
-// Independent of the chart: the widget and the dashboard both use it. The pure
-// bookkeeping (positions, dedupe, gaps, cursors, backoff) lives in sync.ts.
+// The browser client: sockets, timers and frames, driven by two pure cores. fallback.ts decides
+// which transport to open and when (WebSocket, then SSE, then long-poll, then the kernel relay);
+// sync.ts keeps positions, dedupe, gaps and cursors for exact resume. One small adapter per
+// transport in transports/. Independent of the chart: the widget and the dashboard both use it.
 
+import { initialState, errorOf, reasonOf, step, transportOf } from "./fallback";
+import type { Action, FallbackConfig, FallbackEvent, FallbackState, Phase, Status, TimerName } from "./fallback";
 import { ChannelPositions, backoffDelay, jwtExp } from "./sync";
 import type { Envelope, Gap, Start } from "./sync";
 import { ExpiredError, FATAL_CLOSE, FatalError, authFailure, expired } from "./transports/common";
@@ -14,9 +16,8 @@ import { openSse } from "./transports/sse";
 import { openWs } from "./transports/ws";
 
 export type { TransportKind } from "./transports/common";
-export type Status = "connecting" | "live" | "reconnecting" | "offline";
-/** Milliseconds without a first message before the client checks whether the server is there. */
-export const REACH_WATCHDOG_MS = 4000;
+export type { Phase, Status } from "./fallback";
+export { REACH_WATCHDOG_MS } from "./fallback";
 export type TokenSource = string | (() => string | Promise<string>);
 
 export interface ClientOptions {
@@ -58,47 +59,34 @@ export function baseUrl(url: string): URL {
 }
 
 export class Client implements TransportHost {
-  status: Status = "connecting";
-  transport: TransportKind;
   /** Seconds between a message's `ts` and its arrival, for the latest message. */
   lag: number | null = null;
   /** Messages per second, smoothed. */
   rate = 0;
-  error: string | null = null;
   /** Why it cannot connect while it keeps trying ("cannot reach <url>: <reason>"); null once live. */
   problem: string | null = null;
-  /** A short word shown instead of "connecting" while it waits for something ("token expired"). */
-  reason: string | null = null;
   readonly sync: ChannelPositions;
-  /** Counters, for tests and the status line. */
-  connects = 0;
-  switches = 0;
 
   private opts: Required<Omit<ClientOptions, "onEnvelopes" | "onGap" | "onState" | "kernel">> & ClientOptions;
   private base: URL;
-  private order: TransportKind[];
-  private level = 0;
-  private gen = 0;
-  private probes = 0;
-  private failures = 0;
-  private attempt = 0;
+  private policy: FallbackConfig;
+  private state: FallbackState = initialState();
+  /** Events raised while actions run wait here, so each step sees the state the last one left. */
+  private queue: FallbackEvent[] = [];
+  private stepping = false;
   private conn: Connection | null = null;
   private candidate: Connection | null = null;
-  private retryTimer: ReturnType<typeof setTimeout> | null = null;
-  private upgradeTimer: ReturnType<typeof setInterval> | null = null;
-  private relayTimer: ReturnType<typeof setTimeout> | null = null;
-  /** While relayed, a probe round tries the direct transports best first: the index tried. */
-  private probeStep = -1;
+  /** Bumped whenever the main connection (or the probe) is opened or dropped: a slow open
+   * (waiting for a token or a ticket) that finds it changed closes what it opened. */
+  private mainGen = 0;
+  private probeGen = 0;
+  private timers: Partial<Record<TimerName, ReturnType<typeof setTimeout>>> = {};
   private rateTimer: ReturnType<typeof setInterval> | null = null;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private counted = 0;
   private lastEmit = 0;
-  private tokenWaits = 0;
-  private disposed = false;
-  private everLive = false;
-  private watchdog: ReturnType<typeof setTimeout> | null = null;
-  private onlineHandler = () => this.reconnectNow();
-  private offlineHandler = () => this.goOffline();
+  private onlineHandler = () => this.dispatch({ type: "reconnect" });
+  private offlineHandler = () => this.dispatch({ type: "offline" });
 
   constructor(opts: ClientOptions) {
     this.opts = {
@@ -113,9 +101,17 @@ export class Client implements TransportHost {
     };
     this.base = baseUrl(opts.url);
     // The kernel relay needs a kernel to talk to.
-    this.order = this.opts.transports.filter((k) => k !== "kernel" || this.opts.kernel);
-    if (!this.order.length) this.order = ["ws", "sse", "poll"];
-    this.transport = this.order[0];
+    let order = this.opts.transports.filter((k) => k !== "kernel" || this.opts.kernel);
+    if (!order.length) order = ["ws", "sse", "poll"];
+    this.policy = {
+      order,
+      fallbackAfter: this.opts.fallbackAfter,
+      upgradeInterval: this.opts.upgradeInterval,
+      relayAfter: this.opts.relayAfter,
+      relayProbeInterval: this.opts.relayProbeInterval,
+      refreshableToken: typeof this.opts.token === "function",
+      fatalCodes: [...FATAL_CLOSE],
+    };
     this.sync = new ChannelPositions({ ...opts.channels });
     this.sync.onGap = (gap) => this.opts.onGap?.(gap);
     if (typeof window !== "undefined") {
@@ -127,21 +123,50 @@ export class Client implements TransportHost {
       this.counted = 0;
       this.emit();
     }, 1000);
-    this.connect();
+    this.dispatch({ type: "start" });
+  }
+
+  /** Where the connection is (see fallback.ts). */
+  get phase(): Phase {
+    return this.state.phase;
+  }
+
+  get status(): Status {
+    return this.state.status;
+  }
+
+  get transport(): TransportKind {
+    return transportOf(this.state, this.policy);
+  }
+
+  /** Why it stopped for good (a refused token, a forbidden channel); null while it can go on. */
+  get error(): string | null {
+    return errorOf(this.state);
+  }
+
+  /** A short word shown instead of "connecting" while it waits for something ("token expired"). */
+  get reason(): string | null {
+    return reasonOf(this.state);
+  }
+
+  /** Counters, for tests and the status line. */
+  get connects(): number {
+    return this.state.connects;
+  }
+
+  get switches(): number {
+    return this.state.switches;
+  }
+
+  private get disposed(): boolean {
+    return this.state.phase.kind === "disposed";
   }
 
   /** Close every socket and timer; the client does nothing afterwards. */
   dispose(): void {
-    this.disposed = true;
-    this.conn?.close();
-    this.candidate?.close();
-    this.conn = this.candidate = null;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    if (this.upgradeTimer) clearInterval(this.upgradeTimer);
-    if (this.relayTimer) clearTimeout(this.relayTimer);
+    this.dispatch({ type: "dispose" });
     if (this.rateTimer) clearInterval(this.rateTimer);
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
-    if (this.watchdog) clearTimeout(this.watchdog);
     if (typeof window !== "undefined") {
       window.removeEventListener("online", this.onlineHandler);
       window.removeEventListener("offline", this.offlineHandler);
@@ -173,26 +198,7 @@ export class Client implements TransportHost {
 
   /** Drop the current connection and connect again at once (e.g. the browser is back online). */
   reconnectNow(): void {
-    if (this.disposed || this.error) return;
-    this.attempt = 0;
-    const old = this.conn;
-    this.conn = null;
-    old?.close();
-    this.connect();
-  }
-
-  /** The browser lost its network: drop the (dead) connection and wait for `online`. */
-  private goOffline(): void {
-    if (this.disposed || this.error) return;
-    const old = this.conn;
-    this.conn = null;
-    this.gen += 1;
-    old?.close();
-    this.candidate?.close();
-    this.candidate = null;
-    this.setStatus("offline");
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.connect(), 5000);
+    this.dispatch({ type: "reconnect" });
   }
 
   /** What the status line should add, e.g. "thinning" while the kernel relay downsamples. */
@@ -218,169 +224,175 @@ export class Client implements TransportHost {
     this.opts.onState?.(this);
   }
 
-  private setStatus(status: Status): void {
-    if (this.status !== status) {
-      this.status = status;
-      this.emit();
+  /** Feed one event to the fallback policy and carry out what it says. */
+  private dispatch(ev: FallbackEvent): void {
+    this.queue.push(ev);
+    if (this.stepping) return;
+    this.stepping = true;
+    let changed = false;
+    try {
+      for (let next = this.queue.shift(); next; next = this.queue.shift()) {
+        const [state, actions] = step(this.state, next, this.policy);
+        changed ||= state !== this.state;
+        this.state = state;
+        for (const action of actions) this.run(action);
+      }
+    } finally {
+      this.stepping = false;
+    }
+    if (changed) this.emit();
+  }
+
+  private run(a: Action): void {
+    switch (a.type) {
+      case "open":
+        if (a.probe) {
+          this.probeGen += 1;
+          void this.openProbe(a.transport, this.probeGen);
+        } else {
+          this.mainGen += 1;
+          // No network: try again later; the `online` event reconnects at once.
+          if (typeof navigator !== "undefined" && navigator.onLine === false) this.dispatch({ type: "offline" });
+          else void this.openMain(a.transport, this.mainGen);
+        }
+        return;
+      case "close":
+        if (a.which === "main") {
+          this.mainGen += 1;
+          const old = this.conn;
+          this.conn = null;
+          old?.close();
+        } else {
+          this.probeGen += 1;
+          const old = this.candidate;
+          this.candidate = null;
+          old?.close();
+        }
+        return;
+      case "promote": {
+        this.probeGen += 1;
+        const old = this.conn;
+        this.conn = this.candidate;
+        this.candidate = null;
+        old?.close();
+        return;
+      }
+      case "arm": {
+        this.disarm(a.timer);
+        const fire = () => this.dispatch({ type: "timer", timer: a.timer });
+        const ms = "backoff" in a ? backoffDelay(a.backoff) * 1000 : a.ms;
+        this.timers[a.timer] = a.timer === "upgrade" ? setInterval(fire, ms) : setTimeout(fire, ms);
+        return;
+      }
+      case "disarm":
+        this.disarm(a.timer);
+        return;
+      case "checkReach": {
+        const check = a.check;
+        void this.reachable().then((up) => {
+          if (check !== undefined) this.dispatch({ type: "reach", check, up });
+        });
+        return;
+      }
+      case "checkToken":
+        void this.checkToken();
+        return;
     }
   }
 
-  private fail(message: string): void {
-    this.error = message;
-    this.conn?.close();
-    this.candidate?.close();
-    this.conn = this.candidate = null;
-    this.setStatus("offline");
-    this.emit();
+  private disarm(timer: TimerName): void {
+    const t = this.timers[timer];
+    if (t === undefined) return;
+    // clearTimeout and clearInterval share one pool of ids.
+    clearTimeout(t);
+    clearInterval(t);
+    delete this.timers[timer];
   }
 
-  private connect(): void {
-    if (this.disposed || this.error) return;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-    if (typeof navigator !== "undefined" && navigator.onLine === false) {
-      // No network: try again later; the `online` event reconnects at once.
-      this.setStatus("offline");
-      this.retryTimer = setTimeout(() => this.connect(), 5000);
-      return;
-    }
-    const kind = this.order[this.level];
-    this.transport = kind;
-    this.gen += 1;
-    this.armRelay();
-    this.emit();
-    void this.open(kind, false);
-    // A connection that neither opens nor fails (a host that drops packets) must not leave
-    // "connecting" on screen with no reason: ask whether the server is there at all.
-    if (this.watchdog) clearTimeout(this.watchdog);
-    const gen = this.gen;
-    this.watchdog = setTimeout(() => {
-      if (!this.conn?.gotFirst && gen === this.gen) void this.reachable();
-    }, REACH_WATCHDOG_MS);
+  private hooks(get: () => Connection): ConnectionHooks {
+    return {
+      onFrame: (frame) => this.onFrame(get(), frame),
+      onEnd: (info) => this.onEnd(get(), info),
+    };
   }
 
-  /** Not live on a direct transport within `relayAfter`: fall back to the kernel relay. */
-  private armRelay(): void {
-    const relay = this.order.indexOf("kernel");
-    if (relay <= 0 || this.level === relay || this.relayTimer) return;
-    this.relayTimer = setTimeout(() => {
-      this.relayTimer = null;
-      if (this.disposed || this.error || this.level === relay) return;
-      if (this.conn?.gotFirst && this.status === "live") return;
-      this.level = relay;
-      this.failures = 0;
-      this.attempt = 0;
-      this.switches += 1;
-      this.startUpgrades();
-      const old = this.conn;
-      this.conn = null;
-      old?.close();
-      this.connect();
-    }, this.opts.relayAfter);
-  }
-
-  private async open(kind: TransportKind, probe: boolean): Promise<void> {
-    const gen = this.gen;
-    const stale = () => this.disposed || (probe ? this.candidate !== null : gen !== this.gen);
+  private async openMain(kind: TransportKind, gen: number): Promise<void> {
+    const stale = () => gen !== this.mainGen;
     if (kind === "kernel") {
       // The kernel holds the token and subscribes itself.
-      const conn = openKernel(this, {
-        onFrame: (frame) => this.onFrame(conn, frame),
-        onEnd: (info) => this.onEnd(conn, info),
-      }, this.opts.kernel!);
-      if (stale()) conn.close();
-      else if (probe) this.candidate = conn;
-      else this.conn = conn;
+      const conn: Connection = openKernel(this, this.hooks(() => conn), this.opts.kernel!);
+      this.conn = conn;
       return;
     }
     let token: string;
     try {
       token = await this.token();
     } catch (e) {
-      this.fail(`no token: ${(e as Error).message}`);
+      if (!stale()) this.dispatch({ type: "fatal", error: `no token: ${(e as Error).message}` });
       return;
     }
-    if (!probe && expired(token)) {
-      // Expired (e.g. after a 4001 close): wait a while for the provider to hand out a new one.
-      if (typeof this.opts.token === "function" && this.tokenWaits < 30) {
-        this.tokenWaits += 1;
-        this.reason = "token expired";
-        this.setStatus(this.everLive ? "reconnecting" : "connecting");
-        this.emit();
-        this.retryTimer = setTimeout(() => this.connect(), 2000);
-        return;
-      }
-      this.fail("the token has expired: get a new one (and reload the page)");
+    if (stale()) return;
+    this.dispatch({ type: "token", expired: expired(token) });
+    if (stale() || this.state.phase.kind !== "connecting") return;
+    let conn: Connection;
+    try {
+      conn = await this.openDirect(kind, token, this.hooks(() => conn));
+    } catch (e) {
+      if (stale()) return;
+      if (e instanceof FatalError) this.dispatch({ type: "fatal", error: e.message });
+      // Could not even start (the ticket request failed): a failure to open.
+      else this.dispatch({ type: "ended", ...(e instanceof ExpiredError ? { authExpired: true } : { reason: String(e) }) });
       return;
     }
-    this.tokenWaits = 0;
-    if (this.reason === "token expired") {
-      this.reason = null;
-      this.emit();
+    if (stale()) conn.close();
+    else this.conn = conn;
+  }
+
+  private async openProbe(kind: TransportKind, gen: number): Promise<void> {
+    const stale = () => gen !== this.probeGen;
+    let token: string;
+    try {
+      token = await this.token();
+    } catch (e) {
+      if (!stale()) this.dispatch({ type: "fatal", error: `no token: ${(e as Error).message}` });
+      return;
     }
     if (stale()) return;
     let conn: Connection;
-    const hooks: ConnectionHooks = {
-      onFrame: (frame) => this.onFrame(conn, frame),
-      onEnd: (info) => this.onEnd(conn, info),
-    };
     try {
-      if (kind === "ws") conn = openWs(this, token, hooks, this.opts.pingInterval, this.opts.pongTimeout);
-      else if (kind === "sse") conn = await openSse(this, token, hooks);
-      else conn = openPoll(this, hooks);
+      if (kind === "kernel") throw new Error("the kernel relay is no probe");
+      conn = await this.openDirect(kind, token, this.hooks(() => conn));
     } catch (e) {
       if (stale()) return;
-      if (e instanceof FatalError) {
-        this.fail(e.message);
-        return;
-      }
-      if (probe) return;
-      // Could not even start (the ticket request failed): a failure to open.
-      conn = { kind, gotFirst: false, close() {} };
-      this.conn = conn;
-      this.onEnd(conn, e instanceof ExpiredError ? { authExpired: true } : { reason: String(e) });
+      if (e instanceof FatalError) this.dispatch({ type: "fatal", error: e.message });
+      else this.dispatch({ type: "ended", probe: true });
       return;
     }
-    if (stale()) {
-      conn.close();
-      return;
-    }
-    if (probe) this.candidate = conn;
-    else this.conn = conn;
+    if (stale()) conn.close();
+    else this.candidate = conn;
+  }
+
+  private async openDirect(kind: TransportKind, token: string, hooks: ConnectionHooks): Promise<Connection> {
+    if (kind === "ws") return openWs(this, token, hooks, this.opts.pingInterval, this.opts.pongTimeout);
+    if (kind === "sse") return await openSse(this, token, hooks);
+    return openPoll(this, hooks);
   }
 
   private onFrame(conn: Connection, frame: Frame): void {
     if (this.disposed) return;
     if (conn === this.candidate) {
-      // A better transport works again: switch over; dedupe covers the overlap.
-      this.candidate = null;
-      const old = this.conn;
-      this.conn = conn;
-      old?.close();
-      const from = this.level;
-      this.level = this.order.indexOf(conn.kind);
-      this.transport = conn.kind;
-      this.failures = 0;
-      this.switches += 1;
-      this.probeStep = -1;
-      this.stopUpgrades();
-      if (this.level > 0) this.startUpgrades();
-      if (from !== this.level) this.emit();
-    } else if (conn !== this.conn) {
-      return;
-    }
-    if (!conn.gotFirst) {
+      // A better transport works again: the policy switches over; dedupe covers the overlap.
       conn.gotFirst = true;
       this.problem = null;
-      this.connects += 1;
-      this.attempt = 0;
-      this.failures = 0;
-      this.everLive = true;
-      if (conn.kind !== "kernel" && this.relayTimer) clearTimeout(this.relayTimer);
-      if (conn.kind !== "kernel") this.relayTimer = null;
-      this.setStatus("live");
-      this.emit();
+      this.dispatch({ type: "first", probe: true });
+    } else if (conn !== this.conn) {
+      return;
+    } else if (!conn.gotFirst) {
+      conn.gotFirst = true;
+      this.problem = null;
+      this.dispatch({ type: "first" });
     }
+    if (conn !== this.conn) return;
     if (Array.isArray(frame)) {
       const fresh: Envelope[] = [];
       for (const env of frame as Envelope[]) {
@@ -401,59 +413,19 @@ export class Client implements TransportHost {
     if (op === "welcome" || op === "refreshed") this.scheduleRefresh(Number(frame.exp));
     else if (op === "error") {
       const detail = `${String(frame.code)}: ${String(frame.detail)}`;
-      if (frame.code === "forbidden" && typeof frame.ch === "string") this.fail(detail);
+      if (frame.code === "forbidden" && typeof frame.ch === "string") this.dispatch({ type: "fatal", error: detail });
       else console.warn("pulseboard:", detail);
     }
   }
 
   private onEnd(conn: Connection, info: EndInfo): void {
-    if (this.disposed || this.error) return;
     if (conn === this.candidate) {
       this.candidate = null;
-      // While relayed, a probe round goes on to the next direct transport, best first.
-      if (this.onRelay() && this.probeStep >= 0 && this.probeStep + 1 < this.level) {
-        this.probeStep += 1;
-        void this.open(this.order[this.probeStep], true);
-      }
-      return;
+      this.dispatch({ type: "ended", probe: true });
+    } else if (conn === this.conn) {
+      this.conn = null;
+      this.dispatch({ type: "ended", ...info });
     }
-    if (conn !== this.conn) return;
-    this.conn = null;
-    if (info.fatal) return this.fail(info.fatal);
-    if (info.code !== undefined && FATAL_CLOSE.has(info.code)) {
-      return this.fail(`server closed the connection: ${info.code} ${info.reason ?? ""}`.trim());
-    }
-    this.setStatus(this.everLive ? "reconnecting" : "connecting");
-    if (info.authExpired) {
-      // 4001: the token expired; resume at once with `since` and whatever token we get now.
-      this.connect();
-      return;
-    }
-    const cutEarly = !conn.gotFirst;
-    const gen = this.gen;
-    void this.reachable().then((up) => {
-      if (this.disposed || this.error || this.conn || gen !== this.gen) return;
-      if (cutEarly && up && conn.kind === "ws" && this.failures === 0 && !this.everLive) {
-        // A WebSocket refused before the upgrade looks like any other failure: ask over HTTP why.
-        void this.checkToken();
-      }
-      if (cutEarly && up) {
-        this.failures += 1;
-        if (this.failures >= this.opts.fallbackAfter && this.level < this.order.length - 1) {
-          this.level += 1;
-          this.failures = 0;
-          this.attempt = 0;
-          this.switches += 1;
-          this.startUpgrades();
-          this.connect();
-          return;
-        }
-      }
-      if (!up && !cutEarly) this.attempt = 0;
-      const delay = backoffDelay(this.attempt) * 1000;
-      this.attempt += 1;
-      this.retryTimer = setTimeout(() => this.connect(), delay);
-    });
   }
 
   private async checkToken(): Promise<void> {
@@ -464,7 +436,7 @@ export class Client implements TransportHost {
       });
       if (res.status === 401 || res.status === 403) await authFailure(res, "token check");
     } catch (e) {
-      if (e instanceof FatalError) this.fail(e.message);
+      if (e instanceof FatalError) this.dispatch({ type: "fatal", error: e.message });
       // Anything else (CORS, network) tells us nothing: carry on.
     }
   }
@@ -484,40 +456,11 @@ export class Client implements TransportHost {
     }
     clearTimeout(t);
     const problem = reason && `cannot reach ${this.base.toString()}: ${reason}; retrying`;
-    if (problem !== this.problem && !this.conn?.gotFirst) {
+    if (problem !== this.problem && !this.conn?.gotFirst && !this.disposed) {
       this.problem = problem;
       this.emit();
     }
     return reason === null;
-  }
-
-  private onRelay(): boolean {
-    return this.order[this.level] === "kernel";
-  }
-
-  private startUpgrades(): void {
-    if (this.upgradeTimer) return;
-    const every = this.onRelay() ? this.opts.relayProbeInterval : this.opts.upgradeInterval;
-    this.upgradeTimer = setInterval(() => this.tryUpgrade(), every);
-  }
-
-  private stopUpgrades(): void {
-    if (this.upgradeTimer) clearInterval(this.upgradeTimer);
-    this.upgradeTimer = null;
-  }
-
-  private tryUpgrade(): void {
-    if (this.disposed || this.error || this.level === 0 || this.candidate || !this.conn?.gotFirst) return;
-    if (this.onRelay()) {
-      // A round over the direct transports, best first (the next one when one fails to open).
-      this.probeStep = 0;
-      void this.open(this.order[0], true);
-      return;
-    }
-    // Try the better transports in turn, best first.
-    const kind = this.order[this.probes % this.level];
-    this.probes += 1;
-    void this.open(kind, true);
   }
 
   private scheduleRefresh(exp: number): void {

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pulseboard.client import Client, Gap, backoff_delay
+from pulseboard.client import Client, Gap, backoff_delay, stops_after
 from pulseboard.protocol import Envelope, PulseboardError, Since, decode_cursor, encode_cursor, parse_start
 from pulseboard_server.replay import HistoryWindow, plan_replay
 
@@ -29,6 +29,7 @@ CURSOR = load("cursor")
 BACKOFF = load("backoff")
 REPLAY = load("replay")
 SYNC = load("sync")
+FALLBACK = load("fallback")
 
 
 @pytest.mark.parametrize("case", CURSOR["roundtrip"], ids=lambda c: c["cursor"])
@@ -109,3 +110,17 @@ def test_positions_dedupe_and_gaps(case: dict[str, Any]) -> None:
     assert client.positions == {ch: tuple(p) for ch, p in case["positions"].items()}
     assert client.subscribe_op() == case["subscribe"]
     assert decode_cursor(encode_cursor(client.positions)) == client.positions
+
+
+def closes_in_fallback() -> list[tuple[int, bool]]:
+    """Every close code the browser's fallback vectors end a connection with, and whether it stopped."""
+    return sorted({(step["event"]["code"], step["expect"]["phase"]["kind"] == "failed")
+            for case in FALLBACK["cases"] for step in case["steps"]
+            if step["event"]["type"] == "ended" and "code" in step["event"] and not step["event"].get("authExpired")})
+
+
+@pytest.mark.parametrize(("code", "stopped"), closes_in_fallback(), ids=lambda v: str(v))
+def test_stops_after_the_same_closes_as_the_browser(code: int, stopped: bool) -> None:
+    # The rest of fallback.json (transports, relay, probes) has no Python counterpart: this
+    # client speaks WebSocket only and retries every non-fatal end with backoff.
+    assert stops_after(code) is stopped

@@ -7,7 +7,6 @@ import math
 import os
 import shutil
 import tempfile
-import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import pytest
 
 from harness.browsers import chromium
 from harness.charts import feed, hook
-from harness.jupyter import JupyterLabProcess, voila
+from harness.jupyter import JupyterLabProcess, kernel_idle, voila
 from harness.notebooks import notebook
 from harness.painted import check_labels, labels_cover
 from harness.servers import ServerProcess, wait_until
@@ -56,13 +55,6 @@ def falling_loss_is_labelled_truly(page: Any, server: ServerProcess, where: str)
         feed(server.url, "demo.r", page, loss, range(0, 150), batch=10, check=check)
     finally:
         shot(page, f"chart-truth-item1-{where}-after.png")
-
-
-def kernel_idle(lab: JupyterLabProcess) -> bool:
-    try:
-        return any(k["execution_state"] == "idle" for k in lab.api("kernels"))
-    except urllib.error.HTTPError:  # the kernel list answers 500 while a kernel is starting
-        return False
 
 
 @pytest.fixture

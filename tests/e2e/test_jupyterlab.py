@@ -25,7 +25,7 @@ import pytest
 
 from harness.browsers import chromium
 from harness.hub import ACCESS, HubProcess
-from harness.jupyter import LAB_SETTINGS, JupyterLabProcess, chart_points, chart_seqs, kernel_ready
+from harness.jupyter import LAB_SETTINGS, JupyterLabProcess, chart_points, chart_seqs, kernel_idle, kernel_ready
 from harness.notebooks import notebook
 from harness.servers import ROOT, ServerProcess, wait_until
 from harness.tokens import token
@@ -84,9 +84,7 @@ def test_quickstart_notebook_stays_live_while_the_kernel_sleeps(
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
             # The kernel must be up before Run All, or the run waits on a kernel dialog.
             wait_until(
-                lambda: kernel_ready(
-                    page, lambda: any(k["execution_state"] == "idle" for k in jlab.api("kernels"))
-                ),
+                lambda: kernel_ready(page, lambda: kernel_idle(jlab)),
                 timeout=60, interval=0.2, what="the notebook's kernel to be idle",
             )
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from harness.browsers import chart_state
-from harness.jupyter import JupyterLabProcess
+from harness.jupyter import JupyterLabProcess, kernel_idle
 from harness.notebooks import notebook
 from harness.servers import ServerProcess, free_port, wait_until
 from harness.tokens import token
@@ -79,13 +79,13 @@ def test_livechart_goes_live_through_jupyter_server_proxy_and_saves_no_token(
         page.goto(f"{jlab.url}/lab/tree/proxy.ipynb?token={jlab.token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
 
-        def kernel_idle() -> bool:
+        def ready() -> bool:
             select = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
             if select.count():
                 select.click()
-            return any(k["execution_state"] == "idle" for k in jlab.api("kernels"))
+            return kernel_idle(jlab)
 
-        wait_until(kernel_idle, timeout=60, interval=0.2, what="the notebook's kernel to be idle")
+        wait_until(ready, timeout=60, interval=0.2, what="the notebook's kernel to be idle")
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         state = wait_until(lambda: (s := chart_state(page, HOST))["status"] == "live" and s["points"] >= 2 and s,

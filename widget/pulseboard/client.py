@@ -38,6 +38,13 @@ class Gap:
     reason: str
 
 
+def stops_after(close_code: int | None) -> bool:
+    """True when a close with this code means reconnecting cannot help (closes.json `retry: false`).
+
+    The browser's fallback policy makes the same call (tests/vectors/fallback.json)."""
+    return close_code in FATAL_CLOSE
+
+
 def backoff_delay(attempt: int, base: float = 0.5, cap: float = 20.0) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
     return random.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
@@ -166,7 +173,7 @@ class Client:
                         refresher.cancel()
                         self._connected.clear()
                         self._ws = None
-                    if ws.close_code in FATAL_CLOSE:
+                    if stops_after(ws.close_code):
                         raise SubscribeError(f"server closed the connection ({ws.close_code} {ws.close_reason})")
             except InvalidStatus as e:
                 status = e.response.status_code
