@@ -130,15 +130,21 @@ def check_exact(readers: list[Reader], total: int) -> None:
         assert not r.resets(), (r.transport, r.resets())
 
 
+async def within(readers: list[Reader], pub: Publisher, behind: int, what: str) -> None:
+    """Every reader is at most `behind` messages behind the publisher; on a timeout, each
+    reader's state is printed (count, connects, last failures, how long it has been quiet)."""
+    try:
+        await until(lambda: pub.sent - min(r.count() for r in readers) <= behind, 90, what=what)
+    except TimeoutError:
+        for r in readers:
+            quiet = time.monotonic() - r.last[0]
+            print(r.transport, r.count(), pub.sent, r.connects, r.failures[-3:], f"quiet {quiet:.0f} s", r.last)
+        raise
+
+
 async def pump(pub: Publisher, readers: list[Reader], upto: int) -> None:
     while pub.sent < upto:
-        try:
-            await until(lambda: pub.sent - min(r.count() for r in readers) <= 600, 90, what="readers to keep up")
-        except TimeoutError:
-            for r in readers:
-                quiet = time.monotonic() - r.last[0]
-                print(r.transport, r.count(), pub.sent, r.connects, r.failures[-3:], f"quiet {quiet:.0f} s", r.last)
-            raise
+        await within(readers, pub, 600, "readers to keep up")
         await pub.batch(25)
 
 
@@ -162,7 +168,7 @@ async def test_kill_9_one_node_and_sigterm_another_mid_stream(three: tuple[Nginx
         await pump(pub, readers, 2 * total // 3)
         assert nodes[1].terminate() == 0  # SIGTERM: a graceful exit, clients told 1001 / `close`
         await pump(pub, readers, total)
-        await until(lambda: all(r.count() >= total for r in readers), 90, what="every reader to catch up")
+        await within(readers, pub, 0, "every reader to catch up")
         print(f"nodes: publisher was told {pub.failures}; reader connections "
               f"{ {t: sum(r.connects for r in readers if r.transport == t) for t in ('ws', 'sse', 'poll')} }")
         check_exact(readers, total)
@@ -203,7 +209,7 @@ async def test_redis_paused_and_restarted_under_clients(
         assert told.status_code == 503 and told.json()["error"] == "unavailable", told.text
         redis_aof.start()
         await pump(pub, readers, total)
-        await until(lambda: all(r.count() >= total for r in readers), 90, what="every reader to catch up")
+        await within(readers, pub, 0, "every reader to catch up")
         print(f"redis faults: publisher was told {pub.failures}")
         check_exact(readers, total)
     finally:

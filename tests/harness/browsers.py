@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import http.server
 import itertools
 import json
@@ -96,8 +97,8 @@ class Feeder:
                 for ch in self.channels:
                     try:
                         self.publish(ch)
-                    except (urllib.error.URLError, OSError):
-                        pass
+                    except (OSError, http.client.HTTPException):
+                        pass  # the server is down or went down mid-answer (IncompleteRead): skipped
             self._stop.wait(self.period)
 
     def start(self) -> Feeder:

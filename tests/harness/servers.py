@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import http.client
 import os
 import shutil
 import signal
@@ -16,6 +17,8 @@ import urllib.request
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import psutil
 
 from pulseboard.protocol import Envelope
 from pulseboard_server.watchdog import STALL_MARK
@@ -64,11 +67,16 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.02, what: s
         time.sleep(interval)
 
 
+class PortTaken(RuntimeError):
+    """The server could not bind its port: another process holds it."""
+
+
 class ServerProcess:
     """`pulseboard serve` in a subprocess; output goes to a log file."""
 
     def __init__(self, *args: str, port: int | None = None, env: dict[str, str] | None = None,
                  secret: str | None = SECRET) -> None:
+        self._own_port = port is None  # a port we picked may be taken meanwhile: pick another
         self.port = port or free_port()
         self.args = list(args)
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -85,6 +93,7 @@ class ServerProcess:
         self.log = tempfile.NamedTemporaryFile(prefix="pulseboard-", suffix=".log", delete=False)
         self.proc: subprocess.Popen[bytes] | None = None
         self._stalls_seen = 0
+        self._log_from = 0
         SERVERS.add(self)
 
     def new_stalls(self) -> list[str]:
@@ -114,24 +123,48 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}{self.base}/ws"
 
     def start(self, wait: bool = True) -> ServerProcess:
-        cmd = [*PULSEBOARD, "serve", "--port", str(self.port), "--collect-interval", "0", *self.args]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
-        if wait:
-            self.wait_ready()
+        for attempt in range(3):
+            cmd = [*PULSEBOARD, "serve", "--port", str(self.port), "--collect-interval", "0", *self.args]
+            self._log_from = len(self.output())
+            self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+            if not wait:
+                return self
+            try:
+                self.wait_ready()
+                return self
+            except PortTaken:
+                # Between free_port() and the server's bind another test's process (parallel
+                # workers) took the port: pick another, unless the test chose this one.
+                if not self._own_port or attempt == 2:
+                    raise
+                self.port = free_port()
         return self
 
     def healthy(self) -> bool:
         try:
             with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
                 return bool(r.status == 200)
-        except OSError:
+        except (OSError, http.client.HTTPException):  # down, or went down mid-answer
             return False
+
+    def listening(self) -> bool:
+        """Our process holds the port: a 200 from /healthz alone may come from whoever took it."""
+        if self.proc is None:
+            return True
+        try:
+            conns = psutil.Process(self.proc.pid).net_connections("tcp")
+        except psutil.Error:
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in conns)
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
-            return self.healthy()
+                out = self.output()
+                if " is in use: pick another" in out[self._log_from:]:
+                    raise PortTaken(f"port {self.port} was taken:\n{out[-2000:]}")
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{out}")
+            return self.listening() and self.healthy()
 
         wait_until(ready, timeout, what="server to answer /healthz")
 
