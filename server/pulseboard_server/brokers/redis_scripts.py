@@ -24,6 +24,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Both publish scripts end their trimming so: the stream up to `cut` goes, with its keys,
+# and the channel's byte count becomes `bytes`.
+CUT = """if cut then
+  redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (cut + 1))
+  if bytes < 0 then
+    bytes = 0
+  end
+  redis.call('HSET', KEYS[1], 'bytes', bytes)
+  if KEYS[3] then
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (cut + 1))
+  end
+end
+"""
+
 # Publish one message: numbering, epoch, history and fan-out in one atomic step.
 # KEYS: meta, log, keys. ARGV: candidate epoch, history, envelope prefix, envelope
 # suffix, pub/sub channel, "1" for SPUBLISH, idempotency key ('' or absent = none;
@@ -71,17 +85,7 @@ while n > 1 and (n > maxn or (maxb > 0 and bytes > maxb)) do
   bytes = bytes - #e[2][2]
   n = n - 1
 end
-if cut then
-  redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (cut + 1))
-  if bytes < 0 then
-    bytes = 0
-  end
-  redis.call('HSET', KEYS[1], 'bytes', bytes)
-  if KEYS[3] then
-    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (cut + 1))
-  end
-end
-local payload = epoch .. ' ' .. raw
+""" + CUT + """local payload = epoch .. ' ' .. raw
 if ARGV[6] == '1' then
   redis.call('SPUBLISH', ARGV[5], payload)
 else
@@ -179,15 +183,7 @@ while n > 1 and maxb > 0 and bytes > maxb do
     n = n - 1
   end
 end
-if cut then
-  redis.call('XTRIM', KEYS[2], 'MINID', '0-' .. (cut + 1))
-  if bytes < 0 then
-    bytes = 0
-  end
-  redis.call('HSET', KEYS[1], 'bytes', bytes)
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (cut + 1))
-end
-return out
+""" + CUT + """return out
 """
 
 # Read a channel's position and (part of) its history in one consistent step.
