@@ -81,6 +81,6 @@ def test_deflate_compares_the_three_ways() -> None:
 
 
 @pytest.mark.redis  # starts redis-server
-def test_redis_batch_compares_pipelined_with_one_by_one() -> None:
+def test_redis_batch_compares_batched_with_one_by_one() -> None:
     out = run(str(BENCH / "redis_batch.py"), "--messages", "200", "--batch", "50")
-    assert "publish_each (before)" in out and "publish_many (pipelined)" in out, out
+    assert "publish_each (before)" in out and "publish_many (batched)" in out, out
