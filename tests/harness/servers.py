@@ -38,11 +38,34 @@ def check_stalls(report: bool = True) -> None:
 
 
 
+PORT_BLOCK = 2_500  # ports per test worker, all below the kernel's ephemeral range (32768+)
+_next_port: int | None = None
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port nothing else is likely to take before our process binds it.
+
+    Port 0 would hand out the kernel's ephemeral ports, which every other worker's port-0
+    binds and every outgoing connection draw from too, so two workers could start servers on
+    the same port. Each pytest-xdist worker (gw0, gw1, ...) draws from a block of its own
+    below that range instead; anything else (benches, a plain pytest) from the last block,
+    at an offset from its pid. A port that can't be bound right now is skipped."""
+    global _next_port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    slot = int(worker[2:]) % 8 if worker.startswith("gw") and worker[2:].isdigit() else 8
+    base = 10_000 + slot * PORT_BLOCK
+    if _next_port is None:
+        _next_port = base + (os.getpid() * 97 % PORT_BLOCK if slot == 8 else 0)
+    for _ in range(PORT_BLOCK):
+        port = _next_port
+        _next_port = base + (_next_port + 1 - base) % PORT_BLOCK
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + PORT_BLOCK - 1}")
 
 
 

@@ -128,6 +128,24 @@ def test_a_damaged_record_is_reported_once_and_the_watch_goes_on(
     assert watcher.status().damaged == 1
 
 
+def test_a_record_bigger_than_a_read_and_a_nan_value(server: ServerProcess, watcher: Watcher,
+                                                     tmp_path: Path) -> None:
+    """A text summary bigger than the watcher's largest read (8 MiB before, 1 MiB now) between
+    scalars: read whole, counted, and the steps after it published (the watch used to stop
+    there for good). A NaN value is a gap (null) in its message."""
+    w = writer(tmp_path / "logs" / "r")
+    want = write_steps(w, range(3))
+    w.add_text("notes", "x" * (9 * 1024 * 1024), 3)
+    write_steps(w, range(3, 6), expected=want)
+    w.add_scalar("train/loss", float("nan"), 6)
+    w.add_scalar("train/m0", 1.5, 6)
+    w.close()
+    watcher.start()
+    want[6] = {"train/loss": None, "train/m0": 1.5}  # type: ignore[dict-item]
+    settle(watcher, server.url, "tb.r", want)
+    assert watcher.status().skipped == {"text": 1}
+
+
 def watch_cli(server: ServerProcess, logs: Path, state: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PULSEBOARD_URL=server.url, PULSEBOARD_TOKEN=token())
     return subprocess.Popen([*PULSEBOARD, "watch", str(logs), "--state", str(state), "--poll", "0.05"],

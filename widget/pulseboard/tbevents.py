@@ -22,6 +22,7 @@ import struct
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from math import isfinite
 from typing import Any
 
 try:
@@ -42,6 +43,7 @@ _u32 = struct.Struct("<I").unpack_from
 _header = struct.Struct("<QI").unpack_from  # length, masked CRC of the length
 _parse_event = Event.FromString
 MAX_RECORD = 256 * 1024 * 1024  # a length over this is damage, not a record
+_NEVER = 1 << 62  # no cut ahead
 
 # Summary.Value's `value` oneof, and the plugins whose tensors are not scalars, by the name
 # the counts use.
@@ -101,54 +103,65 @@ def parse(buf: bytes, base: int = 0, cuts: Collection[int] = (), seen: int = 0) 
     out = Parsed([], None, base)
     view = memoryview(buf)
     size = len(buf)
-    pos = 0
     cur: Step | None = None
     steps = out.steps
-    pending_cuts = sorted(c for c in cuts if c > base)
-    cut = pending_cuts.pop(0) if pending_cuts else -1
-    crc, hdr, u32 = _crc, _header, _u32
-    end = base  # offset after the last whole record (or skipped damage)
-    # The loop is the watcher's hot path (one pass per record): the checksums are inlined.
+    # Offsets inside the loop are relative to `buf`; the steps' are made absolute at the end.
+    pending_cuts = sorted(c - base for c in cuts if c > base)
+    cut = pending_cuts.pop(0) if pending_cuts else _NEVER
+    seen -= base
+    crc, hdr, u32, decode = _crc, _header, _u32, _parse_event
+    pos = end = 0  # end: after the last whole record (or skipped damage)
+    # The loop is the watcher's hot path (one pass per record): the checksums are inlined, the
+    # length's own checksum is checked only when the payload's fails or the record would end
+    # past the buffer (a good payload checksum over the span a length gives vouches for that
+    # length), and a summary's values are indexed (iterating a protobuf repeated field costs
+    # as much as decoding the event).
     while pos + 12 <= size:
-        start = base + pos
-        if 0 <= cut <= start:  # a step ended here before: end it here again
+        start = pos
+        if start >= cut:  # a step ended here before: end it here again
             if cur is not None:
                 steps.append(cur)
                 cur = None
-            while 0 <= cut <= start:
-                cut = pending_cuts.pop(0) if pending_cuts else -1
+            while start >= cut:
+                cut = pending_cuts.pop(0) if pending_cuts else _NEVER
         length, check = hdr(buf, pos)
-        x = crc(view[pos:pos + 8])
-        if (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF != check or length > MAX_RECORD:
-            nxt = _resync(buf, view, pos + 1)
-            if start >= seen:
-                out.damaged.append((start, f"bad record header; skipped {nxt - pos} bytes"))
-            pos = nxt
-            end = base + pos
-            continue
         stop = pos + 12 + length
-        if stop + 4 > size:
-            break
-        payload = view[pos + 12:stop]
-        pos = stop + 4
-        end = base + pos
-        x = crc(payload)
-        if (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF != u32(buf, stop)[0]:
+        if stop + 4 <= size:
+            payload = view[pos + 12:stop]
+            x = crc(payload)
+            good = (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF == u32(buf, stop)[0]
+        else:
+            good = False
+        if not good:
+            x = crc(view[pos:pos + 8])
+            if (((x >> 15) | (x << 17)) + 0xA282EAD8) & 0xFFFFFFFF != check or length > MAX_RECORD:
+                nxt = _resync(buf, view, pos + 1)
+                if start >= seen:
+                    out.damaged.append((base + start, f"bad record header; skipped {nxt - pos} bytes"))
+                pos = end = nxt
+                continue
+            if stop + 4 > size:  # still being written, or cut short
+                break
+            pos = end = stop + 4
             if start >= seen:
-                out.damaged.append((start, "bad record checksum; record skipped"))
+                out.damaged.append((base + start, "bad record checksum; record skipped"))
             continue
+        pos = end = stop + 4
         try:
-            event = _parse_event(payload)
+            event = decode(payload)
         except DecodeError:
             if start >= seen:
-                out.damaged.append((start, "not an Event protobuf; record skipped"))
+                out.damaged.append((base + start, "not an Event protobuf; record skipped"))
             continue
-        if event.HasField("summary"):
+        values = event.summary.value
+        n = len(values)
+        if n:
             step = event.step
-            for value in event.summary.value:
-                if value.WhichOneof("value") == "simple_value":
-                    v: float = value.simple_value
-                else:
+            for i in range(n):
+                value = values[i]
+                v: float = value.simple_value
+                # a non-zero simple_value is the oneof's; a zero one may stand for another kind
+                if v == 0.0 and value.WhichOneof("value") != "simple_value":
                     other = _scalar(value, out.skipped if start >= seen else None)
                     if other is None:
                         continue
@@ -161,10 +174,25 @@ def parse(buf: bytes, base: int = 0, cuts: Collection[int] = (), seen: int = 0) 
                 cur.fields[tag] = v
         if cur is not None:
             cur.end = end
-    out.end = end
+    if base:
+        for s in steps:
+            s.start += base
+            s.end += base
+        if cur is not None:
+            cur.start += base
+            cur.end += base
+    out.end = base + end
     out.truncated = pos < size
     out.tail = cur
     return out
+
+
+def record_end(buf: bytes, at: int) -> int:
+    """How long `buf` must be to hold the whole record that starts at `at` (at least its header)."""
+    if len(buf) - at < 12:
+        return at + 12
+    length: int = _u64(buf, at)[0]
+    return at + 16 + min(length, MAX_RECORD)
 
 
 def _resync(buf: bytes, view: memoryview, pos: int) -> int:
@@ -241,5 +269,11 @@ def _escape(part: str) -> str:
 
 
 def message(step: Step) -> dict[str, Any]:
-    """The message for a step: one field per tag, then `step` (which wins over a tag of that name)."""
-    return {**step.fields, "step": step.step}
+    """The message for a step: one field per tag, then `step` (which wins over a tag of that name).
+
+    Plain JSON values as `Sender.log_checked` takes them: a NaN or infinity (a diverged loss)
+    becomes None, a gap in the chart; the tags are UTF-8 the protobuf runtime checked."""
+    fields = step.fields
+    if isfinite(sum(fields.values())):  # one sum in C for the usual all-finite step
+        return {**fields, "step": step.step}
+    return {**{k: v if isfinite(v) else None for k, v in fields.items()}, "step": step.step}

@@ -12,10 +12,11 @@ where a step was ended by waiting for a quiet writer (`cuts`, written before tha
 sent). A restart reads from `done` and ends steps at the same places, so a step sent
 before the restart gets the same key and the server numbers it once.
 
-Bounds: at most `max_read` bytes are read from one file per pass, and reading pauses while
-more than `max_queued` messages wait for the server (nothing is dropped: the sender's queue
-is larger). A file that shrinks or is replaced is read again from its start under a new
-generation (new keys).
+Bounds: at most `max_read` bytes are read from one file per pass (more only to hold one record
+bigger than that), and reading pauses while more than `MAX_QUEUED` messages wait for the server
+(nothing is dropped: the sender's queue is larger). Each read's steps go to the sender as soon
+as they are parsed, so its thread encodes and posts them while the next read is parsed.
+A file that shrinks or is replaced is read again from its start under a new generation (new keys).
 """
 
 from __future__ import annotations
@@ -26,18 +27,18 @@ import json
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from .protocol import PulseboardError
 from .sender import Sender, note
-from .tbevents import message, parse, run_channel
+from .tbevents import Step, message, parse, record_end, run_channel
 
 POLL = 0.2  # seconds between looks at the files
 RESCAN = 1.0  # seconds between walks of the log dir for new runs and files
-MAX_READ = 8 * 1024 * 1024  # bytes read from one file per pass
+MAX_READ = 1024 * 1024  # bytes read from one file per pass (its steps are sent while the next is read)
 MAX_QUEUED = 50_000  # messages waiting for the server before reading pauses
 STALL = 150.0  # seconds a last record may stay cut short before it is reported (writers flush every 120 s)
 
@@ -92,7 +93,7 @@ class Watcher:
     def __init__(self, logdir: str | os.PathLike[str], prefix: str = "tb", url: str | None = None,
                  token: str | None = None, state: str | os.PathLike[str] | None = None, poll: float = POLL,
                  rescan: float = RESCAN, stall: float = STALL, sender: Sender | None = None,
-                 verbose: bool = True) -> None:
+                 verbose: bool = True, max_read: int = MAX_READ) -> None:
         self.logdir = Path(logdir).expanduser().resolve()
         if self.logdir.exists() and not self.logdir.is_dir():
             raise WatchError(f"{logdir} is not a directory")
@@ -103,13 +104,15 @@ class Watcher:
         except PulseboardError as e:
             raise WatchError(f"bad --prefix: {e.detail}") from None
         self.prefix, self.poll, self.rescan, self.stall, self.verbose = prefix, poll, rescan, stall, verbose
+        self.max_read = max_read
         self.sender = sender or Sender(url, token, max_queue=4 * MAX_QUEUED)
         where = url or os.environ.get("PULSEBOARD_URL") or "auto"
         ident = hashlib.sha1(f"{self.logdir}\n{prefix}\n{where.rstrip('/')}".encode()).hexdigest()[:16]
         self.state_path = Path(state) if state is not None else default_state_dir() / f"{ident}.json"
         self._files: dict[str, _File] = {}
         self._saved: dict[str, dict[str, Any]] = {}
-        self._inflight: list[tuple[int, dict[str, int]]] = []  # (logged count, file -> done offset)
+        self._inflight: deque[tuple[int, str, int]] = deque()  # (logged count, file, its done offset then)
+        self._turn = 0
         self._logged = 0
         self._scalars = 0
         self._skipped: Counter[str] = Counter()
@@ -179,25 +182,31 @@ class Watcher:
             self.sender.flush(self.poll)
             return False
         more = False
-        batch: list[tuple[_File, Any, int]] = []  # (file, steps, offset done once they are delivered)
-        for f in sorted(self._files.values(), key=lambda f: f.key):
-            more |= self._read(f, now, batch)
-        if self._dirty:  # cuts first: a restart must end those steps where they were ended now
-            self._save()
-        marks: dict[str, int] = {}
-        log = self.sender.log
-        for f, steps, upto in batch:
-            base = f.key_base
-            for s in steps:
-                log(f.channel, message(s), ts=s.ts, key=base + str(s.start))
-                self._scalars += len(s.fields)
-            self._logged += len(steps)
-            marks[f.key] = upto
-        if marks:
-            self._inflight.append((self._logged, marks))
+        files = sorted(self._files.values(), key=lambda f: f.key)
+        turn = self._turn % len(files) if files else 0
+        self._turn += 1  # each pass starts at the next file: a pass cut short by a full queue starves none
+        for i, f in enumerate(files[turn:] + files[:turn]):
+            if i and self.sender.status().queued > MAX_QUEUED:
+                return True
+            more |= self._read(f, now)
         return more
 
-    def _read(self, f: _File, now: float, batch: list[tuple[_File, Any, int]]) -> bool:
+    def _publish(self, f: _File, steps: list[Step], upto: int) -> None:
+        """Log one read's steps at once (the sender's thread posts them while the next file is
+        parsed) and mark `upto` done once the server has numbered them."""
+        if self._dirty:  # cuts first: a restart must end those steps where they were ended now
+            self._save()
+        log = self.sender.log_checked
+        base = f.key_base
+        scalars = 0
+        for s in steps:
+            log(f.channel, message(s), s.ts, base + str(s.start))
+            scalars += len(s.fields)
+        self._scalars += scalars
+        self._logged += len(steps)
+        self._inflight.append((self._logged, f.key, upto))
+
+    def _read(self, f: _File, now: float) -> bool:
         try:
             st = f.path.stat()
         except FileNotFoundError:
@@ -214,8 +223,17 @@ class Watcher:
             return False
         with open(f.path, "rb") as fh:
             fh.seek(f.pos)
-            buf = fh.read(MAX_READ)
-        p = parse(buf, f.pos, f.cuts, f.seen)
+            buf = fh.read(self.max_read)
+            p = parse(buf, f.pos, f.cuts, f.seen)
+            while p.resume == f.pos and len(buf) >= self.max_read:
+                # A full read that ends no step: a record bigger than a read (a large image), or
+                # one step's records longer than a read. Read on until one ends.
+                need = record_end(buf, p.end - f.pos) if p.truncated else len(buf) + self.max_read
+                got = fh.read(need - len(buf))
+                if not got:
+                    break
+                buf += got
+                p = parse(buf, f.pos, f.cuts, f.seen)
         for off, what in p.damaged:
             self._damaged += 1
             note(f"watch: {f.key} offset {off}: {what}")
@@ -223,9 +241,9 @@ class Watcher:
             if self.verbose and not self._skipped[kind]:
                 note(f"watch: skipping {kind} (only scalars are published; counted in status())")
             self._skipped[kind] += n
+        more = f.pos + len(buf) < st.st_size  # this read stopped short of the end
         f.seen = max(f.seen, p.end)
         steps = p.steps
-        more = len(buf) == MAX_READ
         tail = p.tail
         if tail is not None and not grew and not more:  # the writer is quiet: this step is all there is
             steps.append(tail)
@@ -234,7 +252,7 @@ class Watcher:
             tail = None
         f.pos = tail.start if tail is not None else p.end
         if steps or f.pos > f.done:  # (no steps: skipped records, done once earlier steps are)
-            batch.append((f, steps, f.pos))
+            self._publish(f, steps, f.pos)
         self._stalled(f, p.truncated, now)
         return more
 
@@ -285,13 +303,12 @@ class Watcher:
         settled = self._settled()
         moved = False
         while self._inflight and self._inflight[0][0] <= settled:
-            _, marks = self._inflight.pop(0)
-            for key, upto in marks.items():
-                f = self._files.get(key)
-                if f is not None and upto > f.done:
-                    f.done = upto
-                    f.cuts = [c for c in f.cuts if c > upto]
-                    moved = True
+            _, key, upto = self._inflight.popleft()
+            f = self._files.get(key)
+            if f is not None and upto > f.done:
+                f.done = upto
+                f.cuts = [c for c in f.cuts if c > upto]
+                moved = True
         if moved or self._dirty:
             self._save()
 

@@ -56,7 +56,7 @@ from .base import (
 )
 from .memory import pending_epoch
 from .sqlite_range import read_range
-from .sqlite_store import Item, Readers, Store, envelopes
+from .sqlite_store import STORED, Item, Readers, Store, envelopes, stored
 from .sqlite_writer import Writer
 from .units import default_data_dir
 
@@ -400,21 +400,22 @@ class SqliteBroker(HeldRuns):
             first = conn.execute("SELECT min(seq) FROM msgs WHERE ch=?", (chan.id,)).fetchone()[0]
             rows = conn.execute(query, (chan.id, *args)).fetchall()
             t = int(top[0]) if top else 0
-            # Decoded here, on the reader's thread: a 200,000-message backfill is CPU work that
-            # would otherwise hold the event loop (and every other client) for a good part of a second.
-            return t, int(first) if first is not None else t + 1, envelopes([r for (r,) in rows])
+            # Made here, on the reader's thread, from the row's columns: `raw` is framed as it is
+            # and decoded only if something reads `data` (a resume or a backfill never does).
+            return t, int(first) if first is not None else t + 1, stored(ch, rows)
 
         top, first, envs = await self._read(read)
         return ChannelInfo(ch, info.epoch, top, first), envs
 
     async def _after(self, ch: str, seq: int, limit: int) -> tuple[ChannelInfo, list[Envelope]]:
         return await self._rows(
-            ch, "SELECT raw FROM msgs WHERE ch=? AND seq>? ORDER BY seq LIMIT ?", (seq, limit)
+            ch, f"SELECT {STORED} FROM msgs WHERE ch=? AND seq>? ORDER BY seq LIMIT ?", (seq, limit)
         )
 
     async def _last(self, ch: str, n: int) -> tuple[ChannelInfo, list[Envelope]]:
         return await self._rows(
-            ch, "SELECT raw FROM (SELECT raw, seq FROM msgs WHERE ch=? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+            ch,
+            f"SELECT {STORED} FROM (SELECT seq, ts, raw FROM msgs WHERE ch=? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
             (n,),
         )
 
@@ -440,7 +441,8 @@ class SqliteBroker(HeldRuns):
         if plan.after is None:
             msgs = []
         after = plan.after or 0
-        recovered = plan.recovered and all(m.seq == after + 1 + i for i, m in enumerate(msgs))
+        # Rows come in rising seq order, each seq once: they are gapless when the last is len-1 past the first.
+        recovered = plan.recovered and (not msgs or (msgs[0].seq == after + 1 and msgs[-1].seq == after + len(msgs)))
         return Replay(info, recovered, msgs)  # a damaged row left a gap: not recovered
 
     async def history(self, ch: str, since: int | None, limit: int) -> tuple[ChannelInfo, list[Envelope]]:
@@ -461,7 +463,7 @@ class SqliteBroker(HeldRuns):
             top = int(conn.execute("SELECT top FROM channels WHERE id=?", (chan.id,)).fetchone()[0])
             first = conn.execute("SELECT min(seq) FROM msgs WHERE ch=?", (chan.id,)).fetchone()[0]
             first = int(first) if first is not None else top + 1
-            msgs, down = read_range(conn, chan.id, first, t0, t1, points)
+            msgs, down = read_range(conn, ch, chan.id, first, t0, t1, points)
             return top, first, msgs, down
 
         top, first, msgs, down = await self._read(read)

@@ -12,6 +12,11 @@ killed; an OS crash may lose the last commits, see `Store.open`):
     blocks2(ch, k, t_min, t_max, stats)  the same per FAN blocks (SPAN2 seqs), merged from
                                      theirs, so a long bucket takes few summaries
                                      so a long range is downsampled without reading it
+    cols(ch, k, data)                per finished block: its rows' ts and numeric values, packed
+                                     (sqlite_cols.py), so a block cut by a bucket edge is answered
+                                     without decoding its rows; blocks from before it have none
+                                     (a rowid table: ~1.7 KB rows would overflow a WITHOUT ROWID
+                                     table's pages and take ~3x the room)
     tombs(name, epoch)               deleted channels: the epoch their next publish starts
     runs(project, name, rec)         run records (rec = the record's JSON)
 
@@ -52,6 +57,7 @@ CREATE TABLE IF NOT EXISTS blocks(ch INTEGER NOT NULL, k INTEGER NOT NULL, t_min
   t_max REAL NOT NULL, stats TEXT NOT NULL, PRIMARY KEY(ch, k)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks2(ch INTEGER NOT NULL, k INTEGER NOT NULL, t_min REAL NOT NULL,
   t_max REAL NOT NULL, stats TEXT NOT NULL, PRIMARY KEY(ch, k)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cols(ch INTEGER NOT NULL, k INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY(ch, k));
 CREATE TABLE IF NOT EXISTS tombs(name TEXT PRIMARY KEY, epoch TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs(project TEXT NOT NULL, name TEXT NOT NULL, rec TEXT NOT NULL,
   PRIMARY KEY(project, name));
@@ -118,6 +124,54 @@ def envelopes(raws: list[str]) -> list[Envelope]:
     """Stored envelopes; a damaged row is left out (readers see a gap, never an error)."""
     out = [_envelope(o, r) for o, r in zip(parse_rows(raws), raws, strict=True)]
     return [e for e in out if e is not None]
+
+
+_SLOT = {name: Envelope.__dict__[name].__set__ for name in ("ch", "seq", "ts", "data", "raw")}  # (frozen: set once)
+_set_data = _SLOT["data"]
+
+
+class StoredEnvelope(Envelope):
+    """An envelope read from the store, made from its row's columns without decoding `raw`:
+    `data` is decoded on first use. A replay or a backfill only frames `raw`, so decoding
+    every row (most of a 10,000-message resume) is left to the few readers that look inside."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, ch: str, seq: int, ts: float, raw: str) -> StoredEnvelope:
+        env = object.__new__(cls)
+        _SLOT["ch"](env, ch)
+        _SLOT["seq"](env, seq)
+        _SLOT["ts"](env, ts)
+        _SLOT["raw"](env, raw)
+        return env
+
+    def __getattr__(self, name: str) -> Any:  # reached only while the `data` slot is empty
+        if name != "data":
+            raise AttributeError(name)
+        data = json.loads(self.raw)["data"]  # the row was checked in SQL: an object holding an object
+        _set_data(self, data)
+        return data
+
+    def __eq__(self, other: object) -> bool:  # (a dataclass compares only its own class)
+        if not isinstance(other, Envelope):
+            return NotImplemented
+        return (self.ch, self.seq, self.ts, self.data) == (other.ch, other.seq, other.ts, other.data)
+
+    __hash__ = None  # type: ignore[assignment]  # as Envelope's: data is a dict
+
+
+# Each row's seq, ts, raw, and whether raw is an envelope (valid JSON whose `data` is an
+# object), checked by SQLite without decoding it in Python.
+STORED = "seq, ts, raw, CASE WHEN json_valid(raw) THEN json_type(raw, '$.data') = 'object' END"
+
+
+def stored(ch: str, rows: list[tuple[int, float, str, Any]]) -> list[Envelope]:
+    """Envelopes of `STORED` rows; a damaged row is left out (readers see a gap, never an error)."""
+    out: list[Envelope] = [StoredEnvelope.of(ch, seq, ts, raw) for seq, ts, raw, ok in rows if ok]
+    if len(out) < len(rows):
+        log.warning("store: %d stored row(s) are not valid JSON: read as missing", len(rows) - len(out))
+    return out
 
 
 def flat(st: Any) -> list[list[Any]]:
@@ -236,6 +290,7 @@ class Store:
         c.execute("DELETE FROM msgs WHERE ch=?", (ch_id,))
         c.execute("DELETE FROM blocks WHERE ch=?", (ch_id,))
         c.execute("DELETE FROM blocks2 WHERE ch=?", (ch_id,))
+        c.execute("DELETE FROM cols WHERE ch=?", (ch_id,))
         c.execute("DELETE FROM channels WHERE id=?", (ch_id,))
         c.execute("DELETE FROM tombs WHERE name=?", (name,))
         c.execute("INSERT INTO tombs(name, epoch) VALUES (?, ?)", (name, epoch))
@@ -277,6 +332,7 @@ class Store:
             done = self._summarize(items)
             if done:
                 c.executemany("INSERT OR REPLACE INTO blocks VALUES (?, ?, ?, ?, ?)", done)
+                c.executemany("INSERT OR REPLACE INTO cols VALUES (?, ?, ?)", self._columns(items, done))
                 done2 = self._summarize2(done)
                 if done2:
                     c.executemany("INSERT OR REPLACE INTO blocks2 VALUES (?, ?, ?, ?, ?)", done2)
@@ -305,6 +361,30 @@ class Store:
             stats = [[f, *lo[f], *hi[f]] for f in lo]
             done.append((i.ch_id, k, t_min, t_max, json.dumps(stats, separators=(",", ":"))))
         return done
+
+    def _columns(
+        self, items: list[Item], done: list[tuple[int, int, float, float, str]]
+    ) -> list[tuple[int, int, bytes]]:
+        """The columns (sqlite_cols.py) of the blocks this batch completed: from the batch itself
+        when it holds the whole block (no decoding), else from the stored rows."""
+        from .sqlite_cols import block_rows, encode
+
+        by_ch: dict[int, list[Item]] = {}
+        for i in items:
+            by_ch.setdefault(i.ch_id, []).append(i)
+        out = []
+        for ch_id, k, *_ in done:
+            got = by_ch[ch_id]
+            end = (k + 1) * BLOCK
+            p = end - got[0].env.seq  # a channel's items come in rising seq order, without holes
+            if BLOCK - 1 <= p < len(got) and got[p].env.seq == end and got[p - BLOCK + 1].env.seq == end - BLOCK + 1:
+                rows: list[tuple[float, Any]] = [(i.env.ts, i.env.data) for i in got[p - BLOCK + 1 : p + 1]]
+            else:
+                rows = block_rows(self.conn, ch_id, k)
+            data = encode(rows)
+            if data is not None:
+                out.append((ch_id, k, data))
+        return out
 
     def _summarize2(self, done: list[tuple[int, int, float, float, str]]) -> list[tuple[int, int, float, float, str]]:
         """Level-2 summaries of the level-2 blocks whose last block is in `done`."""
@@ -338,6 +418,7 @@ class Store:
             c.execute("DELETE FROM msgs WHERE ch=? AND seq<?", (ch_id, first))
             c.execute("DELETE FROM blocks WHERE ch=? AND (k+1)*?<?", (ch_id, BLOCK, first))
             c.execute("DELETE FROM blocks2 WHERE ch=? AND (k+1)*?<?", (ch_id, SPAN2, first))
+            c.execute("DELETE FROM cols WHERE ch=? AND (k+1)*?<?", (ch_id, BLOCK, first))
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
@@ -353,6 +434,7 @@ class Store:
                 c.execute("DELETE FROM msgs WHERE ch=? AND seq<?", (ch_id, first))
                 c.execute("DELETE FROM blocks WHERE ch=? AND (k+1)*?<?", (ch_id, BLOCK, first))
                 c.execute("DELETE FROM blocks2 WHERE ch=? AND (k+1)*?<?", (ch_id, SPAN2, first))
+                c.execute("DELETE FROM cols WHERE ch=? AND (k+1)*?<?", (ch_id, BLOCK, first))
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
@@ -419,6 +501,21 @@ class Readers:
 
 
 __all__ = [
-    "BLOCK", "FAN", "SPAN2", "VALID_RAW", "Item", "Loaded", "Readers", "Store", "StoreError", "boot_id", "envelopes",
-    "flat", "merge_stats", "parse_rows",
+    "BLOCK",
+    "FAN",
+    "SPAN2",
+    "STORED",
+    "VALID_RAW",
+    "Item",
+    "Loaded",
+    "Readers",
+    "Store",
+    "StoreError",
+    "StoredEnvelope",
+    "boot_id",
+    "envelopes",
+    "flat",
+    "merge_stats",
+    "parse_rows",
+    "stored",
 ]

@@ -33,7 +33,7 @@ from websockets.protocol import State as WsState
 from pulseboard.closes import INTERNAL, Close
 from pulseboard.protocol import HTTP_STATUS, SUBPROTOCOL, PulseboardError
 
-from ..fanout import DEFLATE_MIN, DEFLATE_WINDOW_BITS, FrameCache, Part, deflate
+from ..fanout import DEFLATE_MIN, DEFLATE_WINDOW_BITS, PER_CLIENT_LEVEL, FrameCache, Part, deflate
 from ..limits import LimitError
 from ..node import Node
 from ..session import JSON_FRAMES, Session, State
@@ -107,7 +107,7 @@ def text_frame(data: bytes, compress: bool, cache: FrameCache | None = None) -> 
     the client negotiated deflate and the frame is worth it (RSV1 marks it compressed)."""
     first = 0x81
     if compress and len(data) >= DEFLATE_MIN:
-        data = cache.deflated(data) if cache is not None else deflate(data)
+        data = cache.deflated(data) if cache is not None else deflate(data, PER_CLIENT_LEVEL)
         first = 0xC1
     n = len(data)
     if n < 126:
