@@ -31,7 +31,7 @@ from pulseboard.protocol import (
 from .brokers.base import PublishItem, history_cap
 from .brokers.downsample import MAX_POINTS, MIN_POINTS
 from .grants import Grants
-from .limits import LimitError, loads
+from .limits import PARSE_ON_LOOP, LimitError, loads
 from .node import Node
 from .transports import common as transport_common
 
@@ -61,6 +61,17 @@ async def authenticate(request: Request, allow_ticket: bool = False) -> Grants:
 
 async def read_json(request: Request) -> Any:
     """The request body as JSON: bounded in size (413), depth and time (408); else 400."""
+    return await parse_json(await read_body(request))
+
+
+async def parse_json(body: bytes) -> Any:
+    if len(body) > PARSE_ON_LOOP:  # parsing a big body is CPU work: off the event loop
+        return await asyncio.to_thread(loads, body)
+    return loads(body)
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, bounded in size (413) and time (408)."""
     settings = node_of(request).settings
     limit = settings.max_message_size
     declared = request.headers.get("content-length")
@@ -80,22 +91,21 @@ async def read_json(request: Request) -> Any:
         raise LimitError(
             BAD_REQUEST, f"body not received within {settings.body_timeout:g} s", status=408
         ) from None
-    if len(body) > PARSE_ON_LOOP:  # parsing a big body is CPU work: off the event loop
-        return await asyncio.to_thread(loads, bytes(body))
-    return loads(bytes(body))
+    return bytes(body)
 
 
 async def publish(request: Request) -> Response:
     grants = await authenticate(request)
-    body = await read_json(request)
+    raw = await read_body(request)
+    body = await parse_json(raw)
     items = body if isinstance(body, list) else [body]
     if not items or not all(isinstance(i, dict) for i in items):
         raise bad_request('body is {"ch": ..., "data": {...}} or a non-empty list of them')
     node = node_of(request)
     node.limits.take_publish(grants.sub, len(items))  # 429 rate_limited + Retry-After: one subject can't flood the node
     # Checking every field of a big body is CPU work too: off the loop, so one publisher's
-    # 10,000-message body doesn't hold up everyone else's frames.
-    if len(items) > CHECK_ON_LOOP:
+    # 10,000-message body (or one message of 150,000 small lists) doesn't hold up everyone else's frames.
+    if len(items) > CHECK_ON_LOOP or len(raw) > PARSE_ON_LOOP:
         checked = await asyncio.to_thread(check_items, grants, items, time.time())
     else:
         checked = check_items(grants, items, time.time())
@@ -103,7 +113,6 @@ async def publish(request: Request) -> Response:
     return JSONResponse({"seqs": [e.seq for e in envs]})
 
 
-PARSE_ON_LOOP = 64 * 1024  # body bytes parsed on the event loop; a bigger body on a worker thread
 CHECK_ON_LOOP = 200  # items of a body checked on the event loop; more on a worker thread
 
 

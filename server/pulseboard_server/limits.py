@@ -87,6 +87,10 @@ def json_depth(text: str | bytes) -> int:
     return deepest
 
 
+# client JSON (an HTTP body, a WebSocket frame) parsed on the event loop; a bigger one on a worker thread
+PARSE_ON_LOOP = 64 * 1024
+
+
 def check_json_depth(text: str | bytes) -> None:
     """Raise 400 when `text` nests deeper than `MAX_JSON_DEPTH` (before anything parses it)."""
     if json_depth(text) > MAX_JSON_DEPTH:

@@ -45,7 +45,7 @@ from pulseboard.protocol import (
 from .fanout import FrameCache, Part, live_parts, replay_chunks
 from .grants import Grants
 from .limits import check_json_depth
-from .ops import Publish, Refresh, Subscribe, Unsubscribe, decode_client_frame
+from .ops import ClientOp, Publish, Refresh, Subscribe, Unsubscribe, decode_client_frame
 from .replay import ChannelSync
 
 log = logging.getLogger("pulseboard.session")
@@ -281,19 +281,14 @@ class Session:
 
     # --- client ops (WebSocket) -----------------------------------------------------
 
-    def receive(self, text: str | None, now: float) -> list[Action]:
-        """One client frame at time `now`: what to do next (the answer to simple ops is queued here)."""
+    def receive(self, text: str | None, now: float, read: ReadFrame | None = None) -> list[Action]:
+        """One client frame at time `now`: what to do next (the answer to simple ops is queued here).
+        `read` is `read_frame(text, ...)` when the transport already ran it (off the event loop)."""
         if self.state is not State.OPEN:
             return []
-        try:
-            if text is None:
-                raise bad_request("binary frames are not supported: send JSON text")
-            if len(text) > self.limits.max_message_size:
-                raise PulseboardError(TOO_LARGE, f"frame over the {self.limits.max_message_size}-byte limit")
-            check_json_depth(text)  # deep nesting is a 400, not a RecursionError
-            op = decode_client_frame(text)
-        except PulseboardError as e:
-            self.violation(e, **op_id(text))
+        op, op_ids = read if read is not None else read_frame(text, self.limits.max_message_size)
+        if isinstance(op, PulseboardError):
+            self.violation(op, **op_ids)
             return []
         self.violations = 0
         if isinstance(op, Subscribe):
@@ -463,6 +458,23 @@ class Session:
             self.close(TOKEN_EXPIRED)
             return True
         return False
+
+
+ReadFrame = tuple["ClientOp | PulseboardError", dict[str, Any]]  # the op or its refusal, and the refused op's `id`
+
+
+def read_frame(text: str | None, max_size: int) -> ReadFrame:
+    """One client frame decoded and checked, with no session state: a transport may run it on a
+    worker thread (a big frame is CPU work: parsing, the depth scan, checking every value)."""
+    try:
+        if text is None:
+            raise bad_request("binary frames are not supported: send JSON text")
+        if len(text) > max_size:
+            raise PulseboardError(TOO_LARGE, f"frame over the {max_size}-byte limit")
+        check_json_depth(text)  # deep nesting is a 400, not a RecursionError
+        return decode_client_frame(text), {}
+    except PulseboardError as e:
+        return e, op_id(text)
 
 
 def op_id(text: str | None) -> dict[str, Any]:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 LONG = os.environ.get("PULSEBOARD_LONG") == "1"  # the long mode: many more examples
+
+# pytest-timeout's 300 s is for one test; a fuzz test draws all its examples inside one test,
+# and in the long mode 500 of them against a live server take longer than that on 2 busy cores
+FUZZ_TIMEOUT = pytest.mark.timeout(2400 if LONG else 300)
 
 
 def fuzz_settings(short: int, long: int) -> settings:

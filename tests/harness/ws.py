@@ -167,5 +167,36 @@ class WireClient:
         self.proto.send_text(text.encode())
         self.flush()
 
+    def send_whole(self, data: bytes, text: bool = True) -> None:
+        """Send one frame (`data` as is: it need not be UTF-8) and fail if the server cut the
+        connection before taking all of it (a reset, where `send_text` carries on)."""
+        if text:
+            self.proto.send_text(data)
+        else:
+            self.proto.send_binary(data)
+        for chunk in self.proto.data_to_send():
+            try:
+                self.sock.sendall(chunk)
+            except OSError as e:
+                raise AssertionError(f"the server cut the connection while the frame was sent: {e!r}") from None
+
+    def read_close(self, timeout: float = 20.0) -> tuple[int, str]:
+        """Read to the end of the stream: the (code, reason) of the server's close frame, which
+        must come before the server's FIN, and no reset at any point."""
+        self.sock.settimeout(timeout)
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                got = "after" if self.proto.close_rcvd is not None else "before"
+                raise AssertionError(f"the server reset the connection {got} its close frame") from None
+            if not data:
+                break
+            self.proto.receive_data(data)
+            self.proto.events_received()
+            self.flush()  # the client's answering close frame
+        assert self.proto.close_rcvd is not None, "the server closed the connection without a close frame"
+        return self.proto.close_rcvd.code, self.proto.close_rcvd.reason
+
     def close(self) -> None:
         self.sock.close()

@@ -25,10 +25,11 @@ from sec_support import Canary, scan_log
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from harness.fuzz import fuzz_settings
+from harness.fuzz import FUZZ_TIMEOUT, fuzz_settings
 from harness.servers import RedisProcess, ServerProcess
 from harness.tokens import token
 
+pytestmark = FUZZ_TIMEOUT
 FUZZ = fuzz_settings(20, 500)
 USED: list[str] = []
 

@@ -23,10 +23,11 @@ from sec_support import Canary, scan_log
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from harness.fuzz import fuzz_settings
+from harness.fuzz import FUZZ_TIMEOUT, fuzz_settings
 from harness.servers import ServerProcess
 from harness.tokens import SECRET, token
 
+pytestmark = FUZZ_TIMEOUT
 FUZZ = fuzz_settings(25, 600)
 USED: list[str] = []
 
@@ -140,8 +141,8 @@ def test_fuzz_websocket_frames(session: Session, frame: str | bytes) -> None:
 @FUZZ
 @given(raw=st.binary(min_size=1, max_size=100).filter(lambda b: not _utf8(b)))
 def test_fuzz_invalid_utf8_text_frames(session: Session, raw: bytes) -> None:
-    """Closed with 1007. Nothing more is sent after the frame: the server closes the TCP
-    connection right after its close frame, and bytes arriving then would reset it."""
+    """Closed with 1007 (bytes sent after such a frame are read and dropped, never answered
+    with a reset: test_sec_limits.py::test_a_frame_that_ends_the_connection_gets_its_close_frame)."""
     ws = session.get()
     session.ws = None
     ws.send(raw, text=True)

@@ -7,11 +7,12 @@ import socket
 from collections.abc import Callable
 
 import httpx
-from sec_support import scan_log
+import pytest
+from sec_support import Canary, scan_log
 
 from harness.servers import ServerProcess, wait_until
 from harness.tokens import token
-from harness.ws import open_ws, recv_op
+from harness.ws import WireClient, open_ws, publish, recv_op
 from pulseboard_server.config import Settings
 from pulseboard_server.limits import MAX_JSON_DEPTH, Limits
 
@@ -111,3 +112,57 @@ async def test_frame_size(server_factory: Factory) -> None:
         assert (await recv_op(ws, "error"))["code"] == "too_large"
         await ws.send(json.dumps({"op": "ping"}))
         await recv_op(ws, "pong")
+
+
+# Frames that end the connection, the worst the long fuzzing drew: data keys of huge astral
+# text (each character escaped by JSON as a surrogate pair, 12 bytes), lone surrogates, a
+# compressed frame that inflates past the limit, text that isn't UTF-8. Each is followed by
+# more ops, as a client that doesn't wait would send them.
+BIG = 1 << 16  # --max-message-size 1000: frames over max(4 x 1000, 64 KiB) close with 1009
+ASTRAL = json.dumps({"op": "publish", "ch": "fz.a", "data": {"\U0001f600" * 100_000: 1, "\ud83d" * 9: 2}}).encode()
+LONE = json.dumps({"op": "publish", "ch": "fz.a", "data": {"\udc00" * 200_000: 1}}).encode()
+FAILING = [
+    pytest.param(ASTRAL, False, 1009, f"exceeds limit of {BIG} bytes", id="astral-keys"),
+    pytest.param(LONE, False, 1009, f"exceeds limit of {BIG} bytes", id="lone-surrogate-keys"),
+    pytest.param(ASTRAL, True, 1009, f"exceeds limit of {BIG} bytes", id="astral-keys-deflated"),  # ~14 KiB sent
+    pytest.param(b'{"op": "ping", "x": "\xed\xb0\x80"}' + b"x" * 60_000, False, 1007, "", id="not-utf8"),
+]
+
+
+@pytest.mark.parametrize(("frame", "deflate", "code", "reason"), FAILING)
+def test_a_frame_that_ends_the_connection_gets_its_close_frame(server_factory: Factory, frame: bytes, deflate: bool,
+                                                               code: int, reason: str) -> None:
+    """The close frame is on the wire, then the server's FIN: never a reset. The server used to
+    close its socket right after the close frame, with the client's bytes still arriving, and
+    the kernel reset the connection: the client's send failed and a websockets client dropped
+    the connection without reading the close frame (seen once in the long fuzzing)."""
+    srv = server_factory("--max-message-size", "1000")
+    used: list[str] = []
+    canary = Canary(srv, used)  # another connection, subscribed all along
+    c = WireClient(srv, deflate=deflate)
+    c.recv_op("welcome")
+    c.send_whole(frame)  # the server takes the whole frame (and drops it) ...
+    c.send_whole(b'{"op": "ping"}')  # ... and what follows it
+    got, why = c.read_close()
+    assert got == code and reason in why, (got, why)
+    c.close()
+    canary.check()
+    canary.ws.close()
+    scan_log(srv, used)
+
+
+def test_a_frame_over_the_message_limit_leaves_the_connection_and_its_channels(server_factory: Factory) -> None:
+    """Between the message limit and 4x it: an `error` op, and the connection's subscription goes on."""
+    srv = server_factory("--max-message-size", "100000")
+    c = WireClient(srv, deflate=True)
+    c.recv_op("welcome")
+    c.send_text(json.dumps({"op": "subscribe", "ch": {"fz.b": None}}))
+    c.recv_op("subscribed")
+    c.send_text(json.dumps({"op": "publish", "ch": "fz.a", "data": {"\U0001f600" * 20_000: 1}, "id": 1}))
+    err = c.recv_op("error")
+    assert err["code"] == "too_large" and "100000-byte limit" in err["detail"], err
+    publish(srv, "fz.b", 1)
+    got, _ = c.recv_envelopes(1)
+    assert got[0]["ch"] == "fz.b" and got[0]["seq"] == 1
+    c.close()
+    scan_log(srv, [])

@@ -117,7 +117,11 @@ async def act(node: Node, conn: Connection, actions: Sequence[Action]) -> None:
         elif isinstance(a, DoPublish):
             try:
                 node.limits.take_publish(session.grants.sub)  # 429 past the publish rate (no flooding)
-                env = await node.publish(session.grants, a.op.ch, a.op.data, a.op.ts)
+                session.grants.check_publish(a.op.ch)
+                # channel, data and ts were checked with the frame (a big one on a worker thread):
+                # checking `data` again here would put that CPU work back on the event loop
+                ts = time.time() if a.op.ts is None else a.op.ts
+                [env] = await node.publish_many([(a.op.ch, a.op.data, ts, None)])
             except PulseboardError as e:
                 session.published(a.op, e)
             else:

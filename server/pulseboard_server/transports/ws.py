@@ -34,9 +34,9 @@ from pulseboard.closes import INTERNAL, Close
 from pulseboard.protocol import HTTP_STATUS, SUBPROTOCOL, PulseboardError
 
 from ..fanout import DEFLATE_MIN, DEFLATE_WINDOW_BITS, PER_CLIENT_LEVEL, FrameCache, Part, deflate
-from ..limits import LimitError
+from ..limits import PARSE_ON_LOOP, LimitError
 from ..node import Node
-from ..session import JSON_FRAMES, Session, State
+from ..session import JSON_FRAMES, Session, State, read_frame
 from .common import act, admit, authenticate, expiry_delay, new_session, stop_all
 
 log = logging.getLogger("pulseboard.ws")
@@ -90,12 +90,50 @@ DEFLATE_OFFER = ServerPerMessageDeflateFactory(
 
 
 class WsProtocol(WebSocketsSansIOProtocol):  # type: ignore[misc]
-    """uvicorn's `websockets-sansio` protocol, answering a deflate offer without context takeover."""
+    """uvicorn's `websockets-sansio` protocol, answering a deflate offer without context takeover,
+    and failing a connection (a frame over the size limit: 1009, text that isn't UTF-8: 1007,
+    a broken frame: 1002) with a close frame the client gets to read.
+
+    uvicorn writes that close frame and closes the socket at once. A client that is still
+    sending (the rest of an oversize frame, the next op) then has bytes arriving at a closed
+    socket, and the kernel answers them with a reset: the client's write fails, and a client
+    like websockets' (or a browser) drops the connection without reading the close frame
+    waiting for it. Here the server half-closes instead (its close frame, then FIN), reads
+    and drops whatever the client still sends, and closes the socket at the client's EOF,
+    or after `close_timeout` (10 s, as for any close) at the latest (a lingering close;
+    what websockets' own server does after failing a connection)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.conn.available_extensions:  # uvicorn's `ws_per_message_deflate` (on by default)
             self.conn.available_extensions = [DEFLATE_OFFER]
+        self.lingering = False  # failed: the close frame and FIN are sent, the rest is read and dropped
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            self.conn.receive_data(data)  # websockets' parser discards it after `fail`
+            self.conn.events_received()
+            self.conn.data_to_send()  # nothing is written after the close frame and FIN
+            return
+        super().data_received(data)
+
+    def handle_parser_exception(self) -> None:
+        sent = self.conn.close_sent
+        code, reason = (sent.code, sent.reason) if sent is not None else (1006, "")  # 1006: no frame
+        self.lingering = True
+        # A close already sent (uvicorn's own 1007, or ours before the bad frame) stays the one sent;
+        # `fail` then only half-closes and switches the parser to discarding.
+        self.conn.fail(code, reason)
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        if self.read_paused:  # (paused while a message waited for the app)
+            self.read_paused = False
+            self.transport.resume_reading()
+        if self.close_timer is None:
+            self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
 
 
 _H16 = struct.Struct("!BBH").pack
@@ -309,11 +347,20 @@ class WsConnection:
             if msg["type"] == "websocket.disconnect":
                 return
             exp = s.grants.exp
-            actions = s.receive(msg.get("text"), time.time())
+            text = msg.get("text")
+            # a big frame is CPU work (parsing, checking every value: a 750 KB frame of small lists
+            # took 0.3 s): off the event loop, as a big HTTP body is; frames are still taken in order
+            read = (await asyncio.to_thread(read_frame, text, s.limits.max_message_size)
+                    if text is not None and len(text) > PARSE_ON_LOOP else None)
+            actions = s.receive(text, time.time(), read)
             self.flush()
             await act(self.node, self, actions)
             if s.grants.exp != exp:
                 self._arm_expiry()
+            # frames that came in together are all queued already, and taking one from the queue
+            # doesn't yield: without this, a burst read in one go (256 KiB: 13,000 tiny ops) ran
+            # as one step that held the loop, and every other client, for over 200 ms
+            await asyncio.sleep(0)
 
 
 __all__ = ["WsProtocol", "text_frame", "websocket_endpoint"]
