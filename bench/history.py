@@ -6,7 +6,9 @@
 2. `history_range(points=2000)` over N stored messages of one channel;
 3. `pulseboard serve` start to answering /healthz with M stored messages;
 4. exact resume of 10,000 missed messages after a restart (`replay` with since+epoch
-   on a broker opened anew on the same file).
+   on a broker opened anew on the same file);
+5. (`big`) `POST publish` of ten ~1 MB bodies: the CPU the server's event loop spends on
+   each (what other clients wait for), next to the whole server's.
 
 Each in-process figure is printed next to the same figure end to end, as a user gets it
 from `pulseboard serve` on the same store: `POST publish` in bodies of 2,000 (HTTP),
@@ -112,12 +114,37 @@ async def post_load(total: int, batch: int = 2000, flying: int = 4) -> float:
         srv.stop()
 
 
+def cpu_seconds(stat: str) -> float:
+    """User + system CPU seconds from a /proc .../stat file (a process's, or one thread's)."""
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def big_bodies(n: int = 10, size: int = 1_000_000) -> tuple[float, float, int]:
+    """`POST publish` of `n` bodies of about `size` bytes, one after another: the server's
+    event-loop CPU per body, the whole server's, and the messages in each."""
+    srv = ServerProcess(*KEEP).start()
+    auth = {"Authorization": f"Bearer {token()}", "Content-Type": "application/json"}
+    per = size // (len(json.dumps({"ch": "big.0", "data": {"loss": 0.123456789, "step": 123456}})) + 2)
+    body = json.dumps([{"ch": "big.0", "data": {"loss": 0.123456789, "step": 100000 + i}} for i in range(per)])
+    try:
+        assert srv.proc is not None
+        loop = f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/stat"
+        with httpx.Client(base_url=srv.url, timeout=120) as http:
+            http.post("/publish", content=body, headers=auth).raise_for_status()  # the channel exists
+            loop0, all0 = cpu_seconds(loop), cpu_of(srv)
+            for _ in range(n):
+                http.post("/publish", content=body, headers=auth).raise_for_status()
+            return (cpu_seconds(loop) - loop0) / n, (cpu_of(srv) - all0) / n, per
+    finally:
+        srv.stop()
+
+
 def cpu_of(srv: ServerProcess) -> float:
     """CPU seconds the server process has used (user + system): on a shared machine a figure
     next to the wall time that the other engineers' load doesn't inflate."""
     assert srv.proc is not None
-    fields = Path(f"/proc/{srv.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(f"/proc/{srv.proc.pid}/stat")
 
 
 def serve(data_dir: Path) -> ServerProcess:
@@ -258,7 +285,7 @@ async def resume_time(path: Path, missed: int = 10_000) -> tuple[float, float, f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", default=os.environ.get("PULSEBOARD_LONG") == "1")
-    ap.add_argument("--only", default="publish,range,start,resume", help="comma-separated parts to run")
+    ap.add_argument("--only", default="publish,big,range,start,resume", help="comma-separated parts to run")
     args = ap.parse_args()
     parts = set(args.only.split(","))
     load = 300_000 if args.full else 50_000
@@ -284,6 +311,10 @@ def main() -> None:
         rate = asyncio.run(post_load(n_post))
         print(f"  end to end: POST publish, {n_post:,} msgs in bodies of 2,000 into `pulseboard serve` "
               f"(default store): {rate:>10,.0f} msgs/s (target >= 100,000)")
+    if "big" in parts:
+        loop_s, all_s, per = big_bodies()
+        print(f"  one body of ~1 MB ({per:,} msgs): server event-loop CPU {loop_s * 1000:.1f} ms per body "
+              f"(the whole server {all_s * 1000:.1f} ms); the loop watchdog of the tests flags 200 ms")
     if "range" in parts:
         (tmp / "range").mkdir()
         whole, part, got, cpu = asyncio.run(range_query(tmp / "range" / "pulseboard.db", n_range))

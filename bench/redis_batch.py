@@ -1,5 +1,5 @@
-"""Redis `publish_many`: one pipelined round trip per batch, against one round trip per
-message (`publish_each`, how it published before), in the same run, two rounds each.
+"""Redis `publish_many`: one pipelined round trip per batch, one script call per channel of
+it, against one round trip per message (`publish_each`), in the same run, two rounds each.
 
     .venv/bin/python bench/redis_batch.py [--messages 20000] [--batch 2000]
 """
@@ -24,7 +24,7 @@ async def compare(url: str, n: int, batch: int) -> dict[str, list[float]]:
     await broker.start(lambda e: None, lambda c, e, s: None)
     ways: dict[str, Callable[[list[PublishItem]], Awaitable[list[Envelope]]]] = {
         "publish_each (before)": lambda items: publish_each(broker, items),
-        "publish_many (pipelined)": broker.publish_many,
+        "publish_many (batched)": broker.publish_many,
     }
     rates: dict[str, list[float]] = {}
     try:

@@ -25,6 +25,7 @@ from pulseboard.protocol import (
     check_pattern,
     check_ts,
     dumps,
+    plain_numbers_all,
 )
 
 from .brokers.base import PublishItem, history_cap
@@ -119,24 +120,30 @@ def check_items(grants: Grants, items: list[dict[str, Any]], now: float) -> list
     """Every item of a publish body checked (channel, grant, key, data, ts) before any is published."""
     checked: list[PublishItem] = []
     allowed: set[str] = set()  # channels already checked in this body
-    for item in items:
-        ch = check_channel(item.get("ch"))
-        if ch not in allowed:
+    datas: list[Any] = [item.get("data") for item in items]
+    # The usual body (flat metrics) has its data checked for all items at once; otherwise item
+    # by item, so the first item at fault is the one named.
+    plain = len(datas) > 1 and plain_numbers_all(datas)
+    scope = ""
+    for item, data in zip(items, datas, strict=True):
+        ch = item.get("ch")
+        if type(ch) is not str or ch not in allowed:
+            ch = check_channel(ch)
             grants.check_publish(ch)
             allowed.add(ch)
-        key = check_key(item.get("key"))  # idempotency key: a retried message gets its first seq back
-        if key is not None:
-            key = publisher_key(grants.sub, key)
-        checked.append((ch, check_data(item.get("data")), check_ts(item.get("ts"), now), key))
+        key = item.get("key")
+        if key is not None:  # idempotency key: a retried message gets its first seq back
+            scope = scope or publisher_scope(grants.sub)
+            key = f"{scope}:{check_key(key)}"
+        checked.append((ch, dict(data) if plain else check_data(data), check_ts(item.get("ts"), now), key))
     return checked
 
 
-def publisher_key(sub: str, key: str) -> str:
-    """An idempotency key as the broker keeps it: scoped to the publisher (the token's `sub`),
-    so a publisher finds only its own keys and can't probe for another's (their existence and
-    seq would tell it about a channel it may not read)."""
-    scope = hashlib.blake2b(sub.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
-    return f"{scope}:{key}"
+def publisher_scope(sub: str) -> str:
+    """The prefix (`<scope>:<key>`) of an idempotency key as the broker keeps it: scoped to the
+    publisher (the token's `sub`), so a publisher finds only its own keys and can't probe for
+    another's (their existence and seq would tell it about a channel it may not read)."""
+    return hashlib.blake2b(sub.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 

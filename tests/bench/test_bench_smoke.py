@@ -42,7 +42,8 @@ def test_connections_prints_memory_per_connection() -> None:
 
 def test_history_prints_every_figure() -> None:
     out = run(str(BENCH / "history.py"))  # the small mode; --full is the sizes
-    for figure in ("msgs/s", "history_range points=2000", "serve start to /healthz", "exact resume of 10,000"):
+    for figure in ("msgs/s", "one body of ~1 MB", "history_range points=2000", "serve start to /healthz",
+                   "exact resume of 10,000"):
         assert figure in out, out
 
 
@@ -80,6 +81,6 @@ def test_deflate_compares_the_three_ways() -> None:
 
 
 @pytest.mark.redis  # starts redis-server
-def test_redis_batch_compares_pipelined_with_one_by_one() -> None:
+def test_redis_batch_compares_batched_with_one_by_one() -> None:
     out = run(str(BENCH / "redis_batch.py"), "--messages", "200", "--batch", "50")
-    assert "publish_each (before)" in out and "publish_many (pipelined)" in out, out
+    assert "publish_each (before)" in out and "publish_many (batched)" in out, out

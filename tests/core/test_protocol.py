@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -14,8 +15,12 @@ from pulseboard.protocol import (
     Since,
     batch_frame,
     check_channel,
+    check_data,
     decode_cursor,
+    dumps,
     encode_cursor,
+    envelope_head,
+    envelope_tail,
     parse_start,
 )
 from pulseboard_server.grants import Grants, grants_from_claims
@@ -72,6 +77,59 @@ def test_envelope_raw_is_compact_json() -> None:
     assert json.loads(env.raw) == {"ch": "c", "seq": 3, "ts": 1.5, "data": {"x": 1}}
     assert " " not in env.raw
     assert json.loads(batch_frame([env.raw, env.raw])) == [json.loads(env.raw)] * 2
+
+
+STDLIB = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+@pytest.mark.parametrize("value", [
+    "x", "é\u2028\"\\", 1, -0.0, 1e300, 10**30, True, None, [], {}, [1, {"a": [1.0, "ü", None]}],
+    {1: 2, False: 3, None: 4, 1.5: 5}, {"ch": "c", "seq": 3, "ts": 1.5, "data": {"x": [[[]]]}},
+])
+def test_dumps_writes_what_the_stdlib_encoder_writes(value: object) -> None:
+    assert dumps(value) == STDLIB(value)
+
+
+def test_dumps_refuses_what_json_cant_carry() -> None:
+    loop: list[object] = []
+    loop.append(loop)
+    for bad, error in [(float("nan"), ValueError), ({"a": float("inf")}, ValueError), (loop, ValueError),
+                       ({"a": object()}, TypeError), ({(1, 2): 1}, TypeError)]:
+        with pytest.raises(error):
+            dumps(bad)
+
+
+def test_envelope_from_head_and_tail_is_the_same_text() -> None:
+    cases: list[tuple[str, int, float, dict[str, Any]]] = [
+        ("c", 3, 1.5, {"x": 1}), ("a/b:c", 10**9, 1e9, {"é": [1, None], "s": "\u2028"})]
+    for ch, seq, ts, data in cases:
+        made = Envelope.make(ch, seq, ts, data)
+        assert Envelope.numbered(ch, seq, ts, data, envelope_head(ch), envelope_tail(ts, data)) == made
+        assert envelope_head(ch) + str(seq) + envelope_tail(ts, data) == made.raw == STDLIB(
+            {"ch": ch, "seq": seq, "ts": ts, "data": data})
+
+
+@pytest.mark.parametrize("data, checked", [
+    ({"loss": 0.5, "step": 3}, {"loss": 0.5, "step": 3}),  # the flat metrics the quick check takes
+    ({}, {}),
+    ({"loss": float("nan"), "i": 1}, {"loss": None, "i": 1}),  # NaN/inf become null either way
+    ({"a": float("inf"), "b": float("-inf")}, {"a": None, "b": None}),
+    ({"a": 1e308, "b": 1e308}, {"a": 1e308, "b": 1e308}),  # their sum overflows: still kept
+    ({"big": 10**400, "x": 0.5}, {"big": 10**400, "x": 0.5}),
+    ({"ok": True, "n": None, "s": "t"}, {"ok": True, "n": None, "s": "t"}),
+])
+def test_check_data_keeps_numbers_and_nulls_non_finite(data: dict[str, object], checked: dict[str, object]) -> None:
+    out = check_data(data)
+    assert out == checked and out is not data  # a copy: the caller's dict may change later
+
+
+def test_check_data_names_the_field_with_a_lone_surrogate_in_flat_numbers() -> None:
+    with pytest.raises(PulseboardError) as err:
+        check_data({"ok": 1.0, "bad\udc80": 2.0})
+    assert "a 'data' key" in err.value.detail and "U+DC80" in err.value.detail
+    with pytest.raises(PulseboardError) as err:
+        check_data({1: 2.0})  # type: ignore[dict-item]
+    assert "keys must be strings" in err.value.detail
 
 
 def test_history_window_trims_and_slices() -> None:

@@ -240,3 +240,58 @@ async def test_a_foreign_message_on_a_live_channel_is_ignored(
     await broker.publish("f", {"i": 0}, 1.0)
     await feed.wait_for(lambda: feed.seqs("f") == [1])
     assert broker.status() == "ok" and feed.resets == []
+
+
+async def published(url: str, items: list[Any], history: int, max_bytes: int, many: bool) -> Any:
+    """Publish `items` on a fresh prefix in one `publish_many` or one at a time: the answers,
+    each channel's stream, byte count and keys, what subscribers got (per channel), history."""
+    prefix = f"p{uuid.uuid4().hex[:8]}"
+    broker = RedisBroker(f"{url}?prefix={prefix}", history=history, max_channel_bytes=max_bytes)
+    feed = Feed()
+    await broker.start(feed.on_message, feed.on_reset)
+    try:
+        await broker.subscribe("a")
+        await broker.subscribe("b")
+        await broker.publish("b", {"j": 1}, 1.0)  # one channel exists already, one is new
+        if many:
+            envs = await broker.publish_many(items)
+        else:
+            envs = [await broker.publish(ch, data, ts, key) for ch, data, ts, key in items]
+        distinct = 1 + len({(e.ch, e.seq) for e in envs})
+        await until(lambda: len(feed.msgs) == distinct)
+        r = Redis.from_url(url, decode_responses=True)
+        kept: dict[str, Any] = {}
+        for ch in "ab":
+            keys = Keys.of(prefix, ch)
+            stream: Any = await r.xrange(keys.log)
+            kept[ch] = ([m["m"] for _, m in stream], await r.hget(keys.meta, "bytes"),
+                        await r.zrange(keys.keys, 0, -1, withscores=True))
+        await r.aclose()
+        _, a_hist = await broker.history("a", None, 1000)
+        got = {ch: [e.raw for e in feed.msgs if e.ch == ch] for ch in "ab"}  # (in order per channel)
+        return [(e.ch, e.seq, e.raw) for e in envs], kept, got, a_hist
+    finally:
+        await broker.close()
+
+
+@pytest.mark.parametrize("history, max_bytes", [(5, 0), (1000, 400)])
+async def test_publish_many_leaves_what_one_by_one_leaves(
+    redis_server: RedisProcess, history: int, max_bytes: int
+) -> None:
+    """A batch (one script call per channel, trimmed once) answers and keeps exactly what the
+    same messages published one at a time do: seqs, envelopes, kept keys, the stream after the
+    count and byte caps, what subscribers get; a key repeated in the batch answers its first
+    message while the count cap would still hold it, and is numbered anew once it would not."""
+    items: list[Any] = []
+    for i in range(14):
+        items.append(("a", {"i": i, "pad": "x" * (i * 7)}, 1.0 + i, f"k{i % 9}" if history == 5 else f"k{i}"))
+        items.append(("b", {"j": -i}, 2.0 + i, None))
+    items.insert(3, ("a", {"i": 0, "pad": ""}, 1.0, "k0"))  # a retry inside the batch
+    many = await published(redis_server.url, items, history, max_bytes, many=True)
+    assert many == await published(redis_server.url, items, history, max_bytes, many=False)
+    answers: list[tuple[str, int, str]] = many[0]
+    assert answers[3] == answers[0] and answers[5][1] == 3  # the retry answered the first, numbered nothing
+    if history == 5:  # k0..k4 come again once their first messages are out of the history: numbered anew
+        assert [seq for ch, seq, _ in answers if ch == "a"] == [1, 2, 1, *range(3, 15)]
+    else:
+        assert sum(len(m) for m in many[1]["a"][0]) <= 400 < sum(len(raw) for ch, _, raw in answers if ch == "a")

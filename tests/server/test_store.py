@@ -21,7 +21,7 @@ import pytest
 from harness.servers import PULSEBOARD, Feed, ServerProcess, wait_until
 from harness.tokens import token
 from harness.ws import open_ws, publish, recv_envelopes, subscribe
-from pulseboard.protocol import PulseboardError
+from pulseboard.protocol import Envelope, PulseboardError
 from pulseboard_server.brokers import open_broker
 from pulseboard_server.brokers.base import Broker, PublishItem
 from pulseboard_server.brokers.downsample import pick
@@ -366,6 +366,34 @@ async def test_publish_many_keys_answer_the_first_envelope(tmp_path: Path) -> No
         assert retried[0] == envs[1] and retried[1].seq == 4
     finally:
         await broker.close()
+
+
+async def test_big_keyed_batch_after_a_restart_answers_the_stored_envelopes(tmp_path: Path) -> None:
+    """A batch over the size encoded off the loop, its keys looked up in the store together
+    (as `log()` retries one after a restart): kept keys answer their first envelope, byte for
+    byte; new ones are numbered after them, each envelope the text `Envelope.make` gives."""
+    broker, _ = await open_store(tmp_path / "s.db")
+    try:
+        kept = await broker.publish_many([("k", {"i": i, "v": i / 3}, 1.0 + i, f"run-{i}") for i in range(1000)])
+        kept += await broker.publish_many([("k2", {"i": 0}, 1.0, "run-0")])  # the same key, another channel
+    finally:
+        await broker.close()
+    again, feed = await open_store(tmp_path / "s.db")
+    await again.subscribe("k")
+    try:
+        items: list[PublishItem] = [("k", {"i": i, "v": -1.0}, 5.0, f"run-{i}") for i in range(500, 1500)]
+        items += [("k2", {"i": 9}, 5.0, "run-0"), ("k", {"i": 1499}, 6.0, "run-1499"), ("k3", {"s": "é"}, 7.0, "x")]
+        envs = await again.publish_many(items)
+        assert [(e.seq, e.raw) for e in envs[:500]] == [(e.seq, e.raw) for e in kept[500:1000]]
+        assert [e.seq for e in envs[500:1000]] == list(range(1001, 1501))
+        assert envs[1000] == kept[1000] and envs[1001] == envs[999]  # another channel's key; one repeated
+        assert envs[1002].seq == 1 and envs[1002].ch == "k3"
+        for env, (ch, data, ts, _key) in zip(envs[500:1000] + envs[1002:], items[500:1000] + items[1002:],
+                                             strict=True):
+            assert env.raw == Envelope.make(ch, env.seq, ts, data).raw
+        await feed.wait_for(lambda: feed.seqs("k") == list(range(1001, 1501)))  # the new ones, once each
+    finally:
+        await again.close()
 
 
 async def test_publish_many_refused_midway_numbers_nothing(tmp_path: Path) -> None:

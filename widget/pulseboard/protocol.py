@@ -82,12 +82,25 @@ def check_channel(name: object) -> str:
 # --- envelopes ----------------------------------------------------------------
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# The C encoder made once, without the circular-reference table (`JSONEncoder.encode` builds
+# a new C encoder and that table on every call: most of the cost of encoding one envelope).
+# A cycle then ends in RecursionError, which `dumps` reports as the ValueError json raises.
+_MAKE_C_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)  # None without the C accelerator
+_C_ENCODE: Any = (
+    _MAKE_C_ENCODER(None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    if _MAKE_C_ENCODER is not None else None
+)
 
 
 def dumps(obj: object) -> str:
     """Compact JSON, the only encoding on the wire (one encoder, not one per call)."""
-    return _ENCODE(obj)
+    if _C_ENCODE is None:
+        return _ENCODER.encode(obj)
+    try:
+        return "".join(_C_ENCODE(obj, 0))
+    except RecursionError:
+        raise ValueError("Circular reference detected (or nested too deeply to encode)") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +119,12 @@ class Envelope:
         return cls(ch, seq, ts, data, raw)
 
     @classmethod
+    def numbered(cls, ch: str, seq: int, ts: float, data: dict[str, Any], head: str, tail: str) -> Envelope:
+        """`make` from the text around the seq (`envelope_head(ch)`, `envelope_tail(ts, data)`),
+        encoded beforehand: numbering a batch is then a string join per message."""
+        return cls(ch, seq, ts, data, head + str(seq) + tail)
+
+    @classmethod
     def from_raw(cls, raw: str) -> Envelope:
         obj = json.loads(raw)
         return cls(obj["ch"], int(obj["seq"]), float(obj["ts"]), obj["data"], raw)
@@ -121,12 +140,54 @@ class Envelope:
         return cls.make(check_channel(ch), seq, float(ts), check_data(data))
 
 
+def envelope_head(ch: str) -> str:
+    """An envelope's JSON up to its seq (see `Envelope.numbered`)."""
+    return '{"ch":' + dumps(ch) + ',"seq":'
+
+
+def envelope_tail(ts: float, data: dict[str, Any]) -> str:
+    """An envelope's JSON after its seq; ValueError/TypeError for what JSON can't carry."""
+    return ',"ts":' + dumps(ts) + ',"data":' + dumps(data) + "}"
+
+
 def check_data(data: object) -> dict[str, Any]:
     """Return `data` ready to encode; NaN and infinities become null (a gap in a chart).
     Text that UTF-8 can't carry (a lone surrogate) anywhere in it is refused."""
     if not isinstance(data, dict):
         raise bad_request("'data' must be a JSON object")
+    if plain_numbers(data):  # the usual metrics: checked in C, without a Python step per field
+        return dict(data)
     return _finite(data, 0, "'data'")  # type: ignore[no-any-return]
+
+
+_NUMBERS = frozenset({int, float})
+
+
+def plain_numbers_all(datas: list[Any]) -> bool:
+    """True when every item of `datas` is a dict that `plain_numbers` takes, checked for the
+    whole list at once (a publish body of 2,000 metrics in a few C passes). False says nothing."""
+    if not all(type(d) is dict for d in datas):
+        return False
+    values = [v for d in datas for v in d.values()]
+    try:
+        if not set(map(type, values)) <= _NUMBERS or not math.isfinite(math.fsum(values)):
+            return False
+        keys = "".join([k for d in datas for k in d])
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return _UNENCODABLE.search(keys) is None
+
+
+def plain_numbers(data: dict[Any, Any]) -> bool:
+    """True when `data` is flat, every value an int or a finite float and every key encodable
+    text: then `_finite` would return it unchanged. False says nothing (`_finite` decides)."""
+    try:
+        if not set(map(type, data.values())) <= _NUMBERS or not math.isfinite(math.fsum(data.values())):
+            return False  # (a sum that overflows, or NaN/inf, takes the long way, which says which field)
+        keys = "".join(data)  # TypeError: a key that isn't text
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return _UNENCODABLE.search(keys) is None
 
 
 def _finite(value: Any, depth: int, where: str) -> Any:

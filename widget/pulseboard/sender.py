@@ -245,13 +245,15 @@ class Sender:
         with self._lock:
             n = min(len(self._queue), 2 * self._planner.fit() - len(self._pending))
             taken = [self._queue.popleft() for _ in range(n)]
+        last_ch: object = None  # the channel checked last (a loop logs to a few channels, one after another)
         for ch, data, ts, key, checked in taken:
             try:
                 if key is None:
                     key = f"{self._run}-{self._next_key}"
                     self._next_key += 1
-                item: dict[str, Any] = {"ch": check_channel(ch), "data": data if checked else coerce_data(data),
-                                        "ts": ts, "key": key}
+                if ch is not last_ch:
+                    last_ch = check_channel(ch)
+                item: dict[str, Any] = {"ch": ch, "data": data if checked else coerce_data(data), "ts": ts, "key": key}
                 self._pending.append(item)
             except (PulseboardError, ValueError, TypeError) as e:
                 self._reject(f"channel {ch!r}: {getattr(e, 'detail', e)}")

@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from pulseboard.protocol import Envelope, Live, Since, Start, dumps
+from pulseboard.protocol import Envelope, Live, Since, Start, envelope_head, envelope_tail
 
 from ..replay import plan_replay
 from . import redis_runs
@@ -48,7 +48,7 @@ from .redis_fanout import Delivery
 from .redis_link import Link
 from .redis_range import ChannelGuard, redis_range
 from .redis_retention import cap_loop, sweep_loop
-from .redis_scripts import PUBLISH, READ, Keys
+from .redis_scripts import PUBLISH, PUBLISH_MANY, READ, Keys
 
 log = logging.getLogger("pulseboard.redis")
 
@@ -110,6 +110,7 @@ class RedisBroker:
         self._options = options
         self._client: Any = None
         self._publish: Any = None
+        self._publish_many: Any = None
         self._read_script: Any = None
         self.delivery = Delivery(self.prefix, self.cluster, self._read, self._link_state)
         self._cmd_ok = False
@@ -158,6 +159,7 @@ class RedisBroker:
             await self._aclose_client()
             raise
         self._publish = self._client.register_script(PUBLISH)
+        self._publish_many = self._client.register_script(PUBLISH_MANY)
         self._read_script = self._client.register_script(READ)
         self._cmd_ok = True
         self.delivery.client = self._client
@@ -276,8 +278,7 @@ class RedisBroker:
                       key: str | None) -> tuple[list[str], list[Any], str, str]:
         """The publish script's keys and arguments, and the envelope's text around its seq."""
         keys = Keys.of(self.prefix, ch)
-        head = '{"ch":' + dumps(ch) + ',"seq":'
-        tail = ',"ts":' + dumps(ts) + ',"data":' + dumps(data) + "}"
+        head, tail = envelope_head(ch), envelope_tail(ts, data)
         args = [self._pending_epoch(ch), self._history, head, tail, keys.live, "1" if self.cluster else "0", key or "",
                 self._max_channel_bytes]
         return [keys.meta, keys.log, keys.keys], args, head, tail
@@ -288,14 +289,18 @@ class RedisBroker:
         if len(out) == 4:  # the key was numbered before: that message, not a new one
             return Envelope.from_raw(str(out[3]))
         _epoch, seq, created = out
-        if self._max_history_bytes:
-            self._published_bytes += len(head) + len(tail) + 8
-            if self._published_bytes * 8 >= self._max_history_bytes:
-                self._published_bytes = 0
-                self._cap_wake.set()
+        self._count_bytes(len(head) + len(tail) + 8)
         if created or int(seq) == 1:  # seq 1 without `created`: the first publish after a delete
             await self._register(ch)
         return Envelope(ch, int(seq), ts, data, head + str(seq) + tail)
+
+    def _count_bytes(self, n: int) -> None:
+        """Bytes published since the total history size was last checked (--max-history-bytes)."""
+        if self._max_history_bytes:
+            self._published_bytes += n
+            if self._published_bytes * 8 >= self._max_history_bytes:
+                self._published_bytes = 0
+                self._cap_wake.set()
 
     def _pending_epoch(self, ch: str) -> str:
         return self._guard.pending_epoch(ch)
@@ -384,17 +389,38 @@ class RedisBroker:
             raise BrokerUnavailable("broker not started")
         for ch in dict.fromkeys(item[0] for item in items):
             await self._check_new_channel(ch)
+        runs: dict[str, list[int]] = {}  # each channel's items (their places in the batch), in order
+        for i, item in enumerate(items):
+            runs.setdefault(item[0], []).append(i)
+        tails = [envelope_tail(ts, data) for _ch, data, ts, _key in items]
         pipe = self._client.pipeline(transaction=False)
-        calls = []
-        for ch, data, ts, key in items:
-            keys, args, head, tail = self._publish_call(ch, data, ts, key)
-            await self._publish(keys=keys, args=args, client=pipe)  # queued, not sent
-            calls.append((ch, data, ts, head, tail))
+        heads = {}
+        for ch, places in runs.items():
+            keys = Keys.of(self.prefix, ch)
+            heads[ch] = head = envelope_head(ch)
+            args: list[Any] = [self._pending_epoch(ch), self._history, head, keys.live, "1" if self.cluster else "0",
+                               self._max_channel_bytes]
+            for i in places:
+                args += (tails[i], items[i][3] or "")
+            await self._publish_many(keys=[keys.meta, keys.log, keys.keys], args=args, client=pipe)  # queued
         try:
             outs = await pipe.execute()
         except (RedisError, OSError) as e:
             raise self._unavailable(e) from None
-        return [await self._published(*call, out) for call, out in zip(calls, outs, strict=True)]
+        envs: list[Envelope | None] = [None] * len(items)
+        for (ch, places), out in zip(runs.items(), outs, strict=True):
+            head, created, numbered = heads[ch], int(out[1]), False
+            for i, r in zip(places, out[2:], strict=True):
+                if isinstance(r, int):
+                    _ch, data, ts, _key = items[i]
+                    envs[i] = Envelope(ch, r, ts, data, head + str(r) + tails[i])
+                    self._count_bytes(len(head) + len(tails[i]) + 8)
+                    numbered = numbered or r == 1
+                else:  # the key was numbered before: that message
+                    envs[i] = Envelope.from_raw(str(r))
+            if created or numbered:  # seq 1 without `created`: the first publish after a delete
+                await self._register(ch)
+        return [e for e in envs if e is not None]
 
     async def claim_once(self, key: str, ttl: float) -> bool:
         try:

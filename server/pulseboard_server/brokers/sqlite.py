@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pulseboard.protocol import TOO_LARGE, Backfill, Envelope, Live, PulseboardError, Start
+from pulseboard.protocol import (
+    TOO_LARGE,
+    Backfill,
+    Envelope,
+    Live,
+    PulseboardError,
+    Start,
+    envelope_head,
+    envelope_tail,
+)
 
 from ..replay import plan_replay
 from .base import (
@@ -55,6 +64,7 @@ log = logging.getLogger("pulseboard.store")
 
 MAX_REPLAY = 100_000  # messages one (re)subscription replays at most (more missing: recovered false)
 MAX_PENDING = 200_000  # messages numbered but not yet written before publishes get 503 (+ one publish_many batch)
+ENCODE_ON_LOOP = 200  # messages of one publish_many encoded on the event loop; more on a worker thread
 
 
 @dataclass(slots=True)
@@ -152,7 +162,7 @@ class SqliteBroker(HeldRuns):
 
     async def publish(self, ch: str, data: dict[str, Any], ts: float, key: str | None = None) -> Envelope:
         writer = self._ready()
-        env, fut, item = self._number(writer, ch, data, ts, key)
+        env, fut, item = self._number(writer, ch, data, ts, key, envelope_head(ch), envelope_tail(ts, data))
         if item is not None:
             fut = writer.put(item)
             if key is not None:
@@ -163,6 +173,14 @@ class SqliteBroker(HeldRuns):
 
     async def publish_many(self, items: list[PublishItem]) -> list[Envelope]:
         """Number `items` together and wait for the ONE commit that keeps them all."""
+        self._ready()
+        # Encoding every envelope (all but its seq) is most of the CPU of a batch: a big one is
+        # encoded on a worker thread, so the loop only joins each seq in (other clients' frames
+        # don't wait for a 1 MiB body). Nothing is numbered yet: an error here changes nothing.
+        if len(items) > ENCODE_ON_LOOP:
+            tails = await asyncio.to_thread(_tails, items)
+        else:
+            tails = _tails(items)
         writer = self._ready()
         if writer.backlog() > MAX_PENDING:  # so the backlog stays under MAX_PENDING + one batch
             raise BrokerUnavailable("store is behind: try again shortly")
@@ -170,9 +188,31 @@ class SqliteBroker(HeldRuns):
         new: list[Item] = []
         waits: list[asyncio.Future[None]] = []
         fresh: list[tuple[int, str, Envelope]] = []
+        heads: dict[str, str] = {}
+        stored = self._stored_keys(items)
         try:
-            for ch, data, ts, key in items:
-                env, fut, item = self._number(None, ch, data, ts, key)
+            for (ch, data, ts, key), tail in zip(items, tails, strict=True):
+                head = heads.get(ch)
+                if head is None:
+                    head = heads[ch] = envelope_head(ch)
+                chan = self._chans.get(ch)
+                if chan is not None:  # the usual message: `_number` in line (its checks are for new channels)
+                    if key is not None:
+                        done = self._known_key(chan, key, stored)
+                        if done is not None:
+                            out.append(done[0])
+                            if done[1] is not None:
+                                waits.append(done[1])
+                            continue
+                    chan.top = seq = chan.top + 1
+                    env = Envelope(ch, seq, ts, data, head + str(seq) + tail)
+                    out.append(env)
+                    new.append(Item(chan.id, env, key))
+                    if key is not None:  # a repeat later in this batch answers this envelope
+                        self._keys[(chan.id, key)] = (env, None)
+                        fresh.append((chan.id, key, env))
+                    continue
+                env, fut, item = self._number(None, ch, data, ts, key, head, tail, stored)
                 out.append(env)
                 if item is not None:
                     new.append(item)
@@ -202,21 +242,23 @@ class SqliteBroker(HeldRuns):
         return writer
 
     def _number(
-        self, writer: Writer | None, ch: str, data: dict[str, Any], ts: float, key: str | None
+        self, writer: Writer | None, ch: str, data: dict[str, Any], ts: float, key: str | None,
+        head: str, tail: str, stored: dict[tuple[int, str], Envelope] | None = None,
     ) -> tuple[Envelope, asyncio.Future[None] | None, Item | None]:
         """(loop, no await) Number one message: (envelope, future to await, item to write).
         A key seen before gives that message's envelope and no item. `writer`: check its
-        backlog (None: the caller did, for a whole batch)."""
+        backlog (None: the caller did, for a whole batch). `head`/`tail`: the envelope's text
+        around its seq. `stored`: the batch's keys already in the store (`_stored_keys`)."""
         chan = self._chans.get(ch)
         if key is not None and chan is not None:
-            done = self._known_key(chan, key)
+            done = self._known_key(chan, key, stored)
             if done is not None:
                 return done[0], done[1], None
         if writer is not None and writer.backlog() > MAX_PENDING:
             raise BrokerUnavailable("store is behind: try again shortly")
         if chan is None and len(self._chans) >= self._max_channels:
             raise PulseboardError(TOO_LARGE, f"channel limit ({self._max_channels}) reached")
-        env = Envelope.make(ch, (chan.top if chan is not None else 0) + 1, ts, data)  # may raise: nothing changed
+        env = Envelope.numbered(ch, (chan.top if chan is not None else 0) + 1, ts, data, head, tail)
         new: tuple[str, str] | None = None
         if chan is None:
             chan = self._chans[ch] = _Chan(self._next_id, self._tombs.pop(ch) or pending_epoch(self._salt, ch), 0, 0, 1)
@@ -241,10 +283,44 @@ class SqliteBroker(HeldRuns):
                 del self._chans[item.env.ch]
                 del self._by_id[item.ch_id]
 
-    def _known_key(self, chan: _Chan, key: str) -> tuple[Envelope, asyncio.Future[None] | None] | None:
+    def _stored_keys(self, items: list[PublishItem]) -> dict[tuple[int, str], Envelope]:
+        """(loop, no await: no publish can number or commit a key in between) The stored
+        messages of the batch's keys, by (channel id, key), looked up in one query per channel
+        instead of one per key (`log()` keys every message)."""
+        want: dict[int, list[str]] = {}
+        for ch, _data, _ts, key in items:
+            if key is None:
+                continue
+            chan = self._chans.get(ch)
+            if chan is not None and (chan.id, key) not in self._keys:
+                want.setdefault(chan.id, []).append(key)
+        found: dict[tuple[int, str], Envelope] = {}
+        if not want:
+            return found
+        assert self._readers is not None
+        conn = self._readers.conn()
+        for ch_id, keys in want.items():
+            rows = conn.execute(  # INDEXED BY: see `_known_key`
+                "SELECT key, raw FROM msgs INDEXED BY msgs_key WHERE ch=? AND key IN (SELECT value FROM json_each(?))",
+                (ch_id, json.dumps(keys)),
+            ).fetchall()
+            envs = envelopes([raw for _, raw in rows])  # a damaged row: as if the key were new
+            by_raw = {e.raw: e for e in envs}
+            for key, raw in rows:
+                env = by_raw.get(raw)
+                if env is not None:
+                    found[(ch_id, key)] = env
+        return found
+
+    def _known_key(
+        self, chan: _Chan, key: str, stored: dict[tuple[int, str], Envelope] | None = None
+    ) -> tuple[Envelope, asyncio.Future[None] | None] | None:
         pending = self._keys.get((chan.id, key))
         if pending is not None:
             return pending
+        if stored is not None:  # looked up for the whole batch
+            env = stored.get((chan.id, key))
+            return (env, None) if env is not None else None
         assert self._readers is not None
         row = self._readers.conn().execute(
             # INDEXED BY: the planner otherwise walks the channel by its primary key (a keyed batch
@@ -434,6 +510,11 @@ class SqliteBroker(HeldRuns):
             return False
         await writer.job(lambda c: c.execute("DELETE FROM runs WHERE project=? AND name=?", (project, name)))
         return self._runs.delete(project, name)
+
+
+def _tails(items: list[PublishItem]) -> list[str]:
+    """Each item's envelope text after its seq (`envelope_tail`)."""
+    return [envelope_tail(ts, data) for _ch, data, ts, _key in items]
 
 
 __all__ = ["SqliteBroker", "store_path"]
