@@ -4,6 +4,7 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import settings
 
 from harness.browsers import PageServer
 from harness.servers import RedisProcess, ServerProcess, check_stalls
@@ -36,6 +37,10 @@ PROCESS_FIXTURES = {
 
 
 LONG = os.environ.get("PULSEBOARD_LONG") == "1"
+# Property tests: no per-example time limit (a loaded CI machine is not a bug; speed lives in
+# bench/), and the same examples every CI run (a failure reproduces); the long mode draws anew.
+settings.register_profile("pulseboard", deadline=None, derandomize=not LONG, database=None)
+settings.load_profile("pulseboard")
 # The long mode's integrations import torch, Lightning and Transformers, which only it installs.
 collect_ignore = [] if LONG else ["integrations"]
 
