@@ -328,7 +328,10 @@ export class Client implements TransportHost {
     try {
       token = await this.token();
     } catch (e) {
-      if (!stale()) this.dispatch({ type: "fatal", error: `no token: ${(e as Error).message}` });
+      // No token to be had fails every way in, even if the relay timer moved on meanwhile: the
+      // kernel relay needs the same kernel that did not answer (its word says so, and a token
+      // arriving later starts the chart again).
+      if (this.state.phase.kind !== "disposed") this.dispatch({ type: "fatal", error: `no token: ${(e as Error).message}` });
       return;
     }
     if (stale()) return;
