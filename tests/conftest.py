@@ -29,6 +29,8 @@ FOLDER_MARKS = {
     "install": "install",
     "docs": "jupyter",
 }
+# Kinds of test file by how long one takes, slowest first (see pytest_collection_modifyitems).
+SLOW_FIRST = ("install", "hub", "jupyter", "faults", "browser", "bench", "redis", "process")
 # Fixtures that start processes: a test using one is not in-process.
 PROCESS_FIXTURES = {
     "server", "server_factory", "redis_server", "redis_factory", "redis_proc", "module_servers", "page_server",
@@ -60,6 +62,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(mark)
         if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker("process")
+    # The slowest kinds of file first: the parallel run (`--dist loadfile` hands out files in
+    # this order) then ends on short files instead of waiting on one worker's Hub or install.
+    first_index: dict[object, int] = {}
+    rank: dict[object, int] = {}
+    for i, item in enumerate(items):
+        first_index.setdefault(item.path, i)
+        here = min((n for n, mark in enumerate(SLOW_FIRST) if item.get_closest_marker(mark)), default=len(SLOW_FIRST))
+        rank[item.path] = min(rank.get(item.path, here), here)
+    order = {id(item): (rank[item.path], first_index[item.path], i) for i, item in enumerate(items)}
+    items.sort(key=lambda item: order[id(item)])
 
 
 @pytest.fixture

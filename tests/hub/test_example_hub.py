@@ -1,7 +1,7 @@
 """examples/jupyterhub_config.py in a real JupyterHub, users in headless chromium.
 
 One Hub for the module (DummyAuthenticator, local spawner, configurable-http-proxy), run
-with PULSEBOARD_HUB_TTL=90 so that exchanged tokens expire during the module and the
+with PULSEBOARD_HUB_TTL=60 (the least it allows) so that exchanged tokens expire during the module and the
 widget has to refresh them through the kernel. Users alice and bob each run a notebook
 that publishes to their own channel and charts it, and tries to chart and publish to the
 other's; carol does the same with WebSockets blocked in her browser (SSE through the
@@ -24,7 +24,7 @@ from harness.servers import wait_until
 
 pytestmark = [pytest.mark.jupyter, pytest.mark.browser]
 
-TTL = 90
+TTL = 60
 
 
 def cells(me: str, other: str) -> list[str]:
@@ -215,7 +215,7 @@ def test_two_users_each_see_only_their_own_chart(alice_and_bob: dict[str, Any]) 
     check_user(alice_and_bob["bob"], "bob", "alice", "ws")
 
 
-def test_a_90s_token_is_refreshed_through_the_kernel_with_no_gap(alice_and_bob: dict[str, Any]) -> None:
+def test_a_60s_token_is_refreshed_through_the_kernel_with_no_gap(alice_and_bob: dict[str, Any]) -> None:
     page = alice_and_bob["alice"]
     ch = "user.alice.loss"
     wait_until(lambda: chart_state(page, ch)["status"] == "live", timeout=120, what="alice's chart live")
