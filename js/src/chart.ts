@@ -653,7 +653,9 @@ export class Chart {
       zoom: (a, b) => this.setZoom([a, b]),
       resetZoom: () => this.resetZoom(),
       zoomBy: (scale, shift) => {
-        const [a, b] = this.xRange;
+        // From the zoom as set, not as last drawn: two key presses before the next frame are
+        // two steps (the drawn range only catches up in that frame).
+        const [a, b] = this.zoom ?? this.xRange;
         const mid = (a + b) / 2 + (b - a) * shift;
         const half = ((b - a) * scale) / 2;
         this.setZoom([mid - half, mid + half]);

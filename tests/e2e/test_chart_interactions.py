@@ -107,6 +107,16 @@ def test_legend_toggles_and_keyboard(page: Any, server: ServerProcess, page_serv
     wait_until(lambda: drawn_range(page)["x"][0] > a, what="keyboard pan")
     page.keyboard.press("0")
     wait_until(lambda: not hook(page, "range()")["zoomed"], what="keyboard reset")
+    # Two presses before the next frame is drawn are two steps (each from the zoom as set, not
+    # from the range as last drawn): a quarter of the steps, around the middle.
+    drawn_range(page)
+    page.locator(".u-over").evaluate(
+        "(el) => { for (let i = 0; i < 2; i++) el.dispatchEvent(new KeyboardEvent('keydown', {key: '+'})); }")
+    wait_until(lambda: hook(page, "range()")["zoomed"], what="two quick zoom steps")
+    a, b = drawn_range(page)["x"]
+    assert (a, b) == (pytest.approx(3 * (N - 1) / 8), pytest.approx(5 * (N - 1) / 8))
+    page.keyboard.press("0")
+    wait_until(lambda: not hook(page, "range()")["zoomed"], what="keyboard reset")
     # The status line stays.
     assert "live" in page.locator(".pulseboard-status").inner_text()
 
