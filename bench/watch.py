@@ -128,8 +128,13 @@ def row(label: str, n: int, t0: float, c0: float, server: psutil.Process | None 
     """One table row: the wall rate, and the rate per CPU-second of each process (on a shared
     machine the wall rate mostly measures the neighbours)."""
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    srv = f"; {n / (cpu_seconds(server) - s0):,.0f}" if server is not None else ""
-    print(f"| {label} | {n / wall:,.0f} | {n / cpu:,.0f}{srv} |")
+    srv = f"; {per_cpu(n, cpu_seconds(server) - s0)}" if server is not None else ""
+    print(f"| {label} | {n / wall:,.0f} | {per_cpu(n, cpu)}{srv} |")
+
+
+def per_cpu(n: int, seconds: float) -> str:
+    """`n` per CPU-second; a tiny run can take less CPU than the clock's tick (10 ms) shows."""
+    return f"{n / seconds:,.0f}" if seconds > 0 else "under one clock tick"
 
 
 def watch_proc(server: ServerProcess, logdir: Path, state: Path) -> subprocess.Popen[bytes]:
