@@ -39,6 +39,16 @@ def check_stalls(report: bool = True) -> None:
 
 
 PORT_BLOCK = 2_500  # ports per test worker, all below the kernel's ephemeral range (32768+)
+# Ports browsers refuse to load (the Fetch standard's "bad ports"; Chromium answers
+# net::ERR_UNSAFE_PORT). Of the list only 10080 falls in our blocks; the rest are kept so the
+# rule reads whole if the blocks ever move.
+BROWSER_BLOCKED = frozenset({
+    1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101,
+    102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389,
+    427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636,
+    989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566,
+    6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+})
 _next_port: int | None = None
 
 
@@ -49,7 +59,8 @@ def free_port() -> int:
     binds and every outgoing connection draw from too, so two workers could start servers on
     the same port. Each pytest-xdist worker (gw0, gw1, ...) draws from a block of its own
     below that range instead; anything else (benches, a plain pytest) from the last block,
-    at an offset from its pid. A port that can't be bound right now is skipped."""
+    at an offset from its pid. A port that can't be bound right now, or that browsers refuse to
+    load, is skipped."""
     global _next_port
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     slot = int(worker[2:]) % 8 if worker.startswith("gw") and worker[2:].isdigit() else 8
@@ -59,6 +70,8 @@ def free_port() -> int:
     for _ in range(PORT_BLOCK):
         port = _next_port
         _next_port = base + (_next_port + 1 - base) % PORT_BLOCK
+        if port in BROWSER_BLOCKED:  # a page on it would never load in chromium
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
