@@ -184,7 +184,8 @@ class SseReader(Reader):
                         source.response.raise_for_status()
                         self.connects += 1
                         async for ev in source.aiter_sse():
-                            self.seen(ev.event, ev.data)
+                            if ev.data or ev.event != "message":  # a heartbeat is not news
+                                self.seen(ev.event, ev.data)
                             if ev.event == "message" and ev.data:  # httpx-sse yields a heartbeat as an empty one
                                 for env in json.loads(ev.data):
                                     self.raw[env["ch"]].append(env["seq"])
