@@ -19,9 +19,10 @@ the server's, per request), which the load of a shared machine doesn't inflate a
 wall time.
 
 Smoke sizes by default (seconds); `--full` (or PULSEBOARD_LONG=1) runs the target sizes:
-N = 1,000,000 and M = 10,000,000 (minutes, ~2 GB of disk).
+N = 1,000,000 and M = 10,000,000 (minutes, ~2 GB of disk); `--tiny` (the test suite's smoke
+test) a tenth of the smoke sizes, enough to show that every part runs.
 
-    .venv/bin/python bench/history.py [--full]
+    .venv/bin/python bench/history.py [--full | --tiny]
 """
 
 from __future__ import annotations
@@ -285,15 +286,18 @@ async def resume_time(path: Path, missed: int = 10_000) -> tuple[float, float, f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", default=os.environ.get("PULSEBOARD_LONG") == "1")
+    ap.add_argument("--tiny", action="store_true", help="a tenth of the smoke sizes: only checks that it runs")
     ap.add_argument("--only", default="publish,big,range,start,resume", help="comma-separated parts to run")
     args = ap.parse_args()
     parts = set(args.only.split(","))
-    load = 300_000 if args.full else 50_000
-    n_range = 1_000_000 if args.full else 50_000
-    n_start = 10_000_000 if args.full else 200_000
-    n_post = 1_000_000 if args.full else 50_000
+    shrink = 10 if args.tiny and not args.full else 1
+    load = 300_000 if args.full else 50_000 // shrink
+    n_range = 1_000_000 if args.full else 50_000 // shrink
+    n_start = 10_000_000 if args.full else 200_000 // shrink
+    n_post = 1_000_000 if args.full else 50_000 // shrink
     tmp = Path(tempfile.mkdtemp(prefix="pb-bench-"))
-    print(f"mode: {'full' if args.full else 'smoke (--full for the target sizes)'}; files in {tmp}")
+    mode = "full" if args.full else "tiny (a tenth of smoke)" if args.tiny else "smoke (--full for the target sizes)"
+    print(f"mode: {mode}; files in {tmp}")
 
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores shared)")
     if "publish" in parts:

@@ -107,6 +107,15 @@ class PortTaken(RuntimeError):
     """The server could not bind its port: another process holds it."""
 
 
+def answers_ok(url: str) -> bool:
+    """`url` answers 200 within a second (False while down, or gone down mid-answer)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except (OSError, http.client.HTTPException):
+        return False
+
+
 class ServerProcess:
     """`pulseboard serve` in a subprocess; output goes to a log file."""
 
@@ -177,11 +186,7 @@ class ServerProcess:
         return self
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
-                return bool(r.status == 200)
-        except (OSError, http.client.HTTPException):  # down, or went down mid-answer
-            return False
+        return answers_ok(self.url + "/healthz")
 
     def listening(self) -> bool:
         """Our process holds the port: a 200 from /healthz alone may come from whoever took it."""
@@ -320,11 +325,7 @@ class NginxProcess:
     def ready(self) -> bool:
         if self.proc.poll() is not None:
             raise RuntimeError("nginx exited:\n" + Path(self.dir, "error.log").read_text(errors="replace"))
-        try:
-            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
+        return answers_ok(self.url + "/healthz")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

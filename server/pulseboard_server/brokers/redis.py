@@ -24,9 +24,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis.exceptions as rx
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry  # the asyncio one: the sync class draws a UserWarning in redis 8
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from pulseboard.protocol import Envelope, Live, Since, Start, envelope_head, envelope_tail
 

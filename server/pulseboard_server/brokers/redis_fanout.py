@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio.retry import Retry  # the asyncio one: the sync class draws a UserWarning in redis 8
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from pulseboard.protocol import Envelope
 
