@@ -132,12 +132,14 @@ class ChannelSync:
         self._pending.append(env)
 
     def finish(self, epoch: str, seq: int) -> list[Envelope]:
-        """The replay is sent up to `seq`: go live, return held envelopes to send next."""
+        """The replay is sent up to `seq`: go live, return held envelopes to send next.
+
+        The position stays at `seq` until the caller sends them: a long-poll answer may take
+        only some (the byte bound), and one taken past what it sent would be skipped for good.
+        """
         self.epoch, self.seq, self.syncing = epoch, seq, False
         out = [e for e in self._pending if e.seq > seq]
         self._pending.clear()
-        if out:
-            self.seq = out[-1].seq
         return out
 
     def accept(self, seq: int) -> bool:

@@ -401,10 +401,8 @@ class Session:
             del self._replays[0]
             ended = self._ended(ch)
             seq = sync.seq if ended else (msgs[-1].seq if msgs else sync.seq)
-            held = sync.finish(sync.epoch, seq)
-            if ended:
-                sync.seq = seq  # what was held waits for the next answer
-            elif held:
+            held = sync.finish(sync.epoch, seq)  # the position moves only as they are sent
+            if held and not ended:  # (ended: what was held waits for the next answer)
                 self._data(ch, held)
 
     def _data(self, ch: str, envs: Sequence[Envelope]) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import Callable, Iterator
 from random import Random
 from typing import Any
@@ -43,6 +42,7 @@ SITE = """\
             proxy_buffering off;
             proxy_read_timeout 1h;
             proxy_next_upstream error timeout http_502;
+            add_header X-Upstream $upstream_addr always;  # which node answered (reader diagnostics)
         }}
     }}
 """
@@ -132,13 +132,15 @@ def check_exact(readers: list[Reader], total: int) -> None:
 
 async def within(readers: list[Reader], pub: Publisher, behind: int, what: str) -> None:
     """Every reader is at most `behind` messages behind the publisher; on a timeout, each
-    reader's state is printed (count, connects, last failures, how long it has been quiet)."""
+    reader's state is printed (per channel the seqs it misses, connects, last failures, how long
+    it has been quiet; a poll reader's cursor, last answers and any request in flight)."""
     try:
         await until(lambda: pub.sent - min(r.count() for r in readers) <= behind, 90, what=what)
     except TimeoutError:
+        want = {ch: len(range(i, pub.sent, len(CHANNELS))) for i, ch in enumerate(CHANNELS)}
+        print(f"publisher sent {pub.sent} {want}, was told {pub.failures}")
         for r in readers:
-            quiet = time.monotonic() - r.last[0]
-            print(r.transport, r.count(), pub.sent, r.connects, r.failures[-3:], f"quiet {quiet:.0f} s", r.last)
+            print(r.describe(want))
         raise
 
 

@@ -214,6 +214,33 @@ def test_cut_mode_stops_a_channel_at_the_bound_and_its_position_with_it() -> Non
     assert s.take() == []
 
 
+def answer_seqs(s: Session) -> list[int]:
+    """The seqs of a long-poll answer's envelopes (taken one by one in cut mode)."""
+    return [json.loads(data)["seq"] for data, n in s.take() if n]
+
+
+def test_cut_mode_answers_with_what_arrived_during_the_replay_fetch() -> None:
+    """Long-poll: envelopes delivered live while a channel's replay was being read (published
+    after the read) are in the answer, and the cursor moves only over what the answer holds."""
+    s = session(overflow="cut", positions={"a.1": ("E", 3), "a.2": ("E", 7)})
+    s.subscribe({"a.1": Since(3, "E"), "a.2": Since(7, "E")})
+    s.deliver([("a.1", [env("a.1", 5), env("a.1", 6)]), ("a.2", [env("a.2", 8)])], FrameCache())
+    s.subscribed("a.1", "E", 5, True, [env("a.1", 4), env("a.1", 5)], announce=False)
+    s.subscribed("a.2", "E", 7, True, [], announce=False)  # nothing to replay, one held
+    assert answer_seqs(s) == [4, 5, 6, 8]
+    assert s.positions() == {"a.1": ("E", 6), "a.2": ("E", 8)}
+
+
+def test_cut_mode_held_envelopes_past_the_bound_wait_for_the_next_poll() -> None:
+    s = session(max_buffer=600, overflow="cut", positions={"a.1": ("E", 0)})
+    s.subscribe({"a.1": Since(0, "E")})
+    s.deliver([("a.1", [env("a.1", i, pad=50) for i in range(3, 20)])], FrameCache())
+    s.subscribed("a.1", "E", 2, True, [env("a.1", 1, pad=50), env("a.1", 2, pad=50)], announce=False)
+    got = answer_seqs(s)
+    assert 3 < len(got) < 19 and got == list(range(1, len(got) + 1))
+    assert s.positions()["a.1"] == ("E", got[-1])  # the next poll continues right after the answer
+
+
 def test_closed_session_returns_its_channels_and_takes_nothing() -> None:
     s = session()
     subscribe(s, "a.1", [])
