@@ -120,15 +120,14 @@ class ChannelSync:
         self.epoch = ""
         self.seq = 0  # the last seq the client was sent
         self.syncing = True
-        self.overflowed = False
         self._pending: deque[Envelope] = deque()
         self._max_pending = max_pending
 
     def hold(self, env: Envelope) -> None:
-        """Buffer a live envelope that arrived during the replay."""
+        """Buffer a live envelope that arrived during the replay; past the bound the oldest go
+        (then what `finish` returns starts after a gap, which its caller must not hide)."""
         if len(self._pending) >= self._max_pending:
             self._pending.popleft()
-            self.overflowed = True
         self._pending.append(env)
 
     def finish(self, epoch: str, seq: int) -> list[Envelope]:

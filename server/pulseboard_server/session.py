@@ -218,18 +218,23 @@ class Session:
         if self.state is not State.OPEN:
             return False
         if self._out_bytes + len(data) > self.limits.max_buffer and (envelopes or self.cut is None):
-            self.drops += 1
-            if self.on_drop is not None:
-                self.on_drop()
-            log.info("closing %s: lagging past %d bytes", self.grants.sub, self.limits.max_buffer)
-            self._out.clear()
-            self._out_bytes = 0
-            self._replays.clear()
-            self.close(TOO_SLOW)
+            self._lagging()
             return False
         self._out.append((data, envelopes))
         self._out_bytes += len(data)
         return True
+
+    def _lagging(self) -> None:
+        """The client fell behind what the session can hold: close it with 4429; it resumes
+        exactly from its positions (history has what it missed)."""
+        self.drops += 1
+        if self.on_drop is not None:
+            self.on_drop()
+        log.info("closing %s: lagging past what a session holds", self.grants.sub)
+        self._out.clear()
+        self._out_bytes = 0
+        self._replays.clear()
+        self.close(TOO_SLOW)
 
     def _ended(self, ch: str) -> bool:
         """Long-poll: `ch`'s share of this answer has ended at the byte bound."""
@@ -402,7 +407,16 @@ class Session:
             ended = self._ended(ch)
             seq = sync.seq if ended else (msgs[-1].seq if msgs else sync.seq)
             held = sync.finish(sync.epoch, seq)  # the position moves only as they are sent
-            if held and not ended:  # (ended: what was held waits for the next answer)
+            if held and held[0].seq > seq + 1:
+                # The hold overflowed and its oldest are gone: sending the rest would skip what
+                # came between without a word. The client reads on from its position instead,
+                # through history: long-poll's answer ends here, a stream closes as lagging.
+                if self.cut is not None:
+                    self.cut.ended.add(ch)
+                else:
+                    self._lagging()
+                    return
+            elif held and not ended:  # (ended: what was held waits for the next answer)
                 self._data(ch, held)
 
     def _data(self, ch: str, envs: Sequence[Envelope]) -> None:

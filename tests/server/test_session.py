@@ -241,6 +241,31 @@ def test_cut_mode_held_envelopes_past_the_bound_wait_for_the_next_poll() -> None
     assert s.positions()["a.1"] == ("E", got[-1])  # the next poll continues right after the answer
 
 
+HELD = 10_000  # live envelopes a channel holds while its replay is read (ChannelSync's bound)
+
+
+def test_cut_mode_more_held_than_kept_ends_the_answer_at_the_replay() -> None:
+    """Past the hold's bound its oldest are gone: the answer stops after the replay and the
+    cursor stays there, so the next poll reads the rest from history instead of skipping it."""
+    s = session(overflow="cut", positions={"a.1": ("E", 0)})
+    s.subscribe({"a.1": Since(0, "E")})
+    s.deliver([("a.1", [env("a.1", i) for i in range(3, HELD + 8)])], FrameCache())
+    s.subscribed("a.1", "E", 2, True, [env("a.1", 1), env("a.1", 2)], announce=False)
+    s.deliver([("a.1", [env("a.1", HELD + 8)])], FrameCache())  # live again: not past the gap either
+    assert answer_seqs(s) == [1, 2]
+    assert s.positions()["a.1"] == ("E", 2)
+
+
+def test_a_stream_that_held_more_than_kept_is_closed_as_lagging_not_sent_a_gap() -> None:
+    s = session(positions={"a.1": ("E", 0)})
+    s.subscribe({"a.1": Since(0, "E")})
+    s.deliver([("a.1", [env("a.1", i) for i in range(3, HELD + 8)])], FrameCache())
+    s.subscribed("a.1", "E", 2, True, [env("a.1", 1), env("a.1", 2)])
+    assert s.state is State.CLOSING and s.close_reason == TOO_SLOW  # it resumes from its position
+    seqs = [e["seq"] for frame in sent(s) if isinstance(frame, list) for e in frame]
+    assert seqs == []
+
+
 def test_closed_session_returns_its_channels_and_takes_nothing() -> None:
     s = session()
     subscribe(s, "a.1", [])
