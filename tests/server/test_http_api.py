@@ -131,6 +131,17 @@ def test_nan_and_infinity_become_null(api: TestClient) -> None:
     assert msg["data"] == {"loss": None, "grad": None, "step": 3}
 
 
+def test_an_integer_no_float_can_hold_becomes_null_like_infinity(api: TestClient) -> None:
+    # `10**400` is valid JSON, but every browser reads it as Infinity: the chart dropped the
+    # point and bridged the line over it instead of drawing the gap an infinity gets.
+    huge = "1" + "0" * 400
+    body = f'{{"ch": "train", "data": {{"loss": {huge}, "neg": -{huge}, "big": 1{"0" * 300}, "step": 3}}}}'
+    r = api.post("/publish", content=body.encode(), headers=auth())
+    assert r.status_code == 200
+    (msg,) = api.get("/history?ch=train", headers=auth()).json()["msgs"]
+    assert msg["data"] == {"loss": None, "neg": None, "big": 10**300, "step": 3}
+
+
 def test_batch_with_bad_data_publishes_nothing(api: TestClient) -> None:
     body = [{"ch": "p", "data": {"v": 1}}, {"ch": "p", "data": 5}]
     assert api.post("/publish", json=body, headers=auth()).status_code == 400

@@ -203,7 +203,15 @@ def _finite(value: Any, depth: int, where: str) -> Any:
         return {check_text(k, "a 'data' key"): _finite(v, depth + 1, field_name(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_finite(v, depth + 1, where) for v in value]
-    if value is None or isinstance(value, (int, bool)):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # JSON carries any integer, but a browser reads one past the float range as Infinity
+        # and would drop the point: store what an infinity gets, null (a gap in the chart).
+        try:
+            float(value)
+        except OverflowError:
+            return None
         return value
     raise bad_request(f"'data' holds a value JSON can't carry ({type(value).__name__})")
 
