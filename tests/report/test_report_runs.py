@@ -37,3 +37,6 @@ def test_a_report_holds_the_runs_table(server_factory: Any, offline_page: Any, t
     assert rows["beta"][heads.index("lr")] == "0.01"
     assert rows["alpha"][heads.index("loss min")] == "0.2" and rows["alpha"][heads.index("loss max")] == "1.1"
     assert page.blocked == []
+    # the table's widget output is left out, as a chart's is: no `<...Runs object at 0x...>` line
+    text = page.inner_text("body")
+    assert "object at 0x" not in text and "Runs(" not in text.replace("Runs('rep', metrics", "")

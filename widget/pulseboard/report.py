@@ -86,7 +86,11 @@ def prepare(nb: NotebookNode) -> tuple[NotebookNode, list[dict[str, Any]]]:
         after_static = False
         for out in cell.get("outputs", []):
             data = out.get("data", {})
-            after_static, was_static = CHART_MIME in data, after_static
+            # A chart's or a runs table's static output: the widget output right after it is the
+            # same thing live, and without saved state would show only its object repr.
+            html_out = data.get("text/html")
+            runs_static = isinstance(html_out, str) and html_out.startswith('<div class="pulseboard-static')
+            after_static, was_static = CHART_MIME in data or runs_static, after_static
             if CHART_MIME in data:
                 spec = {"options": data[CHART_MIME].get("options", {}), "snapshot": data[CHART_MIME].get("snapshot")}
                 saved = by_static.get(data[CHART_MIME].get("id"), {})
@@ -101,7 +105,7 @@ def prepare(nb: NotebookNode) -> tuple[NotebookNode, list[dict[str, Any]]]:
                     continue  # the chart's static output stands for it
                 spec = _spec_from_state(s)
             elif WIDGET_VIEW in data and was_static:
-                continue  # a chart's widget output saved without its state: its static output is just before
+                continue  # a widget output saved without its state: its static output is just before
             else:
                 outputs.append(out)
                 continue

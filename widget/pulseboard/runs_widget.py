@@ -205,6 +205,10 @@ class Runs(anywidget.AnyWidget):  # type: ignore[misc]
         if self._shown and self.comm is not None and (self._snapshot or {}).get("source") != "browser":
             self._try_snapshot()
 
+    def __repr__(self) -> str:
+        """What a console, and an export whose viewer can't run widgets, show for the table."""
+        return f"Runs({self.project!r}" + (f", metrics={list(self.metrics)!r})" if self.metrics else ")")
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The live table's output, preceded by its static HTML table (for viewers without widgets)."""
         self._try_snapshot()
