@@ -39,7 +39,7 @@ def test_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PULSEBOARD_TOKEN", "env-token")
     w = LiveChart("sys.a")
     assert (w.channels, w.url, w.window, w.height) == (["sys.a"], "http://env:8765", 300.0, 300)
-    assert w._tokens.token == "" and "from http://env:8765" in w.problem  # found, then not narrowed
+    assert w._tokens.token == "" and "at http://env:8765" in w.problem  # found, then not narrowed
     assert w.get_state()["fields"] is None  # every numeric field
 
 

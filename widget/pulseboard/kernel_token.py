@@ -61,13 +61,23 @@ def view_token(url: str, token: str, channels: list[str]) -> str:
             detail = str(e.reason)
         if e.code == 403:
             raise DiscoveryError(FORBIDDEN, f"not allowed: {detail} (channels: {', '.join(channels)})") from None
+        if e.code == 401:  # the user's own token: say which setting holds it and how to make one
+            raise DiscoveryError(
+                UNAVAILABLE, f"the server refused your token (401: {detail}): check PULSEBOARD_TOKEN "
+                f"(`pulseboard token --sub NAME` makes one), so it would not {why}; {closed}"
+            ) from None
         raise DiscoveryError(
             UNAVAILABLE, f"the server would not {why} ({e.code}: {detail}): {closed}"
         ) from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except OSError as e:  # nothing answered: the usual cause is no server there, or a wrong URL
         reason = getattr(e, "reason", e)
         raise DiscoveryError(
-            UNAVAILABLE, f"cannot {why} from {url}: {reason}; {closed}"
+            UNAVAILABLE, f"cannot reach a pulseboard server at {url}: {reason}; is `pulseboard serve` "
+            f"running there, and is PULSEBOARD_URL right? (so cannot {why}; {closed})"
+        ) from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise DiscoveryError(
+            UNAVAILABLE, f"cannot {why} from {url}: {e}; {closed}"
         ) from None
 
 
