@@ -66,6 +66,8 @@ export class LiveChart {
   private colors: RunColors | null = null;
   /** Fields seen per channel, and what the chart says about missing data (see notices.ts). */
   private fieldsOf = new Map<string, Set<string>>();
+  /** Of those, the fields that came as a number at least once: the ones the chart can draw. */
+  private numericOf = new Map<string, Set<string>>();
   private notices: { noData: string | null; fields: string | null; pattern: string | null } =
     { noData: null, fields: null, pattern: null };
   private noDataTimer: ReturnType<typeof setTimeout> | null = null;
@@ -191,7 +193,12 @@ export class LiveChart {
         this.fieldsOf.set(env.ch, (fs = new Set()));
         fresh = true;
       }
-      for (const f in env.data) fs.add(f);
+      let nums = this.numericOf.get(env.ch);
+      if (!nums) this.numericOf.set(env.ch, (nums = new Set()));
+      for (const f in env.data) {
+        fs.add(f);
+        if (typeof env.data[f] === "number") nums.add(f);
+      }
     }
     if (fresh && this.notices.noData) {
       // Data came to a channel that had none: it goes live; name only those still empty.
@@ -199,7 +206,7 @@ export class LiveChart {
       this.notice("noData", empty.length ? noDataText(empty, this.readable) : null);
     }
     const wanted = [...(this.opts.fields ?? []), ...(this.opts.x ? [this.opts.x] : [])];
-    if (wanted.length) this.notice("fields", missingFieldsText(wanted, this.fieldsOf));
+    if (wanted.length) this.notice("fields", missingFieldsText(wanted, this.fieldsOf, 12, this.numericOf));
   }
 
   private add(envs: Envelope[]): void {

@@ -42,10 +42,27 @@ export function noDataText(empty: string[], readable: string[]): string {
  * Fields asked for (and the x field) that no message carried, with the fields that came:
  * "no field los on train.run1 yet; its fields: loss, step". Null when nothing is missing.
  */
-export function missingFieldsText(wanted: string[], seen: Map<string, Set<string>>, max = 12): string | null {
+export function missingFieldsText(
+  wanted: string[],
+  seen: Map<string, Set<string>>,
+  max = 12,
+  numeric?: Map<string, Set<string>>,
+): string | null {
   const all = new Set<string>();
   for (const fs of seen.values()) for (const f of fs) all.add(f);
   const missing = wanted.filter((f) => !all.has(f));
+  if (!missing.length && numeric && seen.size) {
+    // The field comes but never as a number (text such as "high", or only null): nothing to
+    // draw, and without this the chart stays empty with no word why.
+    const nums = new Set<string>();
+    for (const fs of numeric.values()) for (const f of fs) nums.add(f);
+    const text = wanted.filter((f) => !nums.has(f));
+    if (!text.length) return null;
+    const what = text.length === 1 ? `field ${text[0]} has` : `fields ${text.join(", ")} have`;
+    const names = [...nums].sort();
+    const list = names.slice(0, max).join(", ") + (names.length > max ? `, … (${names.length} in all)` : "");
+    return `${what} no numbers on ${[...seen.keys()].join(", ")} yet (text or null values); numeric fields: ${list || "none"}`;
+  }
   if (!missing.length || !seen.size) return null;
   const names = [...all].sort();
   const list = names.slice(0, max).join(", ") + (names.length > max ? `, … (${names.length} in all)` : "");

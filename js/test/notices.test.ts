@@ -21,4 +21,14 @@ describe("notices", () => {
     expect(missingFieldsText(["loss"], seen)).toBeNull();
     expect(missingFieldsText(["loss"], new Map())).toBeNull();
   });
+
+  it("says when a field asked for comes but never as a number", () => {
+    const seen = new Map([["train.s", new Set(["acc", "loss", "step"])]]);
+    const numeric = new Map([["train.s", new Set(["loss", "step"])]]);
+    expect(missingFieldsText(["acc"], seen, 12, numeric)).toBe(
+      "field acc has no numbers on train.s yet (text or null values); numeric fields: loss, step",
+    );
+    expect(missingFieldsText(["loss"], seen, 12, numeric)).toBeNull();
+    expect(missingFieldsText(["los"], seen, 12, numeric)).toBe("no field los on train.s yet; its fields: acc, loss, step");
+  });
 });

@@ -66,3 +66,18 @@ def test_a_missing_field_says_which_fields_exist(page: Any, page_server: PageSer
                                                     url=server.url, token=VIEW))
     said = wait_until(lambda: message(page), timeout=30, what="a message on the chart")
     assert said == "no field los on train.run1 yet; its fields: loss, step"
+
+
+def test_a_field_that_holds_text_says_so_and_names_the_numeric_ones(
+    page: Any, page_server: PageServer, server: ServerProcess
+) -> None:
+    # A newcomer logs {"acc": "high"} or asks for a field that only ever held text: the chart
+    # stayed empty (its time axis at 1/1/70) with no word why.
+    publish(server.url, [{"ch": "train.s", "data": {"loss": 1 / (i + 1), "acc": "high", "step": i}} for i in range(5)])
+    open_widget(page, page_server.url, widget_state(channels=["train.s"], fields=["acc"], x="step",
+                                                    url=server.url, token=VIEW))
+    said = wait_until(lambda: message(page), timeout=30, what="a message on the chart")
+    assert said == "field acc has no numbers on train.s yet (text or null values); numeric fields: loss, step"
+    page.locator(".pulseboard-chart").screenshot(path="/work/wt/shots/first-hour-text-field-message.png")
+    publish(server.url, [{"ch": "train.s", "data": {"acc": 0.5, "step": 5}}])
+    wait_until(lambda: not message(page), timeout=30, what="the message to go once acc holds a number")
