@@ -38,6 +38,12 @@ export function noDataText(empty: string[], readable: string[]): string {
     .join(" · ");
 }
 
+/** Sorted field names, the first `max` of them. */
+function fieldList(fields: string[], max: number): string {
+  const names = fields.sort();
+  return names.slice(0, max).join(", ") + (names.length > max ? `, … (${names.length} in all)` : "");
+}
+
 /**
  * Fields asked for (and the x field) that no message carried, with the fields that came:
  * "no field los on train.run1 yet; its fields: loss, step". Null when nothing is missing.
@@ -59,13 +65,11 @@ export function missingFieldsText(
     const text = wanted.filter((f) => !nums.has(f));
     if (!text.length) return null;
     const what = text.length === 1 ? `field ${text[0]} has` : `fields ${text.join(", ")} have`;
-    const names = [...nums].sort();
-    const list = names.slice(0, max).join(", ") + (names.length > max ? `, … (${names.length} in all)` : "");
+    const list = fieldList([...nums], max);
     return `${what} no numbers on ${[...seen.keys()].join(", ")} yet (text or null values); numeric fields: ${list || "none"}`;
   }
   if (!missing.length || !seen.size) return null;
-  const names = [...all].sort();
-  const list = names.slice(0, max).join(", ") + (names.length > max ? `, … (${names.length} in all)` : "");
+  const list = fieldList([...all], max);
   const where = [...seen.keys()].join(", ");
   const what = missing.length === 1 ? `field ${missing[0]}` : `fields ${missing.join(", ")}`;
   return `no ${what} on ${where} yet; ${seen.size === 1 ? "its" : "their"} fields: ${list}`;
