@@ -82,22 +82,16 @@ def free_port() -> int:
 
 
 
-# How often waits look again. Many predicates ask a browser (a round trip through Playwright's
-# driver to the page) or a server over HTTP: at 20 ms, the suite's waits were a steady CPU load
-# on a 2-core machine that the tests themselves needed.
-POLL = 0.05
-
-
 async def until(pred: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
-    """Await until `pred()` is truthy (checked every 50 ms), or raise TimeoutError naming `what`."""
+    """Await until `pred()` is truthy (checked every 20 ms), or raise TimeoutError naming `what`."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not pred():
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(POLL)
+        await asyncio.sleep(0.02)
 
 
-def wait_until(predicate, timeout: float = 15.0, interval: float = POLL, what: str = "condition"):  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.02, what: str = "condition"):  # type: ignore[no-untyped-def]
     """Poll `predicate` until it returns a truthy value (an observable event, not a fixed sleep)."""
     deadline = time.monotonic() + timeout
     while True:
