@@ -23,6 +23,7 @@ from typing import Any
 
 import jupyterlab  # noqa: F401  (the test extra installs it: scripts/setup)
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from report_support import known_values, nbconvert, publish, pulseboard, report_data
 
 from harness.browsers import chromium
@@ -176,12 +177,24 @@ def test_the_view_set_in_the_browser_is_saved_reported_and_reopens_without_a_ker
                 assert known[0][0] < z0 < z1 < known[-1][0]  # a middle part of the steps
             assert 'data-log-y="true"' in static_html and 'data-hidden="true"' in static_html
 
-            # Reopened without its kernel: the kernel is shut down, the page reloaded.
+            # Reopened without its kernel: the tab is left, the kernel shut down, the notebook opened
+            # again (JupyterLab starts a new kernel, which has no chart: the chart comes from the saved
+            # state). Leaving first and waiting until Jupyter lists no session means the reopened page
+            # can't meet the old session: ipywidgets asks a session's kernel for its widgets before it
+            # reads the saved state, and gives up on the saved state if that kernel is gone.
+            page.goto("about:blank")
             for k in jlab.api("kernels"):
                 http("DELETE", f"{jlab.url}/api/kernels/{k['id']}", token=jlab.token)
+            wait_until(lambda: jlab.api("sessions") == [], timeout=30, what="Jupyter to list no session")
             page.goto(f"{jlab.url}/lab/tree/saved.ipynb?token={jlab.token}")
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            page.locator(".pulseboard-chart").wait_for(timeout=60_000)
+            try:
+                page.locator(".pulseboard-chart").wait_for(timeout=60_000)
+            except PlaywrightTimeout:
+                shown = page.locator(".jp-Notebook").inner_text()
+                raise AssertionError(f"the reopened notebook shows no chart; it shows: {shown[-2000:]!r}\n"
+                                     f"sessions: {jlab.api('sessions')}\nJupyterLab's log ends:\n"
+                                     f"{jlab.output()[-3000:]}") from None
             wait_until(lambda: page.get_attribute(".pulseboard-chart", "data-series") == "1", timeout=30,
                        what="the saved chart drawn (w hidden)")
             text = page.locator(".jp-Notebook").inner_text()
