@@ -22,7 +22,7 @@ from typing import Any
 from nbconvert.exporters import HTMLExporter
 from nbformat import NotebookNode
 
-from .svg import CHART_MIME, render, view_options
+from .svg import CHART_MIME, is_static_html, render, view_options
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -88,8 +88,7 @@ def prepare(nb: NotebookNode) -> tuple[NotebookNode, list[dict[str, Any]]]:
             data = out.get("data", {})
             # A chart's or a runs table's static output: the widget output right after it is the
             # same thing live, and without saved state would show only its object repr.
-            html_out = data.get("text/html")
-            runs_static = isinstance(html_out, str) and html_out.startswith('<div class="pulseboard-static')
+            runs_static = is_static_html(data.get("text/html"))
             after_static, was_static = CHART_MIME in data or runs_static, after_static
             if CHART_MIME in data:
                 spec = {"options": data[CHART_MIME].get("options", {}), "snapshot": data[CHART_MIME].get("snapshot")}

@@ -28,6 +28,7 @@ from IPython.display import display, update_display
 
 from .kernel_token import TokenKeeper
 from .publish import PublishError
+from .svg import STATIC_CLASS
 from .tracking import Api, check_name
 
 STATIC = Path(__file__).parent / "static"
@@ -109,7 +110,7 @@ def static_html(static_id: str, project: str, snap: dict[str, Any] | None) -> di
         for r in snap["rows"]
     )
     n = len(snap["rows"])
-    table = (f'<div class="pulseboard-static pulseboard-runs-static" data-pulseboard-static="{e(static_id)}">'
+    table = (f'<div class="{STATIC_CLASS} pulseboard-runs-static" data-pulseboard-static="{e(static_id)}">'
              f'<div style="font:600 12px sans-serif;margin:2px 0">runs of {e(project)} ({n})</div>'
              '<table style="border-collapse:collapse;font:12px sans-serif">'
              f'<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')

@@ -291,6 +291,14 @@ def _path(pts: list[tuple[float, float]], breaks: Sequence[float], lo: float, sp
 
 
 CHART_MIME = "application/vnd.pulseboard.chart+json"
+# The class on the outer <div> of every static output (a chart's SVG, a runs table): what
+# `pulseboard report` recognises them by, and Lab's CSS hides while the live widget shows.
+STATIC_CLASS = "pulseboard-static"
+
+
+def is_static_html(html: object) -> bool:
+    """`html` is a static output pulseboard wrote (a chart's or a runs table's)."""
+    return isinstance(html, str) and html.startswith(f'<div class="{STATIC_CLASS}')
 
 
 def _no_model_style(sid: str) -> str:
@@ -318,7 +326,7 @@ def static_bundle(static_id: str, snapshot: dict[str, Any] | None, options: dict
     rows = len((snapshot or {}).get("x") or [])
     sid = escape(static_id)
     return {
-        "text/html": f'<div class="pulseboard-static" data-pulseboard-static="{sid}">{svg}{_no_model_style(sid)}</div>',
+        "text/html": f'<div class="{STATIC_CLASS}" data-pulseboard-static="{sid}">{svg}{_no_model_style(sid)}</div>',
         "image/svg+xml": svg,
         "text/plain": f"[pulseboard chart: {options.get('title')}, {rows} rows]",
         CHART_MIME: {"id": static_id, "options": options, "snapshot": snapshot},
