@@ -207,7 +207,7 @@ def _finite(value: Any, depth: int, where: str) -> Any:
         return value
     if isinstance(value, int):
         # JSON carries any integer, but a browser reads one past the float range as Infinity
-        # and would drop the point: store what an infinity gets, null (a gap in the chart).
+        # and would drop the point: store what an infinity gets, null (no value: the chart skips it).
         try:
             float(value)
         except OverflowError:

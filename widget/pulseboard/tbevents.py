@@ -272,7 +272,7 @@ def message(step: Step) -> dict[str, Any]:
     """The message for a step: one field per tag, then `step` (which wins over a tag of that name).
 
     Plain JSON values as `Sender.log_checked` takes them: a NaN or infinity (a diverged loss)
-    becomes None, a gap in the chart; the tags are UTF-8 the protobuf runtime checked."""
+    becomes None, no value (the chart skips it); the tags are UTF-8 the protobuf runtime checked."""
     fields = step.fields
     if isfinite(sum(fields.values())):  # one sum in C for the usual all-finite step
         return {**fields, "step": step.step}
