@@ -4,6 +4,7 @@
 
 import { Chart } from "./chart";
 import type { ChartOptions, Snapshot } from "./chart";
+import { matching } from "./chart/glob";
 import { injectStyles } from "./live";
 import type { Envelope } from "./sync";
 
@@ -76,6 +77,31 @@ export function replay(s: ReportSnapshot, xField: string | null): Step[] {
   return steps;
 }
 
+/**
+ * Why a report's chart draws less than it asks for, or null: a channel (or pattern) with no
+ * numbers when the snapshot was taken (a typo in its name, most often), or a field asked for
+ * that held none. Without it such a chart is blank with no word why.
+ */
+export function savedGapsText(o: ReportChart["options"], snap: ReportSnapshot): string | null {
+  const drawn = new Map<string, Set<string>>(); // channel -> the fields with a number
+  snap.series.forEach((k, i) => {
+    if (!(snap.y[i] ?? []).some((v) => typeof v === "number")) return;
+    drawn.set(k.ch, (drawn.get(k.ch) ?? new Set<string>()).add(k.field));
+  });
+  const parts: string[] = [];
+  const empty = o.channels.filter((ch) => !matching([ch], [...drawn.keys()]).length);
+  if (empty.length) parts.push(`no numbers on ${empty.join(", ")} when this snapshot was taken`);
+  if (drawn.size) {
+    const have = new Set([...drawn.values()].flatMap((fs) => [...fs]));
+    const missing = (o.fields ?? []).filter((f) => f !== o.x && !have.has(f));
+    if (missing.length) {
+      const what = missing.length === 1 ? `field ${missing[0]}` : `fields ${missing.join(", ")}`;
+      parts.push(`no numbers in ${what}; fields drawn: ${[...have].sort().join(", ")}`);
+    }
+  }
+  return parts.length ? parts.join(" · ") : null;
+}
+
 function mount(host: HTMLElement, spec: ReportChart): Chart {
   const o = spec.options;
   const snap = spec.snapshot;
@@ -116,6 +142,7 @@ function mount(host: HTMLElement, spec: ReportChart): Chart {
       if ("add" in step) chart.add(step.add, () => "report");
       else chart.gap({ ch: step.gap, epoch: "report", seq: 0, reason: "gap in the saved data" });
     }
+    chart.showMessage(savedGapsText(o, snap));
   } else {
     chart.showMessage("this chart has no saved data");
   }

@@ -1,7 +1,7 @@
 // The report page's pure parts: a snapshot replayed into envelopes and gaps, the CSV, and
 // which snapshot the widget keeps (the kernel's whole range vs the browser's buffer).
 import { describe, expect, it } from "vitest";
-import { replay } from "../src/report";
+import { replay, savedGapsText } from "../src/report";
 import type { ReportSnapshot } from "../src/report";
 import { supersedes } from "../src/widget";
 
@@ -29,6 +29,23 @@ describe("replay", () => {
   it("uses x as the time when there is no x field", () => {
     const [first] = replay(snap, null);
     expect("add" in first && first.add[0].ts).toBe(0);
+  });
+});
+
+describe("what a report chart says it lacks", () => {
+  const opts = (channels: string[], fields: string[] | null = null, x: string | null = null) => ({ channels, fields, x });
+  it("nothing when every channel and field drew", () => {
+    expect(savedGapsText(opts(["a", "b"], ["loss"]), snap)).toBeNull();
+    expect(savedGapsText(opts(["*"]), snap)).toBeNull();
+  });
+  it("names a channel with no numbers (a typo, most often), and a pattern that matched none", () => {
+    const typo: ReportSnapshot = { v: 1, series: [{ ch: "train.rn1", field: "loss" }], x: [], y: [[]] };
+    expect(savedGapsText(opts(["train.rn1"], ["loss"]), typo)).toBe("no numbers on train.rn1 when this snapshot was taken");
+    expect(savedGapsText(opts(["a", "c", "z.*"]), snap)).toBe("no numbers on c, z.* when this snapshot was taken");
+  });
+  it("names a field asked for that held no numbers, and the fields that did; not the x field", () => {
+    const s: ReportSnapshot = { ...snap, series: [...snap.series, { ch: "a", field: "los" }], y: [...snap.y, [null, null, null, null, null]] };
+    expect(savedGapsText(opts(["a", "b"], ["los", "step"], "step"), s)).toBe("no numbers in field los; fields drawn: loss");
   });
 });
 

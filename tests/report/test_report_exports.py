@@ -195,3 +195,25 @@ def test_long_run_in_a_later_cell_is_whole_in_the_headless_report(
     page.wait_for_selector(".pulseboard-chart[data-status=report]")
     assert page.evaluate("document.querySelector('.pulseboard-chart').__pulseboard.points()") == len(snap["x"])
     assert page.blocked == []
+
+
+def test_a_chart_that_drew_nothing_says_why_in_the_report(server: ServerProcess, offline_page: Any,
+                                                           tmp_path: Path) -> None:
+    # What a person typed: a channel name one letter off, and a field name one letter off.
+    known = known_values(20)
+    publish(server.url, [{"ch": KNOWN_CH, "data": {"step": s, "v": v}} for s, v in known])
+    env = kernel_env(server.url)
+    notebook(tmp_path / "typos.ipynb", [
+        "from pulseboard import LiveChart\nLiveChart('test.knwn', fields=['v'], x='step', title='channel typo')",
+        f"LiveChart({KNOWN_CH!r}, fields=['w', 'v'], x='step', title='field typo')",
+    ])
+    pulseboard("report", "typos.ipynb", "--execute", "-o", "typos.html", env=env, cwd=tmp_path)
+    page = offline_page
+    page.goto((tmp_path / "typos.html").as_uri())
+    page.wait_for_selector("[data-pulseboard-chart] .pulseboard-chart[data-status=report]")
+    wait_until(lambda: page.locator(".pulseboard-chart").count() == 2, what="both charts")
+    said = [m.inner_text() for m in page.locator(".pulseboard-chart .pulseboard-message").all()]
+    assert said == ["no numbers on test.knwn when this snapshot was taken",
+                    "no numbers in field w; fields drawn: v"]
+    assert page.evaluate("document.querySelectorAll('.pulseboard-chart')[1].__pulseboard.points()") == len(known)
+    assert page.errors == []
