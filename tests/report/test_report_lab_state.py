@@ -163,14 +163,21 @@ def test_the_view_set_in_the_browser_is_saved_reported_and_reopens_without_a_ker
             smooth_text = page.locator(".pulseboard-chart [data-action=smooth]").inner_text()
             smoothing = float(smooth_text.split()[1])
             # The kernel got the view: it redrew the static output with it (the output is hidden in Lab).
-            wait_until(lambda: 'data-log-y="true"' in page.locator("[data-pulseboard-static]").inner_html(),
-                       timeout=30, what="the kernel's static output in log y")
+            # All of it before saving: each change is a redraw of its own, and the last may come late.
+            def static_has_the_view() -> bool:
+                html = page.locator("[data-pulseboard-static]").inner_html()
+                # (The corner note names smoothing and zoom: `log y · smoothing 0.6 · zoomed`.)
+                return all(mark in html for mark in ('data-log-y="true"', 'data-hidden="true"', "smoothing ",
+                                                     "zoomed"))
+
+            wait_until(static_has_the_view, timeout=30, what="the kernel's static output with the whole view")
             page.locator(".jp-Notebook").click()
             page.keyboard.press("Control+s")
             wait_until(lambda: nb_path.read_text() != before and saved_view(nb_path).get("log_y") is True,
                        timeout=30, what="the saved notebook with the view")
             state, static_opts, static_html = saved_chart(nb_path)
-            for view in (state, static_opts):
+            for where, view in (("widget state", state), ("static output", static_opts)):
+                assert view["zoom"] is not None, f"the saved {where} has no zoom: {view}"
                 assert view["log_y"] is True and view["hidden"] == ["w"]
                 assert view["smoothing"] == pytest.approx(smoothing)
                 z0, z1 = view["zoom"]
