@@ -100,7 +100,10 @@ class Canary:
         used.append(self.tok)  # for the log scan: no form of it may reach the server log
         self.seqs: list[int] = []
         self.ws = connect(srv.ws_url, additional_headers={"Authorization": f"Bearer {self.tok}"},
-                          subprotocols=["pulseboard.v1"], max_size=None, legacy=True)  # type: ignore[list-item,call-overload]
+                          subprotocols=["pulseboard.v1"], max_size=None, legacy=True,  # type: ignore[list-item,call-overload]
+                          # No keepalive: its pings draw from `random` in this thread, which Hypothesis
+                          # sees as a strategy using `random` when it lands mid-draw (a warning).
+                          ping_interval=None)
         self.ws.send(json.dumps({"op": "subscribe", "ch": {"canary": None}}))
         self.subscribed = threading.Event()
         self.thread = threading.Thread(target=self._read, daemon=True)

@@ -122,7 +122,8 @@ class Socket:
         """Send `frame`, then a ping; what came back before the pong (or [] after a close)."""
         if self.ws is None:
             self.ws = connect(self.srv.ws_url, additional_headers={"Authorization": f"Bearer {fuzzer_token()}"},
-                              subprotocols=["pulseboard.v1"], max_size=None, compression=None)  # type: ignore[list-item]
+                              subprotocols=["pulseboard.v1"], max_size=None, compression=None,  # type: ignore[list-item,call-overload]
+                              legacy=True, ping_interval=None)
         got: list[Any] = []
         try:
             self.ws.send(frame)

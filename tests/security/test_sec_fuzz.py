@@ -102,7 +102,7 @@ class Session:
         if self.ws is None:
             self.ws = connect(self.srv.ws_url, additional_headers={"Authorization": f"Bearer {fuzzer_token()}"},
                               subprotocols=["pulseboard.v1"], max_size=None, compression=None,  # type: ignore[list-item,call-overload]
-                              legacy=True)
+                              legacy=True, ping_interval=None)
         return self.ws
 
     def roundtrip(self, frame: str | bytes, text: bool | None = None) -> None:
