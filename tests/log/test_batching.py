@@ -161,6 +161,7 @@ def test_an_outage_is_reported_once_after_warn_after_and_its_end_once() -> None:
     assert [outage.failed(t) for t in (100.0, 105.0, 110.0, 111.0, 500.0)] == [False, False, True, False, False]
     assert outage.delivered() is True and outage.delivered() is False
     assert outage.failed(600.0) is False  # a new outage counts from its own first failure
+    assert outage.failed(601.0, at_once=True) is True and outage.failed(602.0, at_once=True) is False
 
 
 @pytest.mark.parametrize("env", [

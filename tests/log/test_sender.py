@@ -90,6 +90,20 @@ def test_warns_once_when_unreachable_and_once_when_back(
     assert [m["data"] for m in read_all(server.url, "warn.a")] == [{"i": 1}]
 
 
+@pytest.mark.parametrize("bad", ["not-a-jwt", token(secret="the secret of another server, 32 bytes or more")])
+def test_a_token_refused_from_the_start_is_said_at_once_and_nothing_is_dropped(
+    server: ServerProcess, capfd: pytest.CaptureFixture[str], bad: str,
+) -> None:
+    # warn_after is far off: only a refused token's own rule can speak within this test.
+    sender = Sender(server.url, bad, exit_timeout=0.0, warn_after=3600)
+    sender.log("refused.a", {"i": 1})
+    err = wait_until(lambda: capfd.readouterr().err, timeout=30, what="the refused-token warning")
+    assert err.startswith("pulseboard: nothing delivered (server answered 401") and err.count("\n") == 1, err
+    assert "malformed or its signature is bad" in err and bad not in err
+    status = sender.status()
+    assert status.queued == 1 and status.dropped == status.rejected == 0  # kept for a better token
+
+
 def test_types_step_and_rows(server: ServerProcess, senders: Callable[..., Sender]) -> None:
     sender = senders(server.url)
     sender.log("types.a", {"np_f": np.float32(0.5), "np_i": np.int64(7), "zero_d": np.array(2.5),

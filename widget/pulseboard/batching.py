@@ -182,11 +182,12 @@ class Outage:
         self.since: float | None = None
         self.warned = False
 
-    def failed(self, now: float) -> bool:
-        """A failed attempt at `now` (monotonic seconds); True once, when it is time to say so."""
+    def failed(self, now: float, at_once: bool = False) -> bool:
+        """A failed attempt at `now` (monotonic seconds); True once, when it is time to say so:
+        after `warn_after`, or on this failure if `at_once` (waiting is unlikely to help)."""
         if self.since is None:
             self.since = now
-        elif not self.warned and now - self.since >= self.warn_after:
+        if not self.warned and (at_once or now - self.since >= self.warn_after):
             self.warned = True
             return True
         return False

@@ -300,7 +300,10 @@ class Sender:
                 path = os.environ.get(TOKEN_FILE_ENV) if self._token_arg is None else None
                 if path:
                     error += f"; waiting for a new token in {TOKEN_FILE_ENV} {path}"
-            self._failed(error, reached=bool(step.reached))
+            # A token refused before anything got through is most often the wrong token (a typo, a
+            # token for another server): say so now. One refused later has most often expired, and
+            # a renewed token file ends that quietly.
+            self._failed(error, reached=bool(step.reached), at_once=bool(step.relogin) and self.sent == 0)
         return step.wait
 
     def _drop_unencodable(self) -> None:
@@ -389,13 +392,14 @@ class Sender:
             self._outstanding -= n
             self._idle.notify_all()
 
-    def _failed(self, error: str, reached: bool = False) -> None:
+    def _failed(self, error: str, reached: bool = False, at_once: bool = False) -> None:
         with self._lock:
             self.last_error = error
             self.reachable = reached
             waiting = self._outstanding
-        if self._outage.failed(time.monotonic()):
-            note(f"nothing delivered for {self.warn_after:g} s ({error}); log() keeps queueing "
+        if self._outage.failed(time.monotonic(), at_once):
+            since = "" if at_once else f" for {self.warn_after:g} s"
+            note(f"nothing delivered{since} ({error}); log() keeps queueing and retrying "
                  f"({waiting} waiting, up to {self.max_queue})")
 
     def _reject(self, error: str) -> None:
