@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 
 from pulseboard.batching import BACKOFF_MAX, BACKOFF_MIN, Answer, BatchPlanner, Outage, classify, encode
+from pulseboard.client import backoff_delay
 from pulseboard.discovery import DiscoveryError, NotConfigured, discover, discover_for_kernel
+from pulseboard_server.brokers.redis_link import backoff
 
 
 def items(n: int, width: int = 1, start: int = 0) -> deque[dict[str, Any]]:
@@ -180,3 +183,15 @@ def test_a_token_file_that_is_missing_is_not_a_missing_setting(tmp_path: Path) -
     with pytest.raises(DiscoveryError) as info:  # a rotator between writes: it may come back
         discover(env=env)
     assert not isinstance(info.value, NotConfigured)
+
+
+def test_retry_jitter_leaves_a_seeded_random_alone() -> None:
+    # A training run seeds `random` for a reproducible result; our retries draw from their own.
+    random.seed(7)
+    p = planner()
+    for _ in range(5):
+        p.after(Answer.UNREACHABLE, 1)  # the sender's pause, with its jitter
+    waits = [backoff_delay(3), backoff(3)]  # the reference client's and the server's Redis link's
+    assert all(w > 0 for w in waits)
+    same = random.Random(7)
+    assert [random.random() for _ in range(3)] == [same.random() for _ in range(3)]

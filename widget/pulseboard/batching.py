@@ -88,8 +88,13 @@ class Step:
     relogin: bool = False  # look the token up again before the next attempt
 
 
+# Jitter draws from a generator of our own, never the `random` module's: a training run that
+# seeds `random` for a reproducible result gets the same numbers whatever the sender does.
+_rng = random.Random()
+
+
 def _jitter() -> float:
-    return random.uniform(0.8, 1.2)  # senders that failed together don't retry in step
+    return _rng.uniform(0.8, 1.2)  # senders that failed together don't retry in step
 
 
 class BatchPlanner:

@@ -45,9 +45,13 @@ def stops_after(close_code: int | None) -> bool:
     return close_code in FATAL_CLOSE
 
 
+# Our own generator, not the `random` module's: a caller that seeds `random` gets its own numbers.
+_rng = random.Random()
+
+
 def backoff_delay(attempt: int, base: float = 0.5, cap: float = 20.0) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
+    return _rng.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
 
 
 class SubscribeError(Exception):

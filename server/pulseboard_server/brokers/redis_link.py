@@ -29,10 +29,14 @@ CatchUp = Callable[["Link", set[str], bool], Awaitable[None]]
 OnMoved = Callable[["Link", str], None]  # link, live channel Redis unsubscribed us from
 
 
+# Our own generator, not the `random` module's (which an embedding program may have seeded).
+_rng = random.Random()
+
+
 def backoff(attempt: int, base: float = 0.05, cap: float = 2.0) -> float:
     """Exponential backoff with jitter: about base * 2**attempt, capped."""
     d: float = min(cap, base * (2 ** min(attempt, 20)))
-    return d / 2 + random.uniform(0, d / 2)
+    return d / 2 + _rng.uniform(0, d / 2)
 
 
 def _text(v: Any) -> str:
