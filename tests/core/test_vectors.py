@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pulseboard import client as client_module
 from pulseboard.client import Client, Gap, backoff_delay, stops_after
 from pulseboard.protocol import Envelope, PulseboardError, Since, decode_cursor, encode_cursor, parse_start
 from pulseboard_server.replay import HistoryWindow, plan_replay
@@ -49,7 +49,7 @@ def test_cursor_refuses(bad: str) -> None:
 @pytest.mark.parametrize("case", BACKOFF["cases"], ids=lambda c: f"attempt{c['attempt']}")
 def test_backoff_bounds(case: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     base, cap = BACKOFF["base"], BACKOFF["cap"]
-    monkeypatch.setattr(random, "uniform", lambda lo, hi: hi)
+    monkeypatch.setattr(client_module._rng, "uniform", lambda lo, hi: hi)  # the top of the jitter
     assert backoff_delay(case["attempt"], base, cap) == case["max"]
     monkeypatch.undo()
     for _ in range(200):
