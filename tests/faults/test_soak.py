@@ -6,13 +6,17 @@ WebSocket, an SSE stream or a long-poll (in turn), subscribes, reads at least on
 and goes away: a third close cleanly, a third just drop the socket, a third leave mid-read.
 Open files and RSS of the server process (from /proc) are read after a warm-up round of as many
 connections at the same pace (first-use imports, caches, and the allocator's high-water mark for
-that many connections at once are not leaks) and at the end, once the server reports no open
-connections; both must be within 10% of the start.
+that many connections at once are not leaks), then after each of two measured rounds of half as
+many, once the server reports no open connections. Open files must be within 10% of the start.
+RSS may not grow in both rounds (more than 5% of the start in each: what a leak does) nor by 20%
+in all: on a loaded machine, connections live longer, more are open at once, and the allocator
+keeps a new high-water mark after one round (+18% once in a CI run, in a single round of 1,000).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -114,18 +118,25 @@ async def test_churned_connections_give_back_files_and_memory(
         await churn(server, WARMUP, rng, tok)  # first use: imports, caches, pools
         await until(lambda: open_connections(server) == 0, 60, what="warm-up connections to close")
         fds0, rss0 = proc_stats(server.proc.pid)
-        outcomes = await churn(server, CONNECTIONS, rng, tok)
-        await until(lambda: open_connections(server) == 0, 60, what="every connection to close")
+        outcomes: dict[str, int] = {}
+        rss = [rss0]
+        for _ in range(2):
+            for k, v in (await churn(server, CONNECTIONS // 2, rng, tok)).items():
+                outcomes[k] = outcomes.get(k, 0) + v
+            await until(lambda: open_connections(server) == 0, 60, what="every connection to close")
+            rss.append(proc_stats(server.proc.pid)[1])
     finally:
         stop.set()
         await pub
-    fds1, rss1 = proc_stats(server.proc.pid)
-    print(f"soak: {CONNECTIONS} connections at {RATE}/s: {outcomes}; "
-          f"open files {fds0} -> {fds1}, RSS {rss0} -> {rss1} KiB ({100 * (rss1 - rss0) / rss0:+.1f}%)")
+    fds1, _ = proc_stats(server.proc.pid)
+    grew = [b - a for a, b in itertools.pairwise(rss)]
+    print(f"soak: {CONNECTIONS} connections at {RATE}/s: {outcomes}; open files {fds0} -> {fds1}, "
+          f"RSS {' -> '.join(map(str, rss))} KiB ({100 * (rss[-1] - rss0) / rss0:+.1f}%)")
     assert sum(v for k, v in outcomes.items() if not k.startswith("error")) == CONNECTIONS, outcomes
     # none kept (fewer is fine: the publisher's own connection closes before the second count)
     assert fds1 - fds0 <= max(1, fds0 // 10), (fds0, fds1)
-    assert abs(rss1 - rss0) <= rss0 // 10, (rss0, rss1)
+    assert min(grew) <= rss0 // 20, f"RSS grew in both rounds: {rss} KiB"
+    assert abs(rss[-1] - rss0) <= rss0 // 5, f"RSS: {rss} KiB"
     assert "Traceback" not in server.output()
 
 
