@@ -39,9 +39,14 @@ export function noDataText(empty: string[], readable: string[]): string {
 }
 
 /** Sorted field names, the first `max` of them. */
-function fieldList(fields: string[], max: number): string {
+export function fieldList(fields: string[], max = 12): string {
   const names = fields.sort();
   return names.slice(0, max).join(", ") + (names.length > max ? `, … (${names.length} in all)` : "");
+}
+
+/** "field los", or "fields los, acc". */
+export function fieldsNamed(names: string[]): string {
+  return names.length === 1 ? `field ${names[0]}` : `fields ${names.join(", ")}`;
 }
 
 /**
@@ -71,6 +76,5 @@ export function missingFieldsText(
   if (!missing.length || !seen.size) return null;
   const list = fieldList([...all], max);
   const where = [...seen.keys()].join(", ");
-  const what = missing.length === 1 ? `field ${missing[0]}` : `fields ${missing.join(", ")}`;
-  return `no ${what} on ${where} yet; ${seen.size === 1 ? "its" : "their"} fields: ${list}`;
+  return `no ${fieldsNamed(missing)} on ${where} yet; ${seen.size === 1 ? "its" : "their"} fields: ${list}`;
 }

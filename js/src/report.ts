@@ -6,6 +6,7 @@ import { Chart } from "./chart";
 import type { ChartOptions, Snapshot } from "./chart";
 import { matching } from "./chart/glob";
 import { injectStyles } from "./live";
+import { fieldList, fieldsNamed } from "./notices";
 import type { Envelope } from "./sync";
 
 export interface ReportSnapshot extends Snapshot {
@@ -94,10 +95,7 @@ export function savedGapsText(o: ReportChart["options"], snap: ReportSnapshot): 
   if (drawn.size) {
     const have = new Set([...drawn.values()].flatMap((fs) => [...fs]));
     const missing = (o.fields ?? []).filter((f) => f !== o.x && !have.has(f));
-    if (missing.length) {
-      const what = missing.length === 1 ? `field ${missing[0]}` : `fields ${missing.join(", ")}`;
-      parts.push(`no numbers in ${what}; fields drawn: ${[...have].sort().join(", ")}`);
-    }
+    if (missing.length) parts.push(`no numbers in ${fieldsNamed(missing)}; fields drawn: ${fieldList([...have])}`);
   }
   return parts.length ? parts.join(" · ") : null;
 }

@@ -47,6 +47,13 @@ describe("what a report chart says it lacks", () => {
     const s: ReportSnapshot = { ...snap, series: [...snap.series, { ch: "a", field: "los" }], y: [...snap.y, [null, null, null, null, null]] };
     expect(savedGapsText(opts(["a", "b"], ["los", "step"], "step"), s)).toBe("no numbers in field los; fields drawn: loss");
   });
+  it("lists at most 12 of the fields drawn, as the live chart's notice does", () => {
+    const names = Array.from({ length: 30 }, (_, i) => `f${String(i).padStart(2, "0")}`);
+    const wide: ReportSnapshot = { v: 1, series: names.map((field) => ({ ch: "a", field })), x: [0], y: names.map(() => [1]) };
+    expect(savedGapsText(opts(["a"], ["los"]), wide)).toBe(
+      `no numbers in field los; fields drawn: ${names.slice(0, 12).join(", ")}, … (30 in all)`,
+    );
+  });
 });
 
 describe("which snapshot the widget keeps", () => {

@@ -132,8 +132,8 @@ def test_nan_and_infinity_become_null(api: TestClient) -> None:
 
 
 def test_an_integer_no_float_can_hold_becomes_null_like_infinity(api: TestClient) -> None:
-    # `10**400` is valid JSON, but every browser reads it as Infinity: the chart dropped the
-    # point and bridged the line over it instead of drawing the gap an infinity gets.
+    # `10**400` is valid JSON, but every browser reads it as Infinity and drops the point:
+    # stored as null, as an infinity is (the chart skips it; docs/python.md).
     huge = "1" + "0" * 400
     body = f'{{"ch": "train", "data": {{"loss": {huge}, "neg": -{huge}, "big": 1{"0" * 300}, "step": 3}}}}'
     r = api.post("/publish", content=body.encode(), headers=auth())
